@@ -1,0 +1,48 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+# Each installs what it needs first (system packages, a virtual environment), idempotently.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := iproute2 iptables nftables libnetfilter-queue-dev tcpdump tshark socat netcat-openbsd wrk nginx-light curl
+STAMP := $(VENV)/.installed
+
+.PHONY: demo demo-sim test lint bench deps sysdeps clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,lab]'
+	touch $(STAMP)
+
+deps: sysdeps $(STAMP)
+
+# System packages: only when one is missing, and only when we are root (CI and the lab need root).
+sysdeps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "not root: skipping system packages ($$missing); lab tests will be skipped"; fi; \
+	fi
+
+demo: deps
+	$(VENV)/bin/tcplab demo
+
+demo-sim: $(STAMP)
+	$(VENV)/bin/tcplab demo --sim
+
+test: deps
+	$(VENV)/bin/ruff check stack lab tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check stack lab tests
+	$(VENV)/bin/mypy
+
+bench: deps
+	$(PY) -m tests.bench.run
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,73 @@
+"""Every tunable of the stack in one place, with defaults close to Linux where the issue asks.
+
+`TcpConfig` is per connection (a listener's copy is inherited by what it accepts; socket options
+override fields of a connection's copy). `linux_profile()` is the profile packetdrill scripts assume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True, slots=True)
+class TcpConfig:
+    # Segment size: our MSS option is the interface MTU minus 40 (RFC 9293 3.7.1).
+    mtu: int = 1500
+    default_peer_mss: int = 536  # RFC 9293 3.7.1: when the peer sends no MSS option
+
+    # Buffers (SO_SNDBUF / SO_RCVBUF), in octets.
+    sndbuf: int = 256 * 1024
+    rcvbuf: int = 256 * 1024
+    ooo_limit: int = 256 * 1024  # bytes kept out of order (bounded memory)
+
+    # Options offered on SYN.
+    window_scaling: bool = True  # RFC 7323
+    sack: bool = True  # RFC 2018
+    timestamps: bool = True  # RFC 7323
+
+    # Timers (seconds).
+    msl: float = 30.0  # TIME_WAIT lasts 2*MSL = 60 s
+    rto_initial: float = 1.0  # RFC 6298 2.1
+    rto_min: float = 0.2  # Linux's TCP_RTO_MIN
+    rto_max: float = 120.0
+    clock_granularity: float = 0.001  # G of RFC 6298
+    syn_retries: int = 6  # Linux tcp_syn_retries
+    synack_retries: int = 5  # Linux tcp_synack_retries
+    data_retries: int = 15  # Linux tcp_retries2: about 15 minutes with the RTO capped at 120 s
+    delack_timeout: float = 0.2  # RFC 1122 4.2.3.2 / RFC 9293 3.8.6.3 (at most 500 ms)
+    delack_segments: int = 2  # ACK at least every second full-sized segment
+    quickack_segments: int = 0  # ACK the first N data segments at once (Linux quick-ack; 0 = off)
+    persist_min: float = 0.2
+    persist_max: float = 60.0
+    keepalive_idle: float = 7200.0
+    keepalive_interval: float = 75.0
+    keepalive_count: int = 9
+    fin_wait_2_timeout: float | None = 60.0  # orphaned FIN_WAIT_2 (Linux tcp_fin_timeout)
+
+    # Sender behaviour.
+    nagle: bool = True  # TCP_NODELAY clears it
+    initial_window_segments: int = 10  # RFC 6928
+    congestion_control: str = "cubic"
+    limited_transmit: bool = True  # RFC 3042
+    dupack_threshold: int = 3  # RFC 5681
+
+    # RFC 5961 challenge ACKs: at most this many per second per host (Linux: 1000).
+    challenge_ack_limit: int = 1000
+
+    # Listener.
+    syn_backlog: int = 128  # half-open connections per listener
+    default_backlog: int = 128
+
+    def with_(self, **changes: object) -> TcpConfig:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def mss(self) -> int:
+        """Our MSS: the MTU less the IPv4 and TCP headers (RFC 9293 3.7.1)."""
+        return self.mtu - 40
+
+
+def linux_profile(**changes: object) -> TcpConfig:
+    """Behave like Linux where packetdrill scripts assume it: IW10, RTO min 200 ms, SYN option
+    layout MSS, SACK-permitted, timestamps, NOP, window scale 7."""
+    return TcpConfig().with_(**changes)

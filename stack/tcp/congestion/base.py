@@ -1,0 +1,73 @@
+"""The small interface every congestion controller implements, and the registry by name.
+
+The connection owns loss detection and recovery (RFC 5681, RFC 6675, RFC 6582); a controller only
+says how big the window may be: it grows `cwnd` on ACKs and sets `ssthresh`/`cwnd` when the
+connection reports congestion or a retransmission timeout. All sizes are octets.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import ClassVar
+
+INFINITE_SSTHRESH = 0x7FFFFFFF
+
+
+class CongestionControl(abc.ABC):
+    name: ClassVar[str]
+
+    def __init__(self, mss: int, initial_window: int, now: float) -> None:
+        """initial_window is in octets (RFC 6928: 10 segments unless configured otherwise)."""
+        self.mss = mss
+        self.cwnd = initial_window
+        self.ssthresh = INFINITE_SSTHRESH
+
+    @property
+    def in_slow_start(self) -> bool:
+        return self.cwnd < self.ssthresh
+
+    @abc.abstractmethod
+    def on_ack(self, acked: int, now: float, rtt: float | None, flight: int) -> None:
+        """`acked` new octets were cumulatively acknowledged outside loss recovery.
+
+        `rtt` is the latest RTT estimate (SRTT) or None; `flight` is FlightSize before the ACK.
+        """
+
+    @abc.abstractmethod
+    def on_congestion(self, now: float, flight: int) -> None:
+        """Loss detected by duplicate ACKs or SACK: set ssthresh (and cwnd) for fast recovery.
+
+        Called once per loss episode, when recovery starts.
+        """
+
+    def on_recovery_exit(self, now: float) -> None:
+        """Fast recovery ended (the recovery point was acknowledged): deflate cwnd to ssthresh."""
+        self.cwnd = max(self.ssthresh, self.mss)
+
+    @abc.abstractmethod
+    def on_rto(self, now: float, flight: int) -> None:
+        """A retransmission timeout: RFC 5681 eq. (4) ssthresh, cwnd to one segment (loss window)."""
+
+    def on_mss_change(self, mss: int) -> None:
+        self.mss = mss
+
+
+_REGISTRY: dict[str, type[CongestionControl]] = {}
+
+
+def register(cls: type[CongestionControl]) -> type[CongestionControl]:
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def create(name: str, mss: int, initial_window: int, now: float) -> CongestionControl:
+    try:
+        factory: Callable[[int, int, float], CongestionControl] = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown congestion control {name!r}; known: {sorted(_REGISTRY)}") from None
+    return factory(mss, initial_window, now)
+
+
+def available() -> list[str]:
+    return sorted(_REGISTRY)

@@ -1,0 +1,244 @@
+"""Structured trace of what the stack did: the evidence tests and the lab assert on.
+
+Every state transition, every segment in and out, every drop with its reason, retransmissions,
+congestion-window and RTT changes are events. A `Trace` with no sink is disabled and costs one
+attribute test per would-be event (`if trace.enabled:`), so callers build events only when needed.
+
+Sinks: `MemorySink` (tests), `JsonLinesSink` (the lab's run directory), `PcapSink` (Wireshark).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any, Protocol
+
+ConnId = str  # "10.0.0.1:40000>10.0.0.2:80" (local>remote)
+
+
+def conn_id(local_ip: str, local_port: int, remote_ip: str, remote_port: int) -> ConnId:
+    return f"{local_ip}:{local_port}>{remote_ip}:{remote_port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    time: float
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["kind"] = self.kind
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange(Event):
+    conn: ConnId
+    old: str
+    new: str
+    cause: str  # "segment:S.", "timer:time_wait", "call:close", ...
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentEvent(Event):
+    direction: str  # "in" | "out"
+    conn: ConnId  # from this host's point of view (local>remote)
+    flags: str
+    seq: int
+    ack: int
+    win: int  # raw window field
+    len: int  # payload octets
+    options: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PacketEvent(Event):
+    """A whole IP packet in or out of the host (what the pcap sink writes)."""
+
+    direction: str
+    data: bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "time": self.time, "direction": self.direction, "len": len(self.data)}
+
+
+@dataclass(frozen=True, slots=True)
+class Drop(Event):
+    reason: str
+    detail: str = ""
+    conn: ConnId = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Retransmit(Event):
+    conn: ConnId
+    seq: int
+    len: int
+    why: str  # "rto", "fast", "sack", "syn", "synack", "probe"
+
+
+@dataclass(frozen=True, slots=True)
+class CongestionEvent(Event):
+    conn: ConnId
+    cwnd: int
+    ssthresh: int
+    why: str  # "ack", "loss", "rto", "recovery_exit", "init", ...
+    flight: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RttEvent(Event):
+    conn: ConnId
+    sample: float
+    srtt: float
+    rttvar: float
+    rto: float
+
+
+@dataclass(frozen=True, slots=True)
+class TimerEvent(Event):
+    conn: ConnId
+    timer: str  # "rto", "persist", "keepalive", "delack", "time_wait", ...
+    action: str  # "fired", ...
+
+
+@dataclass(frozen=True, slots=True)
+class AppEvent(Event):
+    """Something an application did or was told, e.g. ("connect", "refused")."""
+
+    conn: ConnId
+    what: str
+    detail: str = ""
+
+
+class Sink(Protocol):
+    def write(self, event: Event) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Trace:
+    """Fans events out to sinks. `enabled` is False while there is no sink."""
+
+    __slots__ = ("enabled", "sinks")
+
+    def __init__(self, sinks: Iterable[Sink] = ()) -> None:
+        self.sinks: list[Sink] = list(sinks)
+        self.enabled = bool(self.sinks)
+
+    def add(self, sink: Sink) -> Sink:
+        self.sinks.append(sink)
+        self.enabled = True
+        return sink
+
+    def remove(self, sink: Sink) -> None:
+        self.sinks.remove(sink)
+        self.enabled = bool(self.sinks)
+
+    def emit(self, event: Event) -> None:
+        for sink in self.sinks:
+            sink.write(event)
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+
+
+@dataclass
+class MemorySink:
+    """Keeps events in a list; helpers filter them the way tests ask."""
+
+    events: list[Event] = field(default_factory=list)
+
+    def write(self, event: Event) -> None:
+        self.events.append(event)
+
+    def close(self) -> None:
+        pass
+
+    def of(self, kind: type[Event]) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    def transitions(self, conn: ConnId | None = None) -> list[str]:
+        """The state names a connection went through: ["CLOSED", "SYN_SENT", ...].
+
+        With conn=None there must be exactly one connection in the trace.
+        """
+        changes: list[StateChange] = self.of(StateChange)
+        if conn is None:
+            conns = list(dict.fromkeys(c.conn for c in changes))
+            if len(conns) != 1:
+                raise ValueError(f"trace has {len(conns)} connections; name one of {conns}")
+            conn = conns[0]
+        picked = [c for c in changes if c.conn == conn]
+        return ([picked[0].old] if picked else []) + [c.new for c in picked]
+
+    def segments(self, direction: str | None = None, conn: ConnId | None = None) -> list[SegmentEvent]:
+        return [
+            e
+            for e in self.events
+            if isinstance(e, SegmentEvent)
+            and (direction is None or e.direction == direction)
+            and (conn is None or e.conn == conn)
+        ]
+
+    def drops(self, reason: str | None = None) -> list[Drop]:
+        return [e for e in self.events if isinstance(e, Drop) and (reason is None or e.reason == reason)]
+
+    def clear(self) -> None:
+        self.events.clear()
+
+
+class JsonLinesSink:
+    """One JSON object per line; PacketEvents are written as their length only."""
+
+    def __init__(self, out: IO[str], kinds: Callable[[Event], bool] | None = None) -> None:
+        self.out = out
+        self.keep = kinds
+
+    def write(self, event: Event) -> None:
+        if self.keep is None or self.keep(event):
+            self.out.write(json.dumps(event.to_dict(), separators=(",", ":")) + "\n")
+
+    def close(self) -> None:
+        self.out.flush()
+
+
+PCAP_GLOBAL = struct.Struct("<IHHiIII")
+PCAP_RECORD = struct.Struct("<IIII")
+LINKTYPE_IPV4 = 228  # raw IPv4, no link-layer header
+
+
+class PcapSink:
+    """Writes every PacketEvent to a classic pcap file (microsecond timestamps, raw IPv4)."""
+
+    def __init__(self, out: IO[bytes], snaplen: int = 65535, time_offset: float = 0.0) -> None:
+        self.out = out
+        self.time_offset = time_offset
+        out.write(PCAP_GLOBAL.pack(0xA1B2C3D4, 2, 4, 0, 0, snaplen, LINKTYPE_IPV4))
+
+    def write(self, event: Event) -> None:
+        if isinstance(event, PacketEvent):
+            t = event.time + self.time_offset
+            sec = int(t)
+            usec = int(round((t - sec) * 1_000_000))
+            if usec >= 1_000_000:
+                sec, usec = sec + 1, usec - 1_000_000
+            n = len(event.data)
+            self.out.write(PCAP_RECORD.pack(sec, usec, n, n))
+            self.out.write(event.data)
+
+    def close(self) -> None:
+        self.out.flush()
+
+
+def read_jsonl(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    for line in lines:
+        line = line.strip()
+        if line:
+            yield json.loads(line)

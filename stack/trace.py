@@ -226,7 +226,7 @@ class PcapSink:
         if isinstance(event, PacketEvent):
             t = event.time + self.time_offset
             sec = int(t)
-            usec = int(round((t - sec) * 1_000_000))
+            usec = round((t - sec) * 1_000_000)
             if usec >= 1_000_000:
                 sec, usec = sec + 1, usec - 1_000_000
             n = len(event.data)

@@ -10,6 +10,7 @@ import enum
 import struct
 from dataclasses import dataclass
 
+from stack.checksum import internet_checksum, pseudo_header_sum
 from stack.errors import ParseError
 
 
@@ -143,8 +144,67 @@ class TcpSegment:
         return o if isinstance(o, Timestamps) else None
 
 
-HEADER = struct.Struct("!HHIIBBHHH")  # without the checksum split: see parse/build
+HEADER = struct.Struct("!HHIIBBHHH")  # ports, seq, ack, offset<<4, flags, window, checksum, urgent
 MIN_HEADER_LEN = 20
+MAX_OPTIONS_LEN = 40  # data offset is 4 bits of 32-bit words: at most 60 octets of header
+_CHECKSUM = struct.Struct("!H")
+_PROTO_TCP = 6
+
+# All 256 flag bytes pre-made: Flags(x) per packet costs more than the rest of the header.
+_FLAGS = tuple(Flags(i) for i in range(256))
+_EOL = Eol()
+_NOP = Nop()
+_U16 = struct.Struct("!H")
+_U32X2 = struct.Struct("!II")
+_TS = struct.Struct("!BBII")
+_MSS = struct.Struct("!BBH")
+
+
+def _parse_options(buf: bytes) -> tuple[TcpOption, ...]:
+    """Walk the option list (RFC 9293 section 3.2). EOL ends it: whatever follows is padding."""
+    opts: list[TcpOption] = []
+    i = 0
+    n = len(buf)
+    while i < n:
+        kind = buf[i]
+        if kind == OPT_EOL:
+            opts.append(_EOL)
+            break
+        if kind == OPT_NOP:
+            opts.append(_NOP)
+            i += 1
+            continue
+        if i + 1 >= n:
+            raise ParseError("tcp_option", f"kind {kind} has no length octet")
+        length = buf[i + 1]
+        if length < 2 or i + length > n:
+            raise ParseError("tcp_option", f"kind {kind} length {length} at {i} of {n}")
+        opts.append(_parse_option(kind, length, buf, i))
+        i += length
+    return tuple(opts)
+
+
+def _parse_option(kind: int, length: int, buf: bytes, i: int) -> TcpOption:
+    if kind == OPT_MSS:
+        if length == 4:
+            return Mss(_U16.unpack_from(buf, i + 2)[0])
+    elif kind == OPT_WSCALE:
+        if length == 3:
+            return WindowScale(buf[i + 2])
+    elif kind == OPT_SACK_PERMITTED:
+        if length == 2:
+            return SackPermitted()
+    elif kind == OPT_SACK:
+        # RFC 2018 section 3: 2 + 8n octets; four blocks fill the 40-octet option space.
+        nblocks, odd = divmod(length - 2, 8)
+        if not odd and 1 <= nblocks <= 4:
+            return Sack(tuple(_U32X2.unpack_from(buf, i + 2 + 8 * b) for b in range(nblocks)))
+    elif kind == OPT_TIMESTAMP:
+        if length == 10:
+            return Timestamps(*_U32X2.unpack_from(buf, i + 2))
+    else:
+        return UnknownOption(kind, buf[i + 2 : i + length])
+    raise ParseError("tcp_option", f"kind {kind} with length {length}")
 
 
 def parse_tcp(data: bytes | memoryview, src: bytes, dst: bytes, verify_checksum: bool = True) -> TcpSegment:
@@ -153,11 +213,107 @@ def parse_tcp(data: bytes | memoryview, src: bytes, dst: bytes, verify_checksum:
     Raises ParseError on a short header, a bad data offset, a bad checksum or a malformed option
     list (an option whose length runs past the header, a known option with the wrong length).
     Unknown options are kept as UnknownOption, skipped by their length.
+
+    The checksum is checked before the data offset, so a corrupted header counts as
+    "tcp_checksum". Flag combinations are not judged here (the connection does); the four
+    reserved bits are ignored.
     """
-    raise NotImplementedError
+    n = len(data)
+    if n < MIN_HEADER_LEN:
+        raise ParseError("tcp_short", f"{n} bytes")
+    if verify_checksum and internet_checksum(data, pseudo_header_sum(src, dst, _PROTO_TCP, n)) != 0:
+        raise ParseError("tcp_checksum")
+    sport, dport, seq, ack, offset, flags, window, _csum, urgent = HEADER.unpack_from(data)
+    hlen = (offset >> 4) * 4
+    if hlen < MIN_HEADER_LEN or hlen > n:
+        raise ParseError("tcp_offset", f"header {hlen} of {n} bytes")
+    options = _parse_options(bytes(data[MIN_HEADER_LEN:hlen])) if hlen > MIN_HEADER_LEN else ()
+    return TcpSegment(sport, dport, seq, ack, _FLAGS[flags], window, bytes(data[hlen:]), options, urgent)
+
+
+def encode_options(options: tuple[TcpOption, ...]) -> bytes:
+    """The option octets in order, unpadded."""
+    parts: list[bytes] = []
+    for o in options:
+        if isinstance(o, Nop):
+            parts.append(b"\x01")
+        elif isinstance(o, Eol):
+            parts.append(b"\x00")
+        elif isinstance(o, Mss):
+            parts.append(_MSS.pack(OPT_MSS, 4, o.value))
+        elif isinstance(o, WindowScale):
+            parts.append(bytes((OPT_WSCALE, 3, o.shift)))
+        elif isinstance(o, SackPermitted):
+            parts.append(bytes((OPT_SACK_PERMITTED, 2)))
+        elif isinstance(o, Sack):
+            parts.append(bytes((OPT_SACK, 2 + 8 * len(o.blocks))))
+            parts.extend(_U32X2.pack(left, right) for left, right in o.blocks)
+        elif isinstance(o, Timestamps):
+            parts.append(_TS.pack(OPT_TIMESTAMP, 10, o.tsval, o.tsecr))
+        else:
+            parts.append(bytes((o.kind, 2 + len(o.data))) + o.data)
+    return b"".join(parts)
+
+
+def normalize_options(options: tuple[TcpOption, ...]) -> tuple[TcpOption, ...]:
+    """What `parse_tcp` returns for a segment built by `build_tcp` with these options.
+
+    The symmetry that holds: parse(build(seg)) == replace(seg, options=normalize_options(...)).
+    Options after the first Eol are dropped (EOL ends the list), and if the list does not end
+    with Eol and its octets are not a multiple of four, the zero padding reads back as one Eol().
+    So parse(build(seg)) == seg exactly when Eol appears at most once, as the last option, or
+    not at all with options filling a multiple of four octets. (UnknownOption must not use a
+    kind this module knows, else it reads back as that option or fails to parse.)
+    """
+    for i, o in enumerate(options):
+        if isinstance(o, Eol):
+            return options[: i + 1]
+    if len(encode_options(options)) % 4:
+        return (*options, _EOL)
+    return options
 
 
 def build_tcp(seg: TcpSegment, src: bytes, dst: bytes) -> bytes:
     """Build a TCP segment with a correct checksum. Options are encoded in order and padded
-    with EOL (zero) bytes to a multiple of four octets."""
-    raise NotImplementedError
+    with EOL (zero) bytes to a multiple of four octets; see `normalize_options` for what
+    parsing the result gives back."""
+    opts = encode_options(seg.options) if seg.options else b""
+    if len(opts) & 3:
+        opts += bytes(4 - (len(opts) & 3))
+    if len(opts) > MAX_OPTIONS_LEN:
+        raise ValueError(f"TCP options take {len(opts)} octets, more than {MAX_OPTIONS_LEN}")
+    hlen = MIN_HEADER_LEN + len(opts)
+    buf = bytearray(
+        HEADER.pack(
+            seg.src_port, seg.dst_port, seg.seq, seg.ack, (hlen // 4) << 4, int(seg.flags) & 0xFF,
+            seg.window, 0, seg.urgent,
+        )
+    )
+    buf += opts
+    buf += seg.payload
+    csum = internet_checksum(buf, pseudo_header_sum(src, dst, _PROTO_TCP, len(buf)))
+    _CHECKSUM.pack_into(buf, 16, csum)
+    return bytes(buf)
+
+
+_OPTION_NAMES = {Eol: "eol", Nop: "nop", SackPermitted: "sackOK"}
+
+
+def format_option(o: TcpOption) -> str:
+    """One option in packetdrill spelling."""
+    if isinstance(o, Mss):
+        return f"mss {o.value}"
+    if isinstance(o, WindowScale):
+        return f"wscale {o.shift}"
+    if isinstance(o, Timestamps):
+        return f"TS val {o.tsval} ecr {o.tsecr}"
+    if isinstance(o, Sack):
+        return "sack " + " ".join(f"{left}:{right}" for left, right in o.blocks)
+    if isinstance(o, UnknownOption):
+        return f"opt-{o.kind}"
+    return _OPTION_NAMES[type(o)]
+
+
+def format_options(options: tuple[TcpOption, ...]) -> str:
+    """packetdrill spelling: "mss 1460,sackOK,TS val 100 ecr 0,nop,wscale 7,sack 1:2 3:4,eol"."""
+    return ",".join(format_option(o) for o in options)

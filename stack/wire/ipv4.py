@@ -1,0 +1,100 @@
+"""IPv4 header (RFC 791 section 3.1). Options are skipped on parse and never built."""
+
+from __future__ import annotations
+
+import functools
+import socket
+import struct
+from dataclasses import dataclass
+
+from stack.checksum import internet_checksum
+from stack.errors import ParseError
+
+PROTO_ICMP = 1
+PROTO_TCP = 6
+PROTO_UDP = 17
+
+HEADER = struct.Struct("!BBHHHBBH4s4s")
+MIN_HEADER_LEN = 20
+_FLAG_DF = 0x4000
+_FLAG_MF = 0x2000
+_OFFSET_MASK = 0x1FFF
+
+
+@dataclass(frozen=True, slots=True)
+class IPv4Packet:
+    src: str
+    dst: str
+    protocol: int
+    payload: bytes
+    ttl: int = 64
+    ident: int = 0
+    tos: int = 0
+    dont_fragment: bool = True
+    more_fragments: bool = False
+    fragment_offset: int = 0  # in 8-octet units, as on the wire
+
+    @property
+    def is_fragment(self) -> bool:
+        return self.more_fragments or self.fragment_offset != 0
+
+
+@functools.lru_cache(maxsize=1024)
+def pack_addr(addr: str) -> bytes:
+    """"10.0.0.1" -> b"\\n\\x00\\x00\\x01" (cached: a host sees few distinct addresses)."""
+    return socket.inet_aton(addr)
+
+
+@functools.lru_cache(maxsize=1024)
+def unpack_addr(b: bytes) -> str:
+    return socket.inet_ntoa(b)
+
+
+def peek_dst(data: bytes | memoryview) -> bytes:
+    """The four raw destination-address bytes, without parsing or verifying the rest."""
+    if len(data) < MIN_HEADER_LEN:
+        raise ParseError("ip_short", f"{len(data)} bytes")
+    return bytes(data[16:20])
+
+
+def parse_ipv4(data: bytes | memoryview) -> IPv4Packet:
+    """Parse one IPv4 packet. Bytes beyond the total length (link padding) are ignored."""
+    n = len(data)
+    if n < MIN_HEADER_LEN:
+        raise ParseError("ip_short", f"{n} bytes")
+    ver_ihl, tos, total, ident, frag, ttl, proto, _csum, src, dst = HEADER.unpack_from(data)
+    if ver_ihl >> 4 != 4:
+        raise ParseError("ip_version", str(ver_ihl >> 4))
+    hlen = (ver_ihl & 0x0F) * 4
+    if hlen < MIN_HEADER_LEN:
+        raise ParseError("ip_ihl", str(hlen))
+    if total < hlen or total > n:
+        raise ParseError("ip_length", f"total {total}, header {hlen}, have {n}")
+    if internet_checksum(data[:hlen]) != 0:
+        raise ParseError("ip_checksum")
+    return IPv4Packet(
+        src=unpack_addr(src),
+        dst=unpack_addr(dst),
+        protocol=proto,
+        payload=bytes(data[hlen:total]),
+        ttl=ttl,
+        ident=ident,
+        tos=tos,
+        dont_fragment=bool(frag & _FLAG_DF),
+        more_fragments=bool(frag & _FLAG_MF),
+        fragment_offset=frag & _OFFSET_MASK,
+    )
+
+
+def build_ipv4(pkt: IPv4Packet) -> bytes:
+    """Serialize with a 20-octet header and a correct header checksum."""
+    frag = pkt.fragment_offset & _OFFSET_MASK
+    if pkt.dont_fragment:
+        frag |= _FLAG_DF
+    if pkt.more_fragments:
+        frag |= _FLAG_MF
+    src, dst = pack_addr(pkt.src), pack_addr(pkt.dst)
+    total = MIN_HEADER_LEN + len(pkt.payload)
+    header = HEADER.pack(0x45, pkt.tos, total, pkt.ident, frag, pkt.ttl, pkt.protocol, 0, src, dst)
+    csum = internet_checksum(header)
+    return header[:10] + csum.to_bytes(2, "big") + header[12:] + pkt.payload

@@ -1,0 +1,1 @@
+"""Deterministic simulated network: a virtual-time asyncio loop, seeded links, and hosts on them."""

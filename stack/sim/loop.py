@@ -12,6 +12,9 @@ Three guarantees beyond the stock loop, all for exact and reproducible tests:
   clock's resolution, i.e. early).
 - Timers scheduled for the same time run in the order they were scheduled (FIFO), so a run
   depends only on what was scheduled, not on heap layout.
+- An exception raised by a plain callback (a packet delivery, a host timer) stops the run and is
+  raised out of `run_until_complete`, instead of being logged while the run carries on: a bug in
+  the stack must fail the test that hit it.
 - A deadlock fails at once: if nothing is ready, nothing is scheduled and no file descriptor has
   anything to say, while a coroutine still waits, `SimulationStalled` is raised out of
   `run_until_complete` instead of blocking forever.
@@ -27,7 +30,7 @@ import heapq
 import itertools
 import math
 import selectors
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from contextvars import Context
 from typing import Any, TypeVar, TypeVarTuple
 
@@ -108,8 +111,35 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         selector = _VirtualSelector()
         self._now = 0.0
         self._timer_seq = itertools.count()
+        self._callback_error: Exception | None = None
         super().__init__(selector)
         selector.loop = self
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        # Only callback errors ("handle"): task errors are the awaiting code's to handle.
+        if isinstance(exc, Exception) and "handle" in context and self._callback_error is None:
+            self._callback_error = exc
+            self.stop()
+            return
+        super().call_exception_handler(context)
+
+    def run_until_complete(self, future: Generator[Any, None, _T] | Awaitable[_T]) -> _T:
+        try:
+            result = super().run_until_complete(future)
+        except BaseException:
+            error = self._take_callback_error()
+            if error is not None:
+                raise error from None
+            raise
+        error = self._take_callback_error()
+        if error is not None:
+            raise error
+        return result
+
+    def _take_callback_error(self) -> Exception | None:
+        error, self._callback_error = self._callback_error, None
+        return error
 
     def time(self) -> float:
         return self._now

@@ -229,3 +229,31 @@ def test_pending_tasks_are_cancelled_when_an_owned_loop_closes() -> None:
 
     run(main())
     assert cancelled == [True]
+
+
+def test_a_failing_callback_stops_the_run_with_its_exception(loop: VirtualTimeLoop) -> None:
+    def boom() -> None:
+        raise ZeroDivisionError("in a callback")
+
+    loop.call_at(2.0, boom)
+    with pytest.raises(ZeroDivisionError, match="in a callback"):
+        run(asyncio.sleep(10), loop=loop)
+    assert loop.time() == 2.0
+    # The loop carries on afterwards; the interrupted sleep is still there to finish.
+    run(asyncio.sleep(1), loop=loop)
+    assert loop.time() == 3.0
+
+
+def test_task_exceptions_still_reach_the_awaiter(loop: VirtualTimeLoop) -> None:
+    async def failing() -> None:
+        await asyncio.sleep(1)
+        raise KeyError("task")
+
+    async def main() -> str:
+        try:
+            await asyncio.get_running_loop().create_task(failing())
+        except KeyError:
+            return "caught"
+        return "not raised"
+
+    assert run(main(), loop=loop) == "caught"

@@ -360,12 +360,11 @@ class _Parser:
         result = self.signed_int("the expected result (an integer)")
         errno = note = None
         if self.at(Kind.WORD):
-            errno_tok = self.next()
-            errno = errno_tok.text
+            errno = self.next().text
             if result != -1:
                 raise ParseError(result_tok.line, result_tok.column, "an errno goes with a result of -1")
-            if self.at(Kind.PUNCT, "("):
-                note = self.note()
+        if self.at(Kind.PUNCT, "("):  # also without errno: `fcntl(3, F_GETFL) = 0x2 (flags O_RDWR)`
+            note = self.note()
         for arg in args:
             if isinstance(arg, RawStruct) and "tcpi_" in arg.text:
                 raise _Unsupported(f"tcpi_ fields in {name}()")
@@ -376,11 +375,11 @@ class _Parser:
         )
 
     def note(self) -> str:
-        """The strerror text after an errno, `(Operation now in progress)`, taken verbatim."""
+        """The text in parentheses after the result, `(Operation now in progress)`, verbatim."""
         opening = self.next()
         while not self.at(Kind.PUNCT, ")"):
             if self.at(Kind.NEWLINE) or self.at(Kind.EOF):
-                raise self.error("')' closing the errno note")
+                raise self.error("')' closing the note")
             self.next()
         closing = self.next()
         return self.src[opening.end : closing.start].strip()

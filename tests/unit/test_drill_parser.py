@@ -425,6 +425,13 @@ def test_syscall_without_arguments_and_hex_result() -> None:
     assert one("0 getpid() = 0x10") == call(1, ab(0), "getpid", result=16)
 
 
+def test_note_without_errno() -> None:
+    event = one("+0 fcntl(3, F_GETFL) = 0x802 (flags O_RDWR|O_NONBLOCK)")
+    assert event == call(
+        1, rel(0), "fcntl", i(3), sym("F_GETFL"), result=0x802, note="flags O_RDWR|O_NONBLOCK"
+    )
+
+
 def test_struct_may_span_lines_and_keeps_later_line_numbers() -> None:
     script = parse_script(
         "0 sendmsg(4, {msg_name(...)=...,\n"
@@ -524,7 +531,7 @@ BASE = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n"
         ("+0 write(4, ..., @) = 1", 18, "expected an argument"),
         ("+0 fcntl(3, F_SETFL, O_RDWR|7) = 0", 29, "symbolic constant after '|'"),
         ("+0 close(3) = 0 EAGAIN", 15, "an errno goes with a result of -1"),
-        ("+0 read(3, ..., 1) = -1 EAGAIN (Resource", 41, "')' closing the errno note"),
+        ("+0 read(3, ..., 1) = -1 EAGAIN (Resource", 41, "')' closing the note"),
         ("+0 > SX 0:0(0)", 6, "expected TCP flags"),
         ("+0 > SS 0:0(0)", 6, "expected TCP flags"),
         ("+0 > 0:0(0)", 6, "expected TCP flags"),

@@ -47,7 +47,7 @@ class SimulationStalled(RuntimeError):
 class _FifoTimerHandle(asyncio.TimerHandle):
     """A timer handle that orders by (when, scheduling order): FIFO among equal times."""
 
-    __slots__ = ("_seq",)
+    __slots__ = ("_order",)
 
     def __init__(
         self,
@@ -59,15 +59,12 @@ class _FifoTimerHandle(asyncio.TimerHandle):
         seq: int,
     ) -> None:
         super().__init__(when, callback, args, loop, context)
-        self._seq = seq
-
-    def _key(self) -> tuple[float, int]:
-        return (self.when(), self._seq)
+        self._order = (when, seq)  # compared on every heap operation: keep it one tuple
 
     def __lt__(self, other: asyncio.TimerHandle) -> bool:
-        if isinstance(other, _FifoTimerHandle):
-            return self._key() < other._key()
-        return self.when() < other.when()
+        # Hot path of every heap operation. Only this loop's call_at makes timers, so the
+        # scheduled heap holds nothing else.
+        return self._order < other._order  # type: ignore[attr-defined,no-any-return]
 
     def __le__(self, other: asyncio.TimerHandle) -> bool:
         return not other < self
@@ -93,10 +90,13 @@ class _VirtualSelector(selectors.DefaultSelector):
         self.loop: VirtualTimeLoop | None = None
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        # Real I/O first: the loop's self-pipe (call_soon_threadsafe, signals) must still work.
-        ready = super().select(0)
-        if ready:
-            return ready
+        # Real file descriptors are polled, never waited for. The loop's own self-pipe is only a
+        # wake-up signal (call_soon_threadsafe queues the callback itself), so skip the system
+        # call while it is the only one registered, except before declaring a stall.
+        if timeout is None or len(self.get_map()) > 1:
+            ready = super().select(0)
+            if ready:
+                return ready
         if timeout is None:
             raise SimulationStalled(STALL_MESSAGE)
         if timeout > 0 and self.loop is not None:

@@ -75,3 +75,59 @@ def test_si_round_trip() -> None:
     assert Impairment.from_si(delay=0.02, loss=0.1, rate=1e6, limit=50) == imp
     with pytest.raises(ValidationError):
         Impairment.from_si(loss=2.0)  # ranges still hold for SI input
+
+
+# -- the emulator's per-packet schedule (pure: no queue, no namespace) ----------------------------
+def _schedule(**profile: Any) -> Any:
+    import random
+
+    from lab.impair.emulator import LinkSchedule
+
+    return LinkSchedule(Impairment.model_validate(profile), random.Random(7))
+
+
+def test_schedule_delay_and_jitter_bounds() -> None:
+    sched = _schedule(delay="20ms", jitter="5ms", limit=100_000)
+    times = [sched.admit(1.0, 100).release - 1.0 for _ in range(2000)]
+    assert min(times) >= 0.015 - 1e-9 and max(times) <= 0.025 + 1e-9
+    assert abs(sum(times) / len(times) - 0.020) < 0.0005
+
+
+def test_schedule_loss_is_seeded_and_near_rate() -> None:
+    a, b = _schedule(loss="10%", limit=10_000), _schedule(loss="10%", limit=10_000)
+    fates_a = [a.admit(0.0, 100).drop_reason for _ in range(5000)]
+    fates_b = [b.admit(0.0, 100).drop_reason for _ in range(5000)]
+    assert fates_a == fates_b  # same seed, same losses: a failing run replays
+    lost = fates_a.count("loss")
+    assert abs(lost - 500) < 4 * (5000 * 0.1 * 0.9) ** 0.5
+
+
+def test_schedule_rate_serialises_and_limit_tail_drops() -> None:
+    sched = _schedule(rate="1mbit", limit=3)
+    # 111 bytes + 14 of Ethernet = 1000 bits = 1 ms each at 1 Mbit/s.
+    fates = [sched.admit(0.0, 111) for _ in range(5)]
+    assert [f.release for f in fates[:3]] == pytest.approx([0.001, 0.002, 0.003])
+    assert [f.drop_reason for f in fates[3:]] == ["limit", "limit"]
+    sched.released()
+    assert sched.admit(0.0, 111).release == pytest.approx(0.004)
+
+
+def test_schedule_duplicate_reorder_corrupt() -> None:
+    sched = _schedule(delay="10ms", duplicate="100%", reorder="100%", corrupt="100%", limit=100)
+    fate = sched.admit(5.0, 100)
+    assert fate.reordered and fate.release == 5.0  # reordered packets skip the delay, as in netem
+    assert fate.copy_release is not None and fate.corrupt
+    assert sched.held == 1  # the copy waits in the hold; the reordered original left at once
+
+
+def test_corrupt_flips_one_bit_past_the_ip_header() -> None:
+    import random
+
+    from lab.impair.emulator import corrupt_packet
+
+    packet = bytes([0x45]) + bytes(19) + bytes(range(40))
+    for seed in range(50):
+        out = corrupt_packet(packet, random.Random(seed))
+        diff = [i for i in range(len(packet)) if out[i] != packet[i]]
+        assert len(diff) == 1 and diff[0] >= 20
+        assert bin(out[diff[0]] ^ packet[diff[0]]).count("1") == 1

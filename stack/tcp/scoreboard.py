@@ -64,6 +64,9 @@ class Scoreboard:
     def update(self, snd_una: int, snd_nxt: int, blocks: Iterable[Interval]) -> int:
         """Advance to the cumulative ACK `snd_una`, merge SACK blocks; return newly SACKed octets.
 
+        With no state at all the scoreboard re-anchors at snd_una wherever it is; while state
+        exists the connection must call update() on every ACK so `una` never lags by 2**31.
+
         A block is ignored unless it is a valid range ending in (snd_una, snd_nxt]: D-SACKs
         (RFC 2883) and stale blocks lie at or below snd_una, and a block beyond SND.NXT
         acknowledges data never sent (RFC 2018 section 3 is silent; ignoring it is the safe
@@ -71,7 +74,9 @@ class Scoreboard:
         (snd_una behind `una`) does not move it back.
         """
         d = seq.sub(snd_una, self._una)
-        if d > 0:
+        if not (self._sacked or self._rxt or self._high_rxt):
+            self._una = snd_una
+        elif d > 0:
             self._sacked = _shift(self._sacked, d)
             self._rxt = _shift(self._rxt, d)
             self._high_rxt = max(self._high_rxt - d, 0)

@@ -191,6 +191,11 @@ class Network:
             raise TypeError(f"{name!r} is a host, not a router")
         return node
 
+    def inject(self, node: str, packet: bytes) -> None:
+        """Put a crafted packet on the network as if `node` had transmitted it (tests use this to
+        send what a stack would never send, or to speak for a node that has no stack)."""
+        self._transmit(self._get(node), packet)
+
     def duplex(self, a: str, b: str) -> Duplex:
         return self._duplexes[frozenset((a, b))]
 

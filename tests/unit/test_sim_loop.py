@@ -35,8 +35,12 @@ def test_call_at_callbacks_run_in_time_order_at_their_exact_times(loop: VirtualT
     rng = random.Random(7)
     times = [rng.uniform(0, 100) for _ in range(500)]
     fired: list[tuple[float, float]] = []
+
+    def record(when: float) -> None:
+        fired.append((when, loop.time()))
+
     for t in times:
-        loop.call_at(t, lambda t=t: fired.append((t, loop.time())))
+        loop.call_at(t, record, t)
     done = loop.create_future()
     loop.call_at(200.0, done.set_result, None)
     loop.run_until_complete(done)
@@ -115,7 +119,7 @@ def test_gather_event_queue(loop: VirtualTimeLoop) -> None:
         ev.set()
 
     async def consumer(q: asyncio.Queue[int], ev: asyncio.Event) -> list[tuple[int, float]]:
-        got = []
+        got: list[tuple[int, float]] = []
         lp = asyncio.get_running_loop()
         while len(got) < 5:
             got.append((await q.get(), lp.time()))

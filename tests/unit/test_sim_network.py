@@ -91,8 +91,11 @@ def net() -> Iterator[Network]:
         yield n
 
 
+FAKE_FACTORY: Any = FakeHost  # stands in for stack.host.Host
+
+
 def add(net: Network, name: str, address: str, **kw: Any) -> FakeHost:
-    return fake(net.add_host(name, address, host_factory=FakeHost, **kw))
+    return fake(net.add_host(name, address, host_factory=FAKE_FACTORY, **kw))
 
 
 def send(net: Network, name: str, packet: bytes) -> None:
@@ -329,8 +332,8 @@ def timeline(seed: int, build_order: tuple[str, ...] = ("ab", "bc")) -> list[tup
             src, dst = ("a", "10.0.0.3") if i % 2 else ("c", "10.0.0.1")
             h = hosts[src]
             h.send_at(i * 0.001, h.packet(dst, b"ping" + i.to_bytes(2, "big") + bytes(500)))
-        for h in "ac":
-            net.node(h).runtime.pump()
+        for name in "ac":
+            net.node(name).runtime.pump()
         net.run_for(5.0)
         # Pings crossed the router and were answered: the run exercised both directions.
         assert {(s, d) for _, s, d, _ in out} == {("a", "b"), ("b", "c"), ("c", "b"), ("b", "a")}
@@ -351,3 +354,71 @@ def test_decrement_ttl_keeps_a_valid_checksum() -> None:
     pkt = build_ipv4(IPv4Packet(src="1.2.3.4", dst="5.6.7.8", protocol=6, payload=b"abc", ttl=200))
     out = parse_ipv4(decrement_ttl(pkt))
     assert out.ttl == 199 and out.payload == b"abc"
+
+
+def test_inject_speaks_for_a_node(net: Network) -> None:
+    a = add(net, "a", "10.0.0.1")
+    net.add_router("r", "10.0.0.254")
+    net.connect("r", "a", LinkProfile(delay=0.25))
+    net.inject("r", build_ipv4(IPv4Packet("10.0.0.254", "10.0.0.1", PROTO_TEST, b"crafted")))
+    net.run_for(1.0)
+    assert [(t, p.payload) for t, p in a.received] == [(0.25, b"crafted")]
+
+
+# --- with the real Host (skipped while stack.host cannot be imported) ---------------------------
+
+
+def echo_request(src: str, dst: str, payload: bytes, *, df: bool = True) -> bytes:
+    from stack.wire.icmp import ECHO_REQUEST, IcmpMessage, build_icmp
+
+    icmp = build_icmp(IcmpMessage(ECHO_REQUEST, 0, (0x1234 << 16) | 1, payload))
+    return build_ipv4(IPv4Packet(src, dst, PROTO_ICMP, icmp, dont_fragment=df))
+
+
+def test_real_hosts_answer_a_ping_across_a_router() -> None:
+    pytest.importorskip("stack.host")
+    from stack.trace import MemorySink, PacketEvent
+    from stack.wire.icmp import ECHO_REPLY
+
+    sink = MemorySink()
+    with Network(seed=3) as net:
+        net.add_host("a", "10.0.1.1", trace=Trace([sink]))
+        net.add_router("r", "10.0.1.254", "10.0.2.254")
+        net.add_host("b", "10.0.2.1")
+        net.connect("a", "r", LinkProfile(delay=0.001))
+        net.connect("r", "b", LinkProfile(delay=0.004))
+        net.route("a", via="r")
+        net.route("b", via="r")
+        net.inject("a", echo_request("10.0.1.1", "10.0.2.1", b"hello"))
+        net.run_for(1.0)
+        ((reply,),) = [[e for e in sink.of(PacketEvent) if e.direction == "in"]]
+        assert reply.time == pytest.approx(0.010, abs=1e-12)
+        ip = parse_ipv4(reply.data)
+        msg = parse_icmp(ip.payload)
+        assert (ip.src, msg.type, msg.rest, msg.payload) == (
+            "10.0.2.1",
+            ECHO_REPLY,
+            (0x1234 << 16) | 1,
+            b"hello",
+        )
+
+
+def test_real_hosts_complete_a_tcp_handshake_over_a_lossy_link() -> None:
+    pytest.importorskip("stack.host")
+    from stack.tcp.state import State
+
+    with Network(seed=5) as net:
+        a = net.add_host("a", "10.0.0.1")
+        b = net.add_host("b", "10.0.0.2")
+        # The first SYN is lost; its retransmission after the 1 s initial RTO gets through.
+        d = net.connect("a", "b", LinkProfile(delay=0.05, loss=1.0), reverse=LinkProfile(delay=0.05))
+        b.host.listen(80)
+        conn = a.host.connect("10.0.0.2", 80, net.now)
+        a.runtime.pump()
+        net.run_for(0.5)
+        assert conn.state is State.SYN_SENT and d.forward.stats.lost == 1
+        conn_after: Any = conn  # mypy would keep the narrowed state across run_for
+        d.set_profile(LinkProfile(delay=0.05))
+        net.run_for(2.0)
+        assert conn_after.state is State.ESTABLISHED
+        assert d.forward.stats.delivered >= 2  # the retransmitted SYN and the ACK

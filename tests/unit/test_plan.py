@@ -1,0 +1,158 @@
+"""The plan: names, addresses, MTUs and shortest-path routes, resolved without touching the kernel."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from lab.ownership import lab_of_netns
+from lab.plan import LabPlan, build_plan
+from lab.topology import TopologyError, load_topology, topology_from_data
+
+TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
+
+
+def plan_of(name: str) -> LabPlan:
+    return build_plan(load_topology(TOPOLOGIES / f"{name}.yaml"))
+
+
+def routes(plan: LabPlan, node: str) -> dict[str, tuple[str, str]]:
+    return {str(r.dst): (str(r.gateway), r.dev) for r in plan.node(node).routes}
+
+
+def test_two_node_names_and_addresses() -> None:
+    plan = plan_of("two-node")
+    client, server = plan.node("client"), plan.node("server")
+    assert client.netns == "tcplab-two-node-client" and lab_of_netns(client.netns) == "two-node"
+    assert [i.ifname for i in client.interfaces] == ["eth0"]
+    assert str(client.interfaces[0].address) == "10.1.0.1/24"
+    assert str(server.interfaces[0].address) == "10.1.0.2/24"
+    # The stack answers on an address no kernel owns; tun0's kernel side is a different one.
+    assert client.tun is not None and server.tun is not None
+    assert plan.address_of("client") == client.tun.peer != client.tun.local
+    assert routes(plan, "client") == {f"{server.tun.peer}/32": ("10.1.0.2", "eth0")}
+    assert plan.hosts() == {"client": str(client.tun.peer), "server": str(server.tun.peer)}
+
+
+def test_daemon_config_carries_stack_settings() -> None:
+    plan = plan_of("two-node")
+    config = plan.daemon_config("server", "/run/x")
+    assert config["tun"]["peer"] == config["stack_address"] == str(plan.address_of("server"))
+    assert config["tcp_config"]["msl"] == pytest.approx(0.5)
+    assert [a["name"] for a in config["apps"]] == ["http-server", "echo-server"]
+    assert config["hosts"]["client"] == str(plan.address_of("client"))
+
+
+def test_chain_routes_through_the_router_and_takes_the_small_mtu() -> None:
+    plan = plan_of("chain")
+    left, r1, right = plan.node("left"), plan.node("r1"), plan.node("right")
+    assert right.tun is not None and left.tun is not None
+    r1_left_side = str(r1.interfaces[0].address.ip)
+    assert routes(plan, "left") == {
+        "10.1.1.0/24": (r1_left_side, "eth0"),
+        f"{right.tun.peer}/32": (r1_left_side, "eth0"),
+    }
+    assert routes(plan, "r1") == {
+        f"{left.tun.peer}/32": (str(left.interfaces[0].address.ip), "eth0"),
+        f"{right.tun.peer}/32": (str(right.interfaces[0].address.ip), "eth1"),
+    }
+    assert plan.links[1].mtu == 1280 and right.tun.mtu == 1280 and left.tun.mtu == 1500
+    assert plan.address_of("r1") == r1.interfaces[0].address.ip
+
+
+def test_dumbbell_multi_hop_routes() -> None:
+    plan = plan_of("dumbbell")
+    ra, rb = plan.node("ra"), plan.node("rb")
+    d2 = plan.node("d2")
+    assert d2.tun is not None
+    ra_to_rb = next(i for i in ra.interfaces if i.peer_node == "rb")
+    s1_routes = routes(plan, "s1")
+    s1_gw = str(plan.node("s1").interfaces[0].peer_address)
+    # s1 reaches everything through ra; ra sends d2's traffic over the bottleneck to rb.
+    assert s1_routes[f"{d2.tun.peer}/32"] == (s1_gw, "eth0")
+    assert routes(plan, "ra")[f"{d2.tun.peer}/32"] == (str(ra_to_rb.peer_address), ra_to_rb.ifname)
+    rb_to_d2 = next(i for i in rb.interfaces if i.peer_node == "d2")
+    assert routes(plan, "rb")[f"{d2.tun.peer}/32"] == (str(rb_to_d2.peer_address), rb_to_d2.ifname)
+    # Every node has a route to every subnet it is not on and to every other stack address.
+    stack_nodes = [n for n in plan.nodes.values() if n.tun]
+    for node in plan.nodes.values():
+        attached = {i.address.network for i in node.interfaces}
+        dsts = {r.dst for r in node.routes}
+        for link in plan.links:
+            assert (link.subnet in attached) != (link.subnet in dsts)
+        for other in stack_nodes:
+            if other.name != node.name:
+                assert other.tun is not None
+                assert ipaddress.IPv4Network(f"{other.tun.peer}/32") in dsts
+    # The bottleneck carries the impairment both ways.
+    bottleneck = plan.link("ra-rb")
+    assert bottleneck.a.egress is not None and bottleneck.a.egress.rate == pytest.approx(10e6)
+    assert bottleneck.b.egress is not None and bottleneck.b.egress.limit == 100
+
+
+def test_interop_keeps_given_addresses() -> None:
+    plan = plan_of("interop")
+    assert plan.address_of("linux") == ipaddress.IPv4Address("10.0.0.2")
+    assert plan.node("stack").interfaces[0].address == ipaddress.IPv4Interface("10.0.0.1/24")
+
+
+def data(**extra: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "name": "t",
+        "nodes": {"a": {"kind": "kernel"}, "b": {"kind": "kernel"}, "c": {"kind": "kernel"}},
+        "links": [{"endpoints": ["a", "b"]}, {"endpoints": ["b:up0", "c"]}, {"endpoints": ["a", "c"]}],
+    }
+    base.update(extra)
+    return base
+
+
+def test_interface_names_explicit_and_automatic() -> None:
+    plan = build_plan(topology_from_data(data()))
+    assert [i.ifname for i in plan.node("b").interfaces] == ["eth0", "up0"]
+    assert [i.ifname for i in plan.node("a").interfaces] == ["eth0", "eth1"]
+    for node in plan.nodes.values():
+        for iface in node.interfaces:
+            assert len(iface.ifname) <= 15
+
+
+def test_auto_subnets_avoid_explicit_ones() -> None:
+    links = [
+        {"endpoints": ["a", "b"]},
+        {"endpoints": ["b", "c"], "addresses": ["10.1.0.1/24", "10.1.0.2/24"]},
+    ]
+    plan = build_plan(topology_from_data(data(links=links)))
+    assert plan.links[0].subnet != plan.links[1].subnet
+
+
+def test_overlapping_or_reserved_subnets_are_refused() -> None:
+    links = [
+        {"endpoints": ["a", "b"], "addresses": ["10.9.0.1/24", "10.9.0.2/24"]},
+        {"endpoints": ["b", "c"], "addresses": ["10.9.0.5/16", "10.9.0.6/16"]},
+    ]
+    with pytest.raises(TopologyError, match=r"links\[1\].addresses"):
+        build_plan(topology_from_data(data(links=links)))
+    reserved = [{"endpoints": ["a", "b"], "addresses": ["10.2.0.1/24", "10.2.0.2/24"]}]
+    with pytest.raises(TopologyError, match="reserved"):
+        build_plan(topology_from_data(data(links=reserved)))
+
+
+def test_triangle_prefers_the_direct_link() -> None:
+    plan = build_plan(topology_from_data(data()))
+    # a and c share a link: a's route to the b-c subnet may go either way, but never a hop further.
+    r = routes(plan, "a")
+    assert set(r) == {str(plan.links[1].subnet)}
+
+
+def test_renamed_lab_changes_every_namespace() -> None:
+    topo = load_topology(TOPOLOGIES / "two-node.yaml").renamed("second")
+    plan = build_plan(topo)
+    assert {n.netns for n in plan.nodes.values()} == {"tcplab-second-client", "tcplab-second-server"}
+
+
+def test_lab_of_netns_is_unambiguous() -> None:
+    assert lab_of_netns("tcplab-two-node-client") == "two-node"
+    assert lab_of_netns("tcplab-two-client") == "two"
+    assert lab_of_netns("other-ns") is None
+    assert lab_of_netns("tcplab-nolab") is None  # no node part

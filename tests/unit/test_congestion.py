@@ -280,3 +280,13 @@ def test_cubic_adopts_cwnd_written_by_recovery_exit() -> None:
     assert cc.cwnd == cc.ssthresh
     cc.on_ack(MSS, now + 0.01, 0.1, cc.cwnd)
     assert cc.ssthresh <= cc.cwnd < cc.ssthresh + MSS
+
+
+def test_cubic_target_is_clamped_to_one_and_a_half_windows() -> None:
+    """Far beyond K, W_cubic(t + RTT) is huge; the target is 1.5 * cwnd (RFC 9438 4.5), so one
+    segment acknowledged adds (1.5 * cwnd - cwnd) / cwnd = 0.5 segment."""
+    cc = cubic_after_loss(100, 0.1)[0]
+    cc.on_ack(MSS, 0.01, 0.1, cc.cwnd)  # starts the epoch
+    before = cc.cwnd
+    cc.on_ack(MSS, 100.0, 0.1, cc.cwnd)
+    assert cc.cwnd - before == MSS // 2

@@ -154,8 +154,8 @@ def _mismatch_detail(verifier: payload.PayloadVerifier, expected_bytes: int | No
 class BulkServerOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     host: str = "0.0.0.0"
-    port: int = Field(5201, ge=0, le=65535)
-    chunk_size: int = Field(65536, ge=1, le=payload.PERIOD)
+    port: int = Field(default=5201, ge=0, le=65535)
+    chunk_size: int = Field(default=65536, ge=1, le=payload.PERIOD)
 
 
 class BulkServer(AppServer):
@@ -221,14 +221,14 @@ class BulkClientOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     host: str
-    port: int = Field(5201, ge=1, le=65535)
+    port: int = Field(default=5201, ge=1, le=65535)
     direction: Direction = "send"
     """send: the client sends to the server; recv: the server sends to the client."""
-    bytes: int | None = Field(None, ge=0)
-    seconds: float | None = Field(None, gt=0)
-    streams: int = Field(1, ge=1, le=256)
-    seed: int = Field(0, ge=0)
-    chunk_size: int = Field(65536, ge=1, le=payload.PERIOD)
+    bytes: int | None = Field(default=None, ge=0)
+    seconds: float | None = Field(default=None, gt=0)
+    streams: int = Field(default=1, ge=1, le=256)
+    seed: int = Field(default=0, ge=0)
+    chunk_size: int = Field(default=65536, ge=1, le=payload.PERIOD)
 
     @model_validator(mode="after")
     def _bytes_or_seconds(self) -> BulkClientOptions:

@@ -20,7 +20,7 @@ _PEER_GONE = (ConnectionError, BrokenPipeError, asyncio.IncompleteReadError)
 class EchoServerOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     host: str = "0.0.0.0"
-    port: int = Field(7, ge=0, le=65535)
+    port: int = Field(default=7, ge=0, le=65535)
 
 
 class EchoClientOptions(BaseModel):
@@ -28,12 +28,12 @@ class EchoClientOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     host: str
-    port: int = Field(7, ge=1, le=65535)
+    port: int = Field(default=7, ge=1, le=65535)
     message: str | None = None
-    size: int | None = Field(None, ge=0)
+    size: int | None = Field(default=None, ge=0)
     file: Path | None = None
     seed: int = 0
-    chunk_size: int = Field(16384, ge=1)
+    chunk_size: int = Field(default=16384, ge=1)
 
     @model_validator(mode="after")
     def _one_source(self) -> EchoClientOptions:

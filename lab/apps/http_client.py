@@ -218,15 +218,15 @@ class _StaleConnection(Exception):
 class HttpClientOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     host: str
-    port: int = Field(80, ge=1, le=65535)
-    method: str = Field("GET", pattern=r"^[A-Z]+$")
-    path: str = Field("/", pattern=r"^/")
+    port: int = Field(default=80, ge=1, le=65535)
+    method: str = Field(default="GET", pattern=r"^[A-Z]+$")
+    path: str = Field(default="/", pattern=r"^/")
     headers: dict[str, str] = Field(default_factory=dict)
     body: str | None = None
-    count: int = Field(1, ge=1)
+    count: int = Field(default=1, ge=1)
     """Requests sent one after another, on one connection while the server keeps it open."""
     keep_body: bool = False
-    timeout: float | None = Field(None, gt=0)
+    timeout: float | None = Field(default=None, gt=0)
 
 
 @dataclasses.dataclass(frozen=True)

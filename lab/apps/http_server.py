@@ -37,13 +37,13 @@ Headers = list[tuple[bytes, bytes]]
 class HttpServerOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     host: str = "0.0.0.0"
-    port: int = Field(80, ge=0, le=65535)
+    port: int = Field(default=80, ge=0, le=65535)
     root: Path | None = None
     """Directory whose files are served; None serves only the built-in routes."""
-    max_header_bytes: int = Field(16384, ge=256)
-    max_body_bytes: int = Field(16 << 20, ge=0)
-    chunk_size: int = Field(65536, ge=1)
-    idle_timeout: float | None = Field(60.0, gt=0)
+    max_header_bytes: int = Field(default=16384, ge=256)
+    max_body_bytes: int = Field(default=16 << 20, ge=0)
+    chunk_size: int = Field(default=65536, ge=1)
+    idle_timeout: float | None = Field(default=60.0, gt=0)
     """Seconds a connection may sit idle (loop time); None waits forever."""
 
 
@@ -92,6 +92,9 @@ class HttpServer(AppServer):
             if not isinstance(event, h11.Request):
                 raise h11.RemoteProtocolError(f"unexpected {type(event).__name__}", error_status_hint=400)
             self.requests += 1
+            if _head_size(event) > self.options.max_header_bytes:
+                # h11 bounds only an *incomplete* head; a whole one can arrive in a single read.
+                raise _Reject(431)
             await self._dispatch(conn, reader, writer, event)
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return  # MUST_CLOSE (Connection: close, HTTP/1.0) or a body left unread
@@ -228,6 +231,12 @@ def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None
         if key == name:
             return value
     return None
+
+
+def _head_size(request: h11.Request) -> int:
+    """Approximate size of the request head as sent (request line and header lines)."""
+    size = len(request.method) + len(request.target) + 12
+    return size + sum(len(k) + len(v) + 4 for k, v in request.headers)
 
 
 def _int(text: str) -> int | None:

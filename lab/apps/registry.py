@@ -8,7 +8,7 @@ result = await spec.run(net, options)                              # servers run
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ValidationError
@@ -39,7 +39,7 @@ class AppSpec:
     name: str
     kind: Literal["server", "client"]
     options_model: type[BaseModel]
-    run: Callable[[Net, Any], Awaitable[AppResult | None]]
+    run: Callable[[Net, Any], Coroutine[Any, Any, AppResult | None]]
     """Servers return only when cancelled; clients return a result."""
     description: str
 

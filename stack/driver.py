@@ -37,6 +37,9 @@ class StackRuntime:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._waiters: dict[object, list[asyncio.Future[None]]] = {}
+        self._watchers: dict[object, Callable[[], None]] = {}
+        self._pumping = False
+        self._again = False
 
     def now(self) -> float:
         return self.loop.time()
@@ -50,14 +53,36 @@ class StackRuntime:
         self.pump()
 
     def pump(self) -> None:
-        for packet in self.host.take_packets():
-            self.transmit(packet)
-        for obj in self.host.take_app_events():
-            waiters = self._waiters.pop(obj, None)
-            if waiters:
-                for fut in waiters:
-                    if not fut.done():
-                        fut.set_result(None)
+        """Transmit, wake, re-arm: see the module docstring. Re-entrant calls (a watcher that
+        writes, say) are folded into the running pump, which loops until nothing is left."""
+        if self._pumping:
+            self._again = True
+            return
+        self._pumping = True
+        try:
+            self._again = True
+            while self._again:
+                self._again = False
+                for packet in self.host.take_packets():
+                    self.transmit(packet)
+                for obj in self.host.take_app_events():
+                    self._wake(obj)
+                    self._again = True
+            self._rearm()
+        finally:
+            self._pumping = False
+
+    def _wake(self, obj: object) -> None:
+        waiters = self._waiters.pop(obj, None)
+        if waiters:
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+        watcher = self._watchers.get(obj)
+        if watcher is not None:
+            watcher()
+
+    def _rearm(self) -> None:
         deadline = self.host.deadline()
         if deadline != self._timer_at:
             if self._timer is not None:
@@ -66,6 +91,13 @@ class StackRuntime:
             self._timer_at = deadline
             if deadline is not None:
                 self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def watch(self, obj: object, callback: Callable[[], None]) -> None:
+        """Call callback (inside pump) whenever the host reports a change of obj."""
+        self._watchers[obj] = callback
+
+    def unwatch(self, obj: object) -> None:
+        self._watchers.pop(obj, None)
 
     def _on_timer(self) -> None:
         self._timer = None

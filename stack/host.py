@@ -1,0 +1,360 @@
+"""A host: IPv4 in and out, ICMP echo, TCP demultiplexing, listeners and the port table.
+
+Sans-I/O, like everything in the core: see `stack.driver` for how a driver pumps it. A malformed
+packet never raises out of `receive`: it is dropped, counted in `counters` under its reason, and
+traced as a Drop event.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections import Counter
+from collections.abc import Callable
+
+from stack import seq
+from stack.config import TcpConfig
+from stack.errors import ParseError
+from stack.tcp.connection import ChallengeAckLimiter, TcpConnection
+from stack.tcp.isn import IsnGenerator
+from stack.tcp.listener import Listener
+from stack.tcp.state import State
+from stack.trace import Drop, PacketEvent, SegmentEvent, Trace, conn_id
+from stack.wire import icmp, ipv4
+from stack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, IPv4Packet, build_ipv4, pack_addr, parse_ipv4
+from stack.wire.tcp import Flags, TcpSegment, build_tcp, flags_str, format_options, parse_tcp
+
+EPHEMERAL_PORTS = (32768, 60999)  # Linux's default ip_local_port_range
+ConnKey = tuple[str, int, int]  # (remote ip, remote port, local port)
+
+
+class Host:
+    def __init__(
+        self,
+        address: str,
+        *,
+        config: TcpConfig | None = None,
+        trace: Trace | None = None,
+        rng: random.Random | None = None,
+        isn_key: bytes = b"",
+    ) -> None:
+        self.address = address
+        self.address_raw = pack_addr(address)
+        self.config = config or TcpConfig()
+        self.trace = trace or Trace()
+        self.rng = rng or random.Random(0)
+        self.isn = IsnGenerator(isn_key)
+        self.challenge = ChallengeAckLimiter(self.config.challenge_ack_limit)
+        self.counters: Counter[str] = Counter()
+        self.connections: dict[ConnKey, TcpConnection] = {}
+        self.listeners: dict[int, Listener] = {}
+        self._out: list[bytes] = []
+        self._events: dict[object, None] = {}  # insertion-ordered set
+        self._timers: list[tuple[float, int, TcpConnection]] = []
+        self._tick = itertools.count()
+        self._ident = self.rng.randrange(0x10000)
+
+    # ------------------------------------------------------------------ driver interface
+
+    def receive(self, packet: bytes, now: float) -> None:
+        """Process one IPv4 packet. Never raises for bad input: drops and counts it."""
+        try:
+            ip = parse_ipv4(packet)
+        except ParseError as e:
+            self._drop(e.reason, now, e.detail)
+            return
+        if self.trace.enabled:
+            self.trace.emit(PacketEvent(now, "in", bytes(packet)))
+        if ip.dst != self.address:
+            self._drop("ip_not_for_us", now, ip.dst)
+            return
+        if ip.is_fragment:
+            self._drop("ip_fragment", now)  # no reassembly (yet): count and drop
+            return
+        if ip.protocol == PROTO_TCP:
+            try:
+                seg = parse_tcp(ip.payload, pack_addr(ip.src), self.address_raw)
+            except ParseError as e:
+                self._drop(e.reason, now, e.detail)
+                return
+            self._on_tcp(ip.src, seg, now)
+        elif ip.protocol == PROTO_ICMP:
+            self._on_icmp(ip, now)
+        else:
+            self._drop("ip_protocol", now, str(ip.protocol))
+
+    def take_packets(self) -> list[bytes]:
+        out, self._out = self._out, []
+        return out
+
+    def take_app_events(self) -> list[object]:
+        events = list(self._events)
+        self._events.clear()
+        return events
+
+    def deadline(self) -> float | None:
+        timers = self._timers
+        while timers:
+            when, _, conn = timers[0]
+            if conn.deadline() == when and self._owns(conn):
+                return when
+            heapq.heappop(timers)  # stale entry
+        return None
+
+    def on_timer(self, now: float) -> None:
+        due: list[TcpConnection] = []
+        timers = self._timers
+        while timers and timers[0][0] <= now + 1e-6:
+            when, _, conn = heapq.heappop(timers)
+            if conn.deadline() == when and self._owns(conn) and conn not in due:
+                due.append(conn)
+        for conn in due:
+            conn.on_timer(now)
+            self._after(conn)
+
+    # ------------------------------------------------------------------ application interface
+
+    def listen(self, port: int, backlog: int | None = None, config: TcpConfig | None = None) -> Listener:
+        if port in self.listeners:
+            raise OSError(98, "Address already in use")
+        listener = Listener(
+            self.address, port, backlog or self.config.default_backlog, config or self.config, self._notify
+        )
+        self.listeners[port] = listener
+        return listener
+
+    def close_listener(self, listener: Listener, now: float) -> None:
+        """Closing a listener resets the connections nobody accepted (as Linux does)."""
+        if self.listeners.get(listener.port) is listener:
+            del self.listeners[listener.port]
+        listener.closed = True
+        for conn in [*listener.half_open.values(), *listener.accept_queue]:
+            conn.listener = None
+            conn.abort(now, "call:close_listener")
+            self._after(conn)
+        listener.half_open.clear()
+        listener.accept_queue.clear()
+        self._notify(listener)
+
+    def connect(
+        self,
+        remote_ip: str,
+        remote_port: int,
+        now: float,
+        *,
+        local_port: int | None = None,
+        config: TcpConfig | None = None,
+        setup: Callable[[TcpConnection], None] | None = None,
+    ) -> TcpConnection:
+        """Active open. `setup` may adjust the connection (socket options) before the SYN goes."""
+        if local_port is None:
+            local_port = self._ephemeral_port(remote_ip, remote_port)
+        elif (remote_ip, remote_port, local_port) in self.connections:
+            raise OSError(98, "Address already in use")
+        conn = self._new_connection(local_port, remote_ip, remote_port, config or self.config, now, None)
+        self.connections[(remote_ip, remote_port, local_port)] = conn
+        if setup is not None:
+            setup(conn)
+        conn.open_active(now)
+        self._after(conn)
+        return conn
+
+    def app_call(self, conn: TcpConnection) -> None:
+        """Tell the host an application call changed conn (so its timer and table stay right)."""
+        self._after(conn)
+
+    def find(self, local_port: int, remote_ip: str, remote_port: int) -> TcpConnection | None:
+        return self.connections.get((remote_ip, remote_port, local_port))
+
+    # ------------------------------------------------------------------ internals
+
+    def _owns(self, conn: TcpConnection) -> bool:
+        return self.connections.get((conn.remote_ip, conn.remote_port, conn.local_port)) is conn
+
+    def _new_connection(
+        self,
+        local_port: int,
+        remote_ip: str,
+        remote_port: int,
+        config: TcpConfig,
+        now: float,
+        listener: Listener | None,
+    ) -> TcpConnection:
+        iss = self.isn.isn(now, self.address, local_port, remote_ip, remote_port)
+        return TcpConnection(
+            local_ip=self.address,
+            local_port=local_port,
+            remote_ip=remote_ip,
+            remote_port=remote_port,
+            config=config,
+            trace=self.trace,
+            iss=iss,
+            now=now,
+            transmit=self._transmit,
+            notify=self._notify,
+            sched=self._sched,
+            challenge=self.challenge,
+            ts_offset=self.rng.randrange(1 << 32),
+            listener=listener,
+        )
+
+    def _ephemeral_port(self, remote_ip: str, remote_port: int) -> int:
+        low, high = EPHEMERAL_PORTS
+        span = high - low + 1
+        start = self.rng.randrange(span)
+        for i in range(span):
+            port = low + (start + i) % span
+            if (remote_ip, remote_port, port) not in self.connections and port not in self.listeners:
+                return port
+        raise OSError(99, "Cannot assign requested address: no free ephemeral port")
+
+    def _notify(self, obj: object) -> None:
+        self._events[obj] = None
+
+    def _sched(self, conn: TcpConnection) -> None:
+        d = conn.deadline()
+        if d is not None:
+            heapq.heappush(self._timers, (d, next(self._tick), conn))
+
+    def _after(self, conn: TcpConnection) -> None:
+        """Forget a connection once it is CLOSED (its object stays with the application)."""
+        if conn.state is State.CLOSED or conn.state is State.LISTEN:
+            key = (conn.remote_ip, conn.remote_port, conn.local_port)
+            if self.connections.get(key) is conn:
+                del self.connections[key]
+
+    def _drop(self, reason: str, now: float, detail: str = "") -> None:
+        self.counters[reason] += 1
+        if self.trace.enabled:
+            self.trace.emit(Drop(now, reason, detail))
+
+    def _send_ip(self, dst: str, protocol: int, payload: bytes, now: float) -> None:
+        self._ident = (self._ident + 1) & 0xFFFF
+        packet = build_ipv4(IPv4Packet(self.address, dst, protocol, payload, ident=self._ident))
+        self._out.append(packet)
+        if self.trace.enabled:
+            self.trace.emit(PacketEvent(now, "out", packet))
+
+    def _transmit(self, conn: TcpConnection, seg: TcpSegment, now: float) -> None:
+        self._transmit_segment(conn.remote_ip, seg, conn.id, now)
+
+    def _transmit_segment(self, remote_ip: str, seg: TcpSegment, cid: str, now: float) -> None:
+        data = build_tcp(seg, self.address_raw, pack_addr(remote_ip))
+        t = now
+        if self.trace.enabled:
+            self.trace.emit(
+                SegmentEvent(t, "out", cid, flags_str(seg.flags), seg.seq, seg.ack, seg.window,
+                             len(seg.payload), format_options(seg.options))
+            )
+        self._send_ip(remote_ip, PROTO_TCP, data, t)
+
+    # ------------------------------------------------------------------ TCP demultiplexing
+
+    def _on_tcp(self, src: str, seg: TcpSegment, now: float) -> None:
+        key = (src, seg.src_port, seg.dst_port)
+        cid = conn_id(self.address, seg.dst_port, src, seg.src_port)
+        if self.trace.enabled:
+            self.trace.emit(
+                SegmentEvent(now, "in", cid, flags_str(seg.flags), seg.seq, seg.ack, seg.window,
+                             len(seg.payload), format_options(seg.options))
+            )
+        conn = self.connections.get(key)
+        if conn is not None:
+            # RFC 6191 / RFC 9293 3.10.7.4 note: a new SYN may reuse a TIME_WAIT 4-tuple when its
+            # sequence number is above the old connection's.
+            if (conn.state is State.TIME_WAIT and seg.flags & Flags.SYN and not seg.flags & Flags.ACK
+                    and seg.dst_port in self.listeners and seq.gt(seg.seq, conn.rcv_nxt)):
+                conn.abort(now, "segment:S reuse")
+                del self.connections[key]
+            else:
+                conn.on_segment(seg, now)
+                self._after(conn)
+                return
+        listener = self.listeners.get(seg.dst_port)
+        if listener is not None:
+            self._on_listen(listener, src, seg, now)
+            return
+        self._reset_closed(src, seg, now, "closed_port")
+
+    def _on_listen(self, listener: Listener, src: str, seg: TcpSegment, now: float) -> None:
+        """RFC 9293 3.10.7.2, LISTEN state."""
+        flags = seg.flags
+        if flags & Flags.RST:
+            self._drop("listen_rst", now)
+            return
+        if flags & Flags.ACK:
+            self._reset_closed(src, seg, now, "listen_ack")
+            return
+        if not flags & Flags.SYN:
+            self._drop("listen_no_syn", now)
+            return
+        if not listener.has_room_for_syn():
+            listener.overflows += 1
+            self._drop("listen_overflow", now, f"port {listener.port}")
+            return
+        conn = self._new_connection(seg.dst_port, src, seg.src_port, listener.config, now, listener)
+        conn.nodelay = listener.nodelay
+        conn.keepalive = listener.keepalive
+        self.connections[(src, seg.src_port, seg.dst_port)] = conn
+        listener.add_half_open(conn)
+        conn.open_passive(seg, now)
+
+    def _reset_closed(self, src: str, seg: TcpSegment, now: float, reason: str) -> None:
+        """RFC 9293 3.10.7.1: answer a segment for no connection with a RST, never a RST."""
+        self._drop(reason, now)
+        if seg.flags & Flags.RST:
+            return
+        if seg.flags & Flags.ACK:
+            rst = TcpSegment(seg.dst_port, seg.src_port, seg.ack, 0, Flags.RST, 0)
+        else:
+            rst = TcpSegment(
+                seg.dst_port, seg.src_port, 0, seq.add(seg.seq, seg.seg_len), Flags.RST | Flags.ACK, 0
+            )
+        self.counters["rst_sent"] += 1
+        self._transmit_segment(src, rst, conn_id(self.address, seg.dst_port, src, seg.src_port), now)
+
+    # ------------------------------------------------------------------ ICMP
+
+    def _on_icmp(self, ip: IPv4Packet, now: float) -> None:
+        try:
+            msg = icmp.parse_icmp(ip.payload)
+        except ParseError as e:
+            self._drop(e.reason, now, e.detail)
+            return
+        if msg.type == icmp.ECHO_REQUEST:
+            self.counters["icmp_echo"] += 1
+            self._send_ip(ip.src, PROTO_ICMP, icmp.build_icmp(icmp.echo_reply_for(msg)), now)
+        elif msg.type == icmp.DEST_UNREACH and msg.code == icmp.FRAG_NEEDED:
+            self._on_frag_needed(msg, now)
+        else:
+            self.counters[f"icmp_type_{msg.type}"] += 1
+
+    def _on_frag_needed(self, msg: icmp.IcmpMessage, now: float) -> None:
+        """RFC 1191: find the connection the quoted header belongs to and lower its MSS."""
+        quoted = icmp.quoted_packet(msg)
+        try:
+            inner = parse_ipv4(quoted) if len(quoted) >= 28 else None
+        except ParseError:
+            inner = None
+        if inner is None or inner.protocol != PROTO_TCP or len(inner.payload) < 8:
+            # The quoted packet is truncated (header + 8 bytes), so parse ports by hand.
+            raw = quoted
+            if len(raw) < 28:
+                self._drop("icmp_quote_short", now)
+                return
+            ihl = (raw[0] & 0x0F) * 4
+            dst = ipv4.unpack_addr(bytes(raw[16:20]))
+            sport = int.from_bytes(raw[ihl : ihl + 2], "big")
+            dport = int.from_bytes(raw[ihl + 2 : ihl + 4], "big")
+        else:
+            dst = inner.dst
+            sport = int.from_bytes(inner.payload[0:2], "big")
+            dport = int.from_bytes(inner.payload[2:4], "big")
+        conn = self.connections.get((dst, dport, sport))
+        if conn is None:
+            self._drop("icmp_no_connection", now)
+            return
+        self.counters["icmp_frag_needed"] += 1
+        conn.on_pmtu(icmp.next_hop_mtu(msg), now)
+        self._after(conn)

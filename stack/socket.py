@@ -1,0 +1,368 @@
+"""An application API shaped like Python's `socket`, on the stack.
+
+`Stack` wraps a running host (a `StackRuntime`): `stack.socket()` gives a `Socket` with the
+familiar blocking methods, `stack.open_connection`/`stack.start_server` give asyncio streams.
+Every blocking method has an `async` twin (`aconnect`, `arecv`, ...) that the blocking one runs:
+
+- on the simulated network (loop not running, same thread) with `loop.run_until_complete`, so a
+  plain script drives virtual time by blocking;
+- on a lab node (the loop runs in its own thread) with `run_coroutine_threadsafe`.
+
+Errors are the familiar ones: ConnectionRefusedError (RST to our SYN), ConnectionResetError,
+TimeoutError (settimeout, retransmission or keepalive limits), BrokenPipeError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket as _pysocket
+import struct
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from stack.config import TcpConfig
+from stack.driver import StackRuntime
+from stack.streams import ClientConnected, StackServer, open_connection, start_server, wait_connected
+from stack.tcp.connection import TcpConnection
+from stack.tcp.listener import Listener
+from stack.tcp.state import State
+
+_T = TypeVar("_T")
+
+# The option names applications know, from Python's socket module.
+SOL_SOCKET = _pysocket.SOL_SOCKET
+IPPROTO_TCP = _pysocket.IPPROTO_TCP
+SO_KEEPALIVE = _pysocket.SO_KEEPALIVE
+SO_LINGER = _pysocket.SO_LINGER
+SO_SNDBUF = _pysocket.SO_SNDBUF
+SO_RCVBUF = _pysocket.SO_RCVBUF
+SO_REUSEADDR = _pysocket.SO_REUSEADDR
+SO_ERROR = _pysocket.SO_ERROR
+TCP_NODELAY = _pysocket.TCP_NODELAY
+TCP_KEEPIDLE = getattr(_pysocket, "TCP_KEEPIDLE", 4)
+TCP_KEEPINTVL = getattr(_pysocket, "TCP_KEEPINTVL", 5)
+TCP_KEEPCNT = getattr(_pysocket, "TCP_KEEPCNT", 6)
+TCP_CONGESTION = getattr(_pysocket, "TCP_CONGESTION", 13)
+MSG_OOB = _pysocket.MSG_OOB
+SHUT_RD = _pysocket.SHUT_RD
+SHUT_WR = _pysocket.SHUT_WR
+SHUT_RDWR = _pysocket.SHUT_RDWR
+
+
+class Stack:
+    """The application's view of one host of the stack."""
+
+    def __init__(self, runtime: StackRuntime, names: dict[str, str] | None = None) -> None:
+        self.runtime = runtime
+        self.names = dict(names or {})  # node name -> address, so apps can say "server"
+
+    @property
+    def address(self) -> str:
+        return self.runtime.host.address
+
+    def resolve(self, host: str) -> str:
+        return self.names.get(host, host)
+
+    def socket(self) -> Socket:
+        return Socket(self)
+
+    async def open_connection(
+        self, host: str, port: int, *, limit: int = 2**16
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await open_connection(self.runtime, self.resolve(host), port, limit=limit)
+
+    async def start_server(
+        self, client_connected_cb: ClientConnected, host: str | None = None, port: int = 0,
+        *, backlog: int = 128, limit: int = 2**16,
+    ) -> StackServer:
+        if port == 0:
+            port = self.runtime.host._ephemeral_port("0.0.0.0", 0)
+        return await start_server(self.runtime, client_connected_cb, port, backlog=backlog, limit=limit)
+
+    def run(self, coro: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
+        """Run a coroutine on the stack's loop from blocking code (see the module docstring)."""
+        loop = self.runtime.loop
+        if loop.is_running():
+            if getattr(loop, "_thread_id", None) == threading.get_ident():
+                coro.close()
+                raise RuntimeError("blocking socket call inside the stack's event loop: use the a* methods")
+            return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+        return loop.run_until_complete(coro)
+
+
+class Socket:
+    """A TCP socket of the stack with the methods of Python's socket.socket."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.runtime = stack.runtime
+        self.host = stack.runtime.host
+        self._config: TcpConfig = self.host.config
+        self._timeout: float | None = None
+        self._port: int | None = None
+        self.conn: TcpConnection | None = None
+        self.listener: Listener | None = None
+        self._keepalive = False
+        self._linger_zero = False
+        self._nodelay = not self._config.nagle
+        self._closed = False
+
+    # -- options
+
+    def settimeout(self, value: float | None) -> None:
+        self._timeout = value
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def setblocking(self, flag: bool) -> None:
+        self._timeout = None if flag else 0.0
+
+    def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
+        now = self.runtime.now()
+        conn = self.conn
+        if level == SOL_SOCKET and option == SO_REUSEADDR:
+            return
+        if level == SOL_SOCKET and option == SO_KEEPALIVE:
+            self._keepalive = bool(value)
+            if conn is not None:
+                conn.set_keepalive(bool(value), now)
+            if self.listener is not None:
+                self.listener.keepalive = bool(value)
+        elif level == SOL_SOCKET and option == SO_LINGER:
+            onoff, linger = struct.unpack("ii", value) if isinstance(value, bytes) else (int(value), 0)
+            self._linger_zero = bool(onoff) and linger == 0
+            if conn is not None:
+                conn.linger_zero = self._linger_zero
+        elif level == SOL_SOCKET and option in (SO_SNDBUF, SO_RCVBUF):
+            size = value if isinstance(value, int) else int.from_bytes(value, 'little')
+            name = "sndbuf" if option == SO_SNDBUF else "rcvbuf"
+            self._config = self._config.with_(**{name: size})
+            if conn is not None:
+                setattr(conn, name, size)
+        elif level == IPPROTO_TCP and option == TCP_NODELAY:
+            self._nodelay = bool(value)
+            if conn is not None:
+                conn.nodelay = bool(value)
+                conn._output(now)
+                self._after()
+            if self.listener is not None:
+                self.listener.nodelay = bool(value)
+        elif level == IPPROTO_TCP and option in (TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT):
+            field = {TCP_KEEPIDLE: "keepalive_idle", TCP_KEEPINTVL: "keepalive_interval",
+                     TCP_KEEPCNT: "keepalive_count"}[option]
+            v = value if isinstance(value, int) else int.from_bytes(value, 'little')
+            self._config = self._config.with_(**{field: v})
+            if conn is not None:
+                conn.config = conn.config.with_(**{field: v})
+                conn.set_keepalive(conn.keepalive, now)
+        elif level == IPPROTO_TCP and option == TCP_CONGESTION:
+            name = value.decode() if isinstance(value, bytes) else str(value)
+            self._config = self._config.with_(congestion_control=name)
+        else:
+            raise OSError(92, f"option ({level}, {option}) not supported by the stack")
+
+    def getsockopt(self, level: int, option: int) -> int:
+        conn = self.conn
+        if level == SOL_SOCKET and option == SO_KEEPALIVE:
+            return int(self._keepalive)
+        if level == SOL_SOCKET and option == SO_SNDBUF:
+            return conn.sndbuf if conn else self._config.sndbuf
+        if level == SOL_SOCKET and option == SO_RCVBUF:
+            return conn.rcvbuf if conn else self._config.rcvbuf
+        if level == SOL_SOCKET and option == SO_ERROR:
+            if conn is not None and conn.error is not None:
+                err = conn.error
+                return int(getattr(err, "errno", 0) or _errno_of(err))
+            return 0
+        if level == IPPROTO_TCP and option == TCP_NODELAY:
+            return int(self._nodelay)
+        if level == SOL_SOCKET and option == SO_LINGER:
+            return int(self._linger_zero)
+        raise OSError(92, f"option ({level}, {option}) not supported by the stack")
+
+    # -- addresses
+
+    def bind(self, address: tuple[str, int]) -> None:
+        ip, port = address
+        if ip not in ("", "0.0.0.0", self.host.address):
+            raise OSError(99, f"Cannot assign requested address {ip}")
+        self._port = port or None
+
+    def getsockname(self) -> tuple[str, int]:
+        if self.conn is not None:
+            return (self.conn.local_ip, self.conn.local_port)
+        if self.listener is not None:
+            return (self.host.address, self.listener.port)
+        return (self.host.address, self._port or 0)
+
+    def getpeername(self) -> tuple[str, int]:
+        if self.conn is None:
+            raise OSError(107, "Transport endpoint is not connected")
+        return (self.conn.remote_ip, self.conn.remote_port)
+
+    def info(self) -> dict[str, object]:
+        """The connection's ss-style information (state, queues, srtt, cwnd, ...)."""
+        if self.conn is None:
+            return {"state": "LISTEN" if self.listener else "CLOSED"}
+        return self.conn.info()
+
+    # -- the calls
+
+    def listen(self, backlog: int = 128) -> None:
+        port = self._port or self.host._ephemeral_port("0.0.0.0", 0)
+        self.listener = self.host.listen(port, backlog, self._config)
+        self.listener.keepalive = self._keepalive
+        self.listener.nodelay = self._nodelay
+
+    def _setup(self, conn: TcpConnection) -> None:
+        conn.nodelay = self._nodelay
+        conn.linger_zero = self._linger_zero
+        conn.keepalive = self._keepalive
+
+    async def aconnect(self, address: tuple[str, int]) -> None:
+        ip, port = address
+        conn = self.host.connect(self.stack.resolve(ip), port, self.runtime.now(),
+                                 local_port=self._port, config=self._config, setup=self._setup)
+        self.conn = conn
+        self.runtime.pump()
+        await self._with_timeout(wait_connected(self.runtime, conn))
+
+    def connect(self, address: tuple[str, int]) -> None:
+        self.stack.run(self.aconnect(address))
+
+    async def aaccept(self) -> tuple[Socket, tuple[str, int]]:
+        listener = self.listener
+        if listener is None:
+            raise OSError(22, "Invalid argument: socket is not listening")
+
+        async def wait() -> TcpConnection:
+            while True:
+                conn = listener.accept()
+                if conn is not None:
+                    return conn
+                if listener.closed:
+                    raise OSError(22, "listener closed")
+                await self.runtime.wait_for_change(listener)
+
+        conn = await self._with_timeout(wait())
+        child = Socket(self.stack)
+        child.conn = conn
+        child._config = conn.config
+        child._nodelay = conn.nodelay
+        child._keepalive = conn.keepalive
+        child._linger_zero = self._linger_zero
+        conn.linger_zero = self._linger_zero
+        if conn.keepalive:
+            conn.set_keepalive(True, self.runtime.now())
+            self._after(conn)
+        return child, (conn.remote_ip, conn.remote_port)
+
+    def accept(self) -> tuple[Socket, tuple[str, int]]:
+        return self.stack.run(self.aaccept())
+
+    async def asend(self, data: bytes | bytearray | memoryview, flags: int = 0) -> int:
+        conn = self._require_conn()
+        view = memoryview(bytes(data)) if not isinstance(data, bytes) else memoryview(data)
+
+        async def wait() -> int:
+            while True:
+                n = conn.send(view, self.runtime.now(), urgent=bool(flags & MSG_OOB))
+                self._after()
+                if n or not view:
+                    return n
+                await self.runtime.wait_for_change(conn)
+
+        return await self._with_timeout(wait())
+
+    def send(self, data: bytes | bytearray | memoryview, flags: int = 0) -> int:
+        return self.stack.run(self.asend(data, flags))
+
+    async def asendall(self, data: bytes | bytearray | memoryview, flags: int = 0) -> None:
+        view = memoryview(bytes(data))
+        while view:
+            n = await self.asend(view, flags)
+            view = view[n:]
+
+    def sendall(self, data: bytes | bytearray | memoryview, flags: int = 0) -> None:
+        self.stack.run(self.asendall(data, flags))
+
+    async def arecv(self, bufsize: int, flags: int = 0) -> bytes:
+        conn = self._require_conn()
+
+        async def wait() -> bytes:
+            while True:
+                if conn.readable:
+                    data = conn.recv(bufsize, self.runtime.now())
+                    self._after()
+                    return data
+                if conn.at_eof:
+                    return b""
+                if conn.error is not None:
+                    raise type(conn.error)(*conn.error.args)
+                if conn.state is State.CLOSED:
+                    return b""
+                await self.runtime.wait_for_change(conn)
+
+        return await self._with_timeout(wait())
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        return self.stack.run(self.arecv(bufsize, flags))
+
+    def shutdown(self, how: int) -> None:
+        conn = self._require_conn()
+        if how in (SHUT_WR, SHUT_RDWR):
+            conn.shutdown(self.runtime.now())
+            self._after()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        now = self.runtime.now()
+        if self.listener is not None:
+            self.host.close_listener(self.listener, now)
+            self.runtime.pump()
+        if self.conn is not None:
+            self.conn.close(now)
+            self._after()
+
+    def __enter__(self) -> Socket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- helpers
+
+    def _require_conn(self) -> TcpConnection:
+        if self.conn is None:
+            raise OSError(107, "Transport endpoint is not connected")
+        return self.conn
+
+    def _after(self, conn: TcpConnection | None = None) -> None:
+        c = conn or self.conn
+        if c is not None:
+            self.host.app_call(c)
+        self.runtime.pump()
+
+    async def _with_timeout(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        if self._timeout is None:
+            return await coro
+        try:
+            return await asyncio.wait_for(coro, self._timeout)
+        except TimeoutError:
+            raise TimeoutError("timed out") from None
+
+
+def _errno_of(err: BaseException) -> int:
+    import errno
+
+    codes: dict[type[BaseException], int] = {
+        ConnectionRefusedError: errno.ECONNREFUSED,
+        ConnectionResetError: errno.ECONNRESET,
+        TimeoutError: errno.ETIMEDOUT,
+        ConnectionAbortedError: errno.ECONNABORTED,
+    }
+    return codes.get(type(err), errno.EIO)

@@ -71,17 +71,13 @@ def resolve_topology_path(path: str | Path) -> Path:
 
 
 def _alive(pid: int) -> bool:
-    """True while `pid` runs (zombies count as gone, and our own zombie children are reaped)."""
-    try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass
+    """True while `pid` runs. A zombie counts as gone: it holds no namespace, and reaping it is its
+    parent's job (reaping here would steal the exit status from a caller's Popen)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 def _wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:

@@ -1,0 +1,208 @@
+"""Lab lifecycle on real namespaces: up, reachability, down, and every teardown path leaving nothing.
+
+Each test uses its own lab name, and a fixture downs it (and checks for leftovers) even on failure.
+Reachability is checked with a tiny ICMP echo over a raw socket run inside a node's namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from pyroute2 import IPRoute
+
+import lab.netns
+from lab import ownership
+from lab.lab import Lab, LabError, _alive, _wait_until
+from lab.state import STATE_FILE, run_dir
+
+pytestmark = [pytest.mark.root, pytest.mark.timeout(60)]
+
+TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
+
+PING = r"""
+import os, socket, struct, sys, time
+dst = sys.argv[1]
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+ident = os.getpid() & 0xFFFF
+body = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + b"tcplab"
+total = sum(struct.unpack(f"!{len(body) // 2}H", body))
+while total >> 16:
+    total = (total & 0xFFFF) + (total >> 16)
+s.sendto(body[:2] + struct.pack("!H", ~total & 0xFFFF) + body[4:], (dst, 0))
+deadline = time.monotonic() + 2.0
+while (left := deadline - time.monotonic()) > 0:
+    s.settimeout(left)
+    try:
+        data, addr = s.recvfrom(2048)
+    except socket.timeout:
+        break
+    ihl = (data[0] & 15) * 4
+    kind, _, _, got_id, _ = struct.unpack("!BBHHH", data[ihl : ihl + 8])
+    if kind == 0 and got_id == ident and addr[0] == dst:
+        sys.exit(0)
+sys.exit(1)
+"""
+
+
+def reachable(lab_: Lab, node: str, address: str) -> bool:
+    return lab_.exec(node, [sys.executable, "-c", PING, address], check=False).returncode == 0
+
+
+def leftovers(name: str) -> dict[str, object]:
+    """Anything of lab `name` still in the kernel, the process table or the run directory."""
+    prefix = f"tcplab-{name}-"
+    procs = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                argv = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if prefix.encode() in argv and _alive(int(entry.name)):
+                procs.append(int(entry.name))
+    with IPRoute() as ipr:
+        marked = [m.get("ifname") for m in ipr.get_links() if m.get("ifalias") == ownership.mark(name)]
+    found = {
+        "namespaces": ownership.lab_namespaces(name).get(name, []),
+        "processes": procs,
+        "root_links": marked,
+        "run_dir": run_dir(name).exists(),
+    }
+    return {k: v for k, v in found.items() if v}
+
+
+@pytest.fixture(autouse=True)
+def run_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("TCPLAB_RUN_DIR", str(tmp_path / "run"))
+    return tmp_path / "run"
+
+
+@pytest.fixture
+def lab_names() -> Iterator[Callable[[str], str]]:
+    """Hands out lab names unique to this test run; downs them all afterwards, whatever happened."""
+    used: list[str] = []
+
+    def make(stem: str) -> str:
+        name = f"t{os.getpid() % 10000}-{stem}"
+        used.append(name)
+        return name
+
+    yield make
+    for name in used:
+        Lab.down(name)
+        assert leftovers(name) == {}
+
+
+def test_two_node_up_status_reach_down(lab_names: Callable[[str], str]) -> None:
+    name = lab_names("two")
+    lab_ = Lab.up(TOPOLOGIES / "two-node.yaml", name=name)
+    status = lab_.status()
+    assert set(status["nodes"]) == {"client", "server"}
+    assert all(n["netns_present"] for n in status["nodes"].values())
+    assert status["nodes"]["server"]["address"] == lab_.address_of("server")
+    assert (run_dir(name) / STATE_FILE).is_file()
+    assert (run_dir(name) / "server.json").is_file()  # the daemon's config is written either way
+    # Stack-node namespaces forward in the kernel: their link addresses answer.
+    server_link = str(lab_.plan.node("server").interfaces[0].address.ip)
+    assert reachable(lab_, "client", server_link)
+    for pid in lab_.state.daemons.values():  # only once lab.daemon exists
+        assert _alive(pid)
+
+    report = Lab.down(name)
+    assert sorted(report["namespaces"]) == [f"tcplab-{name}-client", f"tcplab-{name}-server"]
+    assert leftovers(name) == {}
+    again = Lab.down(name)  # idempotent
+    assert again["namespaces"] == [] and again["killed"] == []
+
+
+def test_context_manager_downs_on_exit(lab_names: Callable[[str], str]) -> None:
+    name = lab_names("ctx")
+    with pytest.raises(RuntimeError, match="inside"), Lab.up(TOPOLOGIES / "interop.yaml", name=name):
+        assert ownership.lab_namespaces(name)
+        raise RuntimeError("inside the with block")
+    assert leftovers(name) == {}
+
+
+def test_chain_routes_across_the_router(lab_names: Callable[[str], str]) -> None:
+    name = lab_names("chain")
+    with Lab.up(TOPOLOGIES / "chain.yaml", name=name, start_daemons=False) as lab_:
+        right = str(lab_.plan.node("right").interfaces[0].address.ip)
+        left = str(lab_.plan.node("left").interfaces[0].address.ip)
+        assert reachable(lab_, "left", right)  # two hops, through r1
+        assert reachable(lab_, "right", left)
+        mtu = lab_.exec("right", ["cat", "/sys/class/net/lo/mtu"], check=False)  # exec works at all
+        assert mtu.returncode == 0
+        routes = lab_.exec("left", ["ip", "-4", "route"]).stdout
+        assert f"{lab_.address_of('right')} via {lab_.plan.node('r1').interfaces[0].address.ip}" in routes
+
+
+def test_down_without_state_file(lab_names: Callable[[str], str]) -> None:
+    name = lab_names("nostate")
+    lab_ = Lab.up(TOPOLOGIES / "chain.yaml", name=name, start_daemons=False)
+    sleeper = lab_.spawn("r1", ["sleep", "300"])
+    (run_dir(name) / STATE_FILE).unlink()
+    report = Lab.down(name)
+    assert len(report["namespaces"]) == 3
+    assert sleeper.wait(timeout=5) == -signal.SIGTERM
+    assert leftovers(name) == {}
+
+
+def test_failed_up_rolls_back(lab_names: Callable[[str], str], monkeypatch: pytest.MonkeyPatch) -> None:
+    name = lab_names("fail")
+    calls: list[str] = []
+
+    def broken_routes(ns: str, routes: object) -> None:
+        calls.append(ns)
+        raise lab.netns.RealiseError(f"{ns}: injected failure")
+
+    monkeypatch.setattr(lab.netns, "add_routes", broken_routes)
+    with pytest.raises(lab.netns.RealiseError, match="injected"):
+        Lab.up(TOPOLOGIES / "chain.yaml", name=name, start_daemons=False)
+    assert calls  # the failure came after namespaces and links existed
+    assert leftovers(name) == {}
+
+
+def test_up_refuses_a_lab_that_is_up_and_leaves_it_alone(lab_names: Callable[[str], str]) -> None:
+    name = lab_names("twice")
+    with Lab.up(TOPOLOGIES / "interop.yaml", name=name, start_daemons=False):
+        with pytest.raises(LabError, match="already up"):
+            Lab.up(TOPOLOGIES / "interop.yaml", name=name, start_daemons=False)
+        assert len(ownership.lab_namespaces(name)[name]) == 2
+
+
+def test_two_labs_side_by_side(lab_names: Callable[[str], str]) -> None:
+    first, second = lab_names("a"), lab_names("b")
+    lab_a = Lab.up(TOPOLOGIES / "interop.yaml", name=first, start_daemons=False)
+    lab_b = Lab.up(TOPOLOGIES / "interop.yaml", name=second, start_daemons=False)
+    # The same addresses in both labs: their namespaces keep them apart.
+    assert lab_a.address_of("linux") == lab_b.address_of("linux")
+    assert reachable(lab_a, "stack", lab_a.address_of("linux"))
+    Lab.down(first)
+    assert leftovers(first) == {}
+    assert len(ownership.lab_namespaces(second)[second]) == 2
+    assert reachable(lab_b, "stack", lab_b.address_of("linux"))
+
+
+def test_kill_9_then_down_leaves_nothing(lab_names: Callable[[str], str]) -> None:
+    name = lab_names("kill")
+    lab_ = Lab.up(TOPOLOGIES / "interop.yaml", name=name, start_daemons=False)
+    # A parent that starts a child in the namespace and is then killed -9: the orphan stays behind.
+    parent = lab_.spawn("linux", ["sh", "-c", "sleep 300 & echo $!; wait"], stdout=-1)
+    assert parent.stdout is not None
+    orphan = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=5)
+    assert _alive(orphan)
+    Lab.down(name)
+    assert _wait_until(lambda: not _alive(orphan), 5.0)
+    assert leftovers(name) == {}
+
+
+def test_down_of_unknown_lab_is_a_no_op() -> None:
+    report = Lab.down("never-was-up")
+    assert report["namespaces"] == [] and report["killed"] == []

@@ -106,7 +106,13 @@ class Duplex:
 
 
 class Network:
-    """Hosts, routers and links on one virtual clock. Close it (or use `with`) when done."""
+    """Hosts, routers and links on one virtual clock. Close it (or use `with`) when done.
+
+    `stats` counts what the network itself did with packets: no_route, malformed (shorter than
+    an IPv4 header), forwarded, ttl_expired, to_router (addressed to a router: no services),
+    frag_needed (ICMP errors sent), too_big_dropped (too big without DF, or an ICMP error).
+    Each link counts its own impairments in `Link.stats`.
+    """
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed

@@ -422,3 +422,29 @@ def test_real_hosts_complete_a_tcp_handshake_over_a_lossy_link() -> None:
         net.run_for(2.0)
         assert conn_after.state is State.ESTABLISHED
         assert d.forward.stats.delivered >= 2  # the retransmitted SYN and the ACK
+
+
+def test_real_hosts_discover_the_path_mtu_through_a_router() -> None:
+    pytest.importorskip("stack.host")
+
+    with Network(seed=1) as net:
+        a = net.add_host("a", "10.0.1.1")
+        net.add_router("r", "10.0.1.254", "10.0.2.254")
+        b = net.add_host("b", "10.0.2.1")
+        net.connect("a", "r", LinkProfile(delay=0.005))
+        net.connect("r", "b", LinkProfile(delay=0.005, mtu=576))
+        net.route("a", via="r")
+        net.route("b", via="r")
+        listener = b.host.listen(80)
+        conn = a.host.connect("10.0.2.1", 80, net.now)
+        a.runtime.pump()
+        net.run_for(0.1)
+        data = bytes(range(256)) * 80
+        assert conn.send(data, net.now) == len(data)
+        a.host.app_call(conn)
+        a.runtime.pump()
+        net.run_for(5.0)
+        assert net.stats["frag_needed"] >= 1
+        assert conn.mss <= 576 - 40
+        (server,) = listener.accept_queue
+        assert server.recv(1 << 20, net.now) == data

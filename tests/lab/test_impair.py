@@ -88,7 +88,8 @@ print(n, flush=True)
 # emulator's stats show it has seen everything sent, so no queue overflows on the way.
 BLAST = """
 import json, socket, sys, time
-host, port, total, batch, stats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+host, stats = sys.argv[1], sys.argv[5]
+port, total, batch = (int(arg) for arg in sys.argv[2:5])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 sent = 0
 while sent < total:
@@ -288,3 +289,61 @@ def test_forced_netem_without_netem_says_so(link: Link, monkeypatch: pytest.Monk
     monkeypatch.setenv(backend.ENV_BACKEND, "tc")
     with pytest.raises(backend.ImpairError, match="valid values are netem, userspace"):
         backend.choose_backend()
+
+
+@pytest.mark.parametrize(("profile", "factor"), [({"duplicate": "100%"}, 2), ({"corrupt": "100%"}, 0)])
+def test_duplicate_and_corrupt_reach_the_peer(link: Link, profile: dict[str, str], factor: int) -> None:
+    """Duplicates arrive twice (the copy goes out through the raw socket); corrupted datagrams fail
+    the receiver's UDP checksum, so none is delivered to the application."""
+    total = 200
+    assert backend.apply(link.a, "va", Impairment.model_validate(profile), seed=3, run_dir=link.run_dir)
+    counter = _start(_in_ns(link.b, COUNT, PORT, 1.0))
+    try:
+        stats_path = backend.control_dir(link.run_dir, link.a, "va") / "stats.json"
+        subprocess.run(_in_ns(link.a, BLAST, "10.199.0.2", PORT, total, 50, stats_path),
+                       capture_output=True, text=True, timeout=60, check=True)
+        out, _ = counter.communicate(timeout=30)
+    finally:
+        counter.kill()
+        counter.wait(timeout=10)
+    print(f"\n{profile}: sent {total}, received {out.split()[-1]}")
+    assert int(out.split()[-1]) == factor * total
+
+
+# Run inside a namespace: receive N datagrams (bounded wait); print the first-to-last spread.
+SPREAD = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.settimeout(5.0)
+print("ready", flush=True)
+times = []
+for _ in range(int(sys.argv[2])):
+    s.recv(2048)
+    times.append(time.monotonic())
+print(times[-1] - times[0], flush=True)
+"""
+
+SEND = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(int(sys.argv[3])):
+    s.sendto(b"r" * 1000, (sys.argv[1], int(sys.argv[2])))
+"""
+
+
+def test_rate_serialises_packets(link: Link) -> None:
+    """At 1 Mbit/s a 1000-byte UDP datagram (1042 bytes on the wire) takes 8.336 ms."""
+    count = 60
+    imp = Impairment.model_validate({"rate": "1mbit"})
+    assert backend.apply(link.a, "va", imp, seed=1, run_dir=link.run_dir) == "userspace"
+    receiver = _start(_in_ns(link.b, SPREAD, PORT, count))
+    try:
+        subprocess.run(_in_ns(link.a, SEND, "10.199.0.2", PORT, count), timeout=30, check=True)
+        out, _ = receiver.communicate(timeout=30)
+    finally:
+        receiver.kill()
+        receiver.wait(timeout=10)
+    spread, expected = float(out.split()[-1]), (count - 1) * 1042 * 8 / 1e6
+    print(f"\nrate 1mbit: {count} datagrams spread over {spread * 1e3:.1f} ms (ideal {expected * 1e3:.1f} ms)")
+    assert expected * 0.95 <= spread <= expected * 1.10

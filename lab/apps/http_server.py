@@ -124,7 +124,9 @@ class HttpServer(AppServer):
         if declared is not None and int(declared) > limit:
             raise _Reject(413)  # before "100 Continue": the client need not send it at all
         if conn.they_are_waiting_for_100_continue:
-            await _send(conn, writer, h11.InformationalResponse(status_code=100, headers=[]))
+            await _send(
+                conn, writer, h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+            )
         body = bytearray()
         size = 0
         while True:

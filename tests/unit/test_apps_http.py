@@ -167,22 +167,31 @@ def test_run_client_options_and_json_result() -> None:
     assert "body" not in result["responses"][0]
 
 
+async def _curl(*args: str) -> tuple[int, bytes]:
+    proc = await asyncio.create_subprocess_exec(
+        "curl", "-sS", "--max-time", "20", *args, stdout=asyncio.subprocess.PIPE
+    )  # fmt: skip
+    stdout, _ = await proc.communicate()
+    return proc.returncode or 0, stdout
+
+
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
-def test_curl_fetches_from_our_server(tmp_path: Path) -> None:
-    out = tmp_path / "out.bin"
+def test_curl_against_our_server(tmp_path: Path) -> None:
+    out, upload, echoed = tmp_path / "out.bin", tmp_path / "up.bin", tmp_path / "echoed.bin"
+    upload.write_bytes(payload.payload(1_500_000, seed=2))
 
-    async def scenario(net: KernelNet, server: HttpServer) -> tuple[bytes, int]:
-        url = f"http://{HOST}:{server.port}/bytes/300000"
-        proc = await asyncio.create_subprocess_exec(
-            "curl", "-sS", "--max-time", "20", "-o", str(out), "-w", "%{http_code}", url,
-            stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        stdout, _ = await proc.communicate()
-        return stdout, proc.returncode or 0
+    async def scenario(net: KernelNet, server: HttpServer) -> None:
+        base = f"http://{HOST}:{server.port}"
+        rc, code = await _curl("-o", str(out), "-w", "%{http_code}", f"{base}/bytes/300000")
+        assert rc == 0 and code == b"200"
+        # A large POST makes curl send "Expect: 100-continue"; the server must answer it.
+        rc, code = await _curl("--data-binary", f"@{upload}", "-o", str(echoed), "-w", "%{http_code}",
+                               f"{base}/echo")  # fmt: skip
+        assert rc == 0 and code == b"200"
 
-    code, rc = _run(scenario)
-    assert rc == 0 and code == b"200"
+    _run(scenario)
     assert hashlib.sha256(out.read_bytes()).hexdigest() == payload.sha256(300_000)
+    assert echoed.read_bytes() == upload.read_bytes()
 
 
 def test_client_fetches_from_python_http_server(tmp_path: Path) -> None:

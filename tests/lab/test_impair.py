@@ -345,5 +345,5 @@ def test_rate_serialises_packets(link: Link) -> None:
         receiver.kill()
         receiver.wait(timeout=10)
     spread, expected = float(out.split()[-1]), (count - 1) * 1042 * 8 / 1e6
-    print(f"\nrate 1mbit: {count} datagrams spread over {spread * 1e3:.1f} ms (ideal {expected * 1e3:.1f} ms)")
+    print(f"\nrate 1mbit: {count} datagrams over {spread * 1e3:.1f} ms (ideal {expected * 1e3:.1f} ms)")
     assert expected * 0.95 <= spread <= expected * 1.10

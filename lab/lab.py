@@ -208,13 +208,8 @@ class Lab:
         for link, end in wanted:
             assert end.egress is not None
             node = self.plan.node(end.node)
-            backend = apply(
-                netns=node.netns,
-                ifname=end.ifname,
-                impairment=end.egress,
-                seed=self.plan.seed_for(link.index, end is link.a),
-                run_dir=self.run_dir,
-            )
+            seed = self.plan.seed_for(link.index, end is link.a)
+            backend = apply(node.netns, end.ifname, end.egress, seed, self.run_dir)
             self.state.impairments[f"{end.node}->{end.peer_node} ({link.name})"] = backend
             write_state(self.state)
 

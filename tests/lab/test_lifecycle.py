@@ -6,6 +6,7 @@ Reachability is checked with a tiny ICMP echo over a raw socket run inside a nod
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -14,13 +15,16 @@ from pathlib import Path
 
 import pytest
 from pyroute2 import IPRoute
+from typer.testing import CliRunner
 
+import lab.cli
 import lab.netns
 from lab import ownership
 from lab.lab import Lab, LabError, _alive, _wait_until
 from lab.state import STATE_FILE, run_dir
 
-pytestmark = [pytest.mark.root, pytest.mark.timeout(60)]
+pytestmark = pytest.mark.timeout(60)
+root = pytest.mark.root
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 
@@ -98,6 +102,7 @@ def lab_names() -> Iterator[Callable[[str], str]]:
         assert leftovers(name) == {}
 
 
+@root
 def test_two_node_up_status_reach_down(lab_names: Callable[[str], str]) -> None:
     name = lab_names("two")
     lab_ = Lab.up(TOPOLOGIES / "two-node.yaml", name=name)
@@ -120,6 +125,7 @@ def test_two_node_up_status_reach_down(lab_names: Callable[[str], str]) -> None:
     assert again["namespaces"] == [] and again["killed"] == []
 
 
+@root
 def test_context_manager_downs_on_exit(lab_names: Callable[[str], str]) -> None:
     name = lab_names("ctx")
     with pytest.raises(RuntimeError, match="inside"), Lab.up(TOPOLOGIES / "interop.yaml", name=name):
@@ -128,6 +134,7 @@ def test_context_manager_downs_on_exit(lab_names: Callable[[str], str]) -> None:
     assert leftovers(name) == {}
 
 
+@root
 def test_chain_routes_across_the_router(lab_names: Callable[[str], str]) -> None:
     name = lab_names("chain")
     with Lab.up(TOPOLOGIES / "chain.yaml", name=name, start_daemons=False) as lab_:
@@ -141,6 +148,7 @@ def test_chain_routes_across_the_router(lab_names: Callable[[str], str]) -> None
         assert f"{lab_.address_of('right')} via {lab_.plan.node('r1').interfaces[0].address.ip}" in routes
 
 
+@root
 def test_down_without_state_file(lab_names: Callable[[str], str]) -> None:
     name = lab_names("nostate")
     lab_ = Lab.up(TOPOLOGIES / "chain.yaml", name=name, start_daemons=False)
@@ -152,6 +160,7 @@ def test_down_without_state_file(lab_names: Callable[[str], str]) -> None:
     assert leftovers(name) == {}
 
 
+@root
 def test_failed_up_rolls_back(lab_names: Callable[[str], str], monkeypatch: pytest.MonkeyPatch) -> None:
     name = lab_names("fail")
     calls: list[str] = []
@@ -167,6 +176,7 @@ def test_failed_up_rolls_back(lab_names: Callable[[str], str], monkeypatch: pyte
     assert leftovers(name) == {}
 
 
+@root
 def test_up_refuses_a_lab_that_is_up_and_leaves_it_alone(lab_names: Callable[[str], str]) -> None:
     name = lab_names("twice")
     with Lab.up(TOPOLOGIES / "interop.yaml", name=name, start_daemons=False):
@@ -175,6 +185,7 @@ def test_up_refuses_a_lab_that_is_up_and_leaves_it_alone(lab_names: Callable[[st
         assert len(ownership.lab_namespaces(name)[name]) == 2
 
 
+@root
 def test_two_labs_side_by_side(lab_names: Callable[[str], str]) -> None:
     first, second = lab_names("a"), lab_names("b")
     lab_a = Lab.up(TOPOLOGIES / "interop.yaml", name=first, start_daemons=False)
@@ -188,6 +199,7 @@ def test_two_labs_side_by_side(lab_names: Callable[[str], str]) -> None:
     assert reachable(lab_b, "stack", lab_b.address_of("linux"))
 
 
+@root
 def test_kill_9_then_down_leaves_nothing(lab_names: Callable[[str], str]) -> None:
     name = lab_names("kill")
     lab_ = Lab.up(TOPOLOGIES / "interop.yaml", name=name, start_daemons=False)
@@ -203,6 +215,42 @@ def test_kill_9_then_down_leaves_nothing(lab_names: Callable[[str], str]) -> Non
     assert leftovers(name) == {}
 
 
+@root
 def test_down_of_unknown_lab_is_a_no_op() -> None:
     report = Lab.down("never-was-up")
     assert report["namespaces"] == [] and report["killed"] == []
+
+
+@root
+def test_impaired_lab_reports_backends_and_stops_emulators(lab_names: Callable[[str], str]) -> None:
+    name = lab_names("lossy")
+    with Lab.up(TOPOLOGIES / "lossy.yaml", name=name, start_daemons=False) as lab_:
+        backends = lab_.status()["impairments"]
+        assert len(backends) == 2 and set(backends.values()) <= {"netem", "userspace"}
+    assert leftovers(name) == {}
+
+
+@root
+def test_cli_up_status_exec_down(lab_names: Callable[[str], str]) -> None:
+    name = lab_names("cli")
+    runner = CliRunner()
+    result = runner.invoke(lab.cli.app, ["up", str(TOPOLOGIES / "interop.yaml"), "--name", name, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["nodes"]["linux"]["address"] == "10.0.0.2"
+    status = json.loads(runner.invoke(lab.cli.app, ["status", name, "--json"]).stdout)
+    assert [s["lab"] for s in status] == [name]
+    ran = runner.invoke(lab.cli.app, ["exec", "--lab", name, "linux", "--", "true"])
+    assert ran.exit_code == 0, ran.output
+    ran = runner.invoke(lab.cli.app, ["exec", "--lab", name, "linux", "--", "false"])
+    assert ran.exit_code == 1
+    assert runner.invoke(lab.cli.app, ["down", name]).exit_code == 0
+    assert leftovers(name) == {}
+    assert runner.invoke(lab.cli.app, ["down", name]).exit_code == 0
+
+
+def test_cli_without_privileges_says_so_and_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lab.cli, "privilege_problem", lambda: "the lab needs root")
+    for argv in (["up"], ["down", "--all"], ["status"], ["exec", "x", "--", "true"]):
+        result = CliRunner().invoke(lab.cli.app, argv)
+        assert result.exit_code == 2, argv
+        assert "the lab needs root" in result.stderr

@@ -1,0 +1,1 @@
+"""Command modules of the `tcplab` CLI: each defines `register(app)` (see lab/cli.py)."""

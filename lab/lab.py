@@ -293,8 +293,16 @@ class Lab:
         # A process may have entered a namespace while we waited: look once more.
         killed += terminate(sorted(ownership.pids_in(found.namespaces)))
         namespaces = sorted(set(found.namespaces) | set(state.namespaces if state else []))
+        ids = {i: ns for ns in namespaces if (i := ownership.netns_id(ns)) is not None}
         for ns in namespaces:
             kernel.remove_namespace(ns)
+        # A process that entered a namespace while we tore down keeps it alive, unnamed: find it
+        # by the namespace's inode and stop it, until a sweep finds nobody.
+        for _ in range(5):
+            late = sorted(ownership.pids_in_ids(ids))
+            if not late:
+                break
+            killed += terminate(late)
         strays = kernel.remove_marked_links(name)
         shutil.rmtree(run_dir(name), ignore_errors=True)
         return {"lab": name, "namespaces": namespaces, "killed": killed, "stray_links": strays}

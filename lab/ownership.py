@@ -78,7 +78,12 @@ def netns_id(name: str) -> tuple[int, int] | None:
 
 def pids_in(namespaces: list[str]) -> dict[int, str]:
     """Processes whose network namespace is one of `namespaces`: pid -> namespace name."""
-    wanted = {i: n for n in namespaces if (i := netns_id(n)) is not None}
+    return pids_in_ids({i: n for n in namespaces if (i := netns_id(n)) is not None})
+
+
+def pids_in_ids(wanted: dict[tuple[int, int], str]) -> dict[int, str]:
+    """Processes in the namespaces with these (device, inode) ids, named or not (a namespace whose
+    name was removed lives on, unnamed, while a process is in it)."""
     if not wanted:
         return {}
     out: dict[int, str] = {}

@@ -153,6 +153,7 @@ def test_down_without_state_file(lab_names: Callable[[str], str]) -> None:
     name = lab_names("nostate")
     lab_ = Lab.up(TOPOLOGIES / "chain.yaml", name=name, start_daemons=False)
     sleeper = lab_.spawn("r1", ["sleep", "300"])
+    assert _wait_until(lambda: sleeper.pid in ownership.pids_in([lab_.netns_of("r1")]), 5.0)
     (run_dir(name) / STATE_FILE).unlink()
     report = Lab.down(name)
     assert len(report["namespaces"]) == 3
@@ -254,3 +255,69 @@ def test_cli_without_privileges_says_so_and_exits_2(monkeypatch: pytest.MonkeyPa
         result = CliRunner().invoke(lab.cli.app, argv)
         assert result.exit_code == 2, argv
         assert "the lab needs root" in result.stderr
+
+
+# -- the node-daemon hook, with a stand-in daemon: this module run as `python -m` ----------------
+
+
+def _fake_daemon(argv: list[str]) -> int:
+    """Behaves as lab.daemon must at start: enter the namespace, then create DIR/NODE.sock."""
+    import argparse
+    import ctypes
+    import socket
+    import time
+
+    parser = argparse.ArgumentParser()
+    for option in ("--netns", "--run-dir", "--node", "--config"):
+        parser.add_argument(option, required=True)
+    args = parser.parse_args(argv)
+    if os.environ.get("TCPLAB_FAKE_DAEMON_FAIL"):
+        print("failing on purpose", file=sys.stderr)
+        return 3
+    assert json.loads(Path(args.config).read_text())["node"] == args.node
+    fd = os.open(f"/run/netns/{args.netns}", os.O_RDONLY)
+    if ctypes.CDLL(None, use_errno=True).setns(fd, 0x40000000) != 0:
+        return 4
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(Path(args.run_dir) / f"{args.node}.sock"))
+    sock.listen()
+    while True:
+        time.sleep(60)
+
+
+@pytest.fixture
+def fake_daemon(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("lab.lab.DAEMON_MODULE", "tests.lab.test_lifecycle")
+
+
+@root
+@pytest.mark.usefixtures("fake_daemon")
+def test_daemons_start_then_kill_9_and_down(lab_names: Callable[[str], str]) -> None:
+    name = lab_names("daemons")
+    lab_ = Lab.up(TOPOLOGIES / "two-node.yaml", name=name)
+    pids = lab_.state.daemons
+    assert set(pids) == {"client", "server"}
+    status = lab_.status()
+    assert all(status["nodes"][n]["daemon_alive"] for n in pids)
+    assert set(ownership.pids_in(ownership.lab_namespaces(name)[name])) >= set(pids.values())
+    for pid in pids.values():
+        os.kill(pid, signal.SIGKILL)
+    assert _wait_until(lambda: not any(_alive(p) for p in pids.values()), 5.0)
+    Lab.down(name)
+    assert leftovers(name) == {}
+
+
+@root
+@pytest.mark.usefixtures("fake_daemon")
+def test_a_daemon_that_dies_fails_up_and_rolls_back(
+    lab_names: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = lab_names("deadd")
+    monkeypatch.setenv("TCPLAB_FAKE_DAEMON_FAIL", "1")
+    with pytest.raises(LabError, match=r"daemon of \w+ exited with 3"):
+        Lab.up(TOPOLOGIES / "two-node.yaml", name=name)
+    assert leftovers(name) == {}
+
+
+if __name__ == "__main__":
+    sys.exit(_fake_daemon(sys.argv[1:]))

@@ -55,7 +55,9 @@ def transitions(trace: Sequence[dict[str, Any]], conn: str | None = None) -> lis
     return ([changes[0]["old"]] if changes else []) + [e["new"] for e in changes]
 
 
-def assert_transitions(trace: Sequence[dict[str, Any]], expected: Sequence[str], conn: str | None = None) -> None:
+def assert_transitions(
+    trace: Sequence[dict[str, Any]], expected: Sequence[str], conn: str | None = None
+) -> None:
     got = transitions(trace, conn)
     assert got == list(expected), f"state transitions differ:\n  expected {list(expected)}\n  got      {got}"
 

@@ -374,8 +374,17 @@ class TcpConnection:
             self.unacked_segs = 0
         self._transmit(self, seg, now)
 
+    def _ack_seq(self) -> int:
+        """SEQ of a segment without text (RFC 9293 3.10.7.4: <SEQ=SND.NXT>). SND.NXT in the RFC's
+        sense is snd_max here (snd_nxt is pulled back for go-back-N after an RTO, and a segment
+        below the peer's RCV.NXT is unacceptable, so its ACK would be ignored: both ends in RTO
+        recovery would then ignore each other's ACKs forever). Never beyond the peer's window
+        (a zero-window probe octet may lie there), as Linux's tcp_acceptable_seq."""
+        wnd_end = seq.add(self.snd_una, self.snd_wnd)
+        return self.snd_max if seq.le(self.snd_max, wnd_end) else wnd_end
+
     def _send_ack(self, now: float) -> None:
-        self._emit(Flags.ACK, self.snd_nxt, now)
+        self._emit(Flags.ACK, self._ack_seq(), now)
 
     def _send_challenge_ack(self, now: float, why: str) -> None:
         """RFC 5961 sections 3.2, 4.2, 5.2: ACK with our current numbers, rate limited."""
@@ -657,7 +666,7 @@ class TcpConnection:
         """ABORT (RFC 9293 3.10.5): send RST in synchronized states (and SYN_RECEIVED), CLOSED."""
         if self.state in SYNCHRONIZED or self.state is State.SYN_RECEIVED:
             if self.state is not State.TIME_WAIT:
-                self._emit(Flags.RST | Flags.ACK, self.snd_nxt, now)
+                self._emit(Flags.RST | Flags.ACK, self._ack_seq(), now)  # RFC 5961 3: exact SEQ
         self.rcvq.clear()
         self._fail(ConnectionAbortedError("connection aborted"), cause, now)
         if self.listener is not None:

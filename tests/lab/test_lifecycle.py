@@ -117,6 +117,9 @@ def test_two_node_up_status_reach_down(lab_names: Callable[[str], str]) -> None:
     assert reachable(lab_, "client", server_link)
     for pid in lab_.state.daemons.values():  # only once lab.daemon exists
         assert _alive(pid)
+    attached = Lab.attach(name)
+    assert attached.address_of("server") == lab_.address_of("server")
+    assert attached.exec("server", ["true"]).returncode == 0
 
     report = Lab.down(name)
     assert sorted(report["namespaces"]) == [f"tcplab-{name}-client", f"tcplab-{name}-server"]
@@ -162,16 +165,19 @@ def test_down_without_state_file(lab_names: Callable[[str], str]) -> None:
 
 
 @root
-def test_failed_up_rolls_back(lab_names: Callable[[str], str], monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("error", [lab.netns.RealiseError, KeyboardInterrupt], ids=["error", "ctrl-c"])
+def test_failed_up_rolls_back(
+    lab_names: Callable[[str], str], monkeypatch: pytest.MonkeyPatch, error: type[BaseException]
+) -> None:
     name = lab_names("fail")
     calls: list[str] = []
 
     def broken_routes(ns: str, routes: object) -> None:
         calls.append(ns)
-        raise lab.netns.RealiseError(f"{ns}: injected failure")
+        raise error(f"{ns}: injected failure")
 
     monkeypatch.setattr(lab.netns, "add_routes", broken_routes)
-    with pytest.raises(lab.netns.RealiseError, match="injected"):
+    with pytest.raises(error, match="injected"):
         Lab.up(TOPOLOGIES / "chain.yaml", name=name, start_daemons=False)
     assert calls  # the failure came after namespaces and links existed
     assert leftovers(name) == {}

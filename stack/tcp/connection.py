@@ -710,7 +710,9 @@ class TcpConnection:
         self._take_syn_options(seg, now)
         self.irs = seg.seq
         self.rcv_nxt = seq.add(seg.seq, 1)
-        self.rcv_adv = self.rcv_nxt
+        # The window our SYN offered (never scaled) is open from RCV.NXT: text in a SYN-ACK is
+        # accepted within it (RFC 9293 3.10.7.3: "continue processing at the sixth step").
+        self.rcv_adv = seq.add(self.rcv_nxt, min(max(self.rcvbuf - len(self.rcvq), 0), 0xFFFF))
         if flags & Flags.ACK:
             self.snd_una = seg.ack
             self.sndq_seq = self.snd_una
@@ -724,7 +726,9 @@ class TcpConnection:
             self._set_state(State.ESTABLISHED, "segment:" + _flag_letters(flags), now)
             self._start_keepalive(now)
             if seg.payload or flags & Flags.FIN:
-                self._process_text_and_fin(seg, now, seg.seq)  # data in a SYN-ACK is rare but legal
+                # Data in a SYN-ACK is rare but legal; its first octet follows the SYN's
+                # sequence number (RFC 9293 3.3.1: the SYN occupies SEG.SEQ).
+                self._process_text_and_fin(seg, now, seq.add(seg.seq, 1))
             else:
                 self._send_ack(now)
             if self.write_shut:  # shutdown() before the handshake finished

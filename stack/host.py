@@ -23,7 +23,7 @@ from stack.tcp.state import State
 from stack.trace import Drop, PacketEvent, SegmentEvent, Trace, conn_id
 from stack.wire import icmp, ipv4
 from stack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, IPv4Packet, build_ipv4, pack_addr, parse_ipv4
-from stack.wire.tcp import Flags, TcpSegment, build_tcp, flags_str, format_options, parse_tcp
+from stack.wire.tcp import ACK, RST, SYN, TcpSegment, build_tcp, flags_str, format_options, parse_tcp
 
 EPHEMERAL_PORTS = (32768, 60999)  # Linux's default ip_local_port_range
 ConnKey = tuple[str, int, int]  # (remote ip, remote port, local port)
@@ -263,7 +263,7 @@ class Host:
         if conn is not None:
             # RFC 6191 / RFC 9293 3.10.7.4 note: a new SYN may reuse a TIME_WAIT 4-tuple when its
             # sequence number is above the old connection's.
-            if (conn.state is State.TIME_WAIT and seg.flags & Flags.SYN and not seg.flags & Flags.ACK
+            if (conn.state is State.TIME_WAIT and seg.flags & SYN and not seg.flags & ACK
                     and seg.dst_port in self.listeners and seq.gt(seg.seq, conn.rcv_nxt)):
                 conn.abort(now, "segment:S reuse")
                 del self.connections[key]
@@ -280,13 +280,13 @@ class Host:
     def _on_listen(self, listener: Listener, src: str, seg: TcpSegment, now: float) -> None:
         """RFC 9293 3.10.7.2, LISTEN state."""
         flags = seg.flags
-        if flags & Flags.RST:
+        if flags & RST:
             self._drop("listen_rst", now)
             return
-        if flags & Flags.ACK:
+        if flags & ACK:
             self._reset_closed(src, seg, now, "listen_ack")
             return
-        if not flags & Flags.SYN:
+        if not flags & SYN:
             self._drop("listen_no_syn", now)
             return
         if not listener.has_room_for_syn():
@@ -303,13 +303,13 @@ class Host:
     def _reset_closed(self, src: str, seg: TcpSegment, now: float, reason: str) -> None:
         """RFC 9293 3.10.7.1: answer a segment for no connection with a RST, never a RST."""
         self._drop(reason, now)
-        if seg.flags & Flags.RST:
+        if seg.flags & RST:
             return
-        if seg.flags & Flags.ACK:
-            rst = TcpSegment(seg.dst_port, seg.src_port, seg.ack, 0, Flags.RST, 0)
+        if seg.flags & ACK:
+            rst = TcpSegment(seg.dst_port, seg.src_port, seg.ack, 0, RST, 0)
         else:
             rst = TcpSegment(
-                seg.dst_port, seg.src_port, 0, seq.add(seg.seq, seg.seg_len), Flags.RST | Flags.ACK, 0
+                seg.dst_port, seg.src_port, 0, seq.add(seg.seq, seg.seg_len), RST | ACK, 0
             )
         self.counters["rst_sent"] += 1
         self._transmit_segment(src, rst, conn_id(self.address, seg.dst_port, src, seg.src_port), now)

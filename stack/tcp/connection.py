@@ -26,7 +26,12 @@ from stack.tcp.scoreboard import Scoreboard
 from stack.tcp.state import CAN_RECEIVE_TEXT, CAN_SEND, SYNCHRONIZED, State
 from stack.trace import CongestionEvent, Drop, Retransmit, RttEvent, StateChange, TimerEvent, Trace, conn_id
 from stack.wire.tcp import (
-    Flags,
+    ACK,
+    FIN,
+    PSH,
+    RST,
+    SYN,
+    URG,
     Mss,
     Nop,
     Sack,
@@ -310,11 +315,11 @@ class TcpConnection:
 
     # ------------------------------------------------------------------ segment output
 
-    def _options(self, flags: Flags, now: float) -> tuple[TcpOption, ...]:
+    def _options(self, flags: int, now: float) -> tuple[TcpOption, ...]:
         cfg = self.config
-        if flags & Flags.SYN:
+        if flags & SYN:
             # Linux's SYN layout: MSS, SACK-permitted, timestamps, NOP, window scale.
-            syn_ack = bool(flags & Flags.ACK)
+            syn_ack = bool(flags & ACK)
             use_sack = cfg.sack and (self.sack_ok or not syn_ack)
             use_ts = cfg.timestamps and (self.ts_ok or not syn_ack)
             use_ws = cfg.window_scaling and (self.ws_ok or not syn_ack)
@@ -360,15 +365,15 @@ class TcpConnection:
             self.rcv_adv = edge
         return wnd
 
-    def _emit(self, flags: Flags, seqno: int, now: float, payload: bytes = b"", urgent: int = 0) -> None:
-        ack = self.rcv_nxt if flags & Flags.ACK else 0
-        window = self._window_field(bool(flags & Flags.SYN))
+    def _emit(self, flags: int, seqno: int, now: float, payload: bytes = b"", urgent: int = 0) -> None:
+        ack = self.rcv_nxt if flags & ACK else 0
+        window = self._window_field(bool(flags & SYN))
         options = self._options(flags, now)
         seg = TcpSegment(
             self.local_port, self.remote_port, seqno, ack, flags, window, payload, options, urgent
         )
         self.stats.segs_out += 1
-        if flags & Flags.ACK:
+        if flags & ACK:
             self.last_ack_sent = self.rcv_nxt
             self.delack_at = None
             self.unacked_segs = 0
@@ -384,7 +389,7 @@ class TcpConnection:
         return self.snd_max if seq.le(self.snd_max, wnd_end) else wnd_end
 
     def _send_ack(self, now: float) -> None:
-        self._emit(Flags.ACK, self._ack_seq(), now)
+        self._emit(ACK, self._ack_seq(), now)
 
     def _send_challenge_ack(self, now: float, why: str) -> None:
         """RFC 5961 sections 3.2, 4.2, 5.2: ACK with our current numbers, rate limited."""
@@ -397,11 +402,11 @@ class TcpConnection:
             self._drop("challenge_ack_limited", now, why)
 
     def _send_syn(self, now: float, retransmit: bool = False) -> None:
-        flags = Flags.SYN | Flags.ACK if self.state is State.SYN_RECEIVED else Flags.SYN
+        flags = SYN | ACK if self.state is State.SYN_RECEIVED else SYN
         if retransmit:
             self.stats.retransmits += 1
             if self.trace.enabled:
-                kind = "synack" if flags & Flags.ACK else "syn"
+                kind = "synack" if flags & ACK else "syn"
                 self.trace.emit(Retransmit(now, self.id, self.iss, 0, kind))
         self._emit(flags, self.iss, now)
         self.snd_nxt = self.snd_max = seq.add(self.iss, 1)
@@ -535,8 +540,17 @@ class TcpConnection:
 
     def _on_persist(self, now: float) -> None:
         """Zero-window probe (RFC 9293 3.8.6.1): send one octet beyond the window, with backoff."""
-        if self.snd_wnd != 0 or self.state not in (State.ESTABLISHED, State.CLOSE_WAIT,
-                                                   State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK):
+        if self.state not in (State.ESTABLISHED, State.CLOSE_WAIT,
+                              State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK):
+            return
+        if self.snd_wnd != 0:
+            # RFC 9293 3.8.6.2.1: the window is open but too small for sender SWS avoidance and
+            # nothing is in flight to bring an update (a lost window update would stall us
+            # forever): on this override timeout send what fits.
+            usable = seq.sub(seq.add(self.snd_una, self.snd_wnd), self.snd_nxt)
+            avail = seq.sub(self.fin_seq, self.snd_nxt)
+            if usable > 0 and avail > 0:
+                self._send_data(self.snd_nxt, min(usable, avail, self.mss), now, force_push=True)
             return
         self.retries += 1
         if self.retries > self.config.data_retries:
@@ -547,10 +561,10 @@ class TcpConnection:
         probe_seq = self.snd_una if seq.lt(self.snd_una, self.snd_max) else self.snd_nxt
         if seq.lt(probe_seq, self.fin_seq):
             off = seq.sub(probe_seq, self.sndq_seq)
-            self._emit(Flags.ACK, probe_seq, now, bytes(self.sndq[off : off + 1]))
+            self._emit(ACK, probe_seq, now, bytes(self.sndq[off : off + 1]))
             end = seq.add(probe_seq, 1)
         elif self.fin_queued:
-            self._emit(Flags.FIN | Flags.ACK, probe_seq, now)
+            self._emit(FIN | ACK, probe_seq, now)
             end = seq.add(probe_seq, 1)
         else:
             return
@@ -578,7 +592,7 @@ class TcpConnection:
             return
         self.keepalive_probes += 1
         self.stats.keepalive_probes += 1
-        self._emit(Flags.ACK, seq.add(self.snd_una, -1), now)
+        self._emit(ACK, seq.add(self.snd_una, -1), now)
         self.keepalive_at = now + self.config.keepalive_interval
 
     def set_keepalive(self, on: bool, now: float) -> None:
@@ -666,7 +680,7 @@ class TcpConnection:
         """ABORT (RFC 9293 3.10.5): send RST in synchronized states (and SYN_RECEIVED), CLOSED."""
         if self.state in SYNCHRONIZED or self.state is State.SYN_RECEIVED:
             if self.state is not State.TIME_WAIT:
-                self._emit(Flags.RST | Flags.ACK, self._ack_seq(), now)  # RFC 5961 3: exact SEQ
+                self._emit(RST | ACK, self._ack_seq(), now)  # RFC 5961 3: exact SEQ
         self.rcvq.clear()
         self._fail(ConnectionAbortedError("connection aborted"), cause, now)
         if self.listener is not None:
@@ -691,20 +705,20 @@ class TcpConnection:
     def _on_syn_sent(self, seg: TcpSegment, now: float) -> None:
         """RFC 9293 3.10.7.3."""
         flags = seg.flags
-        if flags & Flags.ACK:
+        if flags & ACK:
             # First: the ACK must acknowledge our SYN and nothing more.
             if seq.le(seg.ack, self.iss) or seq.gt(seg.ack, self.snd_max):
-                if not flags & Flags.RST:
-                    self._emit(Flags.RST, seg.ack, now)
+                if not flags & RST:
+                    self._emit(RST, seg.ack, now)
                 self._drop("syn_sent_bad_ack", now)
                 return
-        if flags & Flags.RST:
-            if flags & Flags.ACK:  # acceptable ACK: the peer refused us
+        if flags & RST:
+            if flags & ACK:  # acceptable ACK: the peer refused us
                 self._fail(ConnectionRefusedError("connection refused"), "segment:R.", now)
             else:
                 self._drop("syn_sent_rst_without_ack", now)
             return
-        if not flags & Flags.SYN:
+        if not flags & SYN:
             self._drop("syn_sent_no_syn", now)
             return
         self._take_syn_options(seg, now)
@@ -713,7 +727,7 @@ class TcpConnection:
         # The window our SYN offered (never scaled) is open from RCV.NXT: text in a SYN-ACK is
         # accepted within it (RFC 9293 3.10.7.3: "continue processing at the sixth step").
         self.rcv_adv = seq.add(self.rcv_nxt, min(max(self.rcvbuf - len(self.rcvq), 0), 0xFFFF))
-        if flags & Flags.ACK:
+        if flags & ACK:
             self.snd_una = seg.ack
             self.sndq_seq = self.snd_una
             self.snd_wnd = seg.window  # never scaled on a SYN
@@ -725,7 +739,7 @@ class TcpConnection:
             self.rto_at = None
             self._set_state(State.ESTABLISHED, "segment:" + _flag_letters(flags), now)
             self._start_keepalive(now)
-            if seg.payload or flags & Flags.FIN:
+            if seg.payload or flags & FIN:
                 # Data in a SYN-ACK is rare but legal; its first octet follows the SYN's
                 # sequence number (RFC 9293 3.3.1: the SYN occupies SEG.SEQ).
                 self._process_text_and_fin(seg, now, seq.add(seg.seq, 1))
@@ -741,7 +755,7 @@ class TcpConnection:
             self.max_snd_wnd = self.snd_wnd
             self.snd_wl1 = seg.seq
             self._set_state(State.SYN_RECEIVED, "segment:S", now)
-            self._emit(Flags.SYN | Flags.ACK, self.iss, now)
+            self._emit(SYN | ACK, self.iss, now)
             self._arm_rto(now, restart=True)
 
     def _sample_rtt_syn(self, seg: TcpSegment, now: float) -> None:
@@ -785,13 +799,13 @@ class TcpConnection:
             self.keepalive_at = now + self.config.keepalive_idle
 
         # SYN_RECEIVED: a retransmitted SYN means our SYN-ACK was lost; answer it again.
-        if st is State.SYN_RECEIVED and flags & Flags.SYN and not flags & Flags.ACK and seg.seq == self.irs:
+        if st is State.SYN_RECEIVED and flags & SYN and not flags & ACK and seg.seq == self.irs:
             self._send_syn(now, retransmit=True)
             return
 
         # RFC 7323 5.3 PAWS: a segment with an older timestamp is an old duplicate.
         ts = seg.timestamps
-        if self.ts_ok and ts is not None and not flags & Flags.RST:
+        if self.ts_ok and ts is not None and not flags & RST:
             if seq.lt(ts.tsval, self.ts_recent) and now - self.ts_recent_age < 24 * 86400:
                 self._drop("paws", now)
                 self._send_ack(now)
@@ -799,13 +813,13 @@ class TcpConnection:
 
         # First: the sequence number.
         if not self._acceptable(seg):
-            if flags & Flags.RST:
+            if flags & RST:
                 self._drop("rst_out_of_window", now)
                 return
             # RFC 2883: report a wholly duplicate segment with a D-SACK block.
             if self.sack_ok and seg.payload and seq.le(seq.add(seg.seq, len(seg.payload)), self.rcv_nxt):
                 self.dsack = (seg.seq, seq.add(seg.seq, len(seg.payload)))
-            if st is State.TIME_WAIT and flags & Flags.FIN:
+            if st is State.TIME_WAIT and flags & FIN:
                 self._restart_time_wait(now)  # a retransmitted FIN: re-ACK, restart 2*MSL
             self._drop("unacceptable_segment", now)
             self._send_ack(now)
@@ -817,7 +831,7 @@ class TcpConnection:
             self.ts_recent_age = now
 
         # Second: RST (RFC 5961 section 3.2: only an exact match resets).
-        if flags & Flags.RST:
+        if flags & RST:
             if seg.seq != self.rcv_nxt:
                 self._send_challenge_ack(now, "rst_in_window")
                 return
@@ -825,7 +839,7 @@ class TcpConnection:
             return
 
         # Fourth: SYN in a synchronized state (RFC 5961 section 4.2): challenge ACK.
-        if flags & Flags.SYN:
+        if flags & SYN:
             if st is State.SYN_RECEIVED and self.listener is not None:
                 self._back_to_listen(now, "segment:S")
                 return
@@ -833,12 +847,12 @@ class TcpConnection:
             return
 
         # Fifth: the ACK field.
-        if not flags & Flags.ACK:
+        if not flags & ACK:
             self._drop("no_ack", now)
             return
         if st is State.SYN_RECEIVED:
             if not (seq.lt(self.snd_una, seg.ack) and seq.le(seg.ack, self.snd_max)):
-                self._emit(Flags.RST, seg.ack, now)  # RFC 9293: <SEQ=SEG.ACK><CTL=RST>
+                self._emit(RST, seg.ack, now)  # RFC 9293: <SEQ=SEG.ACK><CTL=RST>
                 self._drop("syn_received_bad_ack", now)
                 return
             if self.listener is not None and not self.listener.can_accept():
@@ -870,14 +884,14 @@ class TcpConnection:
             return
 
         # Sixth: the URG bit (RFC 9293 3.10.7.4, RFC 6093).
-        if flags & Flags.URG and st in CAN_RECEIVE_TEXT:
+        if flags & URG and st in CAN_RECEIVE_TEXT:
             up = seq.add(seg.seq, seg.urgent)
             if self.rcv_up is None or seq.gt(up, self.rcv_up):
                 self.rcv_up = up
                 self.urgent_mark = len(self.rcvq) + seq.sub(up, self.rcv_nxt) - 1
 
         # Seventh and eighth: the segment text and FIN.
-        if seg.payload or flags & Flags.FIN:
+        if seg.payload or flags & FIN:
             self._process_text_and_fin(seg, now, seg.seq)
         self._output(now)
 
@@ -940,7 +954,7 @@ class TcpConnection:
             acked == 0
             and self.flight_size > 0
             and not seg.payload
-            and not seg.flags & (Flags.SYN | Flags.FIN)
+            and not seg.flags & (SYN | FIN)
             and (window == self.snd_wnd or sack_new > 0)
         )
 
@@ -958,6 +972,14 @@ class TcpConnection:
                 self.persist_at = None
                 self.persist_backoff = 0
                 self.retries = 0
+                # RFC 9293 3.8.6.1: a probe octet or FIN the peer did not take is resent now, as
+                # ordinary data (no RTO runs while probing: it would never be resent otherwise).
+                if seq.lt(self.snd_una, self.snd_nxt) and self.rto_at is None:
+                    self.snd_nxt = self.snd_una
+            elif window == 0 and self.persist_at is not None:
+                # RFC 9293 3.8.6.1: while the receiver answers the probes the connection stays
+                # open; only unanswered probes count toward the abort.
+                self.retries = 0
         if is_dup:
             self._on_dupack(now)
 
@@ -974,7 +996,7 @@ class TcpConnection:
             self._set_state(State.CLOSED, "segment:" + _flag_letters(seg.flags), now)
             return False
         elif st is State.TIME_WAIT:
-            if seg.flags & Flags.FIN:
+            if seg.flags & FIN:
                 self._send_ack(now)
                 self._restart_time_wait(now)
             return False
@@ -1076,7 +1098,7 @@ class TcpConnection:
     def _process_text_and_fin(self, seg: TcpSegment, now: float, seqno: int) -> None:
         st = self.state
         payload = seg.payload
-        fin = bool(seg.flags & Flags.FIN)
+        fin = bool(seg.flags & FIN)
         if st not in CAN_RECEIVE_TEXT and st is not State.SYN_RECEIVED:
             if fin and st in (State.CLOSE_WAIT, State.CLOSING, State.LAST_ACK):
                 self._send_ack(now)  # a retransmitted FIN: our ACK was lost
@@ -1188,18 +1210,18 @@ class TcpConnection:
         off = seq.sub(start, self.sndq_seq)
         payload = bytes(self.sndq[off : off + n])
         end = seq.add(start, n)
-        flags = Flags.ACK
+        flags = ACK
         if (self.push_seq is not None and seq.ge(end, self.push_seq)) or force_push:
-            flags |= Flags.PSH
+            flags |= PSH
         if self.fin_queued and end == self.fin_seq:
-            flags |= Flags.FIN
+            flags |= FIN
         urgent = 0
         if self.snd_up is not None and seq.lt(start, self.snd_up):
-            flags |= Flags.URG
+            flags |= URG
             urgent = min(seq.sub(self.snd_up, start), 0xFFFF)
         retrans = seq.lt(start, self.snd_max)
         self._emit(flags, start, now, payload, urgent)
-        seg_end = seq.add(end, 1) if flags & Flags.FIN else end
+        seg_end = seq.add(end, 1) if flags & FIN else end
         if retrans:
             self._note_retransmit(start, n, now, "rto" if self.rto_recovery else "sack")
         else:
@@ -1220,9 +1242,9 @@ class TcpConnection:
         if n == 0 and not fin:
             return
         off = seq.sub(start, self.sndq_seq)
-        flags = Flags.ACK | (Flags.FIN if fin else Flags(0))
+        flags = ACK | (FIN if fin else 0)
         if n and self.push_seq is not None and seq.ge(seq.add(start, n), self.push_seq):
-            flags |= Flags.PSH
+            flags |= PSH
         self._emit(flags, start, now, bytes(self.sndq[off : off + n]))
         self._note_retransmit(start, n, now, why)
         end = seq.add(start, n + (1 if fin else 0))
@@ -1265,7 +1287,7 @@ class TcpConnection:
             if avail <= 0:
                 # Only the FIN is left: it needs one octet of window.
                 if usable >= 1:
-                    self._emit(Flags.FIN | Flags.ACK, self.snd_nxt, now)
+                    self._emit(FIN | ACK, self.snd_nxt, now)
                     if seq.lt(self.snd_nxt, self.snd_max):
                         self._note_retransmit(self.snd_nxt, 0, now, "rto")
                     self.snd_nxt = seq.add(self.snd_nxt, 1)
@@ -1292,7 +1314,8 @@ class TcpConnection:
         pending = seq.sub(self.fin_seq, self.snd_nxt) > 0 or (
             self.fin_queued and seq.le(self.snd_nxt, self.fin_seq)
         )
-        if self.snd_wnd == 0 and pending and self.snd_una == self.snd_max:
+        # Also when the window is open but too small to use (see _on_persist).
+        if pending and self.snd_una == self.snd_max:
             self.rto_at = None
             if self.persist_at is None:
                 self._arm_persist(now)

@@ -25,6 +25,10 @@ class Flags(enum.IntFlag):
     CWR = 0x80
 
 
+# The same bits as plain ints: the hot path tests them per segment, and IntFlag arithmetic costs
+# several times an int's. A parsed segment's `flags` is a plain int.
+FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
+
 FLAG_LETTERS = (
     (Flags.SYN, "S"), (Flags.FIN, "F"), (Flags.RST, "R"), (Flags.PSH, "P"),
     (Flags.ACK, "."), (Flags.URG, "U"), (Flags.ECE, "E"), (Flags.CWR, "W"),
@@ -97,7 +101,7 @@ class TcpSegment:
     dst_port: int
     seq: int
     ack: int
-    flags: Flags
+    flags: int  # the 8 flag bits (compare with the module constants SYN, ACK, ... or Flags)
     window: int  # the raw 16-bit field, before any window scaling
     payload: bytes = b""
     options: tuple[TcpOption, ...] = ()
@@ -107,9 +111,9 @@ class TcpSegment:
     def seg_len(self) -> int:
         """SEG.LEN of RFC 9293: payload octets plus one each for SYN and FIN."""
         n = len(self.payload)
-        if self.flags & Flags.SYN:
+        if self.flags & SYN:
             n += 1
-        if self.flags & Flags.FIN:
+        if self.flags & FIN:
             n += 1
         return n
 
@@ -150,8 +154,6 @@ MAX_OPTIONS_LEN = 40  # data offset is 4 bits of 32-bit words: at most 60 octets
 _CHECKSUM = struct.Struct("!H")
 _PROTO_TCP = 6
 
-# All 256 flag bytes pre-made: Flags(x) per packet costs more than the rest of the header.
-_FLAGS = tuple(Flags(i) for i in range(256))
 _EOL = Eol()
 _NOP = Nop()
 _U16 = struct.Struct("!H")
@@ -228,7 +230,7 @@ def parse_tcp(data: bytes | memoryview, src: bytes, dst: bytes, verify_checksum:
     if hlen < MIN_HEADER_LEN or hlen > n:
         raise ParseError("tcp_offset", f"header {hlen} of {n} bytes")
     options = _parse_options(bytes(data[MIN_HEADER_LEN:hlen])) if hlen > MIN_HEADER_LEN else ()
-    return TcpSegment(sport, dport, seq, ack, _FLAGS[flags], window, bytes(data[hlen:]), options, urgent)
+    return TcpSegment(sport, dport, seq, ack, flags, window, bytes(data[hlen:]), options, urgent)
 
 
 def encode_options(options: tuple[TcpOption, ...]) -> bytes:

@@ -146,7 +146,7 @@ def test_known_segment_bytes() -> None:
 def test_every_flag_byte_is_kept() -> None:
     for bits in range(256):
         seg = parse_tcp(raw_tcp(flags=bits), SRC, DST)
-        assert seg.flags == bits and isinstance(seg.flags, Flags)
+        assert seg.flags == bits and type(seg.flags) is int  # plain int: cheap to test per segment
     # SYN+FIN+RST together is not the parser's business (the connection judges it).
     assert parse_tcp(raw_tcp(flags=0x07), SRC, DST).flags == Flags.SYN | Flags.FIN | Flags.RST
 

@@ -44,6 +44,7 @@ class SimLab:
     server_sink: MemorySink
     client_net: Stack
     server_net: Stack
+    profile: LinkProfile
 
     def run(self, coro: Coroutine[Any, Any, _T], timeout: float = 600.0) -> _T:
         """Run coro on the network's loop; timeout in virtual seconds."""
@@ -57,6 +58,23 @@ class SimLab:
             if loop.time() > end:
                 raise AssertionError(f"connections left: {self.open_connections()}")
             await asyncio.sleep(1.0)
+
+    def impairments(self) -> dict[str, int]:
+        """What the link did to the packets, both directions together (lost, reordered, ...)."""
+        duplex = self.net.duplex("client", "server")
+        total: dict[str, int] = {}
+        for link in (duplex.forward, duplex.backward):
+            for key, value in link.stats.as_dict().items():
+                total[key] = total.get(key, 0) + value
+        return total
+
+    def assert_impaired(self) -> None:
+        """On an impaired profile, the link really lost and reordered packets in this run."""
+        seen = self.impairments()
+        if self.profile.loss:
+            assert seen["lost"] > 0, seen
+        if self.profile.reorder:
+            assert seen["reordered"] > 0, seen
 
     def open_connections(self) -> dict[str, list[str]]:
         return {
@@ -80,6 +98,7 @@ def make_lab(seed: int, profile: LinkProfile = CLEAN, config: TcpConfig | None =
         server_sink,
         Stack(client.runtime, names={"server": SERVER_ADDR}),
         Stack(server.runtime),
+        profile,
     )
 
 

@@ -60,8 +60,8 @@ def test_echo_returns_every_byte(profile: str, size: int) -> None:
     # The client's data segments carried at least the whole message (more with retransmissions).
     sent = sum(s.len for s in lab.client_sink.segments("out"))
     assert sent >= size
-    if profile == "lossy" and size >= 300_000:
-        assert lab.net.duplex("client", "server").forward.stats.lost > 0  # the link really lost some
+    if size >= 300_000:
+        lab.assert_impaired()
 
 
 @pytest.mark.parametrize("profile", ["clean", "lossy"])
@@ -75,6 +75,7 @@ def test_fifty_concurrent_echo_clients(profile: str) -> None:
     assert [r.bytes_received for r in results] == [o.size for o in options]
     assert server.connections == 50
     _check_paths(lab, profile, 50)
+    lab.assert_impaired()
     # Fifty distinct connections (client ports) on each side.
     assert len({c.split(">")[0] for c in connections(lab.client_sink)}) == 50
 

@@ -283,9 +283,10 @@ def listening(isn: tuple[int, int] = DEFAULT_ISN, config: TcpConfig = PLAIN, bac
 
 
 def syn_received(isn: tuple[int, int] = DEFAULT_ISN, config: TcpConfig = PLAIN,
-                 syn_options: tuple[TcpOption, ...] = (Mss(PEER_MSS),), **kw: Any) -> Peer:
+                 syn_options: tuple[TcpOption, ...] = (Mss(PEER_MSS),), syn_win: int = PEER_WIN,
+                 **kw: Any) -> Peer:
     peer = listening(isn, config, **kw)
-    peer.send("S", options=syn_options)
+    peer.send("S", options=syn_options, win=syn_win)
     peer.conn = peer.host.find(LOCAL_PORT, REMOTE_IP, REMOTE_PORT)
     if config is PLAIN:
         peer.expect("S.", seq=peer.iss, options=SYN_OPTS)
@@ -296,9 +297,10 @@ def syn_received(isn: tuple[int, int] = DEFAULT_ISN, config: TcpConfig = PLAIN,
 
 
 def established_passive(isn: tuple[int, int] = DEFAULT_ISN, config: TcpConfig = PLAIN,
-                        syn_options: tuple[TcpOption, ...] = (Mss(PEER_MSS),), **kw: Any) -> Peer:
-    peer = syn_received(isn, config, syn_options, **kw)
-    peer.send(".")
+                        syn_options: tuple[TcpOption, ...] = (Mss(PEER_MSS),), syn_win: int = PEER_WIN,
+                        **kw: Any) -> Peer:
+    peer = syn_received(isn, config, syn_options, syn_win, **kw)
+    peer.send(".", win=syn_win)
     peer.expect_none()
     assert peer.listener is not None
     conn = peer.listener.accept()

@@ -213,8 +213,8 @@ def match_outbound(ev: ast.PacketEvent, seg: TcpSegment, flow: Flow) -> str | No
         return f"window {seg.window}, expected {ev.win}"
     if ev.urg is not None and seg.urgent != ev.urg:
         return f"urgent pointer {seg.urgent}, expected {ev.urg}"
-    elided = isinstance(ev.options, ast.Elided)
-    problem = None if elided else _match_options(ev.options or (), seg.options)
+    want = ev.options
+    problem = None if isinstance(want, ast.Elided) else _match_options(want or (), seg.options)
     if problem is None:
         _remember_ts(ev, seg, flow)
     return problem

@@ -24,7 +24,7 @@ the pydantic models below (`OPS`); anything else is answered with an error, neve
 | run_app     | name, options, timeout?                | the client app's result dict                |
 | start_app   | name, options                          | {"id": ...} (a server app keeps running)    |
 | stop_app    | id                                     | {"stopped": id}                             |
-| trace       | since, kinds?, limit, follow           | {"events": [...], "next": seq} (see below)  |
+| trace       | since, kinds?, limit, tail, follow     | {"events": [...], "next": seq} (see below)  |
 | run_script  | path, args, timeout?                   | {"exit_code": n}; output streams as stdout/stderr |
 | shutdown    | -                                      | {"shutting_down": true}                     |
 
@@ -79,6 +79,8 @@ class TraceArgs(_Args):
     kinds: list[str] | None = None
     """Event kinds to keep (StateChange, SegmentEvent, Drop, ...); None keeps all."""
     limit: int = Field(default=1000, ge=1, le=100_000)
+    tail: bool = False
+    """The last `limit` matching events rather than the first ones from `since`."""
     follow: bool = False
 
 

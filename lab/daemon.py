@@ -161,6 +161,13 @@ def event_dict(seq: int, event: Event) -> dict[str, Any]:
     return d
 
 
+def _conn_stats(writer: asyncio.StreamWriter) -> dict[str, object] | None:
+    """What the bulk app reports per stream: the connection's `ss` line at the end."""
+    conn = writer.get_extra_info("tcp_connection")
+    info = getattr(conn, "info", None)
+    return dict(info()) if callable(info) else None
+
+
 # -- the daemon --------------------------------------------------------------------------------
 
 
@@ -361,8 +368,14 @@ class NodeDaemon:
             options = spec.parse(args.options)
         except registry.AppOptionsError as exc:
             raise RequestError("bad_args", str(exc)) from None
+        if args.name == "bulk-client":
+            from lab.apps import bulk
+
+            coro = bulk.run_client(self.stack, options, conn_stats=_conn_stats)
+        else:
+            coro = spec.run(self.stack, options)
         try:
-            result = await asyncio.wait_for(spec.run(self.stack, options), args.timeout)
+            result = await asyncio.wait_for(coro, args.timeout)
         except TimeoutError:
             raise RequestError("failed", f"{args.name}: no result within {args.timeout}s") from None
         except (OSError, EOFError, ValueError, RuntimeError, asyncio.IncompleteReadError) as exc:
@@ -435,6 +448,9 @@ class NodeDaemon:
 
     async def trace_op(self, args: TraceArgs, emit: Emit) -> dict[str, Any]:
         kinds = set(args.kinds) if args.kinds else None
+        if not args.follow and args.tail:
+            picked = list(self.ring.since(args.since, kinds))[-args.limit :]
+            return {"events": [event_dict(seq, e) for seq, e in picked], "next": self.ring.next_seq}
         if not args.follow:
             events: list[dict[str, Any]] = []
             next_seq = max(args.since, self.ring.next_seq - len(self.ring.events))

@@ -438,3 +438,59 @@ def test_sigterm_cleans_up_and_pcap_reads(tmp_path: Path) -> None:
         assert "stopped" in d.log()
     finally:
         _remove_pair(pair)
+
+
+# -- the CLI commands, against the daemon's socket ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cli() -> Callable[..., tuple[int, str]]:
+    import typer
+    from typer.testing import CliRunner
+
+    from lab.node_cli import register
+
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+
+    def invoke(*argv: str) -> tuple[int, str]:
+        result = runner.invoke(app, list(argv), catch_exceptions=False)
+        return result.exit_code, result.output
+
+    return invoke
+
+
+def test_cli_ss_echo_http_run_trace(
+    daemon: Daemon, kernel_echo: int, cli: Callable[..., tuple[int, str]], tmp_path: Path
+) -> None:
+    sock = str(daemon.socket)
+    code, out = cli("ss", "alpha", "--socket", sock, "--json")
+    assert code == 0 and {lst["port"] for lst in json.loads(out)["listeners"]} >= {7, 80}
+    code, out = cli("ss", "alpha", "--socket", sock)
+    assert code == 0 and "LISTEN" in out
+
+    code, out = cli("echo", "alpha", "peer", "--port", str(kernel_echo), "--bytes", "20000",
+                    "--socket", sock, "--json")
+    assert code == 0, out
+    assert json.loads(out)["bytes_received"] == 20000
+
+    # The stack fetches from its own HTTP server: out through tun0, the kernel sends it back in.
+    from lab.apps import payload
+
+    code, out = cli("http", "alpha", "http://alpha/bytes/30000", "--socket", sock, "--json")
+    assert code == 0, out
+    response = json.loads(out)["responses"][0]
+    assert response["status"] == 200 and response["sha256"] == payload.sha256(30000)
+
+    script = tmp_path / "args.py"
+    script.write_text("print('args', argv[1:])\nraise SystemExit(4)\n")
+    # Options the command does not know belong to the script (`--` passes anything on).
+    code, out = cli("run", "alpha", str(script), "one", "--two", "--socket", sock, "--", "--lab")
+    assert code == 4 and "args ['one', '--two', '--lab']" in out, out
+
+    code, out = cli("trace", "alpha", "--socket", sock, "--kind", "StateChange", "--limit", "5")
+    assert code == 0 and len(out.strip().splitlines()) == 5 and "->" in out
+
+    code, out = cli("ss", "nobody", "--socket", str(tmp_path / "missing.sock"))
+    assert code == 1 and "no control socket" in out

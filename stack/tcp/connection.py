@@ -985,7 +985,13 @@ class TcpConnection:
 
         # State-specific ACK processing.
         fin_acked = self.fin_queued and seq.gt(self.snd_una, self.fin_seq)
-        if st is State.FIN_WAIT_1 and fin_acked:
+        # A FIN+ACK of our FIN whose FIN is next in order goes straight to TIME_WAIT in the
+        # eighth check (RFC 9293 figure 5, FIN_WAIT_1 "rcv FIN, ACK of FIN"): no FIN_WAIT_2 stop.
+        fin_next = bool(seg.flags & FIN) and seq.le(seg.seq, self.rcv_nxt) and seq.le(
+            seq.add(seg.seq, len(seg.payload)), self.rcv_adv)
+        if st is State.FIN_WAIT_1 and fin_acked and fin_next:
+            pass
+        elif st is State.FIN_WAIT_1 and fin_acked:
             self._set_state(State.FIN_WAIT_2, "segment:" + _flag_letters(seg.flags), now)
             if self.app_closed and self.config.fin_wait_2_timeout is not None:
                 self.fin_wait_2_at = now + self.config.fin_wait_2_timeout

@@ -157,15 +157,18 @@ async def run_script(
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
-    def send(name: str, data: str) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, (name, data))
+    def send(name: str, data: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, (name, data))
+        except RuntimeError:
+            pass  # the loop is closed (the daemon stopped while the script ran): nobody listens
 
     def target() -> None:
         code = 1
         try:
             code = _run_in_thread(stack, path, args, send)
         finally:
-            loop.call_soon_threadsafe(queue.put_nowait, ("exit", code))
+            send("exit", code)
 
     thread = threading.Thread(target=target, name=f"script {Path(path).name}", daemon=True)
     thread.start()

@@ -494,3 +494,39 @@ def test_cli_ss_echo_http_run_trace(
 
     code, out = cli("ss", "nobody", "--socket", str(tmp_path / "missing.sock"))
     assert code == 1 and "no control socket" in out
+
+
+# -- with the lab ----------------------------------------------------------------------------------
+
+
+def test_lab_two_node_http_across_stacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lab.up(two-node.yaml): the client's stack fetches /bytes/100000 from the server's stack."""
+    from lab.apps import payload
+    from lab.lab import Lab
+
+    monkeypatch.setenv("TCPLAB_RUN_DIR", str(tmp_path / "run"))
+    name = f"d{os.getpid() % 100000}"
+    daemons: dict[str, int] = {}
+    try:
+        lab_ = Lab.up(REPO / "topologies" / "two-node.yaml", name=name)
+        client = ControlClient(lab_.run_dir / "client.sock", timeout=60)
+        result = client.call("run_app", {"name": "http-client", "timeout": 30,
+                                         "options": {"host": "server", "path": "/bytes/100000"}})
+        response = result["responses"][0]
+        assert response["status"] == 200
+        assert response["body_length"] == 100_000
+        assert response["sha256"] == payload.sha256(100_000)
+        server = ControlClient(lab_.run_dir / "server.sock")
+        assert server.call("status")["address"] == lab_.address_of("server")
+        # The server's end went through its whole life (TIME_WAIT is 1 s in this topology, and
+        # the client closes first, so the server's end is the one that ends in CLOSED at once).
+        changes = server.call("trace", {"kinds": ["StateChange"], "limit": 1000})["events"]
+        states = [e["new"] for e in changes if e["conn"].startswith(f"{lab_.address_of('server')}:80>")]
+        assert states[:2] == ["SYN_RECEIVED", "ESTABLISHED"]
+        daemons.update(lab_.state.daemons)
+        assert len(daemons) == 2
+    finally:
+        Lab.down(name)
+    for pid in daemons.values():  # down stopped them (a zombie is its parent's to reap)
+        stat = Path(f"/proc/{pid}/stat")
+        assert not stat.exists() or stat.read_text().rpartition(")")[2].split()[0] in ("Z", "X")

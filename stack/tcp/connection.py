@@ -737,6 +737,7 @@ class TcpConnection:
             self.retries = 0
             self.backoff = 0
             self.rto_at = None
+            self.last_recv_time = now  # keepalive idle counts from the last segment received
             self._set_state(State.ESTABLISHED, "segment:" + _flag_letters(flags), now)
             self._start_keepalive(now)
             if seg.payload or flags & FIN:
@@ -956,6 +957,7 @@ class TcpConnection:
             and not seg.payload
             and not seg.flags & (SYN | FIN)
             and (window == self.snd_wnd or sack_new > 0)
+            and window > 0  # answers to zero-window probes (RFC 9293 3.8.6.1) signal no loss
         )
 
         if acked > 0:

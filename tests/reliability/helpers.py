@@ -1,0 +1,250 @@
+"""Shared set-up for the reliability tests: a two-host simulated network, seeded payloads, a
+bidirectional transfer over asyncio streams, and trace queries.
+
+Everything runs in virtual time on `stack.sim.Network`; a seed fixes every packet's fate, so a
+failing seed replays exactly (`run_transfer(seed=...)`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from dataclasses import dataclass, field
+
+from stack.config import TcpConfig
+from stack.host import Host
+from stack.seq import add as seq_add
+from stack.sim import LinkProfile, Network, SimNode
+from stack.socket import Stack
+from stack.tcp.connection import TcpConnection
+from stack.tcp.state import State
+from stack.trace import MemorySink, StateChange, Trace
+from stack.wire.ipv4 import PROTO_TCP, IPv4Packet, build_ipv4, pack_addr, parse_ipv4
+from stack.wire.tcp import (
+    Flags,
+    Mss,
+    SackPermitted,
+    TcpOption,
+    TcpSegment,
+    Timestamps,
+    WindowScale,
+    build_tcp,
+    parse_tcp,
+)
+
+A_ADDR = "10.0.0.1"
+B_ADDR = "10.0.0.2"
+PORT = 5001
+
+
+@dataclass
+class Pair:
+    """Two hosts, a and b, joined by one duplex link; each host has its own trace sink."""
+
+    net: Network
+    a: SimNode
+    b: SimNode
+    sink_a: MemorySink
+    sink_b: MemorySink
+    stack_a: Stack
+    stack_b: Stack
+
+
+def make_pair(
+    seed: int,
+    profile: LinkProfile | None = None,
+    *,
+    config: TcpConfig | None = None,
+    config_b: TcpConfig | None = None,
+    reverse: LinkProfile | None = None,
+    trace: bool = True,
+) -> Pair:
+    net = Network(seed)
+    sink_a, sink_b = MemorySink(), MemorySink()
+    cfg_a = config or TcpConfig()
+    cfg_b = config_b or cfg_a
+    a = net.add_host("a", A_ADDR, config=cfg_a, trace=Trace([sink_a]) if trace else Trace())
+    b = net.add_host("b", B_ADDR, config=cfg_b, trace=Trace([sink_b]) if trace else Trace())
+    net.connect("a", "b", profile or LinkProfile(delay=0.01), reverse)
+    return Pair(net, a, b, sink_a, sink_b, Stack(a.runtime), Stack(b.runtime))
+
+
+def payload(seed: int, size: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def digest(data: bytes | bytearray) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class TransferResult:
+    sent_ab: bytes
+    sent_ba: bytes
+    got_ab: bytearray = field(default_factory=bytearray)  # what b received from a
+    got_ba: bytearray = field(default_factory=bytearray)  # what a received from b
+    start: float = 0.0
+    done_ab: float = 0.0  # virtual time when b saw EOF from a
+    done: float = 0.0  # virtual time when both apps finished
+
+
+async def _pump_stream(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, out: bytes, into: bytearray
+) -> None:
+    async def write() -> None:
+        view = memoryview(out)
+        for i in range(0, len(view), 64 * 1024):
+            writer.write(view[i : i + 64 * 1024])
+            await writer.drain()
+        writer.write_eof()
+
+    async def read() -> None:
+        while True:
+            chunk = await reader.read(256 * 1024)
+            if not chunk:
+                return
+            into.extend(chunk)
+
+    await asyncio.gather(write(), read())
+    writer.close()
+
+
+async def bidirectional(pair: Pair, res: TransferResult) -> None:
+    """a connects to b; both send their payload, shut down writing, read to EOF and close."""
+    served = asyncio.get_running_loop().create_future()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await _pump_stream(reader, writer, res.sent_ba, res.got_ab)
+            res.done_ab = pair.net.now
+            served.set_result(None)
+        except BaseException as e:  # surface server-side errors in the test
+            served.set_exception(e)
+
+    server = await pair.stack_b.start_server(handle, port=PORT)
+    res.start = pair.net.now
+    reader, writer = await pair.stack_a.open_connection(B_ADDR, PORT)
+    await _pump_stream(reader, writer, res.sent_ab, res.got_ba)
+    await served
+    res.done = pair.net.now
+    server.close()
+
+
+def run_transfer(
+    pair: Pair, size_ab: int, size_ba: int, seed: int, timeout: float = 3600.0
+) -> TransferResult:
+    res = TransferResult(payload(seed * 2 + 1, size_ab), payload(seed * 2 + 2, size_ba))
+    pair.net.run(bidirectional(pair, res), timeout=timeout)
+    return res
+
+
+def final_states(sink: MemorySink) -> dict[str, str]:
+    """Each connection's last state in a host's trace."""
+    last: dict[str, str] = {}
+    for e in sink.of(StateChange):
+        last[e.conn] = e.new
+    return last
+
+
+# ---------------------------------------------------------------------------------------------
+# Single-segment injection: one real Host, and the test speaking for its peer.
+
+PEER_ISS = 100_000
+
+
+@dataclass
+class Out:
+    """A segment the host under test transmitted, with the virtual time it left."""
+
+    time: float
+    seg: TcpSegment
+
+
+class Rig:
+    """A Host at A_ADDR whose peer (B_ADDR:PEER_PORT) is played by the test, in virtual time.
+
+    `inject` hands the host one segment from the peer; `advance` runs the host's timers up to a
+    time; both return what the host sent, parsed. Nothing is sent anywhere else.
+    """
+
+    PEER_PORT = 80
+
+    def __init__(self, config: TcpConfig | None = None) -> None:
+        self.sink = MemorySink()
+        self.host = Host(A_ADDR, config=config or TcpConfig(), trace=Trace([self.sink]),
+                         rng=random.Random(7), isn_key=b"reliability")
+        self.now = 0.0
+        self.sent: list[Out] = []  # everything the host sent, in order
+
+    def _collect(self) -> list[Out]:
+        out = []
+        for packet in self.host.take_packets():
+            ip = parse_ipv4(packet)
+            seg = parse_tcp(ip.payload, pack_addr(ip.src), pack_addr(ip.dst))
+            out.append(Out(self.now, seg))
+        self.sent += out
+        return out
+
+    def inject(self, seg: TcpSegment, at: float | None = None) -> list[Out]:
+        """Deliver seg from the peer at time `at` (timers due before then run first)."""
+        out = self.advance(self.now if at is None else at)
+        packet = build_ipv4(IPv4Packet(B_ADDR, A_ADDR, PROTO_TCP, build_tcp(seg, pack_addr(B_ADDR),
+                                                                            pack_addr(A_ADDR))))
+        self.host.receive(packet, self.now)
+        return out + self._collect()
+
+    def advance(self, until: float) -> list[Out]:
+        """Run every timer due up to `until` (inclusive), then set the clock to `until`."""
+        out: list[Out] = []
+        while True:
+            d = self.host.deadline()
+            if d is None or d > until + 1e-9:
+                break
+            self.now = max(self.now, d)
+            self.host.on_timer(self.now)
+            out += self._collect()
+        self.now = max(self.now, until)
+        return out
+
+    def app(self, conn: TcpConnection) -> list[Out]:
+        """After an application call on conn: let the host see it, collect what it sent."""
+        self.host.app_call(conn)
+        return self._collect()
+
+    # -- the peer's segments
+
+    def seg(self, conn: TcpConnection, flags: Flags = Flags.ACK, *, seq: int | None = None,
+            ack: int | None = None, payload: bytes = b"", window: int = 65535,
+            options: tuple[TcpOption, ...] = (), urgent: int = 0) -> TcpSegment:
+        """A segment from the peer; seq defaults to what conn expects next, ack to all it sent."""
+        return TcpSegment(self.PEER_PORT, conn.local_port,
+                          conn.rcv_nxt if seq is None else seq,
+                          conn.snd_max if ack is None else ack,
+                          flags, window, payload, options, urgent)
+
+    def open(self, *, at: float = 0.1, mss: int = 1000, window: int = 65535, sack: bool = False,
+             ts: bool = False, wscale: int | None = None) -> TcpConnection:
+        """Active open from the host; the peer's SYN-ACK arrives at `at` (one RTT sample)."""
+        conn = self.host.connect(B_ADDR, self.PEER_PORT, self.now)
+        syn = self._collect()[-1].seg
+        assert syn.flags == Flags.SYN
+        opts: list[TcpOption] = [Mss(mss)]
+        if sack:
+            opts.append(SackPermitted())
+        if ts:
+            opts.append(Timestamps(1, syn.timestamps.tsval if syn.timestamps else 0))
+        if wscale is not None:
+            opts.append(WindowScale(wscale))
+        self.inject(TcpSegment(self.PEER_PORT, conn.local_port, PEER_ISS, seq_add(syn.seq, 1),
+                               Flags.SYN | Flags.ACK, window, b"", tuple(opts)), at=at)
+        assert conn.state is State.ESTABLISHED, conn.state
+        return conn
+
+
+def data_segments(outs: list[Out]) -> list[Out]:
+    return [o for o in outs if o.seg.payload]
+
+
+def pure_acks(outs: list[Out]) -> list[Out]:
+    return [o for o in outs if not o.seg.payload and o.seg.flags == Flags.ACK]

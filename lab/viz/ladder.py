@@ -30,7 +30,6 @@ state change.
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field
 from statistics import median
@@ -164,44 +163,42 @@ def build_ladder(
 
 
 def _side_points(c: Connection | None, side: int, arrows: list[Arrow]) -> list[Point]:
-    """One timeline's points: the traced ones in trace order, the inferred ones placed by time."""
-    by_raw: dict[int, list[Arrow]] = defaultdict(list)
+    """One timeline's points: the traced ones in trace order, the inferred ones placed by time.
+
+    A duplicate has no departure point of its own: it left with the copy it duplicates."""
+    departs: dict[int, list[Arrow]] = defaultdict(list)  # id(traced out event) -> its arrow
+    arrives: dict[tuple[tuple[str, int, int, int, int, str], float], list[Arrow]] = defaultdict(list)
     inferred: list[Point] = []
     for a in arrows:
         if a.sender == side:
             if a.depart_inferred:
                 inferred.append(Point(a.depart, side, "depart", a, inferred=True))
             elif not a.duplicate:
-                by_raw[id(a.seg.raw)].append(a)
+                departs[id(a.seg.raw)].append(a)
         elif a.arrive is not None:
             if a.arrive_inferred:
                 inferred.append(Point(a.arrive, side, "arrive", a, inferred=True))
             else:
-                # the receiver's own record of it: find it by time and key below
-                by_raw[-1].append(a)
+                arrives[(a.seg.match_key, a.arrive)].append(a)
+    traced: list[Point] = []
+    for e in c.events if c is not None else []:
+        if isinstance(e, StateChange):
+            traced.append(Point(e.time, side, "state", state=e))
+        elif isinstance(e, SegmentEvent) and e.direction == "out":
+            traced.extend(Point(a.depart, side, "depart", a) for a in departs.get(id(e), []))
+        elif isinstance(e, SegmentEvent):
+            waiting = arrives.get(((e.flags, e.seq, e.ack, e.win, e.len, e.options), e.time))
+            if waiting:
+                traced.append(Point(e.time, side, "arrive", waiting.pop(0)))
+    inferred.sort(key=lambda p: p.time)
     points: list[Point] = []
-    if c is not None:
-        pending_arrivals = [a for a in by_raw.get(-1, [])]
-        for e in c.events:
-            if isinstance(e, StateChange):
-                points.append(Point(e.time, side, "state", state=e))
-            elif isinstance(e, SegmentEvent):
-                if e.direction == "out":
-                    for a in by_raw.get(id(e), []):
-                        points.append(Point(a.depart, side, "depart", a))
-                else:
-                    key = (e.flags, e.seq, e.ack, e.win, e.len, e.options)
-                    for a in pending_arrivals:
-                        if a.seg.match_key == key and a.arrive is not None and abs(a.arrive - e.time) <= TIE:
-                            points.append(Point(e.time, side, "arrive", a))
-                            pending_arrivals.remove(a)
-                            break
-        for a in pending_arrivals:  # should not happen; keep them rather than lose an arrow end
-            assert a.arrive is not None
-            inferred.append(Point(a.arrive, side, "arrive", a))
-    for p in sorted(inferred, key=lambda p: p.time):
-        times = [q.time for q in points]
-        points.insert(bisect_right(times, p.time + TIE), p)
+    i = 0
+    for p in traced:
+        while i < len(inferred) and inferred[i].time < p.time - TIE:
+            points.append(inferred[i])
+            i += 1
+        points.append(p)
+    points.extend(inferred[i:])
     return points
 
 
@@ -391,9 +388,15 @@ def render_ladder_svg(
 
     # How far each end's arrows typically slant (lost ones have no end of their own).
     y_of: dict[tuple[int, str], float] = {}
+    left_at: dict[int, float] = {}  # id(traced out event) -> y of its departure
     for p, y in zip(lad.points, ys, strict=True):
         if p.arrow is not None:
             y_of.setdefault((id(p.arrow), p.what), y)
+            if p.what == "depart":
+                left_at.setdefault(id(p.arrow.seg.raw), y)
+    for a in lad.arrows:
+        if a.duplicate and id(a.seg.raw) in left_at:
+            y_of[(id(a), "depart")] = left_at[id(a.seg.raw)]
     slant: dict[int, float] = {}
     for side in (LEFT, RIGHT):
         dys = [

@@ -9,7 +9,6 @@ from stack.tcp.state import State
 from stack.wire.tcp import Mss
 
 from .harness import (
-    ISNS,
     LOCAL_PORT,
     PLAIN,
     REMOTE_IP,
@@ -21,8 +20,6 @@ from .harness import (
     listening,
     syn_received,
 )
-
-assert ISNS
 
 
 @isns

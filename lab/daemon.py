@@ -5,7 +5,8 @@
 It enters network namespace NS (/run/netns/NS), attaches to tun0 (creating and configuring it when
 the lab did not), runs a `stack.host.Host` on it through `stack.tun.TunDriver`, starts the node's
 server apps, and answers the control protocol of `lab.control` on DIR/NAME.sock (mode 0600).
-It writes DIR/NAME.trace.jsonl (every trace event), DIR/NAME.pcap (every packet) and DIR/NAME.log.
+It writes DIR/NAME.trace.jsonl (every trace event but whole packets), DIR/NAME.pcap (every packet)
+and DIR/NAME.log.
 
 The config file (written by the lab from `LabPlan.daemon_config`) holds:
 
@@ -15,6 +16,7 @@ The config file (written by the lab from `LabPlan.daemon_config`) holds:
     tcp_config              `stack.config.TcpConfig` fields (mtu, msl, congestion_control, ...)
     apps                    [{name, options}] server apps started at boot
     hosts                   {node name: address}, so apps and scripts can name nodes
+    trace_files (optional)  {"jsonl": bool, "pcap": bool}, both true by default (they cost speed)
 
 SIGTERM or SIGINT (or the `shutdown` op): stop the apps (their connections close with FIN),
 give open connections a moment to finish their close, reset what is left, flush trace and
@@ -48,7 +50,7 @@ from stack.config import TcpConfig
 from stack.host import Host
 from stack.socket import Stack
 from stack.tcp.state import State
-from stack.trace import Event, JsonLinesSink, PcapSink, Trace
+from stack.trace import Event, JsonLinesSink, PacketEvent, PcapSink, Sink, Trace
 from stack.tun import TunDriver
 
 log = logging.getLogger("tcplab.daemon")
@@ -110,6 +112,9 @@ def configure_tun(tun: TunSettings) -> None:
         if tun.address not in have:
             ipr.addr("add", index=idx, local=tun.address, address=tun.peer, prefixlen=32)
         ipr.link("set", index=idx, state="up")
+    # The stack speaks IPv4 only: keep the kernel's IPv6 chatter (router solicitations) off tun0.
+    with contextlib.suppress(OSError):
+        Path(f"/proc/sys/net/ipv6/conf/{tun.ifname}/disable_ipv6").write_text("1")
 
 
 # -- trace ring --------------------------------------------------------------------------------
@@ -209,6 +214,8 @@ class NodeDaemon:
         self.tcp_config = tcp_config_from(dict(config.get("tcp_config") or {"mtu": self.tun.mtu}))
         self.names: dict[str, str] = {str(k): str(v) for k, v in (config.get("hosts") or {}).items()}
         self.boot_apps: list[dict[str, Any]] = list(config.get("apps") or [])
+        files = config.get("trace_files") or {}
+        self.trace_files: dict[str, bool] = {str(k): bool(v) for k, v in files.items()}
         self.socket_path = run_dir / f"{node}.sock"
         self.started = time.monotonic()
         self.apps: dict[str, RunningApp] = {}
@@ -222,13 +229,19 @@ class NodeDaemon:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.loop = loop
-        jsonl = open(self.run_dir / f"{self.node}.trace.jsonl", "w", buffering=1 << 16)  # noqa: SIM115
-        pcap = open(self.run_dir / f"{self.node}.pcap", "wb")  # noqa: SIM115
-        self._files = [jsonl, pcap]
         self.ring = RingSink(loop)
-        # pcap timestamps are wall-clock; the host's clock is the loop's (monotonic).
-        self.trace = Trace([JsonLinesSink(jsonl), PcapSink(pcap, time_offset=time.time() - loop.time()),
-                            self.ring])
+        sinks: list[Sink] = [self.ring]
+        if self.trace_files.get("jsonl", True):
+            jsonl = open(self.run_dir / f"{self.node}.trace.jsonl", "w", buffering=1 << 16)  # noqa: SIM115
+            self._files.append(jsonl)
+            # Whole packets go to the pcap; the JSON lines keep every other event (segments too).
+            sinks.append(JsonLinesSink(jsonl, lambda e: not isinstance(e, PacketEvent)))
+        if self.trace_files.get("pcap", True):
+            pcap = open(self.run_dir / f"{self.node}.pcap", "wb")  # noqa: SIM115
+            self._files.append(pcap)
+            # pcap timestamps are wall-clock; the host's clock is the loop's (monotonic).
+            sinks.append(PcapSink(pcap, time_offset=time.time() - loop.time()))
+        self.trace = Trace(sinks)
         self.host = Host(self.address, config=self.tcp_config, trace=self.trace, rng=random.Random(),
                          isn_key=os.urandom(16))
         self.driver = TunDriver(self.tun.ifname, self.host, loop)

@@ -55,10 +55,9 @@ def script_flags(text: str) -> Flags:
 
 
 def flags_text(flags: int) -> str:
-    """packetdrill's spelling of a flag set, in its order (S. P. F. R. ...)."""
+    """A flag set in script spelling (S. P. F. R. ...): letters first, the ACK dot last."""
     letters = "".join(ch for ch in "FSRPEWU" if flags & _FLAG_BITS[ch])
     text = letters + ("." if flags & Flags.ACK else "")
-    # packetdrill writes SYN before FIN in none of its scripts, but S. and F. P. R. are usual.
     order = {"S": 0, "F": 1, "R": 2, "P": 3, "E": 4, "W": 5, "U": 6, ".": 7}
     return "".join(sorted(text, key=order.__getitem__)) or "none"
 

@@ -7,7 +7,7 @@ and checks it (flags, sequence numbers, ack, window, urgent pointer, options in 
 lab.drill.matcher). System calls go to the stack's socket API (stack.socket).
 
 Timing (packetdrill's rules): script time 0 is the start of the run. An absolute time is from the
-start, `+x` from the previous event's time, `*` any time, `a~b` a range. A `>` line must be seen
+start, `+x` from the previous event's (start) time, `*` any time, `a~b` a range. A `>` line must be seen
 within the tolerance (--tolerance_usecs, default 4000) of its time or range; after `*` or a range
 the time it was seen becomes the previous event's time. A blocking call `a...b name(...)` starts
 at a, the script carries on meanwhile, and it must have returned at b (within the tolerance) by

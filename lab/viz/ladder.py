@@ -30,6 +30,7 @@ state change.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field
 from statistics import median
@@ -397,14 +398,17 @@ def render_ladder_svg(
     for a in lad.arrows:
         if a.duplicate and id(a.seg.raw) in left_at:
             y_of[(id(a), "depart")] = left_at[id(a.seg.raw)]
-    slant: dict[int, float] = {}
+    # Where a lost segment would have arrived: one typical trip (the sender's median) later.
+    trip: dict[int, float] = {}
     for side in (LEFT, RIGHT):
-        dys = [
-            y_of[(id(a), "arrive")] - y_of[(id(a), "depart")]
-            for a in lad.arrows
-            if a.sender == side and (id(a), "arrive") in y_of and (id(a), "depart") in y_of
-        ]
-        slant[side] = median(dys) if dys else 2 * ROW
+        trips = [a.arrive - a.depart for a in lad.arrows
+                 if a.sender == side and a.arrive is not None and not a.duplicate]
+        trip[side] = median(trips) if trips else lad.one_way
+    point_times = [p.time for p in lad.points]
+
+    def y_lost_end(a: Arrow, y1: float) -> float:
+        i = bisect_right(point_times, a.depart + trip[a.sender] + TIE)
+        return max(y1 + ROW, ys[i - 1] if i > 0 else y1)
 
     body: list[str] = []
     title = f"TCP {lad.conn}"
@@ -475,14 +479,14 @@ def render_ladder_svg(
         dash = "4 3" if (a.arrive_inferred or a.depart_inferred) else None
         if a.lost:
             xm = (x1 + x2) / 2
-            ym = y1 + slant[a.sender] / 2
+            ym = (y1 + y_lost_end(a, y1)) / 2
             parts.append(svg.line(x1, y1, xm, ym, stroke=color, stroke_width=stroke_w))
             s = 5.0
             for dy in (s, -s):
                 parts.append(svg.line(xm - s, ym - dy, xm + s, ym + dy, stroke=color, stroke_width=2.5,
                                       class_="cross"))
         else:
-            y2 = y_of.get((id(a), "arrive"), y1 + slant[a.sender])
+            y2 = y_of.get((id(a), "arrive"), y_lost_end(a, y1))
             parts.append(svg.line(x1, y1, x2 - direction * 1.5, y2, stroke=color, stroke_width=stroke_w,
                                   stroke_dasharray=dash, marker_end=f"url(#head-{kind})"))
         body.append(svg.group(parts, class_=" ".join(classes), data_seq=a.seg.seq, data_len=a.seg.len))

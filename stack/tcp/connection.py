@@ -858,6 +858,7 @@ class TcpConnection:
                 return
             if self.listener is not None and not self.listener.can_accept():
                 self._drop("accept_queue_full", now)  # keep SYN_RECEIVED; our SYN-ACK will retry
+                self.listener.overflows += 1  # an accept-queue overflow too (listen(2) backlog)
                 return
             self.snd_una = seg.ack
             self.sndq_seq = self.snd_una

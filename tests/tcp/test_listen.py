@@ -169,7 +169,7 @@ def test_final_ack_with_full_accept_queue_is_dropped_and_retried() -> None:
     conn_b = peer.host.find(LOCAL_PORT, REMOTE_IP, 5002)
     assert conn_b is not None and conn_b.state is State.SYN_RECEIVED
     assert peer.sink.drops("accept_queue_full")
-    assert peer.listener is not None
+    assert peer.listener is not None and peer.listener.overflows == 1
     assert peer.listener.accept() is not None
     assert peer.listener.accept() is None
     b.send(".")  # b retries its ACK (it would after our SYN-ACK retransmission)

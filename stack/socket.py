@@ -128,6 +128,7 @@ class Socket:
             self._keepalive = bool(value)
             if conn is not None:
                 conn.set_keepalive(bool(value), now)
+                self._after()  # the keepalive timer moved: the runtime must re-arm
             if self.listener is not None:
                 self.listener.keepalive = bool(value)
         elif level == SOL_SOCKET and option == SO_LINGER:
@@ -157,6 +158,7 @@ class Socket:
             if conn is not None:
                 conn.config = conn.config.with_(**{field: v})
                 conn.set_keepalive(conn.keepalive, now)
+                self._after()
         elif level == IPPROTO_TCP and option == TCP_CONGESTION:
             name = value.decode() if isinstance(value, bytes) else str(value)
             self._config = self._config.with_(congestion_control=name)

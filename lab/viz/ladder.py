@@ -381,7 +381,8 @@ def render_ladder_svg(
     gap_w = max(460.0, label_w + 140)
     x_right = x_left + gap_w
     name_w = max(svg.text_width(n, 13) for n in lad.names)
-    width = x_right + max(state_w, name_w / 2) + 30
+    caption = _caption(lad).split(": ", 1)[1]
+    width = max(x_right + max(state_w, name_w / 2) + 30, svg.text_width(caption, fs) + 30)
     top = 104.0
     ys, breaks = _row_positions(lad, top)
     bottom = (ys[-1] if ys else top) + 30
@@ -413,7 +414,7 @@ def render_ladder_svg(
     body: list[str] = []
     title = f"TCP {lad.conn}"
     body.append(svg.text(10, 22, title, class_="title"))
-    body.append(svg.text(10, 40, _caption(lad).split(": ", 1)[1], class_="note"))
+    body.append(svg.text(10, 40, caption, class_="note"))
     for side in (LEFT, RIGHT):
         body.append(svg.text(xs[side], 66, lad.names[side], class_="head", text_anchor="middle"))
     body.append(svg.text(10, 66, "time (s)", class_="time"))
@@ -505,9 +506,12 @@ def render_ladder_svg(
     # legend
     ly = bottom + 14
     legend = [("left", "segment"), ("retx", "retransmission"), ("lost", "lost (X)"), ("dup", "duplicate")]
+    if not lad.both_traced:
+        legend = [("left", "segment (dashed: far end's time inferred)"), ("retx", "retransmission")]
     lx = 10.0
     for kind, what in legend:
         body.append(svg.line(lx, ly, lx + 30, ly, stroke=COLORS[kind], stroke_width=1.5,
+                             stroke_dasharray=None if lad.both_traced else "4 3",
                              marker_end=f"url(#head-{kind})"))
         body.append(svg.text(lx + 38, ly + 4, what, class_="note"))
         lx += 38 + svg.text_width(what, fs) + 24

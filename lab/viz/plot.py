@@ -134,7 +134,7 @@ def plot_connection(
     for ax in (top, bottom):
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     if retx_times:
         top.set_title(f"{len(retx_times)} retransmission(s)", fontsize=9, color="#c92a2a", loc="left")
     fig.tight_layout()

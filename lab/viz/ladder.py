@@ -89,9 +89,6 @@ class Ladder:
     points: list[Point] = field(default_factory=list)  # both timelines, merged in time order
     origin: float = 0.0  # times are shown relative to this
 
-    def segments_drawn(self) -> int:
-        return sum(1 for a in self.arrows if not a.duplicate)
-
 
 # -- building the model -----------------------------------------------------------------------
 
@@ -388,7 +385,7 @@ def render_ladder_svg(
     bottom = (ys[-1] if ys else top) + 30
     xs = (x_left, x_right)
 
-    # How far each end's arrows typically slant (lost ones have no end of their own).
+    # The y of each arrow's ends (a duplicate leaves with the copy it duplicates).
     y_of: dict[tuple[int, str], float] = {}
     left_at: dict[int, float] = {}  # id(traced out event) -> y of its departure
     for p, y in zip(lad.points, ys, strict=True):

@@ -155,3 +155,14 @@ def test_sim_loss_shows_lost_segments_and_retransmissions() -> None:
     assert any(a.retransmit for a in lad.arrows)
     root = parse(render_ladder_svg(server, client))
     assert any("lost" in (g.get("class") or "") for g in segment_groups(root))
+
+
+def test_a_copy_received_twice_is_one_segment_and_one_duplicate() -> None:
+    client, server = lossy_pair()
+    server.write(SegmentEvent(0.026, "in", S, ".", 101, 901, 65535, 100, "TS val 5"))
+    lad = build_ladder(client, server)
+    dups = [a for a in lad.arrows if a.duplicate]
+    assert [(a.seg.seq, a.arrive) for a in dups] == [(1, 0.026)]
+    root = parse(render_ladder_svg(client, server))
+    assert sum("duplicate" in (g.get("class") or "") for g in segment_groups(root)) == 1
+    assert render_ladder_text(client, server).count("seq=1 ack=1 len=100") == 2  # original + resend

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
@@ -177,3 +178,31 @@ def test_malformed_requests_get_an_error_and_a_close(profile: str) -> None:
     # The server closed each bad connection first (its FIN), the client then closed its side.
     assert all("FIN_WAIT_1" in p for p in server_paths[: len(MALFORMED)]), server_paths
     assert all("CLOSE_WAIT" in p for p in client_paths[: len(MALFORMED)]), client_paths
+
+
+@BOTH
+def test_idle_connection_closed_by_the_server_is_replaced(profile: str) -> None:
+    lab = make_lab(seed=16, profile=PROFILES[profile])
+
+    async def scenario() -> tuple[list[HttpResponse], int, HttpServer]:
+        server = await HttpServer(HttpServerOptions(port=PORT, idle_timeout=5.0)).start(lab.server_net)
+        async with HttpClient(lab.client_net, "server", PORT) as client:
+            first = await client.request("GET", "/bytes/1000")
+            await asyncio.sleep(10.0)  # past the server's idle timeout: it closes its side
+            second = await client.request("GET", "/bytes/2000")
+            opened = client.connections
+        await lab.settle()
+        server.close()
+        await server.wait_closed()
+        return [first, second], opened, server
+
+    with lab.net:
+        (first, second), opened, server = lab.run(scenario(), timeout=900)
+    assert (first.status, first.body) == (200, payload.payload(1000))
+    # The stale connection failed before any response; the request went again on a new one.
+    assert (second.status, second.body, second.reused) == (200, payload.payload(2000), False)
+    assert opened == 2 and server.connections == 2 and server.requests == 2
+    first_server, second_server = (lab.server_sink.transitions(c) for c in connections(lab.server_sink))
+    assert first_server[:4] == ["LISTEN", "SYN_RECEIVED", "ESTABLISHED", "FIN_WAIT_1"]  # server closed
+    assert second_server[-1] == "CLOSED" and "ESTABLISHED" in second_server
+    assert lab.client_sink.transitions(connections(lab.client_sink)[0])[3] == "CLOSE_WAIT"

@@ -15,6 +15,7 @@ TimeoutError (settimeout, retransmission or keepalive limits), BrokenPipeError.
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket as _pysocket
 import struct
 import threading
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 from stack.config import TcpConfig
 from stack.driver import StackRuntime
 from stack.streams import ClientConnected, StackServer, open_connection, start_server, wait_connected
+from stack.tcp import congestion
 from stack.tcp.connection import TcpConnection
 from stack.tcp.listener import Listener
 from stack.tcp.state import State
@@ -161,7 +163,15 @@ class Socket:
                 self._after()
         elif level == IPPROTO_TCP and option == TCP_CONGESTION:
             name = value.decode() if isinstance(value, bytes) else str(value)
+            if name not in congestion.available():  # as Linux: ENOENT for an unknown name
+                raise OSError(errno.ENOENT, f"unknown congestion control {name!r}")
             self._config = self._config.with_(congestion_control=name)
+            if conn is not None and conn.cc.name != name:
+                # A connected socket switches at once (as Linux); the window carries over.
+                old = conn.cc
+                conn.cc = congestion.create(name, conn.mss, old.cwnd, now)
+                conn.cc.ssthresh = old.ssthresh
+                conn.config = conn.config.with_(congestion_control=name)
         else:
             raise OSError(92, f"option ({level}, {option}) not supported by the stack")
 

@@ -517,7 +517,15 @@ class TcpConnection:
         if self.flight_size == 0:
             return
         # RFC 5681 eq. (4) and RFC 6298 5.5-5.7: shrink the window, back off, resend from SND.UNA.
-        if not self.rto_recovery or seq.ge(self.snd_una, self.recover):
+        if self.in_recovery and seq.lt(self.snd_una, self.recover):
+            # Fast recovery already set ssthresh for this window; an RTO in the same episode
+            # collapses cwnd but does not recompute ssthresh from a FlightSize swollen by the new
+            # data recovery sent (one reduction per episode, RFC 6582 "recover"; Linux keeps
+            # ssthresh in tcp_enter_loss from Recovery too).
+            kept = self.cc.ssthresh
+            self.cc.on_rto(now, self.flight_size)
+            self.cc.ssthresh = kept
+        elif not self.rto_recovery or seq.ge(self.snd_una, self.recover):
             self.cc.on_rto(now, self.flight_size)
         else:
             self.cc.cwnd = self.mss
@@ -1161,7 +1169,10 @@ class TcpConnection:
         # Out of order: keep it (bounded), and ACK at once with SACK blocks (RFC 5681 4.2).
         self.stats.ooo_segments += 1
         if payload:
-            if not self.ooo.add(start, payload, self.rcv_nxt) and self.sack_ok:
+            # RFC 2883: D-SACK only a true duplicate. A segment refused for lack of room
+            # (ooo_limit) was not received: a SACK block for it would make the sender skip it.
+            stored = self.ooo.add(start, payload, self.rcv_nxt)
+            if not stored and self.sack_ok and self.ooo.covers(start, end):
                 self.dsack = (start, end)
         if fin:
             self.ooo.fin_seq = end

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from stack.config import TcpConfig
 from stack.host import Host
 from stack.seq import add as seq_add
-from stack.sim import LinkProfile, Network, SimNode
+from stack.sim import Link, LinkProfile, Network, SimNode
 from stack.socket import Stack
 from stack.tcp.connection import TcpConnection
 from stack.tcp.state import State
@@ -248,3 +248,52 @@ def data_segments(outs: list[Out]) -> list[Out]:
 
 def pure_acks(outs: list[Out]) -> list[Out]:
     return [o for o in outs if not o.seg.payload and o.seg.flags == Flags.ACK]
+
+
+def drop_data_packets(link: Link, indices: set[int]) -> list[int]:
+    """Make `link` drop the data-carrying TCP packets whose 0-based index (counting every
+    data packet the link is given, retransmissions included) is in `indices`. Returns the list
+    the sequence numbers of the dropped segments are appended to."""
+    original = link.send
+    counter = [0]
+    dropped: list[int] = []
+
+    def send(packet: bytes) -> None:
+        ip = parse_ipv4(packet)
+        if ip.protocol == PROTO_TCP:
+            seg = parse_tcp(ip.payload, pack_addr(ip.src), pack_addr(ip.dst), verify_checksum=False)
+            if seg.payload:
+                i = counter[0]
+                counter[0] += 1
+                if i in indices:
+                    dropped.append(seg.seq)
+                    return
+        original(packet)
+
+    link.send = send  # type: ignore[method-assign]
+    return dropped
+
+
+def drop_segment_repeatedly(link: Link, index: int, times: int) -> list[float]:
+    """Drop the `index`-th data packet on `link` and then its next `times - 1` retransmissions
+    (same sequence number). Returns the virtual times of the drops."""
+    original = link.send
+    state = {"count": 0, "seq": -1, "left": times}
+    drops: list[float] = []
+
+    def send(packet: bytes) -> None:
+        ip = parse_ipv4(packet)
+        if ip.protocol == PROTO_TCP:
+            seg = parse_tcp(ip.payload, pack_addr(ip.src), pack_addr(ip.dst), verify_checksum=False)
+            if seg.payload:
+                if state["count"] == index:
+                    state["seq"] = seg.seq
+                state["count"] += 1
+                if seg.seq == state["seq"] and state["left"] > 0:
+                    state["left"] -= 1
+                    drops.append(link.loop.time())
+                    return
+        original(packet)
+
+    link.send = send  # type: ignore[method-assign]
+    return drops

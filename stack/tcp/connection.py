@@ -13,6 +13,7 @@ here too: they all act on the same sequence variables and timers.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -811,6 +812,13 @@ class TcpConnection:
         if st is State.SYN_RECEIVED and flags & SYN and not flags & ACK and seg.seq == self.irs:
             self._send_syn(now, retransmit=True)
             return
+        # Simultaneous open (RFC 9293 figure 8, line 5): the peer's SYN-ACK repeats its SYN
+        # (SEG.SEQ = IRS) and acknowledges ours. Its SYN is old news; its ACK completes the
+        # handshake, so process it as the segment that follows the SYN.
+        if st is State.SYN_RECEIVED and self.listener is None and flags & SYN and flags & ACK \
+                and seg.seq == self.irs:
+            seg = dataclasses.replace(seg, seq=seq.add(seg.seq, 1), flags=flags & ~SYN)
+            flags = seg.flags
 
         # RFC 7323 5.3 PAWS: a segment with an older timestamp is an old duplicate.
         ts = seg.timestamps

@@ -10,6 +10,14 @@ Every blocking method has an `async` twin (`aconnect`, `arecv`, ...) that the bl
 
 Errors are the familiar ones: ConnectionRefusedError (RST to our SYN), ConnectionResetError,
 TimeoutError (settimeout, retransmission or keepalive limits), BrokenPipeError.
+
+Urgent data: `send(data, MSG_OOB)` queues `data` in the stream as usual and marks all of it
+urgent: the segments that carry it (and any sent before it) have URG set, and the urgent pointer
+points to the octet just after the last urgent octet (RFC 6093; SEG.SEQ + pointer). The receiver
+gets urgent data inline, in order, with the rest of the stream, as Linux does with SO_OOBINLINE:
+no octet is taken out of band, and the `flags` of `recv` are ignored (MSG_OOB included). The only
+trace of urgency on the receiving side is `sock.conn.urgent_mark`: how many octets the
+application still has to read before the last urgent one (None when no urgent data is pending).
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ The config file (written by the lab from `LabPlan.daemon_config`) holds:
     hosts                   {node name: address}, so apps and scripts can name nodes
     trace_files (optional)  {"jsonl": bool, "pcap": bool}, both true by default (they cost speed)
 
+With TCPLAB_DAEMON_PROFILE=DIR in its environment the daemon runs under cProfile and writes
+DIR/NAME.prof when it exits (for `tests.bench`; profiling slows the stack down severalfold).
+
 SIGTERM or SIGINT (or the `shutdown` op): stop the apps (their connections close with FIN),
 give open connections a moment to finish their close, reset what is left, flush trace and
 pcap, remove the socket file, exit 0. A daemon that cannot start (bad config, no tun0, an app
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import ctypes
 import json
 import logging
@@ -61,6 +65,7 @@ RING_SIZE = 100_000
 CLOSE_GRACE = 1.0  # seconds open connections get to finish their close on shutdown
 APP_STOP_GRACE = 1.0
 FOLLOW_HEARTBEAT = 1.0
+PROFILE_ENV = "TCPLAB_DAEMON_PROFILE"
 
 
 class DaemonError(RuntimeError):
@@ -565,7 +570,16 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(config, dict):
             raise DaemonError(f"{args.config}: not a JSON object")
         daemon = NodeDaemon(config, args.run_dir, args.node)
-        asyncio.run(_amain(daemon))
+        profile_dir = os.environ.get(PROFILE_ENV)
+        profiler = cProfile.Profile() if profile_dir else None
+        if profiler is not None:
+            profiler.enable()
+        try:
+            asyncio.run(_amain(daemon))
+        finally:
+            if profiler is not None and profile_dir:
+                profiler.disable()
+                profiler.dump_stats(Path(profile_dir) / f"{args.node}.prof")
     except (DaemonError, OSError, ValueError) as exc:
         log.error("%s: cannot run: %s", args.node, exc)
         return 1

@@ -1,0 +1,178 @@
+"""The stack's goodput over TUN: bulk-client on the client node sends to bulk-server on the server
+node (`lab.apps.bulk`, payload verified byte by byte at the receiver) for a few seconds.
+
+The lab is brought up without daemons; this module starts the two node daemons itself, because
+their config is where `trace_files` lives (off for the headline figure, on for its cost) and its
+environment is where the cProfile switch lives (`TCPLAB_DAEMON_PROFILE`, see `lab.daemon`). The
+daemons are stopped (SIGTERM, then SIGKILL) before the next run; `Lab.down` finds any left over.
+
+Note: the daemon always keeps its in-memory trace ring (the `trace` op reads it), so "trace files
+off" means no JSON lines and no pcap, not an empty trace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pstats
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lab.control import ControlClient
+from lab.state import write_state
+from tests.bench import REPO_ROOT, child_env
+
+if TYPE_CHECKING:
+    from lab.lab import Lab
+
+NODES = ("client", "server")
+PORT = 5201
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 8.0
+
+
+def _log_tail(lab: Lab, node: str) -> str:
+    try:
+        return (lab.run_dir / f"{node}.log").read_text()[-800:]
+    except OSError:
+        return "(no log)"
+
+
+@contextmanager
+def daemons(lab: Lab, trace_files: dict[str, bool], profile_dir: Path | None = None) -> Iterator[None]:
+    """Run both nodes' daemons (bulk-server on the server) for the duration of the block."""
+    extra = {"TCPLAB_DAEMON_PROFILE": str(profile_dir)} if profile_dir is not None else {}
+    env = child_env(extra)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for node in NODES:
+            config = lab.plan.daemon_config(node, str(lab.run_dir))
+            config["trace_files"] = dict(trace_files)
+            config["apps"] = [{"name": "bulk-server", "options": {"port": PORT}}] if node == "server" else []
+            path = lab.run_dir / f"{node}.json"
+            path.write_text(json.dumps(config, indent=2))
+            with open(lab.run_dir / f"{node}.log", "ab") as logfile:
+                procs[node] = subprocess.Popen(
+                    [sys.executable, "-m", "lab.daemon", "--netns", lab.netns_of(node),
+                     "--run-dir", str(lab.run_dir), "--node", node, "--config", str(path)],
+                    stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT,
+                    start_new_session=True, env=env, cwd=str(REPO_ROOT),
+                )
+            lab.state.daemons[node] = procs[node].pid
+        write_state(lab.state)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not all((lab.run_dir / f"{n}.sock").exists() for n in NODES):
+            for node, proc in procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"daemon of {node} exited ({proc.returncode}): {_log_tail(lab, node)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"daemons gave no control socket within {START_TIMEOUT}s")
+            time.sleep(0.05)
+        yield
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        lab.state.daemons.clear()
+        write_state(lab.state)
+
+
+def _client(lab: Lab, node: str) -> ControlClient:
+    return ControlClient(lab.run_dir / f"{node}.sock", timeout=10)
+
+
+def run_bulk(lab: Lab, seconds: float) -> dict[str, Any]:
+    """One bulk transfer client → server for `seconds` with the daemons running; figures and counters."""
+    timeout = seconds + 30
+    client = ControlClient(lab.run_dir / "client.sock", timeout=timeout + 5)
+    options = {"host": "server", "port": PORT, "seconds": seconds, "direction": "send"}
+    result = client.call("run_app", {"name": "bulk-client", "options": options, "timeout": timeout})
+    status = {node: _client(lab, node).call("status") for node in NODES}
+    streams = result.get("streams") or []
+    stats = [s.get("stats") or {} for s in streams]
+    tun_client = status["client"]["counters"]["tun"]
+    tun_server = status["server"]["counters"]["tun"]
+    return {
+        "bytes": int(result["bytes"]),
+        "seconds": float(result["duration"]),
+        "bytes_per_s": int(result["bytes"]) / (float(result["duration"]) or 1e-9),
+        "verified": bool(result.get("verified")),
+        "retransmits": sum(int(s.get("retransmits", 0) or 0) for s in stats),
+        "bytes_retrans": sum(int(s.get("bytes_retrans", 0) or 0) for s in stats),
+        "srtt": stats[0].get("srtt") if stats else None,
+        "cwnd": stats[0].get("cwnd") if stats else None,
+        "segments_out": tun_client.get("tx_packets", 0),
+        "acks_in": tun_client.get("rx_packets", 0),
+        "tx_drops": tun_client.get("tx_drops", 0) + tun_server.get("tx_drops", 0),
+        "server_rx_per_batch": tun_server.get("rx_packets", 0) / max(1, tun_server.get("rx_batches", 0)),
+        "client_rx_per_batch": tun_client.get("rx_packets", 0) / max(1, tun_client.get("rx_batches", 0)),
+    }
+
+
+def measure(lab: Lab, seconds: float = 3.0, *, trace: bool = False) -> dict[str, Any]:
+    """Goodput with the trace files off (trace=False) or both on (JSON lines and pcap)."""
+    files = {"jsonl": trace, "pcap": trace}
+    with daemons(lab, files):
+        figures = run_bulk(lab, seconds)
+    if trace:
+        sizes = [(lab.run_dir / f"{n}{ext}") for n in NODES for ext in (".trace.jsonl", ".pcap")]
+        figures["trace_file_bytes"] = sum(p.stat().st_size for p in sizes if p.exists())
+    return figures
+
+
+def profile(lab: Lab, seconds: float, out_dir: Path) -> dict[str, Any]:
+    """A bulk run with both daemons under cProfile (trace files off); figures and .prof paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for node in NODES:
+        (out_dir / f"{node}.prof").unlink(missing_ok=True)
+    with daemons(lab, {"jsonl": False, "pcap": False}, profile_dir=out_dir):
+        figures = run_bulk(lab, seconds)
+    figures["profiles"] = {n: str(out_dir / f"{n}.prof") for n in NODES if (out_dir / f"{n}.prof").exists()}
+    return figures
+
+
+def _where(key: tuple[str, int, str]) -> str:
+    filename, line, func = key
+    root = str(REPO_ROOT) + os.sep
+    short = filename[len(root):] if filename.startswith(root) else Path(filename).name
+    return f"{short}:{line}({func})" if line else func
+
+
+def hot_spots(prof_path: str | Path, limit: int = 15) -> list[dict[str, Any]]:
+    """The functions with the most own time in a cProfile dump: own and cumulative seconds, calls."""
+    stats = pstats.Stats(str(prof_path))
+    table: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats  # type: ignore[attr-defined]
+    total = sum(v[2] for v in table.values()) or 1e-9
+    rows = []
+    for key, (_cc, ncalls, tottime, cumtime, _callers) in table.items():
+        rows.append({"function": _where(key), "calls": ncalls, "own_s": tottime, "cum_s": cumtime,
+                     "own_share": tottime / total})
+    rows.sort(key=lambda r: r["own_s"], reverse=True)
+    return rows[:limit]
+
+
+def cumulative_spots(prof_path: str | Path, prefix: str, limit: int = 10) -> list[dict[str, Any]]:
+    """Functions under `prefix` (a repo-relative path such as "stack/tcp/") by cumulative time."""
+    stats = pstats.Stats(str(prof_path))
+    table: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats  # type: ignore[attr-defined]
+    total = sum(v[2] for v in table.values()) or 1e-9
+    rows = []
+    for key, (_cc, ncalls, tottime, cumtime, _callers) in table.items():
+        where = _where(key)
+        if where.startswith(prefix):
+            rows.append({"function": where, "calls": ncalls, "own_s": tottime, "cum_s": cumtime,
+                         "own_share": tottime / total, "cum_share": cumtime / total})
+    rows.sort(key=lambda r: r["cum_s"], reverse=True)
+    return rows[:limit]

@@ -39,6 +39,7 @@ class TcpTransport(asyncio.Transport):
         self._writing_paused = False
         self._eof_delivered = False
         self._lost = False
+        self._flush_soon = False
         runtime.watch(conn, self._on_change)
         protocol.connection_made(self)
         runtime.loop.call_soon(self._on_change)
@@ -78,7 +79,12 @@ class TcpTransport(asyncio.Transport):
         if self._lost or not data:
             return
         self._wbuf += data
-        self._flush()
+        # Writes made in one step of the application go out together at the end of the loop
+        # iteration: an HTTP header and its body share a segment instead of the body waiting
+        # behind Nagle for the header's ACK (the effect of TCP_CORK, without the API).
+        if not self._flush_soon:
+            self._flush_soon = True
+            self.runtime.loop.call_soon(self._deferred_flush)
         if not self._writing_paused and len(self._wbuf) > HIGH_WATER:
             self._writing_paused = True
             self._protocol.pause_writing()
@@ -115,6 +121,11 @@ class TcpTransport(asyncio.Transport):
         return self._protocol
 
     # -- the connection side
+
+    def _deferred_flush(self) -> None:
+        self._flush_soon = False
+        if not self._lost:
+            self._flush()
 
     def _flush(self) -> None:
         conn = self.conn

@@ -19,7 +19,7 @@ from stack.sim import Link, LinkProfile, Network, SimNode
 from stack.socket import Stack
 from stack.tcp.connection import TcpConnection
 from stack.tcp.state import State
-from stack.trace import MemorySink, StateChange, Trace
+from stack.trace import Event, MemorySink, StateChange, Trace
 from stack.wire.ipv4 import PROTO_TCP, IPv4Packet, build_ipv4, pack_addr, parse_ipv4
 from stack.wire.tcp import (
     Flags,
@@ -51,6 +51,14 @@ class Pair:
     stack_b: Stack
 
 
+class StateSink(MemorySink):
+    """A MemorySink that keeps only StateChange events (cheap enough for long sweeps)."""
+
+    def write(self, event: Event) -> None:
+        if isinstance(event, StateChange):
+            self.events.append(event)
+
+
 def make_pair(
     seed: int,
     profile: LinkProfile | None = None,
@@ -59,9 +67,10 @@ def make_pair(
     config_b: TcpConfig | None = None,
     reverse: LinkProfile | None = None,
     trace: bool = True,
+    states_only: bool = False,
 ) -> Pair:
     net = Network(seed)
-    sink_a, sink_b = MemorySink(), MemorySink()
+    sink_a, sink_b = (StateSink(), StateSink()) if states_only else (MemorySink(), MemorySink())
     cfg_a = config or TcpConfig()
     cfg_b = config_b or cfg_a
     a = net.add_host("a", A_ADDR, config=cfg_a, trace=Trace([sink_a]) if trace else Trace())
@@ -87,10 +96,12 @@ class TransferResult:
     start: float = 0.0
     done_ab: float = 0.0  # virtual time when b saw EOF from a
     done: float = 0.0  # virtual time when both apps finished
+    read_pause: float = 0.0  # b reads 16 kB, then sleeps this long (0: reads at once)
 
 
 async def _pump_stream(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, out: bytes, into: bytearray
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, out: bytes, into: bytearray,
+    read_pause: float = 0.0,
 ) -> None:
     async def write() -> None:
         view = memoryview(out)
@@ -101,10 +112,12 @@ async def _pump_stream(
 
     async def read() -> None:
         while True:
-            chunk = await reader.read(256 * 1024)
+            chunk = await reader.read(16 * 1024 if read_pause else 256 * 1024)
             if not chunk:
                 return
             into.extend(chunk)
+            if read_pause:  # a slow reader: the receive window fills and closes
+                await asyncio.sleep(read_pause)
 
     await asyncio.gather(write(), read())
     writer.close()
@@ -116,7 +129,7 @@ async def bidirectional(pair: Pair, res: TransferResult) -> None:
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            await _pump_stream(reader, writer, res.sent_ba, res.got_ab)
+            await _pump_stream(reader, writer, res.sent_ba, res.got_ab, res.read_pause)
             res.done_ab = pair.net.now
             served.set_result(None)
         except BaseException as e:  # surface server-side errors in the test
@@ -132,9 +145,10 @@ async def bidirectional(pair: Pair, res: TransferResult) -> None:
 
 
 def run_transfer(
-    pair: Pair, size_ab: int, size_ba: int, seed: int, timeout: float = 3600.0
+    pair: Pair, size_ab: int, size_ba: int, seed: int, timeout: float = 3600.0, read_pause: float = 0.0
 ) -> TransferResult:
-    res = TransferResult(payload(seed * 2 + 1, size_ab), payload(seed * 2 + 2, size_ba))
+    res = TransferResult(payload(seed * 2 + 1, size_ab), payload(seed * 2 + 2, size_ba),
+                         read_pause=read_pause)
     pair.net.run(bidirectional(pair, res), timeout=timeout)
     return res
 

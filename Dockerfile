@@ -52,4 +52,5 @@ WORKDIR /src
 COPY . .
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 RUN tcplab --help >/dev/null
+ENTRYPOINT ["/src/docker/entrypoint.sh"]
 CMD ["tcplab", "check"]

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from stack.config import TcpConfig
 from stack.sim import LinkProfile
 from stack.tcp.connection import TcpConnection
 from stack.tcp.state import State
-from stack.trace import CongestionEvent, Retransmit
+from stack.trace import CongestionEvent, Retransmit, TimerEvent
 from stack.wire.tcp import Flags
 
 from .helpers import Rig, drop_data_packets, drop_segment_repeatedly, make_pair, run_transfer
@@ -164,3 +166,67 @@ def test_rto_during_sack_recovery_still_delivers_everything() -> None:
     assert len(drops) == 3 and whys.count("rto") >= 2 and "fast" in whys, whys
     rtos = [e for e in pair.sink_a.of(CongestionEvent) if e.why == "rto"]
     assert rtos and all(e.cwnd == 1448 for e in rtos)  # one segment (MSS 1460 - 12 of timestamps)
+
+
+def test_newreno_partial_ack_resends_the_next_hole_at_once() -> None:
+    """RFC 6582 3.2: two segments of one window lost, no SACK. The third dupack retransmits the
+    first; the ACK of that retransmission is partial (below `recover`) and retransmits the next
+    hole at once, without waiting for more dupacks or the RTO; the full ACK ends recovery with
+    cwnd = ssthresh = FlightSize/2."""
+    rig = Rig(NO_TS.with_(sack=False, congestion_control="newreno"))
+    conn = rig.open(mss=1000, window=65535)
+    conn.send(b"n" * 14000, rig.now)
+    rig.app(conn)
+    una = conn.snd_una
+
+    def ack(rel_ack: int, at: float) -> None:
+        rig.inject(rig.seg(conn, ack=(una + rel_ack) % M), at=at)
+
+    for i in range(3):  # segments 2, 3, 4 arrive; 1 and 5 were lost
+        ack(0, 0.2 + i / 1000)
+    assert conn.in_recovery
+    for i in range(7):  # 6..10 and the two limited-transmit segments
+        ack(0, 0.21 + i / 1000)
+    ack(4000, 0.3)  # the retransmitted segment 1 arrives: partial ACK
+    rtx = [((e.seq - una) % M, e.why, round(e.time, 6)) for e in rig.sink.of(Retransmit)]
+    assert rtx == [(0, "fast", 0.202), (4000, "fast", 0.3)]
+    ack(12000, 0.4)  # everything, with the limited-transmit segments
+    ev = rig.sink.of(CongestionEvent)
+    loss = [e for e in ev if e.why == "loss"]
+    exits = [e for e in ev if e.why == "recovery_exit"]
+    assert [(e.flight, e.ssthresh) for e in loss] == [(12000, 6000)]
+    assert [e.cwnd for e in exits] == [6000] and not conn.in_recovery
+    assert conn.stats.rto_expiries == 0
+
+
+def test_zero_window_end_to_end_nothing_lost() -> None:
+    """The receiving application does not read for 30 s: the window closes, the sender probes
+    (persist timer), then reading resumes and every octet and the FIN arrive."""
+    cfg = TcpConfig(rcvbuf=16 * 1024, ooo_limit=16 * 1024, msl=0.5)
+    pair = make_pair(13, LinkProfile(delay=0.02), config=cfg)
+    data = b"".join(i.to_bytes(4, "big") for i in range(50_000))  # 200 kB
+
+    async def main() -> bytes:
+        listener = pair.stack_b.socket()
+        listener.bind(("", 5001))
+        listener.listen()
+        client = pair.stack_a.socket()
+        await client.aconnect(("10.0.0.2", 5001))
+        server, _ = await listener.aaccept()
+        await client.asendall(data)
+        client.close()  # the FIN waits behind 200 kB and a zero window
+        await asyncio.sleep(30.0)
+        got = bytearray()
+        while chunk := await server.arecv(65536):
+            got += chunk
+        server.close()
+        return bytes(got)
+
+    got = pair.net.run(main(), timeout=600)
+    assert got == data
+    persist = [e for e in pair.sink_a.of(TimerEvent) if e.timer == "persist"]
+    zero_wins = [s for s in pair.sink_b.segments("out") if s.win == 0]
+    print(f"\nzero window: {len(zero_wins)} zero-window ACKs, {len(persist)} persist timer firings")
+    assert zero_wins and len(persist) >= 5
+    pair.net.run_for(10.0)
+    assert not pair.a.host.connections and not pair.b.host.connections

@@ -16,7 +16,10 @@ The config file (written by the lab from `LabPlan.daemon_config`) holds:
     tcp_config              `stack.config.TcpConfig` fields (mtu, msl, congestion_control, ...)
     apps                    [{name, options}] server apps started at boot
     hosts                   {node name: address}, so apps and scripts can name nodes
-    trace_files (optional)  {"jsonl": bool, "pcap": bool}, both true by default (they cost speed)
+    trace_files (optional)  {"jsonl": bool, "pcap": bool, "ring": bool}, all true by default (they
+                            cost speed). "ring" is the in-memory ring the `trace` op reads: with all
+                            three off the host's trace has no sink, so no event is even built (the
+                            fastest stack; `trace` then returns nothing)
 
 With TCPLAB_DAEMON_PROFILE=DIR in its environment the daemon runs under cProfile and writes
 DIR/NAME.prof when it exits (for `tests.bench`; profiling slows the stack down severalfold).
@@ -235,7 +238,7 @@ class NodeDaemon:
         loop = asyncio.get_running_loop()
         self.loop = loop
         self.ring = RingSink(loop)
-        sinks: list[Sink] = [self.ring]
+        sinks: list[Sink] = [self.ring] if self.trace_files.get("ring", True) else []
         if self.trace_files.get("jsonl", True):
             jsonl = open(self.run_dir / f"{self.node}.trace.jsonl", "w", buffering=1 << 16)  # noqa: SIM115
             self._files.append(jsonl)

@@ -6,8 +6,9 @@ their config is where `trace_files` lives (off for the headline figure, on for i
 environment is where the cProfile switch lives (`TCPLAB_DAEMON_PROFILE`, see `lab.daemon`). The
 daemons are stopped (SIGTERM, then SIGKILL) before the next run; `Lab.down` finds any left over.
 
-Note: the daemon always keeps its in-memory trace ring (the `trace` op reads it), so "trace files
-off" means no JSON lines and no pcap, not an empty trace.
+Trace modes (TRACE_MODES): "files-off" (no JSON lines, no pcap, but the daemon's in-memory ring
+that the `trace` op reads is still fed, so every event is still built), "files-on" (the daemon's
+default) and "none" (no sink at all: the host builds no event).
 """
 
 from __future__ import annotations
@@ -121,12 +122,18 @@ def run_bulk(lab: Lab, seconds: float) -> dict[str, Any]:
     }
 
 
-def measure(lab: Lab, seconds: float = 3.0, *, trace: bool = False) -> dict[str, Any]:
-    """Goodput with the trace files off (trace=False) or both on (JSON lines and pcap)."""
-    files = {"jsonl": trace, "pcap": trace}
-    with daemons(lab, files):
+TRACE_MODES: dict[str, dict[str, bool]] = {
+    "files-off": {"jsonl": False, "pcap": False, "ring": True},  # trace files off (ring still on)
+    "files-on": {"jsonl": True, "pcap": True, "ring": True},  # the daemon's default
+    "none": {"jsonl": False, "pcap": False, "ring": False},  # no sink at all: no event is built
+}
+
+
+def measure(lab: Lab, seconds: float = 3.0, *, trace: str = "files-off") -> dict[str, Any]:
+    """Goodput with the daemons' trace in mode `trace` (a key of TRACE_MODES)."""
+    with daemons(lab, TRACE_MODES[trace]):
         figures = run_bulk(lab, seconds)
-    if trace:
+    if TRACE_MODES[trace]["jsonl"] or TRACE_MODES[trace]["pcap"]:
         sizes = [(lab.run_dir / f"{n}{ext}") for n in NODES for ext in (".trace.jsonl", ".pcap")]
         figures["trace_file_bytes"] = sum(p.stat().st_size for p in sizes if p.exists())
     return figures
@@ -137,7 +144,7 @@ def profile(lab: Lab, seconds: float, out_dir: Path) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     for node in NODES:
         (out_dir / f"{node}.prof").unlink(missing_ok=True)
-    with daemons(lab, {"jsonl": False, "pcap": False}, profile_dir=out_dir):
+    with daemons(lab, TRACE_MODES["files-off"], profile_dir=out_dir):
         figures = run_bulk(lab, seconds)
     figures["profiles"] = {n: str(out_dir / f"{n}.prof") for n in NODES if (out_dir / f"{n}.prof").exists()}
     return figures
@@ -155,7 +162,7 @@ def hot_spots(prof_path: str | Path, limit: int = 15) -> list[dict[str, Any]]:
     stats = pstats.Stats(str(prof_path))
     table: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats  # type: ignore[attr-defined]
     total = sum(v[2] for v in table.values()) or 1e-9
-    rows = []
+    rows: list[dict[str, Any]] = []
     for key, (_cc, ncalls, tottime, cumtime, _callers) in table.items():
         rows.append({"function": _where(key), "calls": ncalls, "own_s": tottime, "cum_s": cumtime,
                      "own_share": tottime / total})
@@ -168,7 +175,7 @@ def cumulative_spots(prof_path: str | Path, prefix: str, limit: int = 10) -> lis
     stats = pstats.Stats(str(prof_path))
     table: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats  # type: ignore[attr-defined]
     total = sum(v[2] for v in table.values()) or 1e-9
-    rows = []
+    rows: list[dict[str, Any]] = []
     for key, (_cc, ncalls, tottime, cumtime, _callers) in table.items():
         where = _where(key)
         if where.startswith(prefix):

@@ -1,0 +1,208 @@
+"""Run every benchmark once and print one table of figures and ratios measured in the same run.
+
+    python -m tests.bench.run [--seconds 3] [--json FILE] [--no-profile] [--sim-only]
+    make bench
+
+As root (with /dev/net/tun) it brings up a two-node lab (`topologies/two-node.yaml`, daemons
+started by the benchmark itself), measures in order: the raw TUN ceiling, the kernel's TCP on the
+veth, the stack over TUN (trace files off, trace files on, no trace at all), the stack under
+cProfile (hot spots), then the stack on the simulated network; and always tears the lab down.
+Without root it runs only the simulated-network benchmark and says so.
+
+Ratios: stack goodput / TUN ceiling (bytes per second) and stack goodput / kernel TCP. Compare
+ratios across runs, not absolute figures: the machines are shared and drift.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as `python tests/bench/run.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.bench import root_problem, sim_goodput
+
+TOPOLOGY = "topologies/two-node.yaml"
+STACK_ROWS = (
+    ("stack_files_off", "files-off", "stack over TUN, trace files off"),
+    ("stack_files_on", "files-on", "stack over TUN, trace files on"),
+    ("stack_no_trace", "none", "stack over TUN, no trace sink"),
+)
+
+
+def _attempt(results: dict[str, Any], key: str, fn: Callable[[], dict[str, Any]]) -> None:
+    """Run one measurement; a failure is recorded in its row and the others still run."""
+    print(f"  measuring {key} ...", file=sys.stderr, flush=True)
+    try:
+        results[key] = fn()
+    except Exception as exc:
+        results[key] = {"error": f"{type(exc).__name__}: {exc}"}
+        traceback.print_exc(file=sys.stderr)
+
+
+def run_lab(seconds: float, kernel_tool: str, profile: bool, profile_dir: Path) -> dict[str, Any]:
+    from lab.lab import Lab
+    from tests.bench import kernel_tcp, stack_goodput, tun_ceiling
+
+    results: dict[str, Any] = {}
+    name = f"bench{os.getpid() % 100000}"
+    lab = Lab.up(TOPOLOGY, name, start_daemons=False)
+    try:
+        _attempt(results, "tun_ceiling", lambda: tun_ceiling.measure(lab, seconds))
+        _attempt(results, "kernel_tcp", lambda: kernel_tcp.measure(lab, seconds, kernel_tool))
+        for key, mode, _label in STACK_ROWS:
+            _attempt(results, key, functools.partial(stack_goodput.measure, lab, seconds, trace=mode))
+        if profile:
+            _attempt(results, "stack_profiled", lambda: stack_goodput.profile(lab, seconds, profile_dir))
+    finally:
+        Lab.down(name)
+    prof = results.get("stack_profiled", {}).get("profiles", {})
+    if prof:
+        results["hot_spots"] = {node: stack_goodput.hot_spots(path, 15) for node, path in prof.items()}
+        results["stack_tcp_cumulative"] = {
+            node: stack_goodput.cumulative_spots(path, "stack/tcp/", 10) for node, path in prof.items()}
+    return results
+
+
+def ratios(results: dict[str, Any]) -> dict[str, float | None]:
+    def rate(key: str) -> float | None:
+        value = results.get(key, {}).get("bytes_per_s")
+        return float(value) if value else None
+
+    ceiling, kernel = rate("tun_ceiling"), rate("kernel_tcp")
+    out: dict[str, float | None] = {}
+    for key, _, _ in STACK_ROWS:  # the simulated network has no TUN or kernel to compare with
+        stack = rate(key)
+        out[f"{key}/tun_ceiling"] = stack / ceiling if stack and ceiling else None
+        out[f"{key}/kernel_tcp"] = stack / kernel if stack and kernel else None
+    if ceiling and kernel:
+        out["tun_ceiling/kernel_tcp"] = ceiling / kernel
+    return out
+
+
+def _num(value: Any, fmt: str) -> str:
+    return format(value, fmt) if isinstance(value, (int, float)) and value is not None else "-"
+
+
+def table(results: dict[str, Any], r: dict[str, float | None]) -> str:
+    rows: list[tuple[str, ...]] = [("measurement", "MB/s", "Mbit/s", "pkts/s", "/TUN", "/kernel", "retr",
+                                    "note")]
+
+    def add(key: str, label: str, pps: Any, note: str) -> None:
+        row = results.get(key)
+        if row is None:
+            return
+        if "error" in row:
+            rows.append((label, "-", "-", "-", "-", "-", "-", "FAILED: " + row["error"][:60]))
+            return
+        bps = row.get("bytes_per_s")
+        rows.append((
+            label,
+            _num(bps / 1e6 if bps else None, ".2f"),
+            _num(bps * 8 / 1e6 if bps else None, ".1f"),
+            _num(pps, ",.0f"),
+            _num(r.get(f"{key}/tun_ceiling", 1.0 if key == "tun_ceiling" else None), ".4f"),
+            _num(r.get(f"{key}/kernel_tcp", 1.0 if key == "kernel_tcp" else None), ".4f"),
+            _num(row.get("retransmits"), "d"),
+            note,
+        ))
+
+    tun = results.get("tun_ceiling", {})
+    add("tun_ceiling", "raw TUN ceiling (1500 B, TUN>veth>TUN)", tun.get("pps"),
+        f"writer {_num(tun.get('writer_pps'), ',.0f')} pkts/s")
+    kern = results.get("kernel_tcp", {})
+    add("kernel_tcp", f"kernel TCP on the veth ({kern.get('tool', '?')})", None, "")
+    for key, _mode, label in STACK_ROWS:
+        row = results.get(key, {})
+        segs = row.get("segments_out")
+        pps = segs / row["seconds"] if segs and row.get("seconds") else None
+        note = f"srtt {_num((row.get('srtt') or 0) * 1000, '.1f')} ms"
+        if row.get("verified") is False:
+            note += ", NOT VERIFIED"
+        if row.get("trace_file_bytes"):
+            note += f", {row['trace_file_bytes'] / 1e6:.1f} MB of trace files"
+        add(key, label, pps, note)
+    prof = results.get("stack_profiled", {})
+    if prof and "error" not in prof:
+        rows.append(("stack over TUN under cProfile", _num(prof["bytes_per_s"] / 1e6, ".2f"), "-", "-", "-",
+                     "-", _num(prof.get("retransmits"), "d"), "profiling overhead included"))
+    sim = results.get("sim", {})
+    add("sim", "stack on stack.sim (CPU only, 1 process)", None,
+        f"{_num(sim.get('us_per_segment'), '.0f')} us/segment, both ends + apps")
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) if i in (0, 7) else cell.rjust(w) for i, (cell, w) in
+                       enumerate(zip(row, widths, strict=True))).rstrip() for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def hot_spot_text(results: dict[str, Any], limit: int = 12) -> str:
+    out: list[str] = []
+    for node, rows in results.get("hot_spots", {}).items():
+        role = "sender" if node == "client" else "receiver"
+        out.append(f"\nhot spots, {node} daemon ({role}), by own time (cProfile; epoll.poll = idle):")
+        for row in rows[:limit]:
+            out.append(f"  {row['own_share'] * 100:5.1f}%  {row['own_s']:6.3f} s  {row['calls']:>8,d} calls"
+                       f"  {row['function']}")
+        tcp = results.get("stack_tcp_cumulative", {}).get(node, [])
+        if tcp:
+            out.append(f"  stack/tcp on the {role}, by cumulative time:")
+            for row in tcp[:6]:
+                out.append(f"  {row['cum_share'] * 100:5.1f}%  {row['cum_s']:6.3f} s  "
+                           f"{row['calls']:>8,d} calls  {row['function']}")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of each lab measurement")
+    parser.add_argument("--sim-bytes", type=int, default=10_000_000, help="bytes of the simulated transfer")
+    parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    parser.add_argument("--kernel-tool", choices=["auto", "iperf3", "python"], default="auto")
+    parser.add_argument("--no-profile", action="store_true", help="skip the cProfile run")
+    parser.add_argument("--profile-dir", type=Path, default=Path("/tmp/tcplab-bench-profile"))
+    parser.add_argument("--sim-only", action="store_true", help="only the simulated-network benchmark")
+    args = parser.parse_args(argv)
+    if not 0.5 <= args.seconds <= 30:
+        parser.error("--seconds: give 0.5 to 30")
+
+    started = time.time()
+    problem = None if not args.sim_only else "--sim-only given"
+    problem = problem or root_problem()
+    results: dict[str, Any] = {}
+    print("tcplab benchmark", file=sys.stderr)
+    if problem is None:
+        results.update(run_lab(args.seconds, args.kernel_tool, not args.no_profile, args.profile_dir))
+    _attempt(results, "sim", lambda: sim_goodput.measure(args.sim_bytes))
+    r = ratios(results)
+    load = os.getloadavg()
+    print(f"\ntcplab benchmark: {args.seconds:g} s per lab measurement, {os.cpu_count()} cores, "
+          f"load average {load[0]:.1f} at start of report")
+    if problem is not None:
+        print(f"NOTE: lab benchmarks skipped ({problem}); only the simulated network ran, so there are "
+              "no TUN or kernel ratios. Run as root on Linux with /dev/net/tun for the full table.")
+    print(table(results, r))
+    print("/TUN = goodput / raw TUN ceiling (bytes/s);  /kernel = goodput / kernel TCP on the same veth;"
+          "  retr = retransmitted segments")
+    if results.get("hot_spots"):
+        print(hot_spot_text(results))
+    if args.json:
+        doc = {"started": started, "seconds": args.seconds, "skipped_lab": problem, "results": results,
+               "ratios": r, "cpu_count": os.cpu_count(), "loadavg": load}
+        args.json.write_text(json.dumps(doc, indent=2, default=str))
+        print(f"\nJSON: {args.json}")
+    failed = [k for k, v in results.items() if isinstance(v, dict) and "error" in v]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

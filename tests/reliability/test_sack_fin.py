@@ -230,3 +230,21 @@ def test_zero_window_end_to_end_nothing_lost() -> None:
     assert zero_wins and len(persist) >= 5
     pair.net.run_for(10.0)
     assert not pair.a.host.connections and not pair.b.host.connections
+
+
+def test_go_back_n_after_rto_skips_what_the_receiver_sacked() -> None:
+    """Two holes, each losing its fast/SACK retransmission too: the RTO resends the first, and
+    go-back-N (snd_nxt pulled back to SND.UNA) then jumps over the SACKed octets straight to the
+    second hole: exactly the two lost segments are resent, nothing the receiver holds."""
+    pair = make_pair(12, LinkProfile(delay=0.02, rate=50e6), config=TcpConfig(sack=True, msl=0.5))
+    link = pair.net.duplex("a", "b").forward
+    first = drop_segment_repeatedly(link, 30, times=2)
+    second = drop_segment_repeatedly(link, 36, times=2)
+    res = run_transfer(pair, 400_000, 50_000, seed=12)
+    assert res.got_ab == res.sent_ab and res.got_ba == res.sent_ba
+    assert len(first) == len(second) == 2
+    rtx = pair.sink_a.of(Retransmit)
+    holes = sorted({e.seq for e in rtx})
+    assert len(holes) == 2
+    assert [(e.seq, e.why) for e in rtx if e.why == "rto"] == [(holes[0], "rto"), (holes[1], "rto")]
+    assert len([e for e in pair.sink_a.of(CongestionEvent) if e.why == "rto"]) == 1

@@ -363,8 +363,26 @@ def trace(
     lab: LabOpt = None,
     socket: SocketOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    fmt: Annotated[
+        str, typer.Option("--format", help="events, ladder (text) or svg (a sequence diagram).")
+    ] = "events",
+    conn: Annotated[str | None, typer.Option(help="With ladder/svg: the connection to draw.")] = None,
 ) -> None:
     """Trace events of NODE's stack: state changes, segments, drops, retransmissions, cwnd, RTT."""
+    if fmt in ("ladder", "svg"):
+        from lab.viz.ladder import render_ladder_svg, render_ladder_text
+        from lab.viz.load import TraceError
+        from lab.viz.nodes import node_trace_file, peer_trace_file
+
+        try:
+            path = node_trace_file(node, lab)
+            render = render_ladder_svg if fmt == "svg" else render_ladder_text
+            sys.stdout.write(render(path, peer_trace_file(path), conn))
+        except (ValueError, TraceError) as exc:
+            _fail(str(exc))
+        return
+    if fmt != "events":
+        _fail(f"unknown format {fmt!r}: use events, ladder or svg")
     sock = socket_path(node, lab, socket)
 
     def show(event: dict[str, Any]) -> None:

@@ -22,8 +22,9 @@ from lab.viz.load import TraceError, TraceSource
 def register(app: typer.Typer) -> None:
     @app.command()
     def ladder(
-        trace: Annotated[Path | None, typer.Argument(help="A trace file (JSON lines).")] = None,
+        trace: Annotated[Path | None, typer.Argument(help="A trace file (JSON lines) or a lab node.")] = None,
         peer: Annotated[Path | None, typer.Option(help="The other end's trace.")] = None,
+        lab: Annotated[str | None, typer.Option(help="The lab, when TRACE names a node.")] = None,
         fmt: Annotated[str, typer.Option("--format", help="text or svg.")] = "text",
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here, not stdout.")] = None,
         conn: Annotated[str | None, typer.Option(help="Connection (local>remote, or a unique part).")] = None,
@@ -37,7 +38,7 @@ def register(app: typer.Typer) -> None:
 
         if fmt not in ("text", "svg", "ladder"):
             cli.fail(f"unknown format {fmt!r}: use text or svg")
-        source, other = _sources(trace, peer, demo, loss, body, seed)
+        source, other = _sources(trace, peer, demo, loss, body, seed, lab)
         render = render_ladder_svg if fmt == "svg" else render_ladder_text
         try:
             drawing = render(source, other, conn)
@@ -51,7 +52,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def plot(
-        trace: Annotated[Path | None, typer.Argument(help="A trace file (JSON lines).")] = None,
+        trace: Annotated[Path | None, typer.Argument(help="A trace file (JSON lines) or a lab node.")] = None,
+        lab: Annotated[str | None, typer.Option(help="The lab, when TRACE names a node.")] = None,
         output: Annotated[Path, typer.Option("--output", "-o", help="PNG, SVG or PDF, by extension.")] = Path(
             "tcp.png"
         ),
@@ -71,7 +73,7 @@ def register(app: typer.Typer) -> None:
         elif trace is None:
             cli.fail("name a trace file (or use --demo)")
         else:
-            source = trace
+            source = _node_or_file(trace, lab)
         if output.suffix.lower() not in (".png", ".svg", ".pdf"):
             cli.fail(f"{output}: the extension must be .png, .svg or .pdf")
         try:
@@ -94,8 +96,18 @@ def register(app: typer.Typer) -> None:
             cli.stdout.print(str(path), markup=False, highlight=False)
 
 
+def _node_or_file(trace: Path, lab: str | None) -> Path:
+    from lab.viz.nodes import resolve_trace
+
+    try:
+        return resolve_trace(trace, lab)
+    except ValueError as exc:
+        cli.fail(str(exc))
+
+
 def _sources(
-    trace: Path | None, peer: Path | None, demo: bool, loss: float, body: int, seed: int
+    trace: Path | None, peer: Path | None, demo: bool, loss: float, body: int, seed: int,
+    lab: str | None = None,
 ) -> tuple[TraceSource, TraceSource | None]:
     if demo:
         from lab.viz import demo_traces
@@ -103,5 +115,10 @@ def _sources(
         traces = demo_traces(seed=seed, body_bytes=body, loss=loss)
         return traces.client, traces.server
     if trace is None:
-        cli.fail("name a trace file (or use --demo)")
-    return trace, peer
+        cli.fail("name a trace file or a lab node (or use --demo)")
+    path = _node_or_file(trace, lab)
+    if peer is None and path != trace:  # a node: draw the far end from its own trace when it has one
+        from lab.viz.nodes import peer_trace_file
+
+        peer = peer_trace_file(path)
+    return path, peer

@@ -1,0 +1,57 @@
+"""Find a lab node's trace file, and the trace of the node at the other end of its connections,
+so `tcplab ladder NODE`, `tcplab plot NODE` and `tcplab trace NODE --format ladder` draw a
+running (or just finished) lab's exchanges with both ends traced where both are stack nodes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def node_trace_file(node: str, lab: str | None = None) -> Path:
+    """DIR/NODE.trace.jsonl of the named (or only running) lab; ValueError if there is none."""
+    from lab.lab import Lab
+    from lab.state import run_dir
+
+    labs = [lab] if lab else Lab.running()
+    if not labs:
+        raise ValueError(f"{node!r} is neither a trace file nor a node of a running lab")
+    if len(labs) > 1:
+        raise ValueError(f"several labs are up ({', '.join(labs)}): name one with --lab")
+    path = run_dir(labs[0]) / f"{node}.trace.jsonl"
+    if not path.exists():
+        raise ValueError(f"node {node!r} of lab {labs[0]} has no trace ({path}): is it a stack node?")
+    return path
+
+
+def peer_trace_file(trace: Path) -> Path | None:
+    """The trace of the stack node at the far end of the first connection in `trace`, when that
+    node belongs to the same lab (its trace sits in the same run directory)."""
+    remote_ip = None
+    with trace.open() as f:
+        for line in f:
+            if '"StateChange"' in line:
+                conn = json.loads(line)["conn"]
+                remote_ip = conn.split(">")[1].rsplit(":", 1)[0]
+                break
+    if remote_ip is None:
+        return None
+    for cfg in trace.parent.glob("*.json"):
+        try:
+            data = json.loads(cfg.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("stack_address") == remote_ip:
+            other = trace.parent / f"{data.get('node')}.trace.jsonl"
+            if other.exists() and other != trace:
+                return other
+    return None
+
+
+def resolve_trace(arg: Path, lab: str | None) -> Path:
+    """A trace file as given, or the trace of the lab node named by `arg`."""
+    if arg.exists():
+        return arg
+    if arg.suffix or "/" in str(arg):
+        raise ValueError(f"no trace file {arg}")
+    return node_trace_file(str(arg), lab)

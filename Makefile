@@ -41,8 +41,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check stack lab tests
 	$(VENV)/bin/mypy
 
+# Benchmarks: one table of figures and ratios (see tests/bench/run.py); BENCH_ARGS="--json bench.json".
+# iperf3 measures the kernel's TCP when it can be installed; Python sockets stand in otherwise.
 bench: deps
-	$(PY) -m tests.bench.run
+	@command -v iperf3 >/dev/null || [ "$$(id -u)" != 0 ] || \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 >/dev/null || \
+	  echo "iperf3 not installed: the kernel's TCP is measured with Python sockets"
+	$(PY) -m tests.bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -49,7 +49,8 @@ def build_packet(src: str, dst: str, size: int = PACKET_SIZE) -> bytes:
     return bytes(header) + udp + bytes(size - 28)
 
 
-def read_role(ifname: str, seconds: float, start_timeout: float) -> dict[str, Any]:
+def read_role(ifname: str, seconds: float, start_timeout: float, read_size: int = READ_SIZE
+              ) -> dict[str, Any]:
     """Attach to tun0, say `ready`, count packets for `seconds` from the first one."""
     fd, dev = open_tun(ifname)
     print("ready", flush=True)
@@ -65,7 +66,7 @@ def read_role(ifname: str, seconds: float, start_timeout: float) -> dict[str, An
     while now < deadline:
         try:
             for _ in range(CHECK_EVERY):
-                nbytes += len(read(fd, READ_SIZE))
+                nbytes += len(read(fd, read_size))
                 packets += 1
         except BlockingIOError:
             now = clock()
@@ -73,7 +74,7 @@ def read_role(ifname: str, seconds: float, start_timeout: float) -> dict[str, An
         now = clock()
     elapsed = now - t0
     del dev  # closes the fd
-    return {"packets": packets, "bytes": nbytes, "seconds": elapsed, "read_size": READ_SIZE}
+    return {"packets": packets, "bytes": nbytes, "seconds": elapsed, "read_size": read_size}
 
 
 def write_role(ifname: str, src: str, dst: str, seconds: float) -> dict[str, Any]:
@@ -99,12 +100,13 @@ def write_role(ifname: str, src: str, dst: str, seconds: float) -> dict[str, Any
     return {"packets": written, "bytes": written * len(packet), "seconds": now - t0, "dropped": dropped}
 
 
-def measure(lab: Lab, seconds: float = 3.0) -> dict[str, Any]:
+def measure(lab: Lab, seconds: float = 3.0, read_size: int = READ_SIZE) -> dict[str, Any]:
     """Reader in the server namespace, writer in the client namespace; the figures of both."""
     src, dst = lab.address_of("client"), lab.address_of("server")
     opts: dict[str, Any] = {"cwd": str(REPO_ROOT), "env": child_env(),
                             "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
-    reader = lab.spawn("server", role_argv("tun_ceiling", "read", "--seconds", str(seconds)), **opts)
+    reader = lab.spawn("server", role_argv("tun_ceiling", "read", "--seconds", str(seconds),
+                                               "--read-size", str(read_size)), **opts)
     writer: subprocess.Popen[bytes] | None = None
     try:
         assert reader.stdout is not None
@@ -145,11 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ifname", default="tun0")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--start-timeout", type=float, default=5.0)
+    parser.add_argument("--read-size", type=int, default=READ_SIZE, help="bytes asked of each read")
     parser.add_argument("--src", default="10.2.0.1")
     parser.add_argument("--dst", default="10.2.0.2")
     args = parser.parse_args(argv)
     if args.role == "read":
-        result = read_role(args.ifname, args.seconds, args.start_timeout)
+        result = read_role(args.ifname, args.seconds, args.start_timeout, args.read_size)
     else:
         result = write_role(args.ifname, args.src, args.dst, args.seconds)
     print(json.dumps(result), flush=True)

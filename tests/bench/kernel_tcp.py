@@ -83,14 +83,17 @@ def _iperf3(lab: Lab, seconds: float) -> dict[str, Any]:
         if server.poll() is None:
             server.kill()
         server.wait(5)
-    end = json.loads(done.stdout)["end"]
-    received = end["sum_received"]
+    report = json.loads(done.stdout)
+    end = report.get("end") or {}
+    received = end.get("sum_received")
+    if not received:  # iperf3 can exit 0 with an error in its report
+        raise RuntimeError(f"iperf3 reported no result: {report.get('error') or done.stdout[-300:]}")
     return {
         "tool": "iperf3",
         "bytes": int(received["bytes"]),
         "seconds": float(received["seconds"]),
         "bytes_per_s": float(received["bits_per_second"]) / 8,
-        "retransmits": int(end["sum_sent"].get("retransmits", 0)),
+        "retransmits": int((end.get("sum_sent") or {}).get("retransmits", 0)),
     }
 
 
@@ -128,10 +131,21 @@ def _python_sockets(lab: Lab, seconds: float) -> dict[str, Any]:
 
 
 def measure(lab: Lab, seconds: float = 3.0, tool: str = "auto") -> dict[str, Any]:
-    """Kernel TCP goodput client → server over the veth: iperf3 if installed (or asked), else Python."""
+    """Kernel TCP goodput client → server over the veth: iperf3 if installed (or asked; two tries),
+    else (or when iperf3 fails under "auto") Python sockets, saying why in `note`."""
+    note = ""
     if tool == "iperf3" or (tool == "auto" and shutil.which("iperf3")):
-        return _iperf3(lab, seconds)
-    return _python_sockets(lab, seconds)
+        for attempt in range(2):
+            try:
+                return _iperf3(lab, seconds)
+            except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
+                if tool == "iperf3" and attempt == 1:
+                    raise
+                note = f"iperf3 failed ({exc}); Python sockets instead"
+    result = _python_sockets(lab, seconds)
+    if note:
+        result["note"] = note[:300]
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -120,7 +120,7 @@ def table(results: dict[str, Any], r: dict[str, float | None]) -> str:
     add("tun_ceiling", "raw TUN ceiling (1500 B, TUN>veth>TUN)", tun.get("pps"),
         f"writer {_num(tun.get('writer_pps'), ',.0f')} pkts/s")
     kern = results.get("kernel_tcp", {})
-    add("kernel_tcp", f"kernel TCP on the veth ({kern.get('tool', '?')})", None, "")
+    add("kernel_tcp", f"kernel TCP on the veth ({kern.get('tool', '?')})", None, kern.get("note", ""))
     for key, _mode, label in STACK_ROWS:
         row = results.get(key, {})
         segs = row.get("segments_out")

@@ -35,9 +35,16 @@ FLAG_LETTERS = (
 )
 
 
+def _spell(flags: int) -> str:
+    return "".join(letter for bit, letter in FLAG_LETTERS if flags & bit) or "none"
+
+
+_FLAG_SPELLINGS = tuple(_spell(i) for i in range(256))  # traced per segment: look it up
+
+
 def flags_str(flags: int) -> str:
     """tcpdump/packetdrill spelling: S, S., P., F., R, R. ..."""
-    return "".join(letter for bit, letter in FLAG_LETTERS if flags & bit) or "none"
+    return _FLAG_SPELLINGS[flags & 0xFF]
 
 
 # Option kinds (IANA "TCP Option Kind Numbers").

@@ -10,12 +10,12 @@ from typer.testing import CliRunner
 from lab import ownership
 from lab.cli import app
 from lab.demo_sim import EXPECTED_CLIENT, EXPECTED_SERVER
+from lab.state import run_dir
 
 pytestmark = pytest.mark.root
 
 
 def test_demo_runs_http_across_two_stacks_and_tears_down() -> None:
-    before = set(ownership.lab_namespaces())
     result = CliRunner().invoke(app, ["demo", "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
@@ -23,6 +23,6 @@ def test_demo_runs_http_across_two_stacks_and_tears_down() -> None:
     assert doc["client"]["transitions"] == EXPECTED_CLIENT
     assert doc["server"]["transitions"] == EXPECTED_SERVER
     assert doc["request"]["status"] == 200 and doc["request"]["digest_ok"]
-    # The demo's lab is gone: no namespace, no state.
-    assert set(ownership.lab_namespaces()) == before
+    # The demo's lab is gone: no namespace, no run directory.
     assert doc["lab"] not in ownership.lab_namespaces()
+    assert not run_dir(doc["lab"]).exists()

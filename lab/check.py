@@ -20,8 +20,9 @@ started on its daemon (`start_app`); on a kernel node they run on Linux's TCP in
 the client may also go FIN_WAIT_1 -> TIME_WAIT (KERNEL_PEER_CLIENT: Linux sends its FIN with the ACK).
 A TIME_WAIT longer than MAX_TIME_WAIT is not waited out: the client's sequence then ends at it.
 
-`run_check` never leaves the lab behind: `Lab.down` runs in `finally`, with SIGINT ignored while it
-runs so a second Ctrl-C cannot cut teardown short. A KeyboardInterrupt still propagates.
+`run_check` never leaves the lab behind: `teardown` (emulators, then `Lab.down`) runs in `finally`,
+with SIGINT ignored meanwhile so a second Ctrl-C cannot cut it short; then KeyboardInterrupt
+propagates (the CLI exits 130). See `_Sigint` for a Ctrl-C that Python would otherwise drop.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from lab.apps.payload import sha256 as payload_sha256
@@ -197,8 +199,15 @@ def _wait_until(condition: Callable[[], bool], timeout: float) -> bool:
 class Checker:
     """Runs the scenarios on a lab that is up."""
 
-    def __init__(self, lab: Lab, roles: Roles, progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        lab: Lab,
+        roles: Roles,
+        progress: Progress | None = None,
+        checkpoint: Callable[[], None] | None = None,
+    ) -> None:
         self.lab = lab
+        self.checkpoint = checkpoint or (lambda: None)
         self.roles = roles
         self.progress = progress or (lambda _msg: None)
         self.client = ControlClient(lab.run_dir / f"{roles.client}.sock", timeout=APP_TIMEOUT + 10)
@@ -286,6 +295,7 @@ class Checker:
     def run(self) -> list[ScenarioResult]:
         results: list[ScenarioResult] = []
         for name, description, scenario in self.scenarios():
+            self.checkpoint()
             self.progress(f"{name}: {description}")
             result = ScenarioResult(name, description, ok=False)
             started = time.monotonic()
@@ -297,6 +307,7 @@ class Checker:
                 result.ok, result.detail = False, f"{type(exc).__name__}: {exc}"
             result.figures["seconds"] = round(time.monotonic() - started, 3)
             results.append(result)
+        self.checkpoint()
         return results
 
     def handshake_close(self, r: ScenarioResult) -> None:
@@ -471,6 +482,44 @@ class Checker:
 # -- the whole run ---------------------------------------------------------------------------------
 
 
+class _Sigint:
+    """Ctrl-C as the check sees it. The handler raises KeyboardInterrupt as Python's does, and also
+    remembers it: Python only prints (and drops) an exception raised while at-fork handlers run,
+    and pyroute2 forks for every namespace it touches, so the flag is checked at each step. In a
+    forked child (a Ctrl-C from the terminal reaches the whole process group) the handler exits
+    the child instead of unwinding the parent's stack there."""
+
+    seen = False
+    owner = 0
+
+    @classmethod
+    def handler(cls, signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != cls.owner:
+            os._exit(130)
+        cls.seen = True
+        raise KeyboardInterrupt
+
+    @classmethod
+    def checkpoint(cls) -> None:
+        if cls.seen:
+            raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigint_handled() -> Iterator[None]:
+    _Sigint.seen, _Sigint.owner = False, os.getpid()
+    try:
+        previous = signal.signal(signal.SIGINT, _Sigint.handler)
+    except ValueError:  # not the main thread: Ctrl-C is not ours to handle
+        yield
+        return
+    try:
+        yield
+        _Sigint.checkpoint()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @contextlib.contextmanager
 def _sigint_ignored() -> Iterator[None]:
     """Teardown must finish: a second Ctrl-C while it runs is ignored (main thread only)."""
@@ -486,7 +535,14 @@ def _sigint_ignored() -> Iterator[None]:
 
 
 def teardown(name: str) -> dict[str, Any]:
+    """Stop the link emulators (found by command line: one still starting is in no namespace
+    yet), then `Lab.down`; a Ctrl-C meanwhile is ignored."""
+    from lab import ownership
+    from lab.impair import backend
+
     with _sigint_ignored():
+        with contextlib.suppress(Exception):
+            backend.stop_emulators(ownership.netns_name(name, ""))
         return Lab.down(name)
 
 
@@ -497,36 +553,41 @@ def default_name() -> str:
 def run_check(
     topology: str, name: str | None = None, seed: int = 0, progress: Progress | None = None
 ) -> dict[str, Any]:
-    """Up, scenarios, down (always, Ctrl-C included). Returns the report; `ok` is all-pass."""
+    """Up, scenarios, down (always, Ctrl-C included: KeyboardInterrupt propagates after teardown).
+    Returns the report; `ok` is all-pass."""
     lab_name = name or default_name()
     note = progress or (lambda _msg: None)
     if lab_name in Lab.running():
         raise LabError(f"lab {lab_name} is already up: choose another --name or `tcplab down {lab_name}`")
     checker: Checker | None = None
-    try:
-        note(f"bringing up {topology} as {lab_name}")
-        lab = Lab.up(topology, lab_name, seed=seed)
-        roles = pick_roles(lab.plan)
-        checker = Checker(lab, roles, progress)
-        started = checker.start_servers()
-        results = checker.run()
-        return {
-            "lab": lab.name,
-            "topology": topology,
-            "client": {"node": roles.client, "address": checker.client_addr},
-            "server": {"node": roles.server, "address": checker.server_addr, "kind": roles.server_kind,
-                       "apps_started": started},
-            "scenarios": [r.to_dict() for r in results],
-            "passed": sum(r.ok for r in results),
-            "total": len(results),
-            "ok": all(r.ok for r in results),
-        }
-    finally:
-        note(f"tearing down {lab_name}")
-        with _sigint_ignored():
-            if checker is not None:
-                checker.stop_kernel_server()
-            Lab.down(lab_name)
+    with _sigint_handled():
+        try:
+            note(f"bringing up {topology} as {lab_name}")
+            lab = Lab.up(topology, lab_name, seed=seed)
+            _Sigint.checkpoint()
+            roles = pick_roles(lab.plan)
+            checker = Checker(lab, roles, progress, checkpoint=_Sigint.checkpoint)
+            started = checker.start_servers()
+            _Sigint.checkpoint()
+            results = checker.run()
+            report = {
+                "lab": lab.name,
+                "topology": topology,
+                "client": {"node": roles.client, "address": checker.client_addr},
+                "server": {"node": roles.server, "address": checker.server_addr,
+                           "kind": roles.server_kind, "apps_started": started},
+                "scenarios": [r.to_dict() for r in results],
+                "passed": sum(r.ok for r in results),
+                "total": len(results),
+                "ok": all(r.ok for r in results),
+            }  # fmt: skip
+        finally:
+            note(f"tearing down {lab_name}")
+            with _sigint_ignored():
+                if checker is not None:
+                    checker.stop_kernel_server()
+            teardown(lab_name)
+    return report
 
 
 # -- servers on a kernel node ----------------------------------------------------------------------

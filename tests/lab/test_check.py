@@ -1,0 +1,124 @@
+"""`tcplab check`: the five scenarios pass on the default lab (table and --json), a failing
+scenario makes the exit code non-zero, the client/server pair is sensible on every shipped
+topology, and every run leaves nothing of its lab behind."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pyroute2 import IPRoute
+from typer.testing import CliRunner
+
+import lab.check
+from lab import ownership
+from lab.cli import app
+from lab.lab import Lab, _alive
+from lab.plan import build_plan
+from lab.state import run_dir
+from lab.topology import load_topology
+
+pytestmark = pytest.mark.timeout(90)
+
+TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
+SCENARIOS = ["handshake-close", "echo", "http-digest", "bulk-impaired", "no-leftovers"]
+
+
+def leftovers(name: str) -> dict[str, object]:
+    """Anything of lab `name` still in the kernel, the process table or the run directory."""
+    prefix = f"tcplab-{name}-".encode()
+    procs = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                argv = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if prefix in argv and _alive(int(entry.name)):
+                procs.append(int(entry.name))
+    with IPRoute() as ipr:
+        marked = [m.get("ifname") for m in ipr.get_links() if m.get("ifalias") == ownership.mark(name)]
+    found = {
+        "namespaces": ownership.lab_namespaces(name).get(name, []),
+        "processes": procs,
+        "root_links": marked,
+        "run_dir": run_dir(name).exists(),
+    }
+    return {k: v for k, v in found.items() if v}
+
+
+@pytest.fixture
+def lab_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A lab name of this test alone, in a run directory of its own; downed whatever happened."""
+    monkeypatch.setenv("TCPLAB_RUN_DIR", str(tmp_path / "run"))
+    name = f"ck{os.getpid() % 10000}"
+    yield name
+    Lab.down(name)
+
+
+@pytest.mark.parametrize("topology", sorted(p.name for p in TOPOLOGIES.glob("*.yaml")))
+def test_roles_on_every_shipped_topology(topology: str) -> None:
+    plan = build_plan(load_topology(TOPOLOGIES / topology))
+    roles = lab.check.pick_roles(plan)
+    assert plan.node(roles.client).kind == "stack"
+    assert roles.client != roles.server
+    assert roles.path_links, "a path from client to server"
+    expected = {
+        "two-node.yaml": ("client", "server", "stack"),
+        "lossy.yaml": ("client", "server", "stack"),
+        "interop.yaml": ("stack", "linux", "kernel"),
+        "chain.yaml": ("left", "right", "stack"),
+        "dumbbell.yaml": ("s1", "d1", "stack"),
+    }.get(topology)
+    if expected:
+        assert (roles.client, roles.server, roles.server_kind) == expected
+    # The path really joins them: consecutive links share a node.
+    ends = [{plan.links[i].a.node, plan.links[i].b.node} for i in roles.path_links]
+    assert roles.client in ends[0] and roles.server in ends[-1]
+
+
+@pytest.mark.root
+def test_check_passes_on_the_default_lab_and_leaves_nothing(lab_name: str) -> None:
+    result = CliRunner().invoke(app, ["check", "--json", "--name", lab_name])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["ok"] and doc["passed"] == doc["total"] == 5
+    rows = {row["name"]: row for row in doc["scenarios"]}
+    assert list(rows) == SCENARIOS
+    assert all(row["ok"] for row in rows.values()), rows
+    hs = rows["handshake-close"]["figures"]
+    assert hs["client"].split() == lab.check.EXPECTED_CLIENT
+    assert hs["server"].split() == lab.check.EXPECTED_SERVER
+    assert rows["echo"]["figures"]["received"] == lab.check.ECHO_BYTES
+    bulk = rows["bulk-impaired"]["figures"]
+    assert bulk["bytes"] == lab.check.BULK_BYTES and bulk["goodput_mbps"] > 0
+    assert isinstance(bulk["retransmits"], int) and "live" in bulk["link"]
+    assert leftovers(lab_name) == {}
+
+
+@pytest.mark.root
+def test_a_failing_scenario_makes_the_exit_code_non_zero(
+    lab_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An expectation the server never meets; a smaller transfer keeps the test short.
+    monkeypatch.setattr(lab.check, "EXPECTED_SERVER", ["LISTEN", "ESTABLISHED", "CLOSED"])
+    monkeypatch.setattr(lab.check, "BULK_BYTES", 200_000)
+    result = CliRunner().invoke(app, ["check", "--name", lab_name])
+    assert result.exit_code == 1, result.output
+    assert result.stdout.count("FAIL") == 1  # the handshake-close row alone
+    assert "4/5 scenarios passed" in result.stdout
+    assert leftovers(lab_name) == {}
+
+
+@pytest.mark.root
+def test_a_lab_of_that_name_already_up_is_refused_and_left_alone(lab_name: str) -> None:
+    Lab.up("two-node.yaml", lab_name, start_daemons=False)
+    result = CliRunner().invoke(app, ["check", "--name", lab_name])
+    assert result.exit_code == 2
+    assert "already up" in result.output
+    assert ownership.lab_namespaces(lab_name).get(lab_name), "the check must not down someone's lab"
+    Lab.down(lab_name)
+    assert leftovers(lab_name) == {}

@@ -25,7 +25,7 @@ from stack.trace import MemorySink, StateChange
 from .helpers import digest, make_pair, run_transfer
 
 SEEDS = int(os.environ.get("RELIABILITY_SEEDS", "500"))
-MSL = 1.0  # TIME_WAIT lasts 2 s of virtual time
+MSL = 5.0  # TIME_WAIT lasts 10 s of virtual time: longer than a few backed-off FIN retransmissions
 
 
 @dataclass(frozen=True)
@@ -84,9 +84,10 @@ def draw(seed: int) -> Case:
 
 def clean_close_problems(sink: MemorySink, name: str) -> list[str]:
     """Every connection in the trace must end CLOSED, coming from TIME_WAIT by its timer or from
-    LAST_ACK by a segment (the ACK of our FIN, or the peer's RST once it left TIME_WAIT). An
-    acceptable RST also ends TIME_WAIT (RFC 9293 3.10.7.4, as Linux without rfc1337): the peer,
-    already CLOSED, answers a duplicated copy of our last segment with one."""
+    LAST_ACK or CLOSING by a segment (the ACK of our FIN, or the RST of a peer whose TIME_WAIT
+    ended while our FIN retransmissions were being lost). An acceptable RST also ends TIME_WAIT
+    (RFC 9293 3.10.7.4, as Linux without rfc1337): the peer, already CLOSED, answers a duplicated
+    copy of our last segment with one."""
     problems = []
     last: dict[str, StateChange] = {}
     for e in sink.of(StateChange):
@@ -96,7 +97,7 @@ def clean_close_problems(sink: MemorySink, name: str) -> list[str]:
     for conn, e in last.items():
         ok = e.new == "CLOSED" and (
             (e.old == "TIME_WAIT" and e.cause in ("timer:time_wait", "segment:R"))
-            or (e.old == "LAST_ACK" and e.cause.startswith("segment:"))
+            or (e.old in ("LAST_ACK", "CLOSING") and e.cause.startswith("segment:"))
         )
         if not ok:
             problems.append(f"{name} {conn}: ended {e.old}->{e.new} ({e.cause}) at {e.time:.3f}")

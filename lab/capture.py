@@ -152,7 +152,9 @@ class LinkCapture:
             except subprocess.TimeoutExpired:
                 self.kill()
         text = self._log_text()
-        return CaptureStats(self.path, _count(text, "packets captured"), _count(text, "packets dropped by kernel"))
+        return CaptureStats(
+            self.path, _count(text, "packets captured"), _count(text, "packets dropped by kernel")
+        )
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -179,7 +181,9 @@ def copy_sink(run_dir: Path, node: str, path: Path) -> int:
     try:
         data = source.read_bytes()
     except FileNotFoundError:
-        raise CaptureError(f"{source} does not exist: is {node} a stack node with its pcap sink on?") from None
+        raise CaptureError(
+            f"{source} does not exist: is {node} a stack node with its pcap sink on?"
+        ) from None
     if len(data) < PCAP_GLOBAL_LEN:
         raise CaptureError(f"{source} has no pcap header yet")
     end, packets = PCAP_GLOBAL_LEN, 0
@@ -258,6 +262,13 @@ class WireReport:
     """Sources whose checksums were not judged (offloaded on veth, see the module docstring)."""
     retransmissions: list[WireSegment]
     resets: list[WireSegment]
+    oversized: list[int] = dataclasses.field(default_factory=list)
+    """Frames longer than the `mtu` given to `analyse`, from the judged sources."""
+    icmp_errors: list[int] = dataclasses.field(default_factory=list)
+    """ICMP errors (the headers they quote are cut short, so their checksums are not judged)."""
+    ffff_checksums: list[int] = dataclasses.field(default_factory=list)
+    """TCP checksums 0xffff where 0x0000 was computed: the same one's-complement value (RFC 1624),
+    which tshark flags; not counted as bad."""
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -270,6 +281,9 @@ class WireReport:
             "checksums_not_judged_for": self.unchecked_sources,
             "retransmissions": dict(Counter(s.src for s in self.retransmissions)),
             "resets": len(self.resets),
+            "oversized": len(self.oversized),
+            "icmp_errors": len(self.icmp_errors),
+            "ffff_checksums": len(self.ffff_checksums),
         }
 
 
@@ -286,7 +300,7 @@ capture has no other out-of-order segments."""
 
 _FIELDS = ("frame.number", "frame.protocols", "ip.src", "tcp.srcport", "ip.dst", "tcp.dstport",
            "tcp.seq_raw", "tcp.len", "tcp.flags", "ip.checksum.status", "tcp.checksum.status",
-           "_ws.expert.message")  # fmt: skip
+           "_ws.expert.message", "ip.len")  # fmt: skip
 
 
 def _flag_letters(bits: int) -> str:
@@ -294,9 +308,11 @@ def _flag_letters(bits: int) -> str:
                                                (0x10, "A")) if bits & bit)  # fmt: skip
 
 
-def analyse(pcap: Path, *, checked_sources: Sequence[str] | None = None) -> WireReport:
-    """tshark's verdict on a pcap, in one pass. `checked_sources`: judge checksums only of
-    packets from these addresses (None: every packet)."""
+def analyse(
+    pcap: Path, *, checked_sources: Sequence[str] | None = None, mtu: int | None = None
+) -> WireReport:
+    """tshark's verdict on a pcap, in one pass. `checked_sources`: judge checksums (and sizes)
+    only of packets from these addresses (None: every packet); `mtu`: flag longer IP packets."""
     if shutil.which("tshark") is None:
         raise CaptureError("tshark is not installed (apt-get install tshark)")
     argv = ["tshark", "-n", *CHECKSUM_PREFS, "-r", str(pcap), "-T", "fields", "-E", "separator=\t",
@@ -314,18 +330,30 @@ def analyse(pcap: Path, *, checked_sources: Sequence[str] | None = None) -> Wire
             report.frames += 1
             if "_ws.malformed" in r[1].split(":"):
                 report.malformed.append(frame)
-            judged = checked_sources is None or r[2] in checked_sources
-            if r[2] and not judged:
-                unchecked.add(r[2])
-            # Status values: 0 bad, 1 good, 2 unverified (Wireshark 3.x and later).
-            if judged and "0" in r[9].split("|"):
+            protocols = r[1].split(":")
+            src = r[2].split("|")[0]
+            judged = checked_sources is None or src in checked_sources
+            if src and not judged:
+                unchecked.add(src)
+            if "icmp" in protocols:
+                report.icmp_errors.append(frame)
+            if judged and mtu is not None and r[12] and int(r[12].split("|")[0]) > mtu:
+                report.oversized.append(frame)
+            # Status values: 0 bad, 1 good, 2 unverified (Wireshark 3.x and later). Only the
+            # outer IP header counts inside an ICMP error: what it quotes is cut short.
+            if judged and r[9].split("|")[0] == "0":
                 report.bad_ip_checksum.append(frame)
-            if judged and r[10] == "0":
-                report.bad_tcp_checksum.append(frame)
-            if not r[3]:
+            if judged and r[10] == "0" and "icmp" not in protocols:
+                if any("instead of 0x0000 (see RFC 1624)" in m for m in r[11].split("|")):
+                    report.ffff_checksums.append(frame)
+                else:
+                    report.bad_tcp_checksum.append(frame)
+            if not r[3] or "icmp" in protocols:
                 continue
             report.tcp_segments += 1
-            seg = WireSegment(frame, r[2].split("|")[0], int(r[3]), r[4].split("|")[0], int(r[5]), int(r[6]),
+            if not (r[5] and r[6] and r[8]):
+                continue  # a TCP header cut short (inside an ICMP error, or truncated): no analysis
+            seg = WireSegment(frame, src, int(r[3]), r[4].split("|")[0], int(r[5]), int(r[6]),
                               int(r[7] or 0), _flag_letters(int(r[8], 16)))  # fmt: skip
             messages = r[11].split("|")
             word = next((w for m, w in RESENT.items() if m in messages), None)

@@ -38,6 +38,7 @@ TOPOLOGIES = {"clean": "topologies/interop.yaml", "lossy": "topologies/interop-l
 BIG_BODY = {"clean": 20_000_000, "lossy": 4_000_000}
 SETTLE = {"clean": 10.0, "lossy": 30.0}
 """Seconds every connection gets to reach CLOSED or TIME_WAIT on both ends after a test."""
+LINK_MTU = 1500
 CLEAN_CLOSE_FROM = {"LAST_ACK", "TIME_WAIT"}
 """The states a connection may enter CLOSED from when it closed cleanly."""
 
@@ -52,6 +53,8 @@ class InteropEnv:
     control: ControlClient
     link_capture: capture.LinkCapture | None = None
     processes: list[subprocess.Popen[bytes]] = dataclasses.field(default_factory=list)
+    evidence: dict[str, Any] | None = None
+    """What `wire_evidence` found (the module's later tests read it)."""
     peer_resets: set[str] = dataclasses.field(default_factory=set)
     """Stack connections a test allowed Linux to reset (wrk's abrupt close at its end)."""
 
@@ -76,7 +79,9 @@ class InteropEnv:
     def call(self, op: str, args: dict[str, Any] | None = None) -> Any:
         return self.control.call(op, args or {})
 
-    def linux(self, argv: Sequence[str], timeout: float = 120.0, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def linux(
+        self, argv: Sequence[str], timeout: float = 120.0, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         """A command in the kernel node's namespace (Linux TCP), output as text."""
         done = self.lab.exec(LINUX, argv, check=False, timeout=timeout)
         if check and done.returncode != 0:
@@ -128,7 +133,9 @@ class InteropEnv:
                 return stack, kernel
             time.sleep(0.1)
 
-    def assert_closed_cleanly(self, since: int, min_connections: int = 1, allow_peer_reset: bool = False) -> list[str]:
+    def assert_closed_cleanly(
+        self, since: int, min_connections: int = 1, allow_peer_reset: bool = False
+    ) -> list[str]:
         """Both ends settle, and every stack connection opened since `since` went to CLOSED (or
         sits in TIME_WAIT) by the textbook path, never by a reset (unless `allow_peer_reset`: then
         Linux may reset an ESTABLISHED one, which is recorded). Returns those connections."""
@@ -160,14 +167,14 @@ class InteropEnv:
         trace = self.workdir / "stack.trace.jsonl"
         sink_packets = capture.copy_sink(self.lab.run_dir, STACK, sink)
         capture.copy_trace(self.lab.run_dir, STACK, trace)
-        sink_report = capture.analyse(sink)
+        sink_report = capture.analyse(sink, mtu=LINK_MTU)
         # On the link, Linux's own segments may carry veth's partial checksums (offload): judge
         # checksums there only for what the stack sent; the sink holds Linux's completed ones.
         link_report = capture.analyse(link_stats.path, checked_sources=[self.stack_addr])
         events = capture.read_events(trace, ["Retransmit", "StateChange", "SegmentEvent"])
         retransmits = [e for e in events if e["kind"] == "Retransmit"]
         comparison = capture.compare_retransmissions(sink_report, retransmits, self.stack_addr)
-        return {
+        self.evidence = {
             "sink": sink_report,
             "sink_packets": sink_packets,
             "link": link_report,
@@ -175,6 +182,7 @@ class InteropEnv:
             "retransmissions": comparison,
             "events": events,
         }
+        return self.evidence
 
 
 def assert_wire_evidence(env: InteropEnv, bulk: bool = False) -> dict[str, Any]:
@@ -184,8 +192,12 @@ def assert_wire_evidence(env: InteropEnv, bulk: bool = False) -> dict[str, Any]:
     sink: capture.WireReport = ev["sink"]
     link: capture.WireReport = ev["link"]
     stats: capture.CaptureStats = ev["link_stats"]
-    summary = {"sink": sink.summary(), "link": link.summary(), "retransmissions": ev["retransmissions"].summary(),
-               "link_dropped_by_kernel": stats.dropped_by_kernel}  # fmt: skip
+    summary = {
+        "sink": sink.summary(),
+        "link": link.summary(),
+        "retransmissions": ev["retransmissions"].summary(),
+        "link_dropped_by_kernel": stats.dropped_by_kernel,
+    }
     print(summary)
     assert sink.frames == ev["sink_packets"] > 0
     assert stats.captured > 0 and stats.dropped_by_kernel == 0, summary
@@ -211,7 +223,11 @@ def assert_wire_evidence(env: InteropEnv, bulk: bool = False) -> dict[str, Any]:
             closed.discard(event["conn"])
         elif event["kind"] == "SegmentEvent" and event["direction"] == "out" and "R" in event["flags"]:
             assert event["conn"] in closed, f"the stack reset a live connection: {event}"
-    peer = [s for s in sink.resets if s.src != env.stack_addr and f"{s.dst}:{s.dport}>{s.src}:{s.sport}" not in env.peer_resets]
+    peer = [
+        s
+        for s in sink.resets
+        if s.src != env.stack_addr and f"{s.dst}:{s.dport}>{s.src}:{s.sport}" not in env.peer_resets
+    ]
     assert peer == [], summary
     return summary
 

@@ -33,7 +33,9 @@ def _syns(env: InteropEnv, conn_port: int) -> list[capture.SynOptions]:
     time.sleep(1.2)  # the sink reaches the disk within a second
     pcap = env.path("syn.pcap")
     capture.copy_sink(env.lab.run_dir, STACK, pcap)
-    return [s for s in capture.syn_options(pcap) if f":{conn_port}>" in s.conn or s.conn.endswith(f":{conn_port}")]
+    return [
+        s for s in capture.syn_options(pcap) if f":{conn_port}>" in s.conn or s.conn.endswith(f":{conn_port}")
+    ]
 
 
 def test_linux_opens_options_on_the_wire_and_in_both_ends(interop: InteropEnv) -> None:
@@ -47,7 +49,9 @@ def test_linux_opens_options_on_the_wire_and_in_both_ends(interop: InteropEnv) -
             if "wscale" in line or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-        stack_conn = next(c for c in interop.call("ss")["connections"] if c["local"].endswith(f":{ECHO_PORT}"))
+        stack_conn = next(
+            c for c in interop.call("ss")["connections"] if c["local"].endswith(f":{ECHO_PORT}")
+        )
     finally:
         assert proc.stdin is not None
         proc.stdin.close()
@@ -65,10 +69,20 @@ def test_linux_opens_options_on_the_wire_and_in_both_ends(interop: InteropEnv) -
     assert syn and syn_ack, syns
     for s in syn:  # Linux's SYN (more than one only if the impaired link lost one)
         assert (s.src, s.mss, s.wscale, s.sack_permitted, s.timestamps) == (
-            interop.linux_addr, MSS, linux_shift, True, True), s
+            interop.linux_addr,
+            MSS,
+            linux_shift,
+            True,
+            True,
+        ), s
     for s in syn_ack:  # the stack's answer: the same four options, its own values
         assert (s.src, s.mss, s.wscale, s.sack_permitted, s.timestamps) == (
-            interop.stack_addr, MSS, _stack_wscale(interop), True, True), s
+            interop.stack_addr,
+            MSS,
+            _stack_wscale(interop),
+            True,
+            True,
+        ), s
     assert linux_sees_stack_shift == _stack_wscale(interop)
     # The stack understood Linux's options: effective MSS less the timestamp option, all three on.
     assert stack_conn["mss"] == MSS - TS_OPTION
@@ -76,23 +90,35 @@ def test_linux_opens_options_on_the_wire_and_in_both_ends(interop: InteropEnv) -
     # The stack's trace spells what the wire carries.
     traced = [e for e in interop.events(mark, ["SegmentEvent"])
               if e["direction"] == "out" and e["flags"].startswith("S")]  # fmt: skip
-    assert traced and all(f"mss {MSS}" in e["options"] and f"wscale {_stack_wscale(interop)}" in e["options"]
-                          and "sackOK" in e["options"] and "TS val" in e["options"] for e in traced), traced
+    assert traced and all(
+        f"mss {MSS}" in e["options"]
+        and f"wscale {_stack_wscale(interop)}" in e["options"]
+        and "sackOK" in e["options"]
+        and "TS val" in e["options"]
+        for e in traced
+    ), traced
     interop.assert_closed_cleanly(mark)
 
 
 def test_stack_opens_options_on_the_wire(interop: InteropEnv) -> None:
     mark = interop.trace_mark()
     log = interop.workdir / "options-http.log"
-    server = interop.spawn_linux(["timeout", "120", sys.executable, "-m", "http.server", str(PY_PORT),
-                                  "--bind", interop.linux_addr, "--directory", str(interop.workdir)], log)  # fmt: skip
+    argv = ["timeout", "120", sys.executable, "-m", "http.server", str(PY_PORT),
+            "--bind", interop.linux_addr, "--directory", str(interop.workdir)]  # fmt: skip
+    server = interop.spawn_linux(argv, log)
     try:
         deadline = time.monotonic() + 10.0
         while f":{PY_PORT} " not in interop.linux(["ss", "-tlnH"]).stdout:
             assert time.monotonic() < deadline and server.poll() is None, log.read_text()
             time.sleep(0.05)
-        result = interop.call("run_app", {"name": "http-client", "timeout": 60.0,
-                                          "options": {"host": interop.linux_addr, "port": PY_PORT, "path": "/"}})
+        result = interop.call(
+            "run_app",
+            {
+                "name": "http-client",
+                "timeout": 60.0,
+                "options": {"host": interop.linux_addr, "port": PY_PORT, "path": "/"},
+            },
+        )
         assert result["responses"][0]["status"] == 200
     finally:
         server.terminate()
@@ -102,7 +128,12 @@ def test_stack_opens_options_on_the_wire(interop: InteropEnv) -> None:
     syn_ack = [s for s in syns if s.syn_ack and s.src == interop.linux_addr]
     assert syn and syn_ack, syns
     for s in syn:
-        assert (s.mss, s.wscale, s.sack_permitted, s.timestamps) == (MSS, _stack_wscale(interop), True, True), s
+        assert (s.mss, s.wscale, s.sack_permitted, s.timestamps) == (
+            MSS,
+            _stack_wscale(interop),
+            True,
+            True,
+        ), s
     for s in syn_ack:  # Linux answers every option the stack offered
         assert (s.mss, s.sack_permitted, s.timestamps) == (MSS, True, True), s
         assert s.wscale is not None and 0 <= s.wscale <= 14, s

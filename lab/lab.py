@@ -390,3 +390,29 @@ def lab_status(name: str, state: LabState | None, plan: LabPlan | None = None) -
         "impairments": dict(state.impairments) if state else {},
         "orphan_namespaces": sorted(namespaces - {n.get("netns") for n in summary.get("nodes", {}).values()}),
     }
+
+
+def leftovers(name: str, runs: Path | None = None) -> dict[str, object]:
+    """Anything of lab `name` still in the kernel, the process table or the run directory:
+    empty after a clean `down`. `runs` is the parent of run directories when not the default."""
+    from pyroute2 import IPRoute
+
+    prefix = f"tcplab-{name}-".encode()
+    procs: list[str] = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                argv = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if prefix in argv and _alive(int(entry.name)):
+                procs.append(f"{entry.name}: {argv.replace(bytes(1), b' ').decode(errors='replace')}")
+    with IPRoute() as ipr:
+        marked = [m.get("ifname") for m in ipr.get_links() if m.get("ifalias") == ownership.mark(name)]
+    found = {
+        "namespaces": ownership.lab_namespaces(name).get(name, []),
+        "processes": procs,
+        "root_links": marked,
+        "run_dir": ((runs / name) if runs is not None else run_dir(name)).exists(),
+    }
+    return {k: v for k, v in found.items() if v}

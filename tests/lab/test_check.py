@@ -10,15 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pyroute2 import IPRoute
 from typer.testing import CliRunner
 
 import lab.check
 from lab import ownership
 from lab.cli import app
-from lab.lab import Lab, _alive
+from lab.lab import Lab, leftovers
 from lab.plan import build_plan
-from lab.state import run_dir
 from lab.topology import load_topology
 
 pytestmark = pytest.mark.timeout(90)
@@ -27,27 +25,7 @@ TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 SCENARIOS = ["handshake-close", "echo", "http-digest", "bulk-impaired", "no-leftovers"]
 
 
-def leftovers(name: str) -> dict[str, object]:
-    """Anything of lab `name` still in the kernel, the process table or the run directory."""
-    prefix = f"tcplab-{name}-".encode()
-    procs = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                argv = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if prefix in argv and _alive(int(entry.name)):
-                procs.append(int(entry.name))
-    with IPRoute() as ipr:
-        marked = [m.get("ifname") for m in ipr.get_links() if m.get("ifalias") == ownership.mark(name)]
-    found = {
-        "namespaces": ownership.lab_namespaces(name).get(name, []),
-        "processes": procs,
-        "root_links": marked,
-        "run_dir": run_dir(name).exists(),
-    }
-    return {k: v for k, v in found.items() if v}
+
 
 
 @pytest.fixture

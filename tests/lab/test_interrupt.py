@@ -14,10 +14,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from pyroute2 import IPRoute
 
 from lab import ownership
-from lab.lab import REPO_ROOT, Lab, _alive
+from lab.lab import REPO_ROOT, Lab, leftovers
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(60)]
 
@@ -26,26 +25,7 @@ NUL = bytes(1)
 StartCheck = Callable[[str], "subprocess.Popen[bytes]"]
 
 
-def leftovers(name: str, runs: Path) -> dict[str, object]:
-    prefix = f"tcplab-{name}-".encode()
-    procs: list[str] = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                argv = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if prefix in argv and _alive(int(entry.name)):
-                procs.append(f"{entry.name}: {argv.replace(NUL, b' ').decode(errors='replace')}")
-    with IPRoute() as ipr:
-        marked = [m.get("ifname") for m in ipr.get_links() if m.get("ifalias") == ownership.mark(name)]
-    found = {
-        "namespaces": ownership.lab_namespaces(name).get(name, []),
-        "processes": procs,
-        "root_links": marked,
-        "run_dir": (runs / name).exists(),
-    }
-    return {k: v for k, v in found.items() if v}
+
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

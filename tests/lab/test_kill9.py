@@ -14,7 +14,7 @@ import pytest
 
 from lab import ownership
 from lab.lab import Lab
-from lab.state import run_dir
+from lab.lab import leftovers as _leftovers
 
 pytestmark = pytest.mark.root
 CLI = "from lab.cli import app; app()"
@@ -29,17 +29,7 @@ def _until(condition: Callable[[], bool], timeout: float) -> bool:
     return condition()
 
 
-def _leftovers(name: str) -> dict[str, object]:
-    spaces = ownership.lab_namespaces(name).get(name, [])
-    found: dict[str, object] = {}
-    if spaces:
-        found["namespaces"] = spaces
-    pids = ownership.pids_in(spaces) if spaces else {}
-    if pids:
-        found["processes"] = pids
-    if run_dir(name).exists():
-        found["run_dir"] = str(run_dir(name))
-    return found
+
 
 
 def test_kill_9_of_every_daemon_and_emulator_then_down() -> None:

@@ -14,13 +14,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from pyroute2 import IPRoute
 from typer.testing import CliRunner
 
 import lab.cli
 import lab.netns
 from lab import ownership
-from lab.lab import Lab, LabError, _alive, _wait_until
+from lab.lab import Lab, LabError, _alive, _wait_until, leftovers
 from lab.state import STATE_FILE, run_dir
 
 pytestmark = pytest.mark.timeout(60)
@@ -57,27 +56,7 @@ def reachable(lab_: Lab, node: str, address: str) -> bool:
     return lab_.exec(node, [sys.executable, "-c", PING, address], check=False).returncode == 0
 
 
-def leftovers(name: str) -> dict[str, object]:
-    """Anything of lab `name` still in the kernel, the process table or the run directory."""
-    prefix = f"tcplab-{name}-"
-    procs = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                argv = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if prefix.encode() in argv and _alive(int(entry.name)):
-                procs.append(int(entry.name))
-    with IPRoute() as ipr:
-        marked = [m.get("ifname") for m in ipr.get_links() if m.get("ifalias") == ownership.mark(name)]
-    found = {
-        "namespaces": ownership.lab_namespaces(name).get(name, []),
-        "processes": procs,
-        "root_links": marked,
-        "run_dir": run_dir(name).exists(),
-    }
-    return {k: v for k, v in found.items() if v}
+
 
 
 @pytest.fixture(autouse=True)

@@ -219,6 +219,19 @@ class TcpConnection:
             m -= 12  # NOP, NOP, timestamps ride on every segment
         return max(m, 64)
 
+    def _sack_option_len(self) -> int:
+        """Octets the SACK option of our next segment takes (2 NOPs, kind, length, 8 a block)."""
+        if not (self.sack_ok and (self.dsack is not None or len(self.ooo))):
+            return 0
+        blocks = min(len(self.ooo) + (self.dsack is not None), 3 if self.ts_ok else 4)
+        return 4 + 8 * blocks
+
+    @property
+    def send_mss(self) -> int:
+        """Payload octets of a full segment now: SACK blocks come out of the payload, as Linux
+        does, since the MSS counts no options (RFC 6691) and a segment must fit the path MTU."""
+        return max(self.mss - self._sack_option_len(), 1)
+
     @property
     def flight_size(self) -> int:
         """FlightSize of RFC 5681: data sent but not yet cumulatively acknowledged."""
@@ -316,7 +329,7 @@ class TcpConnection:
 
     # ------------------------------------------------------------------ segment output
 
-    def _options(self, flags: int, now: float) -> tuple[TcpOption, ...]:
+    def _options(self, flags: int, now: float, payload_len: int = 0) -> tuple[TcpOption, ...]:
         cfg = self.config
         if flags & SYN:
             # Linux's SYN layout: MSS, SACK-permitted, timestamps, NOP, window scale.
@@ -339,13 +352,17 @@ class TcpConnection:
             opts += [Nop(), Nop(), Timestamps(self.tsval(now), self.ts_recent)]
         if self.sack_ok and (self.dsack is not None or len(self.ooo)):
             limit = 3 if self.ts_ok else 4
+            # Never past the path MTU: a data segment carries only the blocks that fit.
+            room = self.pmtu - 40 - payload_len - (12 if self.ts_ok else 0)
+            limit = min(limit, max((room - 4) // 8, 0))
             blocks: list[tuple[int, int]] = []
-            if self.dsack is not None:
-                blocks.append(self.dsack)  # RFC 2883: the D-SACK block goes first
-                self.stats.dsacks_out += 1
-                self.dsack = None
-            blocks += self.ooo.sack_blocks(limit)
-            opts += [Nop(), Nop(), Sack(tuple(blocks[:limit]))]
+            if limit > 0:
+                if self.dsack is not None:
+                    blocks.append(self.dsack)  # RFC 2883: the D-SACK block goes first
+                    self.stats.dsacks_out += 1
+                    self.dsack = None
+                blocks += self.ooo.sack_blocks(limit)
+                opts += [Nop(), Nop(), Sack(tuple(blocks[:limit]))]
         return tuple(opts)
 
     def _window_field(self, syn: bool) -> int:
@@ -369,7 +386,7 @@ class TcpConnection:
     def _emit(self, flags: int, seqno: int, now: float, payload: bytes = b"", urgent: int = 0) -> None:
         ack = self.rcv_nxt if flags & ACK else 0
         window = self._window_field(bool(flags & SYN))
-        options = self._options(flags, now)
+        options = self._options(flags, now, len(payload))
         seg = TcpSegment(
             self.local_port, self.remote_port, seqno, ack, flags, window, payload, options, urgent
         )
@@ -559,7 +576,7 @@ class TcpConnection:
             usable = seq.sub(seq.add(self.snd_una, self.snd_wnd), self.snd_nxt)
             avail = seq.sub(self.fin_seq, self.snd_nxt)
             if usable > 0 and avail > 0:
-                self._send_data(self.snd_nxt, min(usable, avail, self.mss), now, force_push=True)
+                self._send_data(self.snd_nxt, min(usable, avail, self.send_mss), now, force_push=True)
             return
         self.retries += 1
         if self.retries > self.config.data_retries:
@@ -1101,7 +1118,7 @@ class TcpConnection:
         avail = seq.sub(self.fin_seq, self.snd_nxt)
         usable = seq.sub(seq.add(self.snd_una, self.snd_wnd), self.snd_nxt)
         if avail > 0 and usable > 0 and self.flight_size <= self.cc.cwnd + extra:
-            n = min(self.mss, avail, usable)
+            n = min(self.send_mss, avail, usable)
             self._send_data(self.snd_nxt, n, now)
 
     def _enter_recovery(self, now: float) -> None:
@@ -1265,7 +1282,7 @@ class TcpConnection:
     def _retransmit(self, start: int, now: float, why: str) -> None:
         """Resend one segment from `start` without moving snd_nxt (fast retransmit)."""
         avail = seq.sub(self.fin_seq, start)
-        n = min(self.mss, max(avail, 0))
+        n = min(self.send_mss, max(avail, 0))
         fin = self.fin_queued and n == avail and seq.lt(start, self.snd_max)
         if n == 0 and not fin:
             return
@@ -1311,7 +1328,7 @@ class TcpConnection:
                 continue
             usable = self._usable_window()
             if force_one and not sent_any:
-                usable = max(usable, min(self.mss, max(avail, 1)))
+                usable = max(usable, min(self.send_mss, max(avail, 1)))
             if avail <= 0:
                 # Only the FIN is left: it needs one octet of window.
                 if usable >= 1:
@@ -1325,10 +1342,11 @@ class TcpConnection:
                         self._arm_rto(now)
                     sent_any = True
                 break
-            n = min(avail, self.mss, max(usable, 0))
+            seg_size = self.send_mss
+            n = min(avail, seg_size, max(usable, 0))
             if n <= 0:
                 break
-            if n < self.mss and seq.ge(self.snd_nxt, self.snd_max):
+            if n < seg_size and seq.ge(self.snd_nxt, self.snd_max):
                 # A partial segment of new data: Nagle and sender SWS avoidance decide.
                 all_queued = n == avail
                 idle = self.snd_una == self.snd_max

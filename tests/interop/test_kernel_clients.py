@@ -171,20 +171,9 @@ def test_wire_evidence(interop: InteropEnv) -> None:
     assert_wire_evidence(interop, bulk=True)
 
 
-def test_stack_packets_fit_the_link_mtu(interop: InteropEnv, request: pytest.FixtureRequest) -> None:
+def test_stack_packets_fit_the_link_mtu(interop: InteropEnv) -> None:
     """Every IP packet the stack sent fits the 1500-byte link (so the node's kernel never had to
-    answer with ICMP fragmentation-needed)."""
-    if interop.lossy:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "stack bug: a full-sized data segment that also carries SACK blocks (sent while the "
-                    "stack receives out of order) is 1448 payload + 44 TCP header = 1512 bytes of IP: the "
-                    "payload is sized for the timestamp option only, not for the SACK option"
-                ),
-            )
-        )
+    answer with ICMP fragmentation-needed), SACK blocks on full-sized data segments included."""
     evidence = interop.evidence or interop.wire_evidence()
     sink: capture.WireReport = evidence["sink"]
     assert sink.oversized == [], (

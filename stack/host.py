@@ -253,8 +253,8 @@ class Host:
 
     def _on_tcp(self, src: str, seg: TcpSegment, now: float) -> None:
         key = (src, seg.src_port, seg.dst_port)
-        cid = conn_id(self.address, seg.dst_port, src, seg.src_port)
         if self.trace.enabled:
+            cid = conn_id(self.address, seg.dst_port, src, seg.src_port)
             self.trace.emit(
                 SegmentEvent(now, "in", cid, flags_str(seg.flags), seg.seq, seg.ack, seg.window,
                              len(seg.payload), format_options(seg.options))

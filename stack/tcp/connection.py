@@ -772,9 +772,6 @@ class TcpConnection:
                 self._process_text_and_fin(seg, now, seq.add(seg.seq, 1))
             else:
                 self._send_ack(now)
-            if self.write_shut:  # shutdown() before the handshake finished
-                self.fin_queued = True
-                self._set_state(State.FIN_WAIT_1, "call:close", now)
             self._output(now)
         else:
             # Simultaneous open (RFC 9293 figure 8): SYN_SENT -> SYN_RECEIVED, send SYN-ACK.

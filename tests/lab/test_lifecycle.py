@@ -22,34 +22,13 @@ from lab import ownership
 from lab.lab import Lab, LabError, _alive, _wait_until, leftovers
 from lab.state import STATE_FILE, run_dir
 
+from .support import PING
+
 pytestmark = pytest.mark.timeout(60)
 root = pytest.mark.root
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 
-PING = r"""
-import os, socket, struct, sys, time
-dst = sys.argv[1]
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-ident = os.getpid() & 0xFFFF
-body = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + b"tcplab"
-total = sum(struct.unpack(f"!{len(body) // 2}H", body))
-while total >> 16:
-    total = (total & 0xFFFF) + (total >> 16)
-s.sendto(body[:2] + struct.pack("!H", ~total & 0xFFFF) + body[4:], (dst, 0))
-deadline = time.monotonic() + 2.0
-while (left := deadline - time.monotonic()) > 0:
-    s.settimeout(left)
-    try:
-        data, addr = s.recvfrom(2048)
-    except socket.timeout:
-        break
-    ihl = (data[0] & 15) * 4
-    kind, _, _, got_id, _ = struct.unpack("!BBHHH", data[ihl : ihl + 8])
-    if kind == 0 and got_id == ident and addr[0] == dst:
-        sys.exit(0)
-sys.exit(1)
-"""
 
 
 def reachable(lab_: Lab, node: str, address: str) -> bool:

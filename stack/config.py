@@ -17,8 +17,7 @@ class TcpConfig:
 
     # Buffers (SO_SNDBUF / SO_RCVBUF), in octets.
     sndbuf: int = 256 * 1024
-    rcvbuf: int = 256 * 1024
-    ooo_limit: int = 256 * 1024  # bytes kept out of order (bounded memory)
+    rcvbuf: int = 256 * 1024  # also bounds the out-of-order queue (stack.tcp.reassembly)
 
     # Options offered on SYN.
     window_scaling: bool = True  # RFC 7323
@@ -51,8 +50,21 @@ class TcpConfig:
     limited_transmit: bool = True  # RFC 3042
     dupack_threshold: int = 3  # RFC 5681
 
-    # RFC 5961 challenge ACKs: at most this many per second per host (Linux: 1000).
+    # RFC 5961 challenge ACKs: about this many per second per host, the budget of each second
+    # drawn at random from [limit/2, 3*limit/2) (Linux's tcp_challenge_ack_limit; 0: none).
     challenge_ack_limit: int = 1000
+    # At most one ACK per this many seconds per connection in answer to out-of-window, PAWS-failed
+    # or bad-ACK segments and challenges (Linux tcp_invalid_ratelimit, 500 ms; 0: no limit).
+    invalid_ratelimit: float = 0.5
+
+    # Host-wide bounds on what peers can make the host hold or send (see stack.guard).
+    syncookies: int = 1  # 0 never, 1 when a SYN queue is full, 2 always (Linux tcp_syncookies)
+    max_orphans: int = 131072  # closed by the application, not yet CLOSED (tcp_max_orphans)
+    max_tw_buckets: int = 131072  # orphaned connections in TIME_WAIT (tcp_max_tw_buckets)
+    rst_per_second: int = 1000  # RSTs for segments that match no connection (0: no limit)
+    rst_burst: int = 50
+    icmp_per_second: int = 1000  # ICMP messages sent (Linux icmp_msgs_per_sec; 0: no limit)
+    icmp_burst: int = 50  # Linux icmp_msgs_burst
 
     # Listener.
     syn_backlog: int = 128  # half-open connections per listener

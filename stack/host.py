@@ -16,9 +16,10 @@ from collections.abc import Callable
 from stack import seq
 from stack.config import TcpConfig
 from stack.errors import ParseError
-from stack.tcp.connection import ChallengeAckLimiter, TcpConnection
+from stack.tcp.connection import TcpConnection
 from stack.tcp.isn import IsnGenerator
 from stack.tcp.listener import Listener
+from stack.tcp.ratelimit import ChallengeAckLimiter
 from stack.tcp.state import State
 from stack.trace import Drop, PacketEvent, SegmentEvent, Trace, conn_id
 from stack.wire import icmp, ipv4
@@ -45,7 +46,9 @@ class Host:
         self.trace = trace or Trace()
         self.rng = rng or random.Random(0)
         self.isn = IsnGenerator(isn_key)
-        self.challenge = ChallengeAckLimiter(self.config.challenge_ack_limit)
+        self.challenge = ChallengeAckLimiter(
+            self.config.challenge_ack_limit, random.Random(b"challenge-ack:" + isn_key)
+        )
         self.counters: Counter[str] = Counter()
         self.connections: dict[ConnKey, TcpConnection] = {}
         self.listeners: dict[int, Listener] = {}

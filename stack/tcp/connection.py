@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from stack import seq
 from stack.config import TcpConfig
 from stack.tcp import congestion
+from stack.tcp.ratelimit import ChallengeAckLimiter, OutOfWindowLimiter
 from stack.tcp.reassembly import OutOfOrderQueue
 from stack.tcp.rtt import RttEstimator
 from stack.tcp.scoreboard import Scoreboard
@@ -50,24 +51,6 @@ if TYPE_CHECKING:
 TIMER_SLACK = 1e-6  # an asyncio loop may call us a hair before the deadline it was given
 MAX_WSCALE = 14  # RFC 7323 2.3
 TS_HZ = 1000  # timestamp clock: 1 ms per tick (RFC 7323 5.4 allows 1 ms to 1 s)
-
-
-class ChallengeAckLimiter:
-    """Host-wide rate limit on RFC 5961 challenge ACKs (section 7): at most `per_second`."""
-
-    def __init__(self, per_second: int) -> None:
-        self.per_second = per_second
-        self._window_start = -1.0
-        self._count = 0
-
-    def allow(self, now: float) -> bool:
-        if now - self._window_start >= 1.0:
-            self._window_start = now
-            self._count = 0
-        if self._count >= self.per_second:
-            return False
-        self._count += 1
-        return True
 
 
 @dataclass
@@ -122,6 +105,7 @@ class TcpConnection:
         self._notify = notify
         self._sched = sched
         self._challenge = challenge
+        self._oow = OutOfWindowLimiter(config.invalid_ratelimit)
         self.listener = listener
         self.state = State.CLOSED
         self.stats = ConnStats()
@@ -150,7 +134,7 @@ class TcpConnection:
         self.rcv_adv = 0  # right edge of the window we last advertised (never moves left)
         self.rcv_up: int | None = None
         self.rcvq = bytearray()  # in-order data not yet read by the application
-        self.ooo = OutOfOrderQueue(config.ooo_limit)
+        self.ooo = OutOfOrderQueue(config.rcvbuf)  # held within the receive buffer
         self.fin_received = False
         self.urgent_mark: int | None = None  # bytes still to read before the urgent octet
 
@@ -409,9 +393,21 @@ class TcpConnection:
     def _send_ack(self, now: float) -> None:
         self._emit(ACK, self._ack_seq(), now)
 
+    def _send_oow_ack(self, seg: TcpSegment, now: float, why: str) -> None:
+        """The ACK answering an out-of-window or PAWS-failed segment (RFC 9293 3.10.7.4), at
+        most one per invalid_ratelimit unless the segment occupies sequence space and is no SYN
+        (Linux tcp_oow_rate_limited): two ends that each find the other's ACK unacceptable
+        must not answer each other forever (an ACK storm)."""
+        if (seg.seg_len and not seg.flags & SYN) or self._oow.allow(now):
+            self._send_ack(now)
+        else:
+            self._drop("oow_ack_limited", now, why)
+
     def _send_challenge_ack(self, now: float, why: str) -> None:
-        """RFC 5961 sections 3.2, 4.2, 5.2: ACK with our current numbers, rate limited."""
-        if self._challenge.allow(now):
+        """RFC 5961 sections 3.2, 4.2, 5.2: ACK with our current numbers, rate limited per
+        connection first (so no one connection can count the host-wide budget), then host-wide
+        (section 7)."""
+        if self._oow.allow(now) and self._challenge.allow(now):
             self.stats.challenge_acks += 1
             if self.trace.enabled:
                 self.trace.emit(TimerEvent(now, self.id, "challenge_ack", why))
@@ -839,7 +835,7 @@ class TcpConnection:
         if self.ts_ok and ts is not None and not flags & RST:
             if seq.lt(ts.tsval, self.ts_recent) and now - self.ts_recent_age < 24 * 86400:
                 self._drop("paws", now)
-                self._send_ack(now)
+                self._send_oow_ack(seg, now, "paws")
                 return
 
         # First: the sequence number.
@@ -853,13 +849,8 @@ class TcpConnection:
             if st is State.TIME_WAIT and flags & FIN:
                 self._restart_time_wait(now)  # a retransmitted FIN: re-ACK, restart 2*MSL
             self._drop("unacceptable_segment", now)
-            self._send_ack(now)
+            self._send_oow_ack(seg, now, "unacceptable_segment")
             return
-
-        # RFC 7323 4.3: remember the timestamp to echo (segment covers Last.ACK.sent).
-        if self.ts_ok and ts is not None and seq.le(seg.seq, self.last_ack_sent):
-            self.ts_recent = ts.tsval
-            self.ts_recent_age = now
 
         # Second: RST (RFC 5961 section 3.2: only an exact match resets).
         if flags & RST:
@@ -886,6 +877,7 @@ class TcpConnection:
                 self._emit(RST, seg.ack, now)  # RFC 9293: <SEQ=SEG.ACK><CTL=RST>
                 self._drop("syn_received_bad_ack", now)
                 return
+            self._update_ts_recent(seg, now)
             if self.listener is not None and not self.listener.can_accept():
                 self._drop("accept_queue_full", now)  # keep SYN_RECEIVED; our SYN-ACK will retry
                 self.listener.overflows += 1  # an accept-queue overflow too (listen(2) backlog)
@@ -927,6 +919,16 @@ class TcpConnection:
             self._process_text_and_fin(seg, now, seg.seq)
         self._output(now)
 
+    def _update_ts_recent(self, seg: TcpSegment, now: float) -> None:
+        """RFC 7323 4.3 and RFC 5961 5.2: only a segment that passed the sequence, RST, SYN and
+        ACK checks and covers Last.ACK.sent sets TS.Recent. A blind in-window RST, SYN or
+        bad-ACK segment carrying a far-future TSval must not: PAWS would then drop every
+        genuine segment that follows and stall the connection."""
+        ts = seg.timestamps
+        if self.ts_ok and ts is not None and seq.le(seg.seq, self.last_ack_sent):
+            self.ts_recent = ts.tsval
+            self.ts_recent_age = now
+
     def _on_reset(self, now: float) -> None:
         """An acceptable RST (RFC 9293 3.10.7.4 second check)."""
         st = self.state
@@ -966,14 +968,17 @@ class TcpConnection:
         ack = seg.ack
         st = self.state
         # RFC 5961 5.2: acceptable if SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT.
+        # Outside it the segment is discarded (blind data injection) and answered with a
+        # challenge ACK, rate limited like the others (RFC 5961 sections 5.2 and 7).
         if seq.gt(ack, self.snd_max):
             self._drop("ack_of_unsent_data", now)
-            self._send_ack(now)
+            self._send_challenge_ack(now, "ack_of_unsent_data")
             return False
         if seq.lt(ack, seq.add(self.snd_una, -max(self.max_snd_wnd, 1))):
             self._drop("ack_too_old", now)
-            self._send_ack(now)
+            self._send_challenge_ack(now, "ack_too_old")
             return False
+        self._update_ts_recent(seg, now)
 
         window = seg.window << self.snd_wscale if self.ws_ok else seg.window
         acked = seq.sub(ack, self.snd_una)
@@ -1192,7 +1197,7 @@ class TcpConnection:
         self.stats.ooo_segments += 1
         if payload:
             # RFC 2883: D-SACK only a true duplicate. A segment refused for lack of room
-            # (ooo_limit) was not received: a SACK block for it would make the sender skip it.
+            # (the receive buffer) was not received: a SACK block for it would make the sender skip it.
             stored = self.ooo.add(start, payload, self.rcv_nxt)
             if not stored and self.sack_ok and self.ooo.covers(start, end):
                 self.dsack = (start, end)

@@ -19,7 +19,7 @@ from .helpers import B_ADDR, PORT, drop_data_packets, drop_segment_repeatedly, m
 MSS = 1448  # 1500 - 40 - 12 (timestamps)
 DELAY = 0.025
 RTT = 2 * DELAY  # serialisation at 1 Gbit/s adds 12 us per segment
-BIG = TcpConfig(rcvbuf=4 << 20, ooo_limit=4 << 20, sndbuf=4 << 20, msl=0.5)
+BIG = TcpConfig(rcvbuf=4 << 20, sndbuf=4 << 20, msl=0.5)
 
 
 def cwnd_events(sink: MemorySink) -> list[CongestionEvent]:

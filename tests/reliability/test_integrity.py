@@ -75,7 +75,6 @@ def draw(seed: int) -> Case:
         window_scaling=r.random() < 0.8,
         congestion_control=r.choice(["cubic", "newreno"]),
         rcvbuf=rcvbuf,
-        ooo_limit=rcvbuf,
     )
     config_b = config_a.with_(sack=r.random() < 0.7, timestamps=r.random() < 0.7)
     read_pause = 0.02 if r.random() < 0.1 else 0.0

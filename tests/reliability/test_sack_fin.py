@@ -202,7 +202,7 @@ def test_newreno_partial_ack_resends_the_next_hole_at_once() -> None:
 def test_zero_window_end_to_end_nothing_lost() -> None:
     """The receiving application does not read for 30 s: the window closes, the sender probes
     (persist timer), then reading resumes and every octet and the FIN arrive."""
-    cfg = TcpConfig(rcvbuf=16 * 1024, ooo_limit=16 * 1024, msl=0.5)
+    cfg = TcpConfig(rcvbuf=16 * 1024, msl=0.5)
     pair = make_pair(13, LinkProfile(delay=0.02), config=cfg)
     data = b"".join(i.to_bytes(4, "big") for i in range(50_000))  # 200 kB
 

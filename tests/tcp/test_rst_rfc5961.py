@@ -81,12 +81,29 @@ def test_rst_with_data_at_rcv_nxt_resets() -> None:
     assert peer.state is State.CLOSED
 
 
-def test_challenge_acks_are_rate_limited() -> None:
-    peer = established_passive(config=PLAIN.with_(challenge_ack_limit=2))
+def test_challenge_acks_are_rate_limited_per_connection() -> None:
+    """At most one challenge ACK per invalid_ratelimit (500 ms) on one connection."""
+    peer = established_passive()
     for _ in range(3):
         peer.send("R", seq=peer.seq + 10)
-    assert len(peer.expect_many(2)) == 2
-    assert peer.drops("challenge_ack_limited") == 1
+    assert len(peer.expect_many(1)) == 1
+    assert peer.drops("challenge_ack_limited") == 2
+    peer.now = 0.4
+    peer.send("R", seq=peer.seq + 10)
+    peer.expect_none()
+    peer.now = 0.5
+    peer.send("R", seq=peer.seq + 10)
+    peer.expect(".")
+    assert peer.c().stats.challenge_acks == 2
+    assert peer.state is State.ESTABLISHED
+
+
+def test_challenge_acks_are_rate_limited_host_wide_per_second() -> None:
+    peer = established_passive(config=PLAIN.with_(challenge_ack_limit=1, invalid_ratelimit=0.0))
+    for _ in range(3):
+        peer.send("R", seq=peer.seq + 10)
+    assert len(peer.expect_many(1)) == 1  # a budget of 1 is drawn from [1, 1]
+    assert peer.drops("challenge_ack_limited") == 2
     peer.now = 0.5
     peer.send("R", seq=peer.seq + 10)
     peer.expect_none()
@@ -109,7 +126,7 @@ def test_challenge_ack_limit_is_host_wide() -> None:
 
 
 def test_rst_limit_does_not_stop_exact_resets() -> None:
-    peer = established_passive(config=PLAIN.with_(challenge_ack_limit=1))
+    peer = established_passive(config=PLAIN.with_(challenge_ack_limit=1, invalid_ratelimit=0.0))
     peer.send("R", seq=peer.seq + 1)
     peer.send("R", seq=peer.seq + 2)
     assert len(peer.expect_many(1)) == 1

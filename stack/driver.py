@@ -2,7 +2,7 @@
 
 A Host is sans-I/O. It has three ways in and one way out:
 
-  in:  host.receive(packet, now)      a packet arrived
+  in:  host.receive(packet, now)      a packet arrived (loopback=True: from the host itself)
        host.on_timer(now)             the deadline it asked for has come
        application calls              through `stack.socket` (connect, send, recv, close, ...)
   out: host.take_packets()            IP packets to transmit now, in order
@@ -44,12 +44,13 @@ class StackRuntime:
     def now(self) -> float:
         return self.loop.time()
 
-    def deliver(self, packets: Iterable[bytes]) -> None:
-        """Feed received packets to the host, then pump once."""
+    def deliver(self, packets: Iterable[bytes], loopback: bool = False) -> None:
+        """Feed received packets to the host, then pump once (`loopback`: they come from the
+        host itself, see Host.receive)."""
         now = self.loop.time()
         receive = self.host.receive
         for packet in packets:
-            receive(packet, now)
+            receive(packet, now, loopback=loopback)
         self.pump()
 
     def pump(self) -> None:

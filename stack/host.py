@@ -15,7 +15,10 @@ from collections.abc import Callable
 
 from stack import seq
 from stack.config import TcpConfig
+from stack.cookie_open import CookieOpen
 from stack.errors import ParseError
+from stack.guard import Bounds
+from stack.martian import MartianFilter
 from stack.tcp.connection import TcpConnection
 from stack.tcp.isn import IsnGenerator
 from stack.tcp.listener import Listener
@@ -50,6 +53,11 @@ class Host:
             self.config.challenge_ack_limit, random.Random(b"challenge-ack:" + isn_key)
         )
         self.counters: Counter[str] = Counter()
+        self.martians = MartianFilter((address,))
+        self.bounds = Bounds(self.config)
+        self.cookie_open = CookieOpen(self, isn_key)
+        self._clock = 0.0  # the latest `now` seen (application calls bring none)
+        self._muted: TcpConnection | None = None  # a connection whose output is discarded
         self.connections: dict[ConnKey, TcpConnection] = {}
         self.listeners: dict[int, Listener] = {}
         self._out: list[bytes] = []
@@ -60,24 +68,32 @@ class Host:
 
     # ------------------------------------------------------------------ driver interface
 
-    def receive(self, packet: bytes, now: float) -> None:
-        """Process one IPv4 packet. Never raises for bad input: drops and counts it."""
+    def receive(self, packet: bytes, now: float, *, loopback: bool = False) -> None:
+        """Process one IPv4 packet. Never raises for bad input: drops and counts it.
+        `loopback`: the packet never left this host (a driver looped it back), so a source
+        address of our own is genuine; from any interface it is martian (stack.martian)."""
         try:
             ip = parse_ipv4(packet)
         except ParseError as e:
             self._drop(e.reason, now, e.detail)
             return
+        self._clock = now
         if self.trace.enabled:
             self.trace.emit(PacketEvent(now, "in", bytes(packet)))
         if ip.dst != self.address:
             self._drop("ip_not_for_us", now, ip.dst)
+            return
+        src_raw = pack_addr(ip.src)
+        martian = None if loopback else self.martians.check_source(src_raw)
+        if martian is not None:
+            self._drop(martian, now, ip.src)  # never answered: it is forged
             return
         if ip.is_fragment:
             self._drop("ip_fragment", now)  # no reassembly (yet): count and drop
             return
         if ip.protocol == PROTO_TCP:
             try:
-                seg = parse_tcp(ip.payload, pack_addr(ip.src), self.address_raw)
+                seg = parse_tcp(ip.payload, src_raw, self.address_raw)
             except ParseError as e:
                 self._drop(e.reason, now, e.detail)
                 return
@@ -106,6 +122,7 @@ class Host:
         return None
 
     def on_timer(self, now: float) -> None:
+        self._clock = now
         due: list[TcpConnection] = []
         timers = self._timers
         while timers and timers[0][0] <= now + 1e-6:
@@ -129,6 +146,7 @@ class Host:
 
     def close_listener(self, listener: Listener, now: float) -> None:
         """Closing a listener resets the connections nobody accepted (as Linux does)."""
+        self._clock = now
         if self.listeners.get(listener.port) is listener:
             del self.listeners[listener.port]
         listener.closed = True
@@ -151,6 +169,7 @@ class Host:
         setup: Callable[[TcpConnection], None] | None = None,
     ) -> TcpConnection:
         """Active open. `setup` may adjust the connection (socket options) before the SYN goes."""
+        self._clock = now
         if local_port is None:
             local_port = self._ephemeral_port(remote_ip, remote_port)
         elif (remote_ip, remote_port, local_port) in self.connections:
@@ -183,8 +202,14 @@ class Host:
         config: TcpConfig,
         now: float,
         listener: Listener | None,
+        *,
+        iss: int | None = None,
+        ts_offset: int | None = None,
     ) -> TcpConnection:
-        iss = self.isn.isn(now, self.address, local_port, remote_ip, remote_port)
+        if iss is None:
+            iss = self.isn.isn(now, self.address, local_port, remote_ip, remote_port)
+        if ts_offset is None:
+            ts_offset = self.rng.randrange(1 << 32)
         return TcpConnection(
             local_ip=self.address,
             local_port=local_port,
@@ -198,7 +223,7 @@ class Host:
             notify=self._notify,
             sched=self._sched,
             challenge=self.challenge,
-            ts_offset=self.rng.randrange(1 << 32),
+            ts_offset=ts_offset,
             listener=listener,
         )
 
@@ -221,7 +246,13 @@ class Host:
             heapq.heappush(self._timers, (d, next(self._tick), conn))
 
     def _after(self, conn: TcpConnection) -> None:
-        """Forget a connection once it is CLOSED (its object stays with the application)."""
+        """Enforce the host-wide bounds (stack.guard); forget a connection once it is CLOSED
+        (its object stays with the application)."""
+        bound = self.bounds.note(conn)
+        if bound is not None:
+            self.counters[bound] += 1
+            conn.abort(self._clock, f"bound:{bound}")  # resets an orphan; TIME_WAIT just ends
+            self.bounds.note(conn)
         if conn.state is State.CLOSED or conn.state is State.LISTEN:
             key = (conn.remote_ip, conn.remote_port, conn.local_port)
             if self.connections.get(key) is conn:
@@ -240,6 +271,8 @@ class Host:
             self.trace.emit(PacketEvent(now, "out", packet))
 
     def _transmit(self, conn: TcpConnection, seg: TcpSegment, now: float) -> None:
+        if conn is self._muted:
+            return
         self._transmit_segment(conn.remote_ip, seg, conn.id, now)
 
     def _transmit_segment(self, remote_ip: str, seg: TcpSegment, cid: str, now: float) -> None:
@@ -270,6 +303,7 @@ class Host:
                     and seg.dst_port in self.listeners and seq.gt(seg.seq, conn.rcv_nxt)):
                 conn.abort(now, "segment:S reuse")
                 del self.connections[key]
+                self.bounds.note(conn)
             else:
                 conn.on_segment(seg, now)
                 self._after(conn)
@@ -281,27 +315,40 @@ class Host:
         self._reset_closed(src, seg, now, "closed_port")
 
     def _on_listen(self, listener: Listener, src: str, seg: TcpSegment, now: float) -> None:
-        """RFC 9293 3.10.7.2, LISTEN state."""
+        """RFC 9293 3.10.7.2, LISTEN state; SYN cookies past the SYN queue (RFC 4987 3.6)."""
         flags = seg.flags
         if flags & RST:
             self._drop("listen_rst", now)
             return
         if flags & ACK:
+            if not flags & SYN and self.cookie_open.accept(listener, src, seg, now):
+                return
             self._reset_closed(src, seg, now, "listen_ack")
             return
         if not flags & SYN:
             self._drop("listen_no_syn", now)
             return
-        if not listener.has_room_for_syn():
+        if not listener.can_accept():
+            listener.overflows += 1
+            self._drop("listen_overflow", now, f"port {listener.port}")
+            return
+        mode = self.config.syncookies
+        if mode == 2 or (mode == 1 and listener.syn_queue_full()):
+            self.cookie_open.answer(listener, src, seg, now)
+            return
+        if listener.syn_queue_full():
             listener.overflows += 1
             self._drop("listen_overflow", now, f"port {listener.port}")
             return
         conn = self._new_connection(seg.dst_port, src, seg.src_port, listener.config, now, listener)
+        self._open_passive(conn, listener, seg, now)
+
+    def _open_passive(self, conn: TcpConnection, listener: Listener, syn: TcpSegment, now: float) -> None:
         conn.nodelay = listener.nodelay
         conn.keepalive = listener.keepalive
-        self.connections[(src, seg.src_port, seg.dst_port)] = conn
+        self.connections[(conn.remote_ip, conn.remote_port, conn.local_port)] = conn
         listener.add_half_open(conn)
-        conn.open_passive(seg, now)
+        conn.open_passive(syn, now)
 
     def _reset_closed(self, src: str, seg: TcpSegment, now: float, reason: str) -> None:
         """RFC 9293 3.10.7.1: answer a segment for no connection with a RST, never a RST."""
@@ -314,6 +361,9 @@ class Host:
             rst = TcpSegment(
                 seg.dst_port, seg.src_port, 0, seq.add(seg.seq, seg.seg_len), RST | ACK, 0
             )
+        if not self.bounds.rst.allow(now):
+            self.counters["rst_rate_limited"] += 1
+            return
         self.counters["rst_sent"] += 1
         self._transmit_segment(src, rst, conn_id(self.address, seg.dst_port, src, seg.src_port), now)
 
@@ -326,6 +376,9 @@ class Host:
             self._drop(e.reason, now, e.detail)
             return
         if msg.type == icmp.ECHO_REQUEST:
+            if not self.bounds.icmp.allow(now):
+                self.counters["icmp_rate_limited"] += 1
+                return
             self.counters["icmp_echo"] += 1
             self._send_ip(ip.src, PROTO_ICMP, icmp.build_icmp(icmp.echo_reply_for(msg)), now)
         elif msg.type == icmp.DEST_UNREACH and msg.code == icmp.FRAG_NEEDED:

@@ -108,6 +108,14 @@ class TimerEvent(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class SynCookieEvent(Event):
+    """A listener answered a SYN with a cookie, or an ACK brought one back (RFC 4987 3.6)."""
+
+    conn: ConnId
+    action: str  # "sent", "accepted", "failed"
+
+
+@dataclass(frozen=True, slots=True)
 class AppEvent(Event):
     """Something an application did or was told, e.g. ("connect", "refused")."""
 

@@ -286,7 +286,7 @@ class Network:
         for tap in self.taps:
             tap(self.loop.time(), src.name, dst.name, packet)
         if isinstance(dst, SimNode):
-            dst.runtime.deliver((packet,))
+            dst.runtime.deliver((packet,), loopback=src is dst)
         else:
             self._forward(dst, packet)
 

@@ -1,8 +1,9 @@
 """A listening socket's two bounded queues (RFC 9293 3.10.7.2; the backlog of listen(2)).
 
 Half-open connections (SYN_RECEIVED) wait in `half_open`; established ones wait in `accept_queue`
-for the application's accept(). A SYN beyond either bound is dropped and counted, as Linux does,
-so the peer retries rather than being refused.
+for the application's accept(). A SYN beyond the accept queue is dropped and counted, as Linux
+does, so the peer retries rather than being refused; beyond the SYN queue the host answers with a
+SYN cookie instead (stack.tcp.syncookies), or drops it when cookies are off.
 """
 
 from __future__ import annotations
@@ -35,11 +36,15 @@ class Listener:
         self.accept_queue: deque[TcpConnection] = deque()
         self.closed = False
         self.overflows = 0
+        self.cookies_sent_at: float | None = None  # when a SYN was last answered with a cookie
         self.keepalive = False
         self.nodelay = not config.nagle
 
     def has_room_for_syn(self) -> bool:
-        return len(self.half_open) < self.config.syn_backlog and len(self.accept_queue) < self.backlog
+        return not self.syn_queue_full() and self.can_accept()
+
+    def syn_queue_full(self) -> bool:
+        return len(self.half_open) >= self.config.syn_backlog
 
     def can_accept(self) -> bool:
         return len(self.accept_queue) < self.backlog

@@ -43,7 +43,7 @@ class ChallengeAckLimiter:
 class OutOfWindowLimiter:
     """One answer per `interval` seconds to invalid segments of one connection (a few bytes)."""
 
-    __slots__ = ("interval", "_last")
+    __slots__ = ("_last", "interval")
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
@@ -61,7 +61,7 @@ class OutOfWindowLimiter:
 class TokenBucket:
     """`rate` tokens a second, at most `burst` saved up; one token per message."""
 
-    __slots__ = ("rate", "burst", "_tokens", "_stamp")
+    __slots__ = ("_stamp", "_tokens", "burst", "rate")
 
     def __init__(self, rate: float, burst: float) -> None:
         self.rate = rate

@@ -1,17 +1,27 @@
 """The receiver's out-of-order queue and the SACK blocks it reports (RFC 9293 3.10.7.4, RFC 2018).
 
-Segments that arrive beyond RCV.NXT are kept, bounded by `limit` octets, as disjoint ranges keyed
-by their offset from a base (RCV.NXT when they were stored), so sequence wrap never matters inside.
+Segments that arrive beyond RCV.NXT are kept as disjoint ranges with absolute sequence numbers
+(ordered by their distance from RCV.NXT, so sequence wrap never matters inside).
+
+Memory is bounded by `limit` (the receive buffer): each range is charged its octets plus
+BLOCK_OVERHEAD, the cost of keeping one more range, as Linux charges an skb's truesize. A peer
+sending one-octet segments with holes between them would otherwise make the host keep thousands
+of tiny ranges (and walk them for every segment) within an ordinary window. When the charge
+would pass the limit, the ranges farthest from RCV.NXT are dropped first if the new data lies
+before them (Linux's tcp_prune_ofo_queue), else the new data is refused; `pruned` counts both.
 """
 
 from __future__ import annotations
 
 from stack import seq
 
+BLOCK_OVERHEAD = 256  # octets charged per kept range (Python objects, Linux's skb overhead)
+
 
 class OutOfOrderQueue:
     def __init__(self, limit: int) -> None:
         self.limit = limit
+        self.pruned = 0  # ranges dropped or refused for lack of room
         # Disjoint, sorted (start, data) with absolute sequence numbers; few entries in practice.
         self._blocks: list[tuple[int, bytes]] = []
         self.bytes_held = 0
@@ -21,11 +31,15 @@ class OutOfOrderQueue:
     def __len__(self) -> int:
         return len(self._blocks)
 
+    @property
+    def charged(self) -> int:
+        """Octets this queue counts against the receive buffer (data plus per-range overhead)."""
+        return self.bytes_held + BLOCK_OVERHEAD * len(self._blocks)
+
     def add(self, start: int, data: bytes, rcv_nxt: int) -> bool:
         """Store data at `start` (> rcv_nxt). Returns False if nothing new was stored (a duplicate
         or no room), which the caller reports with a D-SACK (RFC 2883)."""
         end = seq.add(start, len(data))
-        new_any = False
         # Merge with existing blocks: keep the old bytes where they overlap.
         blocks = self._blocks
         merged_start, merged = start, bytearray(data)
@@ -48,9 +62,12 @@ class OutOfOrderQueue:
         keep.append((merged_start, bytes(merged)))
         keep.sort(key=lambda b: seq.sub(b[0], rcv_nxt))
         held = sum(len(b[1]) for b in keep)
-        if held > self.limit:
-            return False
         new_any = held > total_before
+        while held + BLOCK_OVERHEAD * len(keep) > self.limit:
+            self.pruned += 1
+            if keep[-1][0] == merged_start:
+                return False  # the new data is the farthest: refuse it, keep what is held
+            held -= len(keep.pop()[1])  # RFC 2018 8 lets a receiver renege on SACKed data
         self._blocks = keep
         self.bytes_held = held
         self._touch(merged_start, start, end)

@@ -132,8 +132,8 @@ def test_listener_keeps_listening_after_accept() -> None:
     assert second is not None and second.remote_port == REMOTE_PORT + 1
 
 
-def test_syn_backlog_overflow_dropped_and_counted() -> None:
-    peer = listening(config=PLAIN.with_(syn_backlog=2))
+def test_syn_backlog_overflow_dropped_and_counted_without_cookies() -> None:
+    peer = listening(config=PLAIN.with_(syn_backlog=2, syncookies=0))
     peers = [Peer(peer.host, peer.sink, iss=peer.iss, irs=100 * i, remote_port=5000 + i) for i in range(3)]
     for p in peers:
         p.send("S")

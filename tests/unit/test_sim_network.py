@@ -56,7 +56,7 @@ class FakeHost:
         self.later.sort(key=lambda x: x[0])
 
     # --- the Host interface ---
-    def receive(self, packet: bytes, now: float) -> None:
+    def receive(self, packet: bytes, now: float, *, loopback: bool = False) -> None:
         ip = parse_ipv4(packet)
         self.received.append((now, ip))
         self.events.append(self)

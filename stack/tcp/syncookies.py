@@ -4,11 +4,12 @@ When a listener's SYN queue is full (or always, with `syncookies=2`), the host a
 without keeping any state: the SYN-ACK's sequence number (the cookie) carries what the connection
 needs, and the peer's ACK, whose ACK field is cookie + 1, brings it back.
 
-    cookie = H1(tuple) + peer ISN + (count << 24) + ((H2(tuple, count) + MSS index) mod 2**24)
+    cookie = H1(tuple) + peer ISN + (count << 24) + ((H2(tuple, count, peer ISN) + MSS index) mod 2**24)
 
 `count` counts minutes; a cookie older than MAX_AGE minutes, or whose low 24 bits do not decode
 to an index of MSS_TABLE, is refused: a blind ACK passes with probability about 2**-29. H1 and H2
-are keyed hashes with a secret derived from the host's ISN key (RFC 6528).
+are keyed hashes with a secret derived from the host's ISN key (RFC 6528). Unlike Linux, H2 also
+covers the peer's ISN, so an ACK whose SEQ is off by a few cannot decode to a neighbouring index.
 
 Only the MSS fits in the cookie. When the peer uses timestamps (RFC 7323), the low TS_BITS of
 the SYN-ACK's TSval carry its window scale and SACK permission (and ECN, which the stack does not
@@ -44,6 +45,7 @@ TS_BITS = 6
 TS_MASK = (1 << TS_BITS) - 1
 _TS_NO_WSCALE = 0xF  # the 4 window-scale bits when the peer sent no window scale option
 _TS_SACK = 1 << 4
+_TS_ECN = 1 << 5
 MAX_WSCALE = 14  # RFC 7323 2.3
 
 
@@ -77,9 +79,9 @@ def encode_ts(tsval: int, wscale: int | None, sack: bool) -> int:
 
 def decode_ts(tsecr: int) -> tuple[int | None, bool] | None:
     """(peer's window scale or None, SACK permitted), or None if the bits cannot be ours."""
+    if tsecr & _TS_ECN:
+        return None  # the stack has no ECN: it never sets this bit
     wscale = tsecr & _TS_NO_WSCALE
-    if wscale != _TS_NO_WSCALE and wscale > MAX_WSCALE:
-        return None
     return (None if wscale == _TS_NO_WSCALE else wscale), bool(tsecr & _TS_SACK)
 
 
@@ -95,8 +97,9 @@ class SynCookies:
     def __init__(self, isn_key: bytes) -> None:
         self._key = hashlib.blake2s(isn_key or b"tcplab", person=b"syncooki").digest()
 
-    def _hash(self, tuple_bytes: bytes, count: int, which: int) -> int:
-        data = tuple_bytes + count.to_bytes(8, "big") + bytes((which,))
+    def _hash(self, tuple_bytes: bytes, count: int, which: int, peer_isn: int = 0) -> int:
+        data = tuple_bytes + (count & seq.MASK).to_bytes(4, "big") + peer_isn.to_bytes(4, "big")
+        data += bytes((which,))
         return int.from_bytes(hashlib.blake2s(data, key=self._key, digest_size=4).digest(), "big")
 
     @staticmethod
@@ -107,7 +110,7 @@ class SynCookies:
         """The cookie (our ISN) for a SYN with sequence number peer_isn on this 4-tuple."""
         count = self._count(now)
         data = mss_index(peer_mss)
-        h2 = (self._hash(tuple_bytes, count, 2) + data) & COOKIE_MASK
+        h2 = (self._hash(tuple_bytes, count, 2, peer_isn) + data) & COOKIE_MASK
         return (self._hash(tuple_bytes, 0, 1) + peer_isn + (count << COOKIE_BITS) + h2) & seq.MASK
 
     def check(self, now: float, tuple_bytes: bytes, peer_isn: int, cookie: int) -> int | None:
@@ -117,7 +120,7 @@ class SynCookies:
         age = (count - (v >> COOKIE_BITS)) & 0xFF
         if age >= MAX_AGE:
             return None
-        data = (v - self._hash(tuple_bytes, count - age, 2)) & COOKIE_MASK
+        data = (v - self._hash(tuple_bytes, count - age, 2, peer_isn)) & COOKIE_MASK
         return MSS_TABLE[data] if data < len(MSS_TABLE) else None
 
     def ts_offset(self, tuple_bytes: bytes) -> int:

@@ -16,7 +16,18 @@ from stack.sim import LinkProfile, Network
 from stack.socket import Stack
 from stack.trace import Event, MemorySink, SegmentEvent, StateChange, TimerEvent, Trace
 from stack.wire.ipv4 import PROTO_TCP, IPv4Packet, build_ipv4, pack_addr, parse_ipv4
-from stack.wire.tcp import ACK, PSH, RST, SYN, TcpOption, TcpSegment, Timestamps, build_tcp, flags_str, parse_tcp
+from stack.wire.tcp import (
+    ACK,
+    PSH,
+    RST,
+    SYN,
+    TcpOption,
+    TcpSegment,
+    Timestamps,
+    build_tcp,
+    flags_str,
+    parse_tcp,
+)
 
 from .helpers import A_ADDR, B_ADDR, PORT, payload
 

@@ -13,7 +13,8 @@ from .harness import LOCAL_IP, LOCAL_PORT, REMOTE_IP, established, listening
 
 
 def tcp_packet(src: str, dst: str, seg: TcpSegment, ttl: int = 64) -> bytes:
-    return build_ipv4(IPv4Packet(src, dst, PROTO_TCP, build_tcp(seg, pack_addr(src), pack_addr(dst)), ttl=ttl))
+    tcp = build_tcp(seg, pack_addr(src), pack_addr(dst))
+    return build_ipv4(IPv4Packet(src, dst, PROTO_TCP, tcp, ttl=ttl))
 
 
 def test_the_land_packet_is_dropped_and_nothing_is_sent() -> None:
@@ -56,7 +57,8 @@ def test_a_destination_not_ours_is_dropped() -> None:
 
 def test_ttl_zero_is_no_reason_to_drop_a_packet_addressed_to_us() -> None:
     peer = listening()
-    peer.host.receive(tcp_packet(REMOTE_IP, LOCAL_IP, TcpSegment(40000, LOCAL_PORT, 1, 0, SYN, 100), ttl=0), 0.0)
+    syn = TcpSegment(40000, LOCAL_PORT, 1, 0, SYN, 100)
+    peer.host.receive(tcp_packet(REMOTE_IP, LOCAL_IP, syn, ttl=0), 0.0)
     assert len(peer.host.take_packets()) == 1  # the SYN-ACK
 
 

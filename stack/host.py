@@ -65,6 +65,8 @@ class Host:
         self._timers: list[tuple[float, int, TcpConnection]] = []
         self._tick = itertools.count()
         self._ident = self.rng.randrange(0x10000)
+        # Bound once: every connection keeps these three, and each `self._x` is a new object.
+        self._callbacks = (self._transmit, self._notify, self._sched)
 
     # ------------------------------------------------------------------ driver interface
 
@@ -219,9 +221,9 @@ class Host:
             trace=self.trace,
             iss=iss,
             now=now,
-            transmit=self._transmit,
-            notify=self._notify,
-            sched=self._sched,
+            transmit=self._callbacks[0],
+            notify=self._callbacks[1],
+            sched=self._callbacks[2],
             challenge=self.challenge,
             ts_offset=ts_offset,
             listener=listener,
@@ -243,7 +245,13 @@ class Host:
     def _sched(self, conn: TcpConnection) -> None:
         d = conn.deadline()
         if d is not None:
-            heapq.heappush(self._timers, (d, next(self._tick), conn))
+            timers = self._timers
+            heapq.heappush(timers, (d, next(self._tick), conn))
+            if len(timers) > 64 + 4 * len(self.connections):
+                # Every move of a deadline leaves a stale entry behind: drop them now and then,
+                # so idle connections (TIME_WAIT, say) do not each keep several alive.
+                timers[:] = [t for t in timers if t[2].deadline() == t[0] and self._owns(t[2])]
+                heapq.heapify(timers)
 
     def _after(self, conn: TcpConnection) -> None:
         """Enforce the host-wide bounds (stack.guard); forget a connection once it is CLOSED

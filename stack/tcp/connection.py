@@ -53,7 +53,7 @@ MAX_WSCALE = 14  # RFC 7323 2.3
 TS_HZ = 1000  # timestamp clock: 1 ms per tick (RFC 7323 5.4 allows 1 ms to 1 s)
 
 
-@dataclass
+@dataclass(slots=True)
 class ConnStats:
     """Counters an application or `tcplab ss` can read (observable, not internal state)."""
 

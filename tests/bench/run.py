@@ -1,13 +1,14 @@
 """Run every benchmark once and print one table of figures and ratios measured in the same run.
 
-    python -m tests.bench.run [--seconds 3] [--json FILE] [--no-profile] [--sim-only]
+    python -m tests.bench.run [--seconds 3] [--json FILE] [--no-profile] [--sim-only] [--memory-conns N]
     make bench
 
 As root (with /dev/net/tun) it brings up a two-node lab (`topologies/two-node.yaml`, daemons
 started by the benchmark itself), measures in order: the raw TUN ceiling, the kernel's TCP on the
 veth, the stack over TUN (trace files off, trace files on, no trace at all), the stack under
-cProfile (hot spots), then the stack on the simulated network; and always tears the lab down.
-Without root it runs only the simulated-network benchmark and says so.
+cProfile (hot spots), then the stack on the simulated network and the memory a host holds per
+connection (half-open, established idle, TIME_WAIT, a SYN answered with a cookie: see
+conn_memory.py); and always tears the lab down. Without root it runs only the last two and says so.
 
 Ratios: stack goodput / TUN ceiling (bytes per second) and stack goodput / kernel TCP. Compare
 ratios across runs, not absolute figures: the machines are shared and drift.
@@ -29,7 +30,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as `python tests/bench/run.py`: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench import root_problem, sim_goodput
+from tests.bench import conn_memory, root_problem, sim_goodput
 
 TOPOLOGY = "topologies/two-node.yaml"
 STACK_ROWS = (
@@ -145,6 +146,20 @@ def table(results: dict[str, Any], r: dict[str, float | None]) -> str:
     return "\n".join(lines)
 
 
+def memory_text(results: dict[str, Any]) -> str:
+    mem = results.get("conn_memory", {})
+    if "error" in mem:
+        return "\nmemory per connection: FAILED: " + mem["error"][:60]
+    half = mem.get("half_open", {}).get("bytes_per_connection")
+    lines = ["\nmemory a host holds per connection (tracemalloc, stack/ and its objects; "
+             f"{mem.get('half_open', {}).get('n', 0):,d} connections a row):"]
+    for state, (label, value) in zip(conn_memory.STATES, conn_memory.rows(mem), strict=True):
+        per = mem[state]["bytes_per_connection"]
+        ratio = f"{per / half:5.2f} x half-open" if half else ""
+        lines.append(f"  {label:32} {value:>10}  {ratio}")
+    return "\n".join(lines)
+
+
 def hot_spot_text(results: dict[str, Any], limit: int = 12) -> str:
     out: list[str] = []
     for node, rows in results.get("hot_spots", {}).items():
@@ -171,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile run")
     parser.add_argument("--profile-dir", type=Path, default=Path("/tmp/tcplab-bench-profile"))
     parser.add_argument("--sim-only", action="store_true", help="only the simulated-network benchmark")
+    parser.add_argument("--memory-conns", type=int, default=2000, help="connections per memory row")
     args = parser.parse_args(argv)
     if not 0.5 <= args.seconds <= 30:
         parser.error("--seconds: give 0.5 to 30")
@@ -183,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     if problem is None:
         results.update(run_lab(args.seconds, args.kernel_tool, not args.no_profile, args.profile_dir))
     _attempt(results, "sim", lambda: sim_goodput.measure(args.sim_bytes))
+    _attempt(results, "conn_memory", lambda: conn_memory.measure(args.memory_conns))
     r = ratios(results)
     load = os.getloadavg()
     print(f"\ntcplab benchmark: {args.seconds:g} s per lab measurement, {os.cpu_count()} cores, "
@@ -195,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
           "  retr = retransmitted segments")
     if results.get("hot_spots"):
         print(hot_spot_text(results))
+    print(memory_text(results))
     if args.json:
         doc = {"started": started, "seconds": args.seconds, "skipped_lab": problem, "results": results,
                "ratios": r, "cpu_count": os.cpu_count(), "loadavg": load}

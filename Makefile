@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := iproute2 iptables nftables libnetfilter-queue-dev tcpdump tshark socat netcat-openbsd wrk nginx-light curl
+APT_PACKAGES := iproute2 iptables nftables libnetfilter-queue-dev tcpdump tshark socat netcat-openbsd wrk nginx-light curl hping3
 STAMP := $(VENV)/.installed
 
 .PHONY: demo demo-sim test lint bench deps sysdeps clean

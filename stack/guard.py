@@ -16,14 +16,21 @@ ACKs (stack.tcp.ratelimit).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from stack.config import TcpConfig
 from stack.tcp.ratelimit import TokenBucket
 from stack.tcp.state import State
 
-if TYPE_CHECKING:
-    from stack.tcp.connection import TcpConnection
+
+class Tracked(Protocol):
+    """A connection or a TIME_WAIT record, as the bounds see it."""
+
+    @property
+    def app_closed(self) -> bool: ...
+
+    @property
+    def state(self) -> State: ...
 
 ORPHAN_STATES = frozenset({State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSING, State.LAST_ACK})
 TOO_MANY_ORPHANS = "max_orphans"
@@ -36,10 +43,16 @@ class Bounds:
         self.max_tw_buckets = config.max_tw_buckets
         self.rst = TokenBucket(config.rst_per_second, config.rst_burst)
         self.icmp = TokenBucket(config.icmp_per_second, config.icmp_burst)
-        self.orphans: set[TcpConnection] = set()
-        self.time_wait: set[TcpConnection] = set()
+        self.orphans: set[Tracked] = set()
+        self.time_wait: set[Tracked] = set()
 
-    def note(self, conn: TcpConnection) -> str | None:
+    def replace(self, old: Tracked, new: Tracked) -> None:
+        """new stands for old from now on (a TIME_WAIT record for its connection)."""
+        if old in self.time_wait:
+            self.time_wait.discard(old)
+            self.time_wait.add(new)
+
+    def note(self, conn: Tracked) -> str | None:
         """Track conn after anything happened to it; the bound it breaks (it must be closed
         now, by the caller), or None."""
         orphaned = conn.app_closed

@@ -24,6 +24,7 @@ from stack.tcp.isn import IsnGenerator
 from stack.tcp.listener import Listener
 from stack.tcp.ratelimit import ChallengeAckLimiter
 from stack.tcp.state import State
+from stack.tcp.time_wait import TimeWaitRecord
 from stack.trace import Drop, PacketEvent, SegmentEvent, Trace, conn_id
 from stack.wire import icmp, ipv4
 from stack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, IPv4Packet, build_ipv4, pack_addr, parse_ipv4
@@ -31,6 +32,7 @@ from stack.wire.tcp import ACK, RST, SYN, TcpSegment, build_tcp, flags_str, form
 
 EPHEMERAL_PORTS = (32768, 60999)  # Linux's default ip_local_port_range
 ConnKey = tuple[str, int, int]  # (remote ip, remote port, local port)
+Entry = TcpConnection | TimeWaitRecord  # what the table holds: orphans in TIME_WAIT are records
 
 
 class Host:
@@ -58,11 +60,12 @@ class Host:
         self.cookie_open = CookieOpen(self, isn_key)
         self._clock = 0.0  # the latest `now` seen (application calls bring none)
         self._muted: TcpConnection | None = None  # a connection whose output is discarded
-        self.connections: dict[ConnKey, TcpConnection] = {}
+        self.connections: dict[ConnKey, Entry] = {}
         self.listeners: dict[int, Listener] = {}
         self._out: list[bytes] = []
         self._events: dict[object, None] = {}  # insertion-ordered set
-        self._timers: list[tuple[float, int, TcpConnection]] = []
+        # (deadline, tie-break, key): keyed, so a stale entry keeps no connection alive.
+        self._timers: list[tuple[float, int, ConnKey]] = []
         self._tick = itertools.count()
         self._ident = self.rng.randrange(0x10000)
         # Bound once: every connection keeps these three, and each `self._x` is a new object.
@@ -117,19 +120,20 @@ class Host:
     def deadline(self) -> float | None:
         timers = self._timers
         while timers:
-            when, _, conn = timers[0]
-            if conn.deadline() == when and self._owns(conn):
+            when, _, key = timers[0]
+            if self._due_entry(key, when) is not None:
                 return when
             heapq.heappop(timers)  # stale entry
         return None
 
     def on_timer(self, now: float) -> None:
         self._clock = now
-        due: list[TcpConnection] = []
+        due: list[Entry] = []
         timers = self._timers
         while timers and timers[0][0] <= now + 1e-6:
-            when, _, conn = heapq.heappop(timers)
-            if conn.deadline() == when and self._owns(conn) and conn not in due:
+            when, _, key = heapq.heappop(timers)
+            conn = self._due_entry(key, when)
+            if conn is not None and conn not in due:
                 due.append(conn)
         for conn in due:
             conn.on_timer(now)
@@ -184,17 +188,21 @@ class Host:
         self._after(conn)
         return conn
 
-    def app_call(self, conn: TcpConnection) -> None:
+    def app_call(self, conn: Entry) -> None:
         """Tell the host an application call changed conn (so its timer and table stay right)."""
         self._after(conn)
 
     def find(self, local_port: int, remote_ip: str, remote_port: int) -> TcpConnection | None:
-        return self.connections.get((remote_ip, remote_port, local_port))
+        """The connection on this 4-tuple (not a TIME_WAIT record: no application has that)."""
+        conn = self.connections.get((remote_ip, remote_port, local_port))
+        return conn if isinstance(conn, TcpConnection) else None
 
     # ------------------------------------------------------------------ internals
 
-    def _owns(self, conn: TcpConnection) -> bool:
-        return self.connections.get((conn.remote_ip, conn.remote_port, conn.local_port)) is conn
+    def _due_entry(self, key: ConnKey, when: float) -> Entry | None:
+        """What holds key now, if its deadline is still `when` (else the timer entry is stale)."""
+        conn = self.connections.get(key)
+        return conn if conn is not None and conn.deadline() == when else None
 
     def _new_connection(
         self,
@@ -242,25 +250,34 @@ class Host:
     def _notify(self, obj: object) -> None:
         self._events[obj] = None
 
-    def _sched(self, conn: TcpConnection) -> None:
+    def _sched(self, conn: Entry) -> None:
         d = conn.deadline()
         if d is not None:
             timers = self._timers
-            heapq.heappush(timers, (d, next(self._tick), conn))
-            if len(timers) > 64 + 4 * len(self.connections):
-                # Every move of a deadline leaves a stale entry behind: drop them now and then,
-                # so idle connections (TIME_WAIT, say) do not each keep several alive.
-                timers[:] = [t for t in timers if t[2].deadline() == t[0] and self._owns(t[2])]
+            heapq.heappush(timers, (d, next(self._tick), (conn.remote_ip, conn.remote_port, conn.local_port)))
+            if len(timers) > 32 + 3 * len(self.connections) // 2:
+                # Every move of a deadline leaves a stale entry behind: drop them now and then
+                # (amortised O(1) a push), so idle connections do not each keep several.
+                timers[:] = [t for t in timers if self._due_entry(t[2], t[0]) is not None]
                 heapq.heapify(timers)
 
-    def _after(self, conn: TcpConnection) -> None:
-        """Enforce the host-wide bounds (stack.guard); forget a connection once it is CLOSED
-        (its object stays with the application)."""
+    def _after(self, conn: Entry) -> None:
+        """Enforce the host-wide bounds (stack.guard); swap an orphan entering TIME_WAIT for a
+        light record (stack.tcp.time_wait); forget a connection once it is CLOSED (its object
+        stays with the application)."""
         bound = self.bounds.note(conn)
         if bound is not None:
             self.counters[bound] += 1
             conn.abort(self._clock, f"bound:{bound}")  # resets an orphan; TIME_WAIT just ends
             self.bounds.note(conn)
+        if conn.state is State.TIME_WAIT and conn.app_closed and isinstance(conn, TcpConnection):
+            key = (conn.remote_ip, conn.remote_port, conn.local_port)
+            if self.connections.get(key) is conn:
+                record = TimeWaitRecord(conn, self._transmit, self._notify, self._sched, self.challenge)
+                self.connections[key] = record
+                self.bounds.replace(conn, record)
+                self._sched(record)
+            return
         if conn.state is State.CLOSED or conn.state is State.LISTEN:
             key = (conn.remote_ip, conn.remote_port, conn.local_port)
             if self.connections.get(key) is conn:
@@ -278,7 +295,7 @@ class Host:
         if self.trace.enabled:
             self.trace.emit(PacketEvent(now, "out", packet))
 
-    def _transmit(self, conn: TcpConnection, seg: TcpSegment, now: float) -> None:
+    def _transmit(self, conn: Entry, seg: TcpSegment, now: float) -> None:
         if conn is self._muted:
             return
         self._transmit_segment(conn.remote_ip, seg, conn.id, now)
@@ -416,7 +433,7 @@ class Host:
             sport = int.from_bytes(inner.payload[0:2], "big")
             dport = int.from_bytes(inner.payload[2:4], "big")
         conn = self.connections.get((dst, dport, sport))
-        if conn is None:
+        if not isinstance(conn, TcpConnection):  # none, or TIME_WAIT: nothing left to send
             self._drop("icmp_no_connection", now)
             return
         self.counters["icmp_frag_needed"] += 1

@@ -49,7 +49,8 @@ def _drive(state: str, host: Host, listener: Listener, n: int) -> None:
     try:
         _handshakes(state, host, listener, ports)
     finally:
-        host.take_app_events()  # what a driver's pump does after every input
+        host.take_app_events()  # what a driver's pump does after every input: take the
+        host.deadline()  # events, re-arm the timer (which drops timer entries gone stale)
 
 
 def _handshakes(state: str, host: Host, listener: Listener, ports: range) -> None:

@@ -367,8 +367,10 @@ def closing(isn: tuple[int, int] = DEFAULT_ISN) -> Peer:
     return peer
 
 
-def time_wait(isn: tuple[int, int] = DEFAULT_ISN, active: bool = False) -> Peer:
-    peer = fin_wait_2(isn, active=active)
+def time_wait(isn: tuple[int, int] = DEFAULT_ISN, active: bool = False, how: str = "shutdown") -> Peer:
+    """how="close": the application let go, so the host keeps a light TIME_WAIT record
+    (stack.tcp.time_wait) instead of the connection; "shutdown": the connection itself."""
+    peer = fin_wait_2(isn, how=how, active=active)
     peer.send("F.")
     peer.expect_win = RCVBUF - 1  # the FIN took one octet; SWS avoidance keeps the right edge
     peer.expect(".")

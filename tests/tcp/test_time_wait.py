@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from stack import seq
 from stack.config import TcpConfig
 from stack.tcp.state import State
+from stack.tcp.time_wait import TimeWaitRecord
 
 from .harness import (
     LOCAL_PORT,
@@ -18,10 +21,15 @@ from .harness import (
     time_wait,
 )
 
+# Each behaviour twice: the connection itself (the application still holds it, after shutdown)
+# and the light record the host keeps once the application has closed it (stack.tcp.time_wait).
+hows = pytest.mark.parametrize("how", ["shutdown", "close"], ids=["connection", "record"])
 
+
+@hows
 @isns
-def test_retransmitted_fin_is_reacked_and_restarts_2msl(isn: tuple[int, int]) -> None:
-    peer = time_wait(isn)
+def test_retransmitted_fin_is_reacked_and_restarts_2msl(isn: tuple[int, int], how: str) -> None:
+    peer = time_wait(isn, how=how)
     assert peer.deadline() == 60.0
     peer.now = 25.0
     peer.send("F.", seq=seq.add(peer.irs, 1))
@@ -30,9 +38,10 @@ def test_retransmitted_fin_is_reacked_and_restarts_2msl(isn: tuple[int, int]) ->
     assert peer.state is State.TIME_WAIT
 
 
+@hows
 @isns
-def test_expires_exactly_at_2msl(isn: tuple[int, int]) -> None:
-    peer = time_wait(isn)
+def test_expires_exactly_at_2msl(isn: tuple[int, int], how: str) -> None:
+    peer = time_wait(isn, how=how)
     peer.advance(59.999)
     assert peer.state is State.TIME_WAIT
     peer.advance(60.0)
@@ -55,39 +64,44 @@ def test_default_is_sixty_seconds() -> None:
     assert 2 * TcpConfig().msl == 60.0
 
 
-def test_duplicate_ack_is_ignored() -> None:
-    peer = time_wait()
+@hows
+def test_duplicate_ack_is_ignored(how: str) -> None:
+    peer = time_wait(how=how)
     peer.send(".", ack=peer.iss + 2)
     peer.expect_none()
     assert peer.state is State.TIME_WAIT
     assert peer.deadline() == 60.0
 
 
-def test_exact_rst_closes() -> None:
-    peer = time_wait()
+@hows
+def test_exact_rst_closes(how: str) -> None:
+    peer = time_wait(how=how)
     peer.send("R")
     peer.expect_none()
     assert peer.state is State.CLOSED
     assert not peer.host.connections
 
 
-def test_inexact_rst_gets_challenge_ack() -> None:
-    peer = time_wait()
+@hows
+def test_inexact_rst_gets_challenge_ack(how: str) -> None:
+    peer = time_wait(how=how)
     peer.send("R", seq=peer.seq + 1)
     peer.expect(".", seq=peer.iss + 2, win=RCVBUF - 1)
     assert peer.state is State.TIME_WAIT
 
 
-def test_syn_without_listener_gets_challenge_ack() -> None:
-    peer = time_wait(active=True)
+@hows
+def test_syn_without_listener_gets_challenge_ack(how: str) -> None:
+    peer = time_wait(active=True, how=how)
     peer.send("S", seq=peer.seq)
     peer.expect(".", seq=peer.iss + 2, win=RCVBUF - 1)
     assert peer.state is State.TIME_WAIT
 
 
-def test_new_syn_above_old_sequence_reuses_the_four_tuple() -> None:
+@hows
+def test_new_syn_above_old_sequence_reuses_the_four_tuple(how: str) -> None:
     # RFC 6191 / RFC 9293 3.10.7.4 note: with a listener, a SYN above RCV.NXT opens anew.
-    peer = time_wait()
+    peer = time_wait(how=how)
     old = peer.c()
     peer.send("S", seq=peer.seq + 100_000)
     peer.expect("S.", seq=peer.iss, ack=peer.seq + 100_001, win=RCVBUF, options=SYN_OPTS)
@@ -96,8 +110,22 @@ def test_new_syn_above_old_sequence_reuses_the_four_tuple() -> None:
     assert new is not None and new is not old and new.state is State.SYN_RECEIVED
 
 
-def test_segments_go_to_the_time_wait_connection_not_the_listener() -> None:
-    peer = time_wait()
+@hows
+def test_segments_go_to_the_time_wait_connection_not_the_listener(how: str) -> None:
+    peer = time_wait(how=how)
     peer.send(".", ack=peer.iss + 2, payload=b"late")
     peer.expect_none()  # neither a RST from the listener nor a SYN-ACK
     assert peer.state is State.TIME_WAIT
+
+
+def test_a_closed_connection_waits_as_a_record_not_a_connection() -> None:
+    peer = time_wait(how="close")
+    (entry,) = peer.host.connections.values()
+    assert isinstance(entry, TimeWaitRecord) and entry.id == peer.conn_id
+    assert peer.host.find(LOCAL_PORT, REMOTE_IP, REMOTE_PORT) is None  # no application has it
+    assert peer.c().state is State.TIME_WAIT  # the old object, until the record ends
+
+
+def test_a_shutdown_connection_keeps_its_object_in_time_wait() -> None:
+    peer = time_wait(how="shutdown")
+    assert peer.host.find(LOCAL_PORT, REMOTE_IP, REMOTE_PORT) is peer.c()

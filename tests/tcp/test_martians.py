@@ -74,3 +74,21 @@ def test_a_packet_the_host_looped_back_to_itself_is_not_martian() -> None:
                                  "240.0.0.1", "255.255.255.254"])
 def test_ordinary_sources_pass(src: str) -> None:
     assert MartianFilter([LOCAL_IP]).check_source(pack_addr(src)) is None
+
+
+def test_land_on_the_simulated_network_leaves_the_node_running() -> None:
+    """Once, one LAND packet made the node answer itself without end and froze virtual time."""
+    from stack.sim import LinkProfile, Network
+
+    with Network(3) as net:
+        node = net.add_host("web", LOCAL_IP)
+        net.add_router("x")
+        net.connect("x", "web", LinkProfile(delay=0.001))
+        node.host.listen(LOCAL_PORT)
+        sent: list[str] = []
+        net.taps.append(lambda t, src, dst, p: sent.append(src) if src == "web" else None)
+        land = TcpSegment(LOCAL_PORT, LOCAL_PORT, 12345, 0, SYN, 8192)
+        net.inject("x", tcp_packet(LOCAL_IP, LOCAL_IP, land))
+        net.run_for(5.0)
+        assert net.now >= 5.0 and sent == []
+        assert node.host.counters[martian.SOURCE_OWN] == 1 and not node.host.connections

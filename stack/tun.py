@@ -7,6 +7,9 @@ batch to `StackRuntime.deliver`, which feeds the host and pumps: transmit, wake,
 
 Transmit is one `os.write` per IP packet. A full device queue (EAGAIN, ENOBUFS) or a device that
 is going away is a drop, counted in `counters`, never an exception: TCP recovers from loss.
+A packet to the host's own address never goes to the device: it is looped back inside (as Linux
+sends it through `lo`), so a packet that arrives from the device with our own source address is
+always forged, and the host drops it as martian (stack.martian).
 Malformed packets are the host's business (it drops and counts them under their reason).
 
 The device is opened with IFF_TUN | IFF_NO_PI: raw IPv4 packets, no packet-information header.
@@ -119,6 +122,10 @@ class TunDriver:
         self.runtime.deliver(batch)
 
     def transmit(self, packet: bytes) -> None:
+        if packet[16:20] == self.host.address_raw:
+            self.counters["tx_loopback"] += 1
+            self.loop.call_soon(self.runtime.deliver, (packet,), True)  # not inside this pump
+            return
         fd = self._fd
         if fd is None:
             self.counters["tx_drop_stopped"] += 1

@@ -453,7 +453,7 @@ def test_cli_ss_echo_http_run_trace(
     assert code == 0, out
     assert json.loads(out)["bytes_received"] == 20000
 
-    # The stack fetches from its own HTTP server: out through tun0, the kernel sends it back in.
+    # The stack fetches from its own HTTP server: looped back inside the TUN driver (as over lo).
     from lab.apps import payload
 
     code, out = cli("http", "alpha", "http://alpha/bytes/30000", "--socket", sock, "--json")

@@ -87,7 +87,7 @@ class Stack:
         *, backlog: int = 128, limit: int = 2**16,
     ) -> StackServer:
         if port == 0:
-            port = self.runtime.host._ephemeral_port("0.0.0.0", 0)
+            port = self.runtime.host.ephemeral_port("0.0.0.0", 0)
         return await start_server(self.runtime, client_connected_cb, port, backlog=backlog, limit=limit)
 
     def run(self, coro: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
@@ -156,7 +156,7 @@ class Socket:
             self._nodelay = bool(value)
             if conn is not None:
                 conn.nodelay = bool(value)
-                conn._output(now)
+                conn.output(now)
                 self._after()
             if self.listener is not None:
                 self.listener.nodelay = bool(value)
@@ -176,10 +176,7 @@ class Socket:
             self._config = self._config.with_(congestion_control=name)
             if conn is not None and conn.cc.name != name:
                 # A connected socket switches at once (as Linux); the window carries over.
-                old = conn.cc
-                conn.cc = congestion.create(name, conn.mss, old.cwnd, now)
-                conn.cc.ssthresh = old.ssthresh
-                conn.config = conn.config.with_(congestion_control=name)
+                conn.set_congestion_control(name, now)
         else:
             raise OSError(92, f"option ({level}, {option}) not supported by the stack")
 
@@ -231,7 +228,7 @@ class Socket:
     # -- the calls
 
     def listen(self, backlog: int = 128) -> None:
-        port = self._port or self.host._ephemeral_port("0.0.0.0", 0)
+        port = self._port or self.host.ephemeral_port("0.0.0.0", 0)
         self.listener = self.host.listen(port, backlog, self._config)
         self.listener.keepalive = self._keepalive
         self.listener.nodelay = self._nodelay

@@ -134,7 +134,7 @@ class Receiver(Tcb):
                         self.rcv_nxt = seq.add(self.rcv_nxt, len(more))
                         self.stats.bytes_received += len(more)
                     filled_hole = True
-                self._notify(self._self())
+                self._notify(self)
             if fin or (self.ooo.fin_seq is not None and self.ooo.fin_seq == self.rcv_nxt):
                 self._on_fin(now, "segment:" + flags_str(seg.flags))
                 return
@@ -182,4 +182,4 @@ class Receiver(Tcb):
         elif st is State.FIN_WAIT_2:
             self._enter_time_wait(now, cause, Event.RCV_FIN)
         self._send_ack(now)
-        self._notify(self._self())
+        self._notify(self)

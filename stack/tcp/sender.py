@@ -166,7 +166,7 @@ class Sender(Tcb):
             self.rto_at = None
         elif not self.in_recovery or self.sack_ok:
             self._arm_rto(now, restart=True)
-        self._notify(self._self())  # send space opened
+        self._notify(self)  # send space opened
 
     def _update_send_window(self, seg: TcpSegment, ack: int, window: int) -> None:
         """RFC 9293 3.10.7.4 fifth check: take the window if the segment is newer (SND.WL1/WL2)."""

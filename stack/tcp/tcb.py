@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from stack import seq
 from stack.config import TcpConfig
@@ -112,9 +112,11 @@ class Tcb:
         self.id = conn_id(local_ip, local_port, remote_ip, remote_port)
         self.config = config
         self.trace = trace
-        self._transmit = transmit
-        self._notify = notify
-        self._sched = sched
+        # The host's callbacks take the TcpConnection this Tcb is part of: `self` (Any-typed so
+        # that the per-segment path passes `self` without a cast).
+        self._transmit: Callable[[Any, TcpSegment, float], None] = transmit
+        self._notify: Callable[[Any], None] = notify
+        self._sched: Callable[[Any], None] = sched
         self._challenge = challenge
         self.listener = listener
         self.state = State.CLOSED
@@ -284,7 +286,7 @@ class Tcb:
             self.trace.emit(StateChange(now, self.id, old.value, new.value, cause))
         if new is State.CLOSED:
             self._cancel_all_timers()
-        self._notify(self._self())
+        self._notify(self)
 
     def _fail(self, error: BaseException, event: Event, cause: str, now: float) -> None:
         """The connection is over because of error: tell the application, go to CLOSED."""
@@ -354,7 +356,7 @@ class Tcb:
             self.last_ack_sent = self.rcv_nxt
             self.delack_at = None
             self.unacked_segs = 0
-        self._transmit(self._self(), seg, now)
+        self._transmit(self, seg, now)
 
     def _ack_seq(self) -> int:
         """SEQ of a segment without text (RFC 9293 3.10.7.4: <SEQ=SND.NXT>). SND.NXT in the RFC's

@@ -56,7 +56,7 @@ class Timers(Tcb):
         d = self.earliest()
         if d != self._deadline:
             self._deadline = d
-            self._sched(self._self())
+            self._sched(self)
 
     def _cancel_all_timers(self) -> None:
         self.rto_at = self.persist_at = self.delack_at = None

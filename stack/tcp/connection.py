@@ -31,9 +31,6 @@ __all__ = ["ChallengeAckLimiter", "ConnStats", "ListenerLink", "TcpConnection"]
 
 
 class TcpConnection(Handshake, Receiver, Sender, Recovery, Timers):
-    def _self(self) -> TcpConnection:
-        return self
-
     # ------------------------------------------------------------------ way in 1: a segment
 
     def on_segment(self, seg: TcpSegment, now: float) -> None:

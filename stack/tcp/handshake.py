@@ -208,7 +208,7 @@ class Handshake(Tcb):
         self._transition(Event.RCV_ACK_OF_SYN, "segment:" + flags_str(seg.flags), now)
         self._start_keepalive(now)
         if self.listener is not None:
-            self.listener.established(self._self())
+            self.listener.established(self)
         if self.write_shut:
             self.fin_queued = True
             self._transition(Event.CLOSE, "call:close", now)
@@ -222,5 +222,5 @@ class Handshake(Tcb):
         self._cancel_all_timers()
         self.error = ConnectionResetError("half-open connection reset")
         if self.listener is not None:
-            self.listener.forget(self._self())
+            self.listener.forget(self)
         self._update_deadline()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from stack import seq
 from stack.config import TcpConfig
@@ -26,22 +26,20 @@ from stack.tcp.transitions import OBSERVERS, Event, next_state
 from stack.trace import CongestionEvent, Drop, RttEvent, StateChange, TimerEvent, Trace, conn_id
 from stack.wire.tcp import ACK, SYN, Nop, Sack, TcpOption, TcpSegment, Timestamps
 
-if TYPE_CHECKING:
-    from stack.tcp.connection import TcpConnection
-
 TIMER_SLACK = 1e-6  # an asyncio loop may call us a hair before the deadline it was given
 MAX_WSCALE = 14  # RFC 7323 2.3
 TS_HZ = 1000  # timestamp clock: 1 ms per tick (RFC 7323 5.4 allows 1 ms to 1 s)
 
 
 class ListenerLink(Protocol):
-    """What a passively opened connection tells the listener that made it (stack.tcp.listener)."""
+    """What a passively opened connection tells the listener that made it (stack.tcp.listener).
+    `conn` is the TcpConnection itself (Any here: this module imports nothing above it)."""
 
     def can_accept(self) -> bool: ...
 
-    def established(self, conn: TcpConnection) -> None: ...
+    def established(self, conn: Any) -> None: ...
 
-    def forget(self, conn: TcpConnection) -> None: ...
+    def forget(self, conn: Any) -> None: ...
 
     def overflow(self) -> None: ...
 
@@ -98,9 +96,9 @@ class Tcb:
         trace: Trace,
         iss: int,
         now: float,
-        transmit: Callable[[TcpConnection, TcpSegment, float], None],
-        notify: Callable[[TcpConnection], None],
-        sched: Callable[[TcpConnection], None],
+        transmit: Callable[[Any, TcpSegment, float], None],
+        notify: Callable[[Any], None],
+        sched: Callable[[Any], None],
         challenge: ChallengeAckLimiter,
         ts_offset: int = 0,
         listener: ListenerLink | None = None,
@@ -112,11 +110,10 @@ class Tcb:
         self.id = conn_id(local_ip, local_port, remote_ip, remote_port)
         self.config = config
         self.trace = trace
-        # The host's callbacks take the TcpConnection this Tcb is part of: `self` (Any-typed so
-        # that the per-segment path passes `self` without a cast).
-        self._transmit: Callable[[Any, TcpSegment, float], None] = transmit
-        self._notify: Callable[[Any], None] = notify
-        self._sched: Callable[[Any], None] = sched
+        # The host's callbacks take the TcpConnection this Tcb is part of, i.e. `self`.
+        self._transmit = transmit
+        self._notify = notify
+        self._sched = sched
         self._challenge = challenge
         self.listener = listener
         self.state = State.CLOSED
@@ -300,7 +297,7 @@ class Tcb:
     def _give_up(self, now: float, cause: str) -> None:
         self._fail(TimeoutError("connection timed out"), Event.USER_TIMEOUT, cause, now)
         if self.listener is not None:
-            self.listener.forget(self._self())
+            self.listener.forget(self)
 
     # ------------------------------------------------------------------ trace helpers
 
@@ -381,10 +378,6 @@ class Tcb:
             self._drop("challenge_ack_limited", now, why)
 
     # ------------------------------------------------------------------ implemented by the roles
-
-    def _self(self) -> TcpConnection:
-        """This object as the TcpConnection it is (for the host's callbacks)."""
-        raise NotImplementedError
 
     def _syn_options(self, flags: int, now: float) -> tuple[TcpOption, ...]:  # handshake
         raise NotImplementedError

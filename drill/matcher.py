@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lab.drill import ast
+from drill import ast
 from stack.wire.ipv4 import PROTO_TCP, IPv4Packet, build_ipv4, pack_addr
 from stack.wire.tcp import (
     Eol,

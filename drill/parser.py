@@ -1,5 +1,5 @@
 """Recursive-descent parser for packetdrill scripts (the subset of packetdrill's parser.y that
-concerns TCP), producing lab.drill.ast.
+concerns TCP), producing drill.ast.
 
 One event per line: `TIME ACTION`, where ACTION is a TCP packet, a system call, a backquoted
 shell command or a `%{ }%` block. Valid packetdrill that the runner cannot execute becomes an
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lab.drill.ast import (
+from drill.ast import (
     ELIDED,
     Direction,
     Elided,
@@ -36,7 +36,7 @@ from lab.drill.ast import (
     UnsupportedEvent,
     WScale,
 )
-from lab.drill.lexer import Kind, ParseError, Token, tokenize
+from drill.lexer import Kind, ParseError, Token, tokenize
 
 __all__ = ["ParseError", "parse_file", "parse_script"]
 

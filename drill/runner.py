@@ -4,7 +4,7 @@ One stack Host at 192.168.0.1 (packetdrill's local address) runs on a VirtualTim
 plays the remote end, 192.0.2.1. Its `<` lines are built into IPv4 packets and delivered at their
 script time; what the stack transmits is queued, and each `>` line takes the oldest queued packet
 and checks it (flags, sequence numbers, ack, window, urgent pointer, options in order: see
-lab.drill.matcher). System calls go to the stack's socket API (stack.socket).
+drill.matcher). System calls go to the stack's socket API (stack.socket).
 
 Timing (packetdrill's rules): script time 0 is the start of the run. An absolute time is from the
 start, `+x` from the previous event's (start) time, `*` any time, `a~b` a range. A `>` line must be seen
@@ -30,9 +30,9 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.drill import ast
-from lab.drill.lexer import ParseError
-from lab.drill.matcher import (
+from drill import ast
+from drill.lexer import ParseError
+from drill.matcher import (
     LOCAL_IP,
     PASSIVE_REMOTE_PORT,
     REMOTE_IP,
@@ -45,8 +45,8 @@ from lab.drill.matcher import (
     match_outbound,
     note_sent,
 )
-from lab.drill.parser import parse_script
-from lab.drill.report import Failure, ScriptResult
+from drill.parser import parse_script
+from drill.report import Failure, ScriptResult
 from stack import socket as so
 from stack.config import TcpConfig, linux_profile
 from stack.driver import StackRuntime

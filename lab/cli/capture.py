@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from lab import cli
+from lab.cli import root as cli
 
 
 def register(app: typer.Typer) -> None:
@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Record a node's packets to a pcap: tcpdump on a link, or the stack node's own sink."""
         cli.require_lab_privileges()
-        from lab import capture as cap
+        from lab.kernel import capture as cap
         from lab.lab import Lab
 
         running = Lab.attach(cli.pick_lab(lab))

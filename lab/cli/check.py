@@ -1,4 +1,4 @@
-"""`tcplab check [TOPOLOGY]`: up, the built-in scenarios (lab.check), a pass/fail table, down.
+"""`tcplab check [TOPOLOGY]`: up, the built-in scenarios (lab.scenarios.check), a pass/fail table, down.
 
 Exit codes: 0 when every scenario passes, 1 when one fails, 2 when the lab cannot run here or the
 check cannot run on the topology, 130 on Ctrl-C (SIGINT), after teardown.
@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from lab import cli
+from lab.cli import root as cli
 
 
 def _figures(figures: dict[str, Any]) -> str:
@@ -56,9 +56,9 @@ def register(app: typer.Typer) -> None:
         """Up, run the built-in scenarios (handshake and close, echo, HTTP GET/POST with digests,
         bulk over an impaired link, no leftovers), print a pass/fail table, down. What CI runs."""
         cli.require_lab_privileges()
-        from lab.check import CheckError, run_check
         from lab.lab import LabError
-        from lab.topology import TopologyError
+        from lab.model.topology import TopologyError
+        from lab.scenarios.check import CheckError, run_check
 
         try:
             with cli.stderr.status("tcplab check", spinner="dots") as status:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from lab import cli
+from lab.cli import root as cli
 
 
 def show(result: dict[str, Any]) -> None:
@@ -52,12 +52,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """One HTTP request across the stack, then the state transitions of both ends."""
         if sim:
-            from lab.demo_sim import run_sim_demo
+            from lab.scenarios.demo_sim import run_sim_demo
 
             result = run_sim_demo(seed=seed)
         else:
             cli.require_lab_privileges()
-            from lab.demo_real import run_real_demo
+            from lab.scenarios.demo_real import run_real_demo
 
             result = run_real_demo(topology)
         if json_out:

@@ -1,7 +1,7 @@
 """`tcplab drill SCRIPT.pkt...`: run packetdrill scripts against the stack.
 
 Registered by `register(app)`, the hook lab.cli uses for command modules (a module in the package
-lab.commands that re-exports it: `from lab.drill.cli import register as register`).
+lab.cli that re-exports it: `from lab.cli.drill import register as register`).
 Exit status: 0 when every script passed, 1 when one failed, 2 on a usage error.
 """
 
@@ -15,8 +15,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from lab.drill.report import ScriptResult, summary
-from lab.drill.runner import PROFILES, run_file
+from drill.report import ScriptResult, summary
+from drill.runner import PROFILES, run_file
 
 
 def run_scripts(

@@ -12,12 +12,12 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from lab import cli
+from lab.cli import root as cli
 
 
 def _record(running: Any, index: int, side: str, key: str, used: str, described: str) -> None:
     """Keep `tcplab status` true: the state file carries what each direction suffers now."""
-    from lab.state import write_state
+    from lab.kernel.state import write_state
 
     state = running.state
     links = state.plan.get("links", [])
@@ -46,9 +46,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Change (or show) the impairments of a running lab's link."""
         cli.require_lab_privileges()
-        from lab.impair import backend
-        from lab.impair.model import Impairment
+        from lab.kernel.impair import backend
         from lab.lab import Lab
+        from lab.model.impairment import Impairment
 
         running = Lab.attach(cli.pick_lab(lab))
         try:

@@ -1,4 +1,4 @@
-"""CLI commands that work on one node's stack, through its daemon's control socket (lab.control).
+"""CLI commands that work on one node's stack, through its daemon's control socket (lab.node.control).
 
     tcplab http NODE URL [--method M] [--data D] [--header 'K: V']...   HTTP client on NODE's stack
     tcplab echo NODE TARGET [--bytes N | --message M]                  echo round trip
@@ -26,7 +26,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lab.control import ControlClient, ControlError
+from lab.node.control import ControlClient, ControlError
 
 stderr = Console(stderr=True)
 
@@ -56,8 +56,8 @@ def socket_path(node: str, lab: str | None, socket: Path | None) -> Path:
     """The control socket of `node`: given directly, or in the lab's run directory."""
     if socket is not None:
         return socket
-    from lab.cli import pick_lab, require_lab_privileges
-    from lab.state import run_dir
+    from lab.cli.root import pick_lab, require_lab_privileges
+    from lab.kernel.state import run_dir
 
     require_lab_privileges()
     name = pick_lab(lab)
@@ -255,7 +255,7 @@ def _cell(key: str, value: Any) -> str:
 def run(
     node: Annotated[str, typer.Argument(help="The stack node to run the script on.")],
     script: Annotated[
-        Path, typer.Argument(help="A Python file; it gets `stack` and `argv` (see lab.scripts).")
+        Path, typer.Argument(help="A Python file; it gets `stack` and `argv` (see lab.node.scripts).")
     ],
     args: Annotated[list[str] | None, typer.Argument(help="Arguments for the script.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop waiting after this many seconds.")] = None,

@@ -29,10 +29,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lab.kernel.netns import privilege_problem
+from lab.kernel.state import read_state
 from lab.lab import Lab, LabError, lab_status, nsenter_argv
-from lab.netns import privilege_problem
-from lab.state import read_state
-from lab.topology import TopologyError
+from lab.model.topology import TopologyError
 
 DEFAULT_TOPOLOGY = "two-node.yaml"
 
@@ -221,11 +221,13 @@ def exec_(
 
 def _register_command_modules() -> None:
     try:
-        package = importlib.import_module("lab.commands")
+        package = importlib.import_module("lab.cli")
     except ImportError:
         return
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"lab.commands.{info.name}")
+        if info.name.startswith("_"):
+            continue  # __main__ runs the app
+        module = importlib.import_module(f"lab.cli.{info.name}")
         register = getattr(module, "register", None)
         if callable(register):
             register(app)

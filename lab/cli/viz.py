@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from lab import cli
+from lab.cli import root as cli
 from lab.viz.load import TraceError, TraceSource
 
 

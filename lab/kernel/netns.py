@@ -13,8 +13,8 @@ from pathlib import Path
 
 from pyroute2 import IPRoute, netns
 
-from lab.ownership import NETNS_DIR, lab_of_mark, mark
-from lab.plan import IfacePlan, LinkPlan, NodePlan, RoutePlan, TunPlan
+from lab.kernel.ownership import NETNS_DIR, lab_of_mark, mark
+from lab.model.plan import IfacePlan, LinkPlan, NodePlan, RoutePlan, TunPlan
 
 CLONE_NEWNET = 0x40000000
 

@@ -2,7 +2,7 @@
 
 Default parent: /run/tcplab (tmpfs: a reboot forgets labs, as it forgets their namespaces);
 TCPLAB_RUN_DIR overrides the parent. The state file is a convenience, never the only record:
-teardown also works by discovery (lab.ownership) when it is missing or stale.
+teardown also works by discovery (lab.kernel.ownership) when it is missing or stale.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
-from lab.units import (
+from lab.model.units import (
     format_duration,
     format_percent,
     format_rate,

@@ -1,5 +1,5 @@
 """Resolve a Topology into an immutable LabPlan: every name, address, MTU and route, before any
-kernel object exists. Realisation (lab.netns) only carries a plan out; it decides nothing.
+kernel object exists. Realisation (lab.kernel.netns) only carries a plan out; it decides nothing.
 
 Addressing (deterministic, so a plan is a pure function of its topology):
 - link i gets 10.1.i.0/24 unless the file gives addresses: endpoint a is .1, endpoint b is .2;
@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from lab.impair.model import Impairment
-from lab.ownership import netns_name
-from lab.topology import App, Topology, TopologyError, check_topology
+from lab.kernel.ownership import netns_name
+from lab.model.impairment import Impairment
+from lab.model.topology import App, Topology, TopologyError, check_topology
 
 LINK_POOL = ipaddress.IPv4Network("10.1.0.0/16")
 STACK_POOL = ipaddress.IPv4Network("10.2.0.0/24")

@@ -18,11 +18,11 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from lab.impair.model import Impairment
-from lab.units import parse_duration, parse_size
+from lab.model.impairment import Impairment
+from lab.model.units import parse_duration, parse_size
 
 # Lab names may hold dashes, node names may not: the namespace `tcplab-<lab>-<node>` then splits
-# back unambiguously at its last dash (see lab.ownership).
+# back unambiguously at its last dash (see lab.kernel.ownership).
 LAB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
 NODE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 # Linux interface names are at most 15 bytes (IFNAMSIZ - 1).

@@ -1,10 +1,10 @@
 """The node daemon: one process per stack node, running the stack over tun0 inside the node's namespace.
 
-    python -m lab.daemon --netns NS --run-dir DIR --node NAME --config JSON_FILE
+    python -m lab.node.daemon --netns NS --run-dir DIR --node NAME --config JSON_FILE
 
 It enters network namespace NS (/run/netns/NS), attaches to tun0 (creating and configuring it when
 the lab did not), runs a `stack.host.Host` on it through `stack.tun.TunDriver`, starts the node's
-server apps, and answers the control protocol of `lab.control` on DIR/NAME.sock (mode 0600).
+server apps, and answers the control protocol of `lab.node.control` on DIR/NAME.sock (mode 0600).
 It writes DIR/NAME.trace.jsonl (every trace event but whole packets), DIR/NAME.pcap (every packet)
 and DIR/NAME.log.
 
@@ -51,8 +51,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import IO, Any
 
-from lab import control
-from lab.control import AppArgs, Emit, RequestError, ScriptArgs, StopAppArgs, TraceArgs
+from lab.node import control
+from lab.node.control import AppArgs, Emit, RequestError, ScriptArgs, StopAppArgs, TraceArgs
 from stack.config import TcpConfig
 from stack.host import Host
 from stack.socket import Stack
@@ -337,7 +337,7 @@ class NodeDaemon:
     # -- apps
 
     async def start_app(self, args: AppArgs) -> dict[str, Any]:
-        from lab.apps import registry
+        from lab.node.apps import registry
 
         spec = self._spec(args.name, "server")
         try:
@@ -370,7 +370,7 @@ class NodeDaemon:
             log.error("app %s failed: %r", app_id, task.exception())
 
     def _spec(self, name: str, kind: str) -> Any:
-        from lab.apps import registry
+        from lab.node.apps import registry
 
         try:
             spec = registry.get(name)
@@ -382,7 +382,7 @@ class NodeDaemon:
         return spec
 
     async def run_app(self, args: AppArgs) -> Any:
-        from lab.apps import registry
+        from lab.node.apps import registry
 
         spec = self._spec(args.name, "client")
         try:
@@ -390,7 +390,7 @@ class NodeDaemon:
         except registry.AppOptionsError as exc:
             raise RequestError("bad_args", str(exc)) from None
         if args.name == "bulk-client":
-            from lab.apps import bulk
+            from lab.node.apps import bulk
 
             coro = bulk.run_client(self.stack, options, conn_stats=_conn_stats)
         else:
@@ -508,7 +508,7 @@ class NodeDaemon:
         return {"events": [], "next": next_seq}
 
     async def run_script(self, args: ScriptArgs, emit: Emit) -> dict[str, Any]:
-        from lab import scripts
+        from lab.node import scripts
 
         if not os.path.isabs(args.path):
             raise RequestError("bad_args", f"run_script: give an absolute path (got {args.path})")
@@ -554,7 +554,7 @@ def _setup_logging(run_dir: Path, node: str) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m lab.daemon", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m lab.node.daemon", description=__doc__.splitlines()[0])
     parser.add_argument("--netns", help="network namespace to enter (/run/netns/NAME); omit to stay")
     parser.add_argument("--run-dir", required=True, type=Path)
     parser.add_argument("--node", required=True)

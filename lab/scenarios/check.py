@@ -16,7 +16,7 @@ Roles: the client is the first stack node (in file order) that is not the server
 the first node running `http-server`, else the first stack node running any server app, else the
 last other stack node, else a kernel node. Server apps the scenarios need and the server lacks are
 started on its daemon (`start_app`); on a kernel node they run on Linux's TCP in its namespace
-(`python -m lab.check --serve-kernel`): only the client's side of the state checks applies, and
+(`python -m lab.scenarios.check --serve-kernel`): only the client's side of the state checks applies, and
 the client may also go FIN_WAIT_1 -> TIME_WAIT (KERNEL_PEER_CLIENT: Linux sends its FIN with the ACK).
 A TIME_WAIT longer than MAX_TIME_WAIT is not waited out: the client's sequence then ends at it.
 
@@ -45,11 +45,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from lab.apps.payload import sha256 as payload_sha256
-from lab.control import ControlClient, ControlError
-from lab.impair.model import Impairment
 from lab.lab import REPO_ROOT, Lab, LabError
-from lab.plan import LabPlan, NodePlan
+from lab.model.impairment import Impairment
+from lab.model.plan import LabPlan, NodePlan
+from lab.node.apps.payload import sha256 as payload_sha256
+from lab.node.control import ControlClient, ControlError
 
 EXPECTED_CLIENT = ["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT", "CLOSED"]
 EXPECTED_SERVER = ["LISTEN", "SYN_RECEIVED", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"]
@@ -248,7 +248,7 @@ class Checker:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         proc = self.lab.spawn(
             self.roles.server,
-            [sys.executable, "-m", "lab.check", "--serve-kernel", "--netns",
+            [sys.executable, "-m", "lab.scenarios.check", "--serve-kernel", "--netns",
              self.lab.netns_of(self.roles.server)],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             start_new_session=True, env=env,
@@ -412,7 +412,7 @@ class Checker:
             if own:
                 yield f"{link.name}: " + ", ".join(own) + " (topology)"
                 return
-        from lab.impair import backend
+        from lab.kernel.impair import backend
 
         link = plan.links[self.roles.path_links[0]]
         profile = Impairment.model_validate(IMPAIRMENT)
@@ -537,8 +537,8 @@ def _sigint_ignored() -> Iterator[None]:
 def teardown(name: str) -> dict[str, Any]:
     """Stop the link emulators (found by command line: one still starting is in no namespace
     yet), then `Lab.down`; a Ctrl-C meanwhile is ignored."""
-    from lab import ownership
-    from lab.impair import backend
+    from lab.kernel import ownership
+    from lab.kernel.impair import backend
 
     with _sigint_ignored():
         with contextlib.suppress(Exception):
@@ -596,8 +596,8 @@ def run_check(
 def serve_kernel() -> None:
     """http-server, echo-server and bulk-server on Linux's TCP (run inside a kernel node's
     namespace by the check); prints `ready` once all listen, runs until SIGTERM."""
-    from lab.apps import registry
-    from lab.apps.net import KernelNet
+    from lab.node.apps import registry
+    from lab.node.apps.net import KernelNet
 
     async def main() -> None:
         net = KernelNet()
@@ -626,7 +626,7 @@ def serve_kernel() -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m lab.check")
+    parser = argparse.ArgumentParser(prog="python -m lab.scenarios.check")
     parser.add_argument("--serve-kernel", action="store_true", help="Run the servers on Linux TCP.")
     parser.add_argument("--netns", help="The namespace it runs in (names the process for teardown).")
     if parser.parse_args().serve_kernel:

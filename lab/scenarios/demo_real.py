@@ -1,7 +1,7 @@
 """`tcplab demo` on real namespaces: up the default topology, one HTTP request across the stack,
 the state transitions of both ends from the nodes' traces, down (always, Ctrl-C included).
 
-The document it returns has the same shape as `tcplab demo --sim` (lab.demo_sim). The default
+The document it returns has the same shape as `tcplab demo --sim` (lab.scenarios.demo_sim). The default
 topology sets TIME_WAIT to 1 s, so the demo waits (bounded) until both ends are CLOSED.
 """
 
@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab.apps.payload import sha256 as payload_sha256
-from lab.control import ControlClient
-from lab.demo_sim import BODY_BYTES, EXPECTED_CLIENT, EXPECTED_SERVER, state_names
 from lab.lab import Lab
+from lab.node.apps.payload import sha256 as payload_sha256
+from lab.node.control import ControlClient
+from lab.scenarios.demo_sim import BODY_BYTES, EXPECTED_CLIENT, EXPECTED_SERVER, state_names
 
 HTTP_PORT = 80
 SETTLE_TIMEOUT = 15.0  # seconds to wait for both ends to reach CLOSED (TIME_WAIT is 1 s)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from lab.apps.http_client import HttpClient
-from lab.apps.http_server import HttpServer, HttpServerOptions
-from lab.apps.payload import sha256 as payload_sha256
+from lab.node.apps.http_client import HttpClient
+from lab.node.apps.http_server import HttpServer, HttpServerOptions
+from lab.node.apps.payload import sha256 as payload_sha256
 from stack.config import TcpConfig
 from stack.sim.link import LinkProfile
 from stack.sim.network import Network

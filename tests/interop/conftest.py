@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 
-from lab import capture
-from lab.control import ControlClient
+from lab.kernel import capture
 from lab.lab import Lab
+from lab.node.control import ControlClient
 
 HTTP_PORT = 80
 ECHO_PORT = 7

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.impair import backend
-from lab.impair.model import Impairment
+from lab.kernel.impair import backend
+from lab.model.impairment import Impairment
 
 pytestmark = [
     pytest.mark.root,

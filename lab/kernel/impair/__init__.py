@@ -4,6 +4,6 @@
 which one it used; nothing runs unimpaired silently.
 """
 
-from lab.impair.model import Impairment
+from lab.model.impairment import Impairment
 
 __all__ = ["Impairment"]

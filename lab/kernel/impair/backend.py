@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab.impair.emulator import rule_args
-from lab.impair.model import Impairment
-from lab.impair.netem import apply_netem, remove_netem
+from lab.kernel.impair.emulator import rule_args
+from lab.kernel.impair.netem import apply_netem, remove_netem
+from lab.model.impairment import Impairment
 
 ENV_BACKEND = "TCPLAB_IMPAIR_BACKEND"
 BACKENDS = ("netem", "userspace")
@@ -119,7 +119,7 @@ def _alive(pid: int, ctl: Path) -> bool:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return False
-    return state != "Z" and b"lab.impair.emulator" in cmdline and str(ctl).encode() in cmdline
+    return state != "Z" and b"lab.kernel.impair.emulator" in cmdline and str(ctl).encode() in cmdline
 
 
 def _start_emulator(netns: str, ifname: str, imp: Impairment, seed: int, run_dir: Path) -> None:
@@ -131,7 +131,7 @@ def _start_emulator(netns: str, ifname: str, imp: Impairment, seed: int, run_dir
     queue = queue_number(_ifindex(netns, ifname))
     log = (ctl / "emulator.log").open("ab")
     cmd = [
-        sys.executable, "-m", "lab.impair.emulator", "--netns", netns, "--ifname", ifname,
+        sys.executable, "-m", "lab.kernel.impair.emulator", "--netns", netns, "--ifname", ifname,
         "--queue", str(queue), "--seed", str(seed), "--profile", imp.model_dump_json(),
         "--control", str(ctl),
     ]
@@ -153,8 +153,8 @@ def _start_emulator(netns: str, ifname: str, imp: Impairment, seed: int, run_dir
 
 
 def _source_root() -> str:
-    """Make `python -m lab.impair.emulator` import this very tree, installed or not."""
-    root = str(Path(__file__).resolve().parents[2])
+    """Make `python -m lab.kernel.impair.emulator` import this very tree, installed or not."""
+    root = str(Path(__file__).resolve().parents[3])
     extra = os.environ.get("PYTHONPATH")
     return f"{root}{os.pathsep}{extra}" if extra else root
 
@@ -212,7 +212,9 @@ def emulator_pids(netns_prefix: str) -> list[int]:
             continue
         with contextlib.suppress(OSError, ValueError):
             argv = (entry / "cmdline").read_bytes().decode().split("\0")
-            if "lab.impair.emulator" in argv and argv[argv.index("--netns") + 1].startswith(netns_prefix):
+            if "lab.kernel.impair.emulator" in argv and argv[argv.index("--netns") + 1].startswith(
+                netns_prefix
+            ):
                 pids.append(int(entry.name))
     return pids
 

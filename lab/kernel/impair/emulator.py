@@ -1,6 +1,7 @@
 """The user-space link emulator: netem's profile on one interface's egress, for kernels without netem.
 
-    python -m lab.impair.emulator --netns NS --ifname IF --queue N --seed S --profile JSON --control DIR
+    python -m lab.kernel.impair.emulator --netns NS --ifname IF --queue N --seed S --profile JSON \
+        --control DIR
 
 It enters namespace NS, binds NFQUEUE queue N, then adds a mangle POSTROUTING rule (IPv4 and IPv6)
 sending every packet that leaves IF, forwarded or locally made, to that queue. Each packet's
@@ -39,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.impair.model import Impairment
+from lab.model.impairment import Impairment
 
 # Marks the duplicate copies the emulator writes itself, so its rule lets them pass.
 COPY_MARK = 0x7C1A0000
@@ -372,7 +373,9 @@ class Emulator:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab.impair.emulator", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lab.kernel.impair.emulator", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--netns", required=True)
     parser.add_argument("--ifname", required=True)
     parser.add_argument("--queue", type=int, required=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.impair.model import Impairment
+from lab.model.impairment import Impairment
 
 Request = tuple[str, str, dict[str, Any]]  # (command, kind, keyword arguments of IPRoute.tc)
 

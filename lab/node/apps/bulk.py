@@ -6,7 +6,7 @@ Wire protocol, per connection. The client opens with one line:
 
 `send`: the client sends the payload and half-closes; the server verifies it and answers
 `OK <bytes> <sha256> <first-mismatch|->\\n`. `recv`: the server sends the payload and half-closes;
-the client verifies it. The payload is `lab.apps.payload` stream `seed`, so the receiver checks
+the client verifies it. The payload is `lab.node.apps.payload` stream `seed`, so the receiver checks
 every byte at its offset and its digest. Time is the loop's (virtual on the simulated network).
 """
 
@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from lab.apps import payload
-from lab.apps.net import AppServer, Net, close_writer
+from lab.node.apps import payload
+from lab.node.apps.net import AppServer, Net, close_writer
 
 MAGIC = "TCPLAB-BULK/1"
 READ_SIZE = 65536

@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from lab.apps import payload
-from lab.apps.net import AppServer, Net, close_writer
+from lab.node.apps import payload
+from lab.node.apps.net import AppServer, Net, close_writer
 
 READ_SIZE = 65536
 _PEER_GONE = (ConnectionError, BrokenPipeError, asyncio.IncompleteReadError)

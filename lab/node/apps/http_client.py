@@ -11,7 +11,7 @@ from typing import Any
 import h11
 from pydantic import BaseModel, ConfigDict, Field
 
-from lab.apps.net import Net, close_writer
+from lab.node.apps.net import Net, close_writer
 
 READ_SIZE = 65536
 HeadersArg = Mapping[str, str] | Sequence[tuple[str, str]]

@@ -18,8 +18,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import h11
 from pydantic import BaseModel, ConfigDict, Field
 
-from lab.apps import payload
-from lab.apps.net import AppServer, Net
+from lab.node.apps import payload
+from lab.node.apps.net import AppServer, Net
 
 log = logging.getLogger(__name__)
 

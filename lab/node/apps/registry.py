@@ -13,8 +13,8 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ValidationError
 
-from lab.apps import bulk, echo, http_client, http_server
-from lab.apps.net import Net
+from lab.node.apps import bulk, echo, http_client, http_server
+from lab.node.apps.net import Net
 
 
 class AppResult(Protocol):

@@ -1,0 +1,1 @@
+"""Realisation in the kernel: namespaces, links, ownership, state, captures, impairments."""

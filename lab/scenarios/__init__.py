@@ -1,0 +1,1 @@
+"""Scenarios over a lab: `tcplab check`, the demos and the pytest plugin."""

@@ -27,6 +27,7 @@ from lab.kernel import netns as kernel
 from lab.kernel import ownership
 from lab.kernel.state import LabState, labs_with_state, read_state, run_dir, write_state
 from lab.model.impairment import Impairment
+from lab.model.names import netns_name
 from lab.model.plan import LabPlan, build_plan
 from lab.model.topology import Topology, load_topology
 
@@ -349,7 +350,7 @@ class Lab:
 
 def nsenter_argv(lab: str, node: str, argv: Sequence[str]) -> list[str]:
     """`argv` prefixed to run in the node's network namespace (mounts and /sys stay the caller's)."""
-    ns = ownership.netns_name(lab, node)
+    ns = netns_name(lab, node)
     if not kernel.namespace_exists(ns):
         raise LabError(f"lab {lab} has no node {node} (no namespace {ns}): is the lab up?")
     return ["nsenter", f"--net={ownership.NETNS_DIR / ns}", "--", *argv]

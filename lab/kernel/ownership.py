@@ -1,7 +1,6 @@
 """What a lab owns, found without its state file.
 
-- Namespaces are named `tcplab-<lab>-<node>`; node names have no dashes, so the lab is everything
-  between the prefix and the last dash (lab "a-b" never claims lab "a"'s namespaces, or back).
+- Namespaces are named `tcplab-<lab>-<node>` (lab.model.names).
 - Interfaces carry the ifalias `tcplab:<lab>` (an altname would have to be unique per namespace).
   Inside a lab namespace they vanish with it; the mark finds any left in the root namespace.
 - Processes belong to a lab when /proc/PID/ns/net is one of its namespaces, plus state-file pids
@@ -11,18 +10,13 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab.model.names import NETNS_PREFIX, lab_of_netns
+
 NETNS_DIR = Path("/run/netns")
-NETNS_PREFIX = "tcplab-"
 MARK_PREFIX = "tcplab:"
-_NODE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-
-
-def netns_name(lab: str, node: str) -> str:
-    return f"{NETNS_PREFIX}{lab}-{node}"
 
 
 def mark(lab: str) -> str:
@@ -34,16 +28,6 @@ def lab_of_mark(alias: str | None) -> str | None:
     if alias and alias.startswith(MARK_PREFIX):
         return alias[len(MARK_PREFIX) :] or None
     return None
-
-
-def lab_of_netns(name: str) -> str | None:
-    """`tcplab-two-node-client` -> `two-node`; None for namespaces that are not a lab's."""
-    if not name.startswith(NETNS_PREFIX):
-        return None
-    lab, sep, node = name[len(NETNS_PREFIX) :].rpartition("-")
-    if not sep or not lab or not _NODE.match(node):
-        return None
-    return lab
 
 
 def list_netns() -> list[str]:

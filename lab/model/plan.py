@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from lab.kernel.ownership import netns_name
 from lab.model.impairment import Impairment
+from lab.model.names import netns_name
 from lab.model.topology import App, Topology, TopologyError, check_topology
 
 LINK_POOL = ipaddress.IPv4Network("10.1.0.0/16")

@@ -22,7 +22,7 @@ from lab.model.impairment import Impairment
 from lab.model.units import parse_duration, parse_size
 
 # Lab names may hold dashes, node names may not: the namespace `tcplab-<lab>-<node>` then splits
-# back unambiguously at its last dash (see lab.kernel.ownership).
+# back unambiguously at its last dash (see lab.model.names).
 LAB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
 NODE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 # Linux interface names are at most 15 bytes (IFNAMSIZ - 1).

@@ -537,12 +537,12 @@ def _sigint_ignored() -> Iterator[None]:
 def teardown(name: str) -> dict[str, Any]:
     """Stop the link emulators (found by command line: one still starting is in no namespace
     yet), then `Lab.down`; a Ctrl-C meanwhile is ignored."""
-    from lab.kernel import ownership
     from lab.kernel.impair import backend
+    from lab.model.names import netns_name
 
     with _sigint_ignored():
         with contextlib.suppress(Exception):
-            backend.stop_emulators(ownership.netns_name(name, ""))
+            backend.stop_emulators(netns_name(name, ""))
         return Lab.down(name)
 
 

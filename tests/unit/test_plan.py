@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.kernel.ownership import lab_of_netns
+from lab.model.names import lab_of_netns
 from lab.model.plan import LabPlan, build_plan
 from lab.model.topology import TopologyError, load_topology, topology_from_data
 

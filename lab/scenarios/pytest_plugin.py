@@ -14,20 +14,11 @@ no /dev/net/tun). The helpers read the node's JSON-lines trace (DIR/NODE.trace.j
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-
-def _lab_problem() -> str | None:
-    if os.geteuid() != 0:
-        return "the lab needs root (network namespaces, veth, tun)"
-    if not Path("/dev/net/tun").exists():
-        return "the lab needs /dev/net/tun"
-    return None
 
 
 def node_trace(lab: Any, node: str) -> list[dict[str, Any]]:
@@ -66,7 +57,9 @@ def assert_transitions(
 def tcplab_lab() -> Iterator[Callable[..., Any]]:
     """A factory: `tcplab_lab(topology, name=None)` brings a lab up; every lab it made is downed
     after the test, pass or fail."""
-    problem = _lab_problem()
+    from lab.kernel.netns import privilege_problem  # imported late: the plugin loads in every session
+
+    problem = privilege_problem()
     if problem:
         pytest.skip(problem)
     from lab.lab import Lab

@@ -1,6 +1,10 @@
-"""The `tcplab` command line: one Typer app (lab.cli.root), one module per command group.
+"""The `tcplab` command line: one Typer app, one module per command group.
 
-Each module here that defines `register(app)` is loaded by lab.cli.root, in name order.
+- `root`:     the app (the console script `tcplab` and `python -m lab.cli`), the helpers every
+              command uses, and the commands on a lab as a whole: up, down, status, exec.
+- `capture`, `check`, `demo`, `impair`, `viz` (ladder, plot, demo-traces), `drill`, and `node`
+  (http, echo, transfer, run, ss, trace through a node daemon's control socket).
+Each module defining `register(app)` is loaded by `root`, in name order.
 """
 
 from lab.cli.root import app

@@ -1,7 +1,7 @@
 """`tcplab drill SCRIPT.pkt...`: run packetdrill scripts against the stack.
 
-Registered by `register(app)`, the hook lab.cli uses for command modules (a module in the package
-lab.cli that re-exports it: `from lab.cli.drill import register as register`).
+Registered by `register(app)`, the hook lab.cli.root uses for its command modules; the
+interpreter itself is the top-level package `drill`.
 Exit status: 0 when every script passed, 1 when one failed, 2 on a usage error.
 """
 

@@ -11,7 +11,7 @@ A node name works wherever a host is expected (URL host, TARGET): the daemon res
 The lab is `--lab NAME` (default: the only lab up); `--socket PATH` talks to a daemon directly.
 Tables go to stdout, `--json` prints JSON instead, errors go to stderr.
 
-`register(app)` adds the commands to a Typer app (lab.cli loads it from lab/commands/).
+`register(app)` adds the commands to a Typer app (lab.cli.root loads it).
 """
 
 from __future__ import annotations

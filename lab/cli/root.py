@@ -4,7 +4,7 @@ Output rules: tables (rich) on stdout for people, `--json` on stdout for machine
 errors on stderr. Without root or /dev/net/tun, lab commands say so in one line and exit 2.
 
 Adding commands (demo, check, http, echo, transfer, run, ss, trace, impair, drill, ...): put a
-module in the package `lab/commands/` that defines
+module in the package `lab/cli/` that defines
 
     def register(app: typer.Typer) -> None:
         @app.command()

@@ -12,17 +12,16 @@ Scenarios (each a row with pass/fail and figures):
    goodput and retransmissions reported.
 5. no-leftovers: both ends hold no connection other than TIME_WAIT or CLOSED (via `ss`).
 
-Roles: the client is the first stack node (in file order) that is not the server; the server is
-the first node running `http-server`, else the first stack node running any server app, else the
-last other stack node, else a kernel node. Server apps the scenarios need and the server lacks are
-started on its daemon (`start_app`); on a kernel node they run on Linux's TCP in its namespace
-(`python -m lab.scenarios.check --serve-kernel`): only the client's side of the state checks applies, and
-the client may also go FIN_WAIT_1 -> TIME_WAIT (KERNEL_PEER_CLIENT: Linux sends its FIN with the ACK).
+Roles: lab.scenarios.roles picks the client and the server. Server apps the scenarios need and
+the server lacks are started on its daemon (`start_app`); on a kernel node they run on Linux's TCP
+in its namespace (`python -m lab.scenarios.check --serve-kernel`): only the client's side of the
+state checks applies, and the client may also go FIN_WAIT_1 -> TIME_WAIT (KERNEL_PEER_CLIENT:
+Linux sends its FIN with the ACK).
 A TIME_WAIT longer than MAX_TIME_WAIT is not waited out: the client's sequence then ends at it.
 
 `run_check` never leaves the lab behind: `teardown` (emulators, then `Lab.down`) runs in `finally`,
 with SIGINT ignored meanwhile so a second Ctrl-C cannot cut it short; then KeyboardInterrupt
-propagates (the CLI exits 130). See `_Sigint` for a Ctrl-C that Python would otherwise drop.
+propagates (the CLI exits 130). lab.scenarios.interrupt says why a Ctrl-C needs care here.
 """
 
 from __future__ import annotations
@@ -39,17 +38,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from lab.lab import REPO_ROOT, Lab, LabError
 from lab.model.impairment import Impairment
-from lab.model.plan import LabPlan, NodePlan
 from lab.node.apps.payload import sha256 as payload_sha256
 from lab.node.control import ControlClient, ControlError
+from lab.scenarios.interrupt import Sigint, sigint_handled, sigint_ignored
+from lab.scenarios.roles import CheckError as CheckError
+from lab.scenarios.roles import Roles, pick_roles
 
 EXPECTED_CLIENT = ["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT", "CLOSED"]
 EXPECTED_SERVER = ["LISTEN", "SYN_RECEIVED", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"]
@@ -76,10 +75,6 @@ POLL = 0.05
 Progress = Callable[[str], None]
 
 
-class CheckError(RuntimeError):
-    """The check cannot run on this topology (no client/server pair); the message says why."""
-
-
 @dataclasses.dataclass
 class ScenarioResult:
     name: str
@@ -90,65 +85,6 @@ class ScenarioResult:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass(frozen=True)
-class Roles:
-    client: str
-    server: str
-    server_kind: str  # "stack" or "kernel"
-    path_links: tuple[int, ...]  # link indexes from client to server
-
-
-# -- choosing the pair ------------------------------------------------------------------------------
-
-
-def _path(plan: LabPlan, src: str, dst: str) -> tuple[int, ...]:
-    """Link indexes along a shortest path from src to dst (breadth first over the links)."""
-    adjacent: dict[str, list[tuple[str, int]]] = {n: [] for n in plan.nodes}
-    for link in plan.links:
-        adjacent[link.a.node].append((link.b.node, link.index))
-        adjacent[link.b.node].append((link.a.node, link.index))
-    back: dict[str, tuple[str, int] | None] = {src: None}
-    queue = deque([src])
-    while queue:
-        here = queue.popleft()
-        for there, index in adjacent[here]:
-            if there not in back:
-                back[there] = (here, index)
-                queue.append(there)
-    if dst not in back:
-        raise CheckError(f"no path from {src} to {dst} in lab {plan.name}")
-    links: list[int] = []
-    node = dst
-    while (step := back[node]) is not None:
-        node, index = step
-        links.append(index)
-    return tuple(reversed(links))
-
-
-def pick_roles(plan: LabPlan) -> Roles:
-    """The client/server pair the scenarios run between (see the module's docstring)."""
-    stack = [n for n in plan.nodes.values() if n.kind == "stack"]
-    if not stack:
-        raise CheckError(f"lab {plan.name} has no stack node: nothing to check")
-
-    def runs(node: NodePlan, apps: set[str] | None) -> bool:
-        return any(apps is None or app.name in apps for app in node.apps)
-
-    server: NodePlan | None = next((n for n in stack if runs(n, {"http-server"})), None)
-    if server is None:
-        server = next((n for n in stack if runs(n, None)), None)
-    if server is None and len(stack) > 1:
-        server = stack[-1]
-    if server is None:
-        server = next((n for n in plan.nodes.values() if n.kind == "kernel"), None)
-    if server is None:
-        raise CheckError(f"lab {plan.name} has one stack node and no other host to talk to")
-    client = next((n for n in stack if n.name != server.name), None)
-    if client is None:
-        raise CheckError(f"lab {plan.name}: the only stack node {server.name} is the server")
-    return Roles(client.name, server.name, server.kind, _path(plan, client.name, server.name))
 
 
 # -- traces, ss ---------------------------------------------------------------------------------------
@@ -482,65 +418,13 @@ class Checker:
 # -- the whole run ---------------------------------------------------------------------------------
 
 
-class _Sigint:
-    """Ctrl-C as the check sees it. The handler raises KeyboardInterrupt as Python's does, and also
-    remembers it: Python only prints (and drops) an exception raised while at-fork handlers run,
-    and pyroute2 forks for every namespace it touches, so the flag is checked at each step. In a
-    forked child (a Ctrl-C from the terminal reaches the whole process group) the handler exits
-    the child instead of unwinding the parent's stack there."""
-
-    seen = False
-    owner = 0
-
-    @classmethod
-    def handler(cls, signum: int, frame: FrameType | None) -> None:
-        if os.getpid() != cls.owner:
-            os._exit(130)
-        cls.seen = True
-        raise KeyboardInterrupt
-
-    @classmethod
-    def checkpoint(cls) -> None:
-        if cls.seen:
-            raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _sigint_handled() -> Iterator[None]:
-    _Sigint.seen, _Sigint.owner = False, os.getpid()
-    try:
-        previous = signal.signal(signal.SIGINT, _Sigint.handler)
-    except ValueError:  # not the main thread: Ctrl-C is not ours to handle
-        yield
-        return
-    try:
-        yield
-        _Sigint.checkpoint()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-@contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """Teardown must finish: a second Ctrl-C while it runs is ignored (main thread only)."""
-    try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def teardown(name: str) -> dict[str, Any]:
     """Stop the link emulators (found by command line: one still starting is in no namespace
     yet), then `Lab.down`; a Ctrl-C meanwhile is ignored."""
     from lab.kernel.impair import backend
     from lab.model.names import netns_name
 
-    with _sigint_ignored():
+    with sigint_ignored():
         with contextlib.suppress(Exception):
             backend.stop_emulators(netns_name(name, ""))
         return Lab.down(name)
@@ -560,15 +444,15 @@ def run_check(
     if lab_name in Lab.running():
         raise LabError(f"lab {lab_name} is already up: choose another --name or `tcplab down {lab_name}`")
     checker: Checker | None = None
-    with _sigint_handled():
+    with sigint_handled():
         try:
             note(f"bringing up {topology} as {lab_name}")
             lab = Lab.up(topology, lab_name, seed=seed)
-            _Sigint.checkpoint()
+            Sigint.checkpoint()
             roles = pick_roles(lab.plan)
-            checker = Checker(lab, roles, progress, checkpoint=_Sigint.checkpoint)
+            checker = Checker(lab, roles, progress, checkpoint=Sigint.checkpoint)
             started = checker.start_servers()
-            _Sigint.checkpoint()
+            Sigint.checkpoint()
             results = checker.run()
             report = {
                 "lab": lab.name,
@@ -583,7 +467,7 @@ def run_check(
             }  # fmt: skip
         finally:
             note(f"tearing down {lab_name}")
-            with _sigint_ignored():
+            with sigint_ignored():
                 if checker is not None:
                     checker.stop_kernel_server()
             teardown(lab_name)

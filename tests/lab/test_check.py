@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 import lab.scenarios.check
+import lab.scenarios.roles
 from lab.cli import app
 from lab.kernel import ownership
 from lab.lab import Lab, leftovers
@@ -40,7 +41,7 @@ def lab_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 @pytest.mark.parametrize("topology", sorted(p.name for p in TOPOLOGIES.glob("*.yaml")))
 def test_roles_on_every_shipped_topology(topology: str) -> None:
     plan = build_plan(load_topology(TOPOLOGIES / topology))
-    roles = lab.scenarios.check.pick_roles(plan)
+    roles = lab.scenarios.roles.pick_roles(plan)
     assert plan.node(roles.client).kind == "stack"
     assert roles.client != roles.server
     assert roles.path_links, "a path from client to server"

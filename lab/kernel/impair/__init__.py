@@ -1,5 +1,4 @@
-"""Link impairments in the kernel: the netem path and the user-space NFQUEUE emulator (the
-profile they realise is lab.model.impairment).
+"""Link impairments: the profile (lab.model.impairment), netem, and the NFQUEUE emulator.
 
 `backend.apply` picks netem where the kernel has sch_netem and the emulator otherwise, and says
 which one it used; nothing runs unimpaired silently.

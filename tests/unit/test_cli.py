@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import typer.core
 import typer.main
 from typer.testing import CliRunner
 
@@ -22,7 +23,7 @@ COMMANDS = {
 
 def _commands() -> set[str]:
     group = typer.main.get_command(app)
-    assert isinstance(group, typer.main.TyperGroup)
+    assert isinstance(group, typer.core.TyperGroup)
     return set(group.commands)
 
 

@@ -14,9 +14,9 @@ Scenarios (each a row with pass/fail and figures):
 
 Roles: lab.scenarios.roles picks the client and the server. Server apps the scenarios need and
 the server lacks are started on its daemon (`start_app`); on a kernel node they run on Linux's TCP
-in its namespace (`python -m lab.scenarios.check --serve-kernel`): only the client's side of the
-state checks applies, and the client may also go FIN_WAIT_1 -> TIME_WAIT (KERNEL_PEER_CLIENT:
-Linux sends its FIN with the ACK).
+in its namespace (lab.scenarios.kernel_server): only the client's side of the state checks
+applies, and the client may also go FIN_WAIT_1 -> TIME_WAIT (KERNEL_PEER_CLIENT: Linux sends its
+FIN with the ACK).
 A TIME_WAIT longer than MAX_TIME_WAIT is not waited out: the client's sequence then ends at it.
 
 `run_check` never leaves the lab behind: `teardown` (emulators, then `Lab.down`) runs in `finally`,
@@ -26,26 +26,22 @@ propagates (the CLI exits 130). lab.scenarios.interrupt says why a Ctrl-C needs 
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import contextlib
 import dataclasses
 import hashlib
 import json
 import os
-import select
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from lab.lab import REPO_ROOT, Lab, LabError
+from lab.lab import Lab, LabError
 from lab.model.impairment import Impairment
 from lab.node.apps.payload import sha256 as payload_sha256
 from lab.node.control import ControlClient, ControlError
+from lab.scenarios import kernel_server
 from lab.scenarios.interrupt import Sigint, sigint_handled, sigint_ignored
 from lab.scenarios.roles import CheckError as CheckError
 from lab.scenarios.roles import Roles, pick_roles
@@ -163,7 +159,7 @@ class Checker:
         """Make sure the server runs http, echo and bulk servers; returns what was started."""
         wanted = {"http-server": HTTP_PORT, "echo-server": ECHO_PORT, "bulk-server": BULK_PORT}
         if self.server is None:
-            self._start_kernel_server()
+            self.kernel_server = kernel_server.start(self.lab, self.roles.server, wanted)
             return [f"{name}:{port} (kernel)" for name, port in wanted.items()]
         running = {app["name"]: app["options"].get("port")
                    for app in self.server.call("status")["apps"].values()}  # fmt: skip
@@ -179,36 +175,10 @@ class Checker:
                     raise
         return started
 
-    def _start_kernel_server(self) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        proc = self.lab.spawn(
-            self.roles.server,
-            [sys.executable, "-m", "lab.scenarios.check", "--serve-kernel", "--netns",
-             self.lab.netns_of(self.roles.server)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            start_new_session=True, env=env,
-        )  # fmt: skip
-        self.kernel_server = proc
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], 15.0)
-        line = proc.stdout.readline() if ready else b""
-        if line.strip() != b"ready":
-            raise LabError(f"the kernel-side servers on {self.roles.server} did not start")
-
     def stop_kernel_server(self) -> None:
         proc, self.kernel_server = self.kernel_server, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5.0)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        if proc is not None:
+            kernel_server.stop(proc)
 
     def _run_app(self, name: str, options: dict[str, Any]) -> Any:
         options = {"host": self.server_addr, **options}
@@ -472,46 +442,3 @@ def run_check(
                     checker.stop_kernel_server()
             teardown(lab_name)
     return report
-
-
-# -- servers on a kernel node ----------------------------------------------------------------------
-
-
-def serve_kernel() -> None:
-    """http-server, echo-server and bulk-server on Linux's TCP (run inside a kernel node's
-    namespace by the check); prints `ready` once all listen, runs until SIGTERM."""
-    from lab.node.apps import registry
-    from lab.node.apps.net import KernelNet
-
-    async def main() -> None:
-        net = KernelNet()
-        tasks = []
-        for name, port in (("http-server", HTTP_PORT), ("echo-server", ECHO_PORT),
-                           ("bulk-server", BULK_PORT)):  # fmt: skip
-            spec = registry.get(name)
-            tasks.append(asyncio.create_task(spec.run(net, spec.parse({"port": port}))))
-        for _ in range(20):
-            await asyncio.sleep(0.01)
-        failed = [t for t in tasks if t.done()]
-        if failed:
-            raise SystemExit(f"a server stopped at once: {failed[0].exception()!r}")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        sys.stdout.write("ready\n")
-        sys.stdout.flush()
-        await stop.wait()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    asyncio.run(main())
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m lab.scenarios.check")
-    parser.add_argument("--serve-kernel", action="store_true", help="Run the servers on Linux TCP.")
-    parser.add_argument("--netns", help="The namespace it runs in (names the process for teardown).")
-    if parser.parse_args().serve_kernel:
-        serve_kernel()

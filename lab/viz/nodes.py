@@ -10,8 +10,8 @@ from pathlib import Path
 
 def node_trace_file(node: str, lab: str | None = None) -> Path:
     """DIR/NODE.trace.jsonl of the named (or only running) lab; ValueError if there is none."""
+    from lab.kernel.state import run_dir
     from lab.lab import Lab
-    from lab.state import run_dir
 
     labs = [lab] if lab else Lab.running()
     if not labs:

@@ -90,7 +90,7 @@ def record_lossy(out: Path, seed: int = 7, nbytes: int = LOSSY_BYTES) -> None:
 @contextmanager
 def _traced_drill_hosts(sink: JsonLinesSink) -> Iterator[Any]:
     """The drill runner builds its Host itself: hand it one with a trace sink."""
-    from lab.drill import runner
+    from drill import runner
 
     real = getattr(runner, "Host")  # noqa: B009 (the name the runner builds its host with)
 

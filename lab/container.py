@@ -190,6 +190,16 @@ def _find(lab: str, node: str) -> Any:
         raise ContainerError(f"lab {lab} has no container for node {node}: is the lab up?") from None
 
 
+def exited_error(lab: str, node: str) -> ContainerError | None:
+    """When the container's first process is already gone (its namespace could not be named):
+    the exit, with the last log lines, once Docker has recorded it."""
+    found = _find(lab, node)
+    with contextlib.suppress(Exception):
+        found.wait(timeout=5)
+    found.reload()
+    return _exited(node, found) if found.status != "running" else None
+
+
 def _listening(pid: int, ports: Sequence[int]) -> bool:
     wanted = {f"{port:04X}" for port in ports}
     found: set[str] = set()

@@ -186,7 +186,13 @@ class Lab:
         for node in plan.nodes.values():
             if node.container is not None:
                 pid = container.start(plan.name, node.name, node.container, self._base)
-                kernel.attach_namespace(node.netns, pid)
+                try:
+                    kernel.attach_namespace(node.netns, pid)
+                except kernel.RealiseError:
+                    exited = container.exited_error(plan.name, node.name)  # the usual reason
+                    if exited is None:
+                        raise
+                    raise exited from None
             else:
                 kernel.create_namespace(node.netns)
             kernel.bring_up_lo(node.netns)

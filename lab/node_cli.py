@@ -44,7 +44,7 @@ TimeoutOpt = Annotated[float, typer.Option(help="Seconds to wait for the result.
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    stderr.print(f"tcplab: {message}", markup=False, highlight=False)
+    stderr.print(f"tcplab: {message}", markup=False, highlight=False, soft_wrap=True)  # one whole line
     raise typer.Exit(code)
 
 

@@ -32,6 +32,7 @@ from rich.table import Table
 from lab import container
 from lab.lab import Lab, LabError, lab_status, nsenter_argv
 from lab.netns import privilege_problem
+from lab.requirements import tool_problem
 from lab.state import read_state
 from lab.topology import TopologyError
 
@@ -231,6 +232,8 @@ def exec_(
         argv = nsenter_argv(name, node, command)
     except (LabError, container.ContainerError) as exc:
         fail(str(exc))
+    if command and "/" not in command[0] and (problem := tool_problem(command[0])):
+        fail(problem, code=127)  # what a shell says, plus the package to install
     raise typer.Exit(subprocess.run(argv, check=False).returncode)
 
 

@@ -7,7 +7,7 @@ gets one line naming what to install instead of a traceback from deep inside `up
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import shutil
 
 from lab.plan import LabPlan
@@ -21,12 +21,16 @@ def tool_problem(tool: str) -> str | None:
     """One line when `tool` is not on PATH, naming the package that provides it."""
     if shutil.which(tool) is not None:
         return None
-    return f"{tool} is not installed: apt-get install {APT_PACKAGE.get(tool, tool)}"
+    if tool not in APT_PACKAGE:
+        return f"{tool}: command not found on PATH"
+    return f"{tool} is not installed: apt-get install {APT_PACKAGE[tool]}"
 
 
 def emulator_problem() -> str | None:
     """Why the user-space link emulator cannot run here, or None."""
-    if importlib.util.find_spec(EMULATOR_MODULE) is None:
+    try:
+        importlib.import_module(EMULATOR_MODULE)  # imported, not just found: its C library must load
+    except ImportError:
         return (
             "impaired links need the link emulator's Python package NetfilterQueue here (this kernel "
             "has no netem): pip install 'tcplab[lab]' (it builds against apt-get install "

@@ -239,6 +239,16 @@ def _direction_problems(path: str, imp: LinkImpairments | None) -> list[tuple[st
     return out
 
 
+def _app_problems(name: str, node: Node) -> list[tuple[str, str]]:
+    from lab.apps.registry import server_problem  # the apps' own option models
+
+    return [
+        (f"nodes.{name}.apps[{i}]", problem)
+        for i, app in enumerate(node.apps)
+        if (problem := server_problem(app.name, app.options)) is not None
+    ]
+
+
 def _container_problems(name: str, node: Node) -> list[tuple[str, str]]:
     if node.kind != "container":
         return [
@@ -265,6 +275,7 @@ def _problems(topo: Topology) -> list[tuple[str, str]]:
         if node.kind == "router" and node.apps:
             out.append((f"nodes.{name}.apps", "routers only forward: put apps on a stack or kernel node"))
         out += _container_problems(name, node)
+        out += _app_problems(name, node)
     out += _direction_problems("defaults.impairments", topo.defaults.impairments)
     seen_ifnames: dict[tuple[str, str], int] = {}
     for i, link in enumerate(topo.links):

@@ -122,8 +122,8 @@ def preflight(nodes: Mapping[str, ContainerPlan]) -> None:
     """Before anything exists: the SDK, the daemon and every image (never pulled) are there."""
     if not nodes:
         return
+    docker_client = client()  # first: it names a missing SDK or a silent daemon
     docker = _sdk()
-    docker_client = client()
     for node, spec in nodes.items():
         try:
             docker_client.images.get(spec.image)
@@ -159,8 +159,8 @@ def _exited(node: str, container: Any) -> ContainerError:
 
 def start(lab: str, node: str, spec: ContainerPlan, base: Path) -> int:
     """Create and start the node's container; returns the pid whose namespace is the node's."""
-    docker = _sdk()
     docker_client = client()
+    docker = _sdk()
     try:
         container = docker_client.containers.run(
             spec.image,
@@ -183,9 +183,10 @@ def start(lab: str, node: str, spec: ContainerPlan, base: Path) -> int:
 
 
 def _find(lab: str, node: str) -> Any:
+    docker_client = client()
     docker = _sdk()
     try:
-        return client().containers.get(container_name(lab, node))
+        return docker_client.containers.get(container_name(lab, node))
     except docker.errors.NotFound:
         raise ContainerError(f"lab {lab} has no container for node {node}: is the lab up?") from None
 

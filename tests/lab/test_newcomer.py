@@ -22,7 +22,9 @@ PY_CLI = [sys.executable, "-c", CLI]
 TAG = f"n{os.getpid() % 10000}"
 
 
-def run(argv: list[str], cwd: Path = REPO, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: list[str], cwd: Path = REPO, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=cwd,
                           env={**os.environ, **(env or {})})  # fmt: skip
 

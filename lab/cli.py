@@ -191,7 +191,8 @@ def down(
     for report in reports:
         stderr.print(
             f"tcplab: {report['lab']} down: {len(report['namespaces'])} namespaces, "
-            f"{len(report['killed'])} processes stopped",
+            f"{len(report['killed'])} processes stopped"
+            + (f", {len(report['containers'])} containers removed" if report.get("containers") else ""),
             highlight=False,
         )
 

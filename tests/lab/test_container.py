@@ -139,6 +139,7 @@ def test_container_is_a_client_of_the_stack_server_and_exec_runs_inside_it(
     assert failing.returncode == 7
     down = cli("down", name, env=env)
     assert down.returncode == 0, down.stderr
+    assert "1 containers removed" in down.stderr
     assert container.lab_containers(name) == []
 
 

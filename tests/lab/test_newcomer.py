@@ -99,7 +99,9 @@ def test_a_running_labs_node_wins_over_a_directory_and_says_so(lab: str, tmp_pat
     assert "SYN" in bare.stdout and "FIN" in bare.stdout
     assert "drawing node client of the running lab, not the directory ./client" in bare.stderr
     explicit = run([*PY_CLI, "ladder", "--node", "client", "--lab", lab], cwd=tmp_path)
-    assert explicit.returncode == 0 and explicit.stdout == bare.stdout and explicit.stderr == ""
+    assert explicit.returncode == 0 and explicit.stderr == ""
+    # The same connection (the ladder's last line names it; later events may have been traced since).
+    assert explicit.stdout.strip().splitlines()[-1] == bare.stdout.strip().splitlines()[-1]
 
 
 def test_one_output_option_for_trace_ladder_and_plot(lab: str, tmp_path: Path) -> None:

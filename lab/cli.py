@@ -45,7 +45,7 @@ app = typer.Typer(
     add_completion=False,
 )
 stdout = Console()
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)  # messages stay one line each, piped or not
 log = logging.getLogger("tcplab")
 
 

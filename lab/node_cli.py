@@ -28,7 +28,7 @@ from rich.table import Table
 
 from lab.control import ControlClient, ControlError
 
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)  # messages stay one line each, piped or not
 
 
 def _stdout() -> Console:

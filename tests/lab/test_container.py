@@ -116,11 +116,14 @@ def test_container_is_a_client_of_the_stack_server_and_exec_runs_inside_it(
     data = {
         "nodes": {
             "server": {"kind": "stack", "apps": [{"name": "http-server", "options": {"port": 80}}]},
-            "box": {"kind": "container", "image": image, "command": ["sleep", "infinity"]},
+            "box": {"kind": "container", "image": image, "command": ["sleep", "infinity"],
+                    "env": {"GREETING": "hello"}, "binds": ["data:/data:ro"]},
         },
         "links": [{"endpoints": ["box", "server"], "impairments": {"both": {"delay": "5ms", "loss": "1%"}}}],
     }
     name = names("client")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "note").write_text("beside the topology file\n")
     path = write_topology(tmp_path, data, name)
     up = cli("up", str(path), env=env)
     assert up.returncode == 0, up.stderr
@@ -135,6 +138,9 @@ def test_container_is_a_client_of_the_stack_server_and_exec_runs_inside_it(
     # exec runs in the container's own filesystem: its hostname file, not the host's.
     inside = cli("exec", "box", "--lab", name, "--", "cat", "/etc/hostname", env=env)
     assert inside.stdout.strip() == "box"
+    shell = "echo $GREETING; cat /data/note"
+    env_and_bind = cli("exec", "box", "--lab", name, "--", "sh", "-c", shell, env=env)
+    assert env_and_bind.stdout == "hello\nbeside the topology file\n"  # a relative bind: the file's folder
     failing = cli("exec", "box", "--lab", name, "--", "sh", "-c", "exit 7", env=env)
     assert failing.returncode == 7
     down = cli("down", name, env=env)

@@ -165,15 +165,27 @@ class PacketEvent:
 class UnsupportedEvent:
     """Valid packetdrill this runner cannot execute; the runner must fail the script on it.
 
-    `timing` is None only for the script's initial shell command (see Script.init_command).
+    """
+
+    line: int
+    timing: Timing
+    what: str  # e.g. "%{ }% code block", "UDP packet"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShellEvent:
+    """A backquoted shell command: `sysctl -w net.inet.tcp.sack.enable=1`.
+
+    The runner maps what it can (sysctl settings, lab.drill.shell) and notes or refuses the rest.
+    `timing` is None for the untimed command packetdrill allows before the first event.
     """
 
     line: int
     timing: Timing | None
-    what: str  # e.g. "%{ }% code block", "shell command `...`", "UDP packet"
+    command: str
 
 
-Event = SyscallEvent | PacketEvent | UnsupportedEvent
+Event = SyscallEvent | PacketEvent | ShellEvent | UnsupportedEvent
 
 
 @dataclass(frozen=True)
@@ -182,5 +194,5 @@ class Script:
     shell command packetdrill allows before the first event, and the events in order."""
 
     options: dict[str, str | None] = field(default_factory=dict)
-    init_command: UnsupportedEvent | None = None
+    init_command: ShellEvent | None = None
     events: tuple[Event, ...] = ()

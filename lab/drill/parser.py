@@ -2,8 +2,10 @@
 concerns TCP), producing lab.drill.ast.
 
 One event per line: `TIME ACTION`, where ACTION is a TCP packet, a system call, a backquoted
-shell command or a `%{ }%` block. Valid packetdrill that the runner cannot execute becomes an
-UnsupportedEvent naming the line, so a script using it fails rather than passing silently.
+shell command or a `%{ }%` block; only a system call's arguments may run over several lines.
+`#ifdef` blocks are resolved first (lab.drill.preprocess). Valid packetdrill that the runner
+cannot execute becomes an UnsupportedEvent naming the line, so a script using it fails rather
+than passing silently.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from lab.drill.ast import (
     Sack,
     SackOk,
     Script,
+    ShellEvent,
     StringLit,
     Symbols,
     SyscallEvent,
@@ -37,6 +40,7 @@ from lab.drill.ast import (
     WScale,
 )
 from lab.drill.lexer import Kind, ParseError, Token, tokenize
+from lab.drill.preprocess import preprocess
 
 __all__ = ["ParseError", "parse_file", "parse_script"]
 
@@ -56,13 +60,14 @@ class _Unsupported(Exception):
         self.what = what
 
 
-def parse_script(text: str) -> Script:
-    """Parse a whole script. Raises ParseError with the line and column of the first problem."""
-    return _Parser(text).script()
+def parse_script(text: str, defines: frozenset[str] | set[str] = frozenset()) -> Script:
+    """Parse a whole script, `#ifdef NAME` blocks active for the names in `defines`.
+    Raises ParseError with the line and column of the first problem."""
+    return _Parser(preprocess(text, defines)).script()
 
 
-def parse_file(path: str | Path) -> Script:
-    return parse_script(Path(path).read_text(encoding="utf-8"))
+def parse_file(path: str | Path, defines: frozenset[str] | set[str] = frozenset()) -> Script:
+    return parse_script(Path(path).read_text(encoding="utf-8"), defines)
 
 
 def seconds_to_usecs(text: str) -> int:
@@ -142,7 +147,7 @@ class _Parser:
         init_command = None
         if self.at(Kind.COMMAND):
             tok = self.next()
-            init_command = UnsupportedEvent(line=tok.line, timing=None, what=f"shell command `{tok.text}`")
+            init_command = ShellEvent(line=tok.line, timing=None, command=tok.text)
             self.end_of_line()
         events: list[Event] = []
         while True:
@@ -235,7 +240,7 @@ class _Parser:
             raise _Unsupported("%{ }% code block")
         if tok.kind is Kind.COMMAND:
             self.next()
-            raise _Unsupported(f"shell command `{tok.text}`")
+            return ShellEvent(line=line, timing=timing, command=tok.text)
         if self.at_punct("<>"):
             return self.packet(line, timing)
         if tok.kind is Kind.WORD and self.at(Kind.PUNCT, "(", ahead=1):
@@ -259,6 +264,8 @@ class _Parser:
         self.expect(Kind.PUNCT, "(")
         payload_len = self.expect_int("payload length", U16_MAX)
         self.expect(Kind.PUNCT, ")")
+        if self.at(Kind.PUNCT, "!"):  # nplab packetdrill's marker for unchecked sequence numbers
+            raise _Unsupported("'!' after the sequence numbers")
         if (seq_end - seq_start) & U32_MAX != payload_len:
             raise ParseError(
                 start_tok.line, start_tok.column, "inconsistent TCP sequence numbers and payload length"
@@ -273,6 +280,8 @@ class _Parser:
         options: tuple[TcpOption, ...] | Elided | None = None
         if self.at(Kind.PUNCT, "<"):
             options = self.options()
+        if self.at(Kind.PUNCT, "/"):  # `.../udp(9811 > 1)`: RFC 8899-style TCP over UDP
+            raise _Unsupported("TCP over UDP encapsulation (/udp)")
         return PacketEvent(
             line=line,
             timing=timing,
@@ -349,11 +358,15 @@ class _Parser:
         name = self.next().text
         self.next()  # '('
         args: list[Expr] = []
+        self.skip_newlines()  # arguments may run over several lines, as in packetdrill
         if not self.at(Kind.PUNCT, ")"):
             args.append(self.expr())
+            self.skip_newlines()
             while not self.at(Kind.PUNCT, ")"):
                 self.expect(Kind.PUNCT, ",", "',' or ')'")
+                self.skip_newlines()
                 args.append(self.expr())
+                self.skip_newlines()
         self.next()
         self.expect(Kind.PUNCT, "=", "'=' and the expected result")
         result_tok = self.peek()

@@ -200,6 +200,10 @@ class Socket:
             return 0
         if level == IPPROTO_TCP and option == TCP_NODELAY:
             return int(self._nodelay)
+        if level == IPPROTO_TCP and option in (TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT):
+            config = conn.config if conn is not None else self._config
+            seconds = {TCP_KEEPIDLE: config.keepalive_idle, TCP_KEEPINTVL: config.keepalive_interval}
+            return int(seconds.get(option, config.keepalive_count))
         if level == SOL_SOCKET and option == SO_LINGER:
             return int(self._linger_zero)
         raise OSError(92, f"option ({level}, {option}) not supported by the stack")

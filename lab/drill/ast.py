@@ -185,7 +185,17 @@ class ShellEvent:
     command: str
 
 
-Event = SyscallEvent | PacketEvent | ShellEvent | UnsupportedEvent
+@dataclass(frozen=True, kw_only=True)
+class CodeEvent:
+    """A `%{ ... }%` block (packetdrill runs it as Python against TCP_INFO); the runner knows
+    only `assert tcpi_state == TCPI_<STATE>` and makes any other code unsupported."""
+
+    line: int
+    timing: Timing
+    code: str
+
+
+Event = SyscallEvent | PacketEvent | ShellEvent | CodeEvent | UnsupportedEvent
 
 
 @dataclass(frozen=True)

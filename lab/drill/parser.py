@@ -14,6 +14,7 @@ from pathlib import Path
 
 from lab.drill.ast import (
     ELIDED,
+    CodeEvent,
     Direction,
     Elided,
     Eol,
@@ -237,7 +238,7 @@ class _Parser:
         tok = self.peek()
         if tok.kind is Kind.CODE:
             self.next()
-            raise _Unsupported("%{ }% code block")
+            return CodeEvent(line=line, timing=timing, code=tok.text)
         if tok.kind is Kind.COMMAND:
             self.next()
             return ShellEvent(line=line, timing=timing, command=tok.text)
@@ -358,15 +359,14 @@ class _Parser:
         name = self.next().text
         self.next()  # '('
         args: list[Expr] = []
-        self.skip_newlines()  # arguments may run over several lines, as in packetdrill
+        # Arguments may run over several lines, broken after '(' or ',' (as packetdrill allows).
+        self.skip_newlines()
         if not self.at(Kind.PUNCT, ")"):
             args.append(self.expr())
-            self.skip_newlines()
             while not self.at(Kind.PUNCT, ")"):
                 self.expect(Kind.PUNCT, ",", "',' or ')'")
                 self.skip_newlines()
                 args.append(self.expr())
-                self.skip_newlines()
         self.next()
         self.expect(Kind.PUNCT, "=", "'=' and the expected result")
         result_tok = self.peek()

@@ -30,9 +30,18 @@ from stack.wire.tcp import Eol, Mss, Nop, Sack, SackPermitted, TcpOption, TcpSeg
 
 def freebsd_config() -> TcpConfig:
     """FreeBSD 13's defaults where the stack has the setting: recvspace 64 KB, sendspace 32 KB,
-    delacktime 100 ms, rexmit_min 30 ms, rexmit_initial 1 s, msl 30 s, 10 segments initial window."""
+    delacktime 100 ms, rexmit_min 30 ms, rexmit_initial 1 s, msl 30 s, keepidle 2 h, keepintvl
+    75 s, keepcnt 8 (TCP_KEEPCNT's default), 10 segments initial window."""
     return TcpConfig().with_(
-        rcvbuf=65536, sndbuf=32768, delack_timeout=0.1, rto_min=0.03, rto_initial=1.0, msl=30.0
+        rcvbuf=65536,
+        sndbuf=32768,
+        delack_timeout=0.1,
+        rto_min=0.03,
+        rto_initial=1.0,
+        msl=30.0,
+        keepalive_idle=7200.0,
+        keepalive_interval=75.0,
+        keepalive_count=8,
     )
 
 

@@ -73,6 +73,7 @@ _OPTION_VALUES: dict[str, set[str | None]] = {
 }
 _INT_OPTIONS = ("tolerance_usecs", "bind_port", "connect_port", "speaker_port")
 MSG_PEEK = "MSG_PEEK"
+_TCPI_STATE = re.compile(r"assert\s+tcpi_state\s*==\s*TCPI_([A-Z_0-9]+)")
 
 O_RDWR = 0x2
 O_NONBLOCK = 0x800
@@ -91,6 +92,7 @@ _SOCKOPTS: dict[str, tuple[int, int]] = {
 }
 _LEVELS = {"SOL_SOCKET": so.SOL_SOCKET, "IPPROTO_TCP": so.IPPROTO_TCP, "SOL_TCP": so.IPPROTO_TCP}
 _GETTABLE = {"SO_KEEPALIVE", "SO_RCVBUF", "SO_SNDBUF", "SO_ERROR", "TCP_NODELAY", "SO_REUSEADDR"}
+_GETTABLE |= {"TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"}
 _SHUT = {"SHUT_RD": so.SHUT_RD, "SHUT_WR": so.SHUT_WR, "SHUT_RDWR": so.SHUT_RDWR}
 
 
@@ -201,6 +203,7 @@ class Runner:
         self._waiter: asyncio.Future[None] | None = None
         self._line = 0
         self.notes: list[str] = []
+        self.last_fd: int | None = None  # the socket under test: that of the latest system call
 
     # --- entry point ------------------------------------------------------------------------
 
@@ -316,6 +319,11 @@ class Runner:
                 await self._sleep_until(lo)
                 self.prev_usecs = lo
                 self._shell(ev)
+            elif isinstance(ev, ast.CodeEvent):
+                lo, _ = self._window(ev.timing)
+                await self._sleep_until(lo)
+                self.prev_usecs = lo
+                self._code(ev)
             elif isinstance(ev, ast.PacketEvent):
                 if ev.direction is ast.Direction.OUT:
                     await self._outbound(ev)
@@ -327,6 +335,21 @@ class Runner:
                 platform.round_rcvbuf(self.runtime.host, self._rounded)
             self.events_done += 1
         await self._join_blocking(None)
+
+    def _code(self, ev: ast.CodeEvent) -> None:
+        """`%{ assert tcpi_state == TCPI_X }%`: the state of the socket under test (as packetdrill,
+        the socket of the latest system call); any other code is unsupported."""
+        match = _TCPI_STATE.fullmatch(ev.code.strip())
+        if match is None:
+            raise ScriptUnsupported(ev.line, "%{ }% code block")
+        entry = self.fds.get(self.last_fd) if self.last_fd is not None else None
+        if entry is None:
+            raise ScriptFailed(ev.line, "tcpi_state: no socket under test")
+        sock = entry.sock
+        state = sock.conn.state.name if sock.conn else "LISTEN" if sock.listener else "CLOSED"
+        want = match.group(1)
+        if state != want:
+            raise ScriptFailed(ev.line, f"tcpi_state is TCPI_{state}", f"TCPI_{want}", f"TCPI_{state}")
 
     def _window(self, t: ast.Timing) -> tuple[int, int]:
         """The script times [lo, hi] an event is due at (hi is lo but for `*` and ranges)."""
@@ -464,7 +487,7 @@ class Runner:
         want = f"{ev.result}" + (f" {ev.errno}" if ev.errno else "")
         if isinstance(exc, _SysError):
             got = f"-1 {exc.name}"
-            if ev.result == -1 and (ev.errno is None or ev.errno == exc.name):
+            if ev.result == -1 and (ev.errno is None or _same_errno(ev.errno, exc.name)):
                 return
         elif exc is not None:
             raise ScriptFailed(ev.line, f"{ev.name}() made the stack raise {type(exc).__name__}: {exc}")
@@ -481,8 +504,12 @@ class Runner:
         handler = getattr(self, f"_sys_{ev.name}", None)
         if handler is None:
             raise ScriptUnsupported(ev.line, f"system call {ev.name}()")
+        if ev.args and isinstance(ev.args[0], ast.IntLit) and ev.args[0].value in self.fds:
+            self.last_fd = ev.args[0].value
         try:
             result: int = await handler(ev)
+            if ev.name in ("socket", "accept"):
+                self.last_fd = result
         except (ScriptFailed, _SysError):
             raise
         except OSError as e:
@@ -726,6 +753,11 @@ class Runner:
                 message = f"getsockopt({name}) gave [{actual}], expected [{want}]"
                 raise ScriptFailed(ev.line, message, f"[{want}]", f"[{actual}]")
         return 0
+
+
+def _same_errno(written: str, got: str) -> bool:
+    """EWOULDBLOCK is EAGAIN (and EDEADLOCK is EDEADLK): compare the numbers behind the names."""
+    return written == got or getattr(errno, written, None) == getattr(errno, got, 0)
 
 
 def _origin(exc: BaseException) -> str:

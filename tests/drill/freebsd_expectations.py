@@ -138,6 +138,12 @@ _FAIL = [
         "RFC 9293 3.10.7.4 only closes the connection (the stack reports nothing)",
     ),
     (
+        r"rcv-syn(-fin)?-with-data-syn-sent",
+        "stack bug (stack/tcp/connection.py): the data of a SYN received in SYN-SENT (simultaneous "
+        "open) is dropped, so read() finds nothing; RFC 9293 3.10.7.3 says queue the text for "
+        "processing once ESTABLISHED",
+    ),
+    (
         r"rcv-syn-ack-with-data-syn-sent",
         "stack bug (stack/tcp/connection.py): a SYN-ACK carrying "
         "data gets its ACK only when the delayed-ACK timer fires; RFC 9293 3.10.7.3 (SYN-SENT) says "

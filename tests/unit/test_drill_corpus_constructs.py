@@ -272,3 +272,26 @@ def test_cli_define(tmp_path: Path) -> None:
     runner = CliRunner()
     assert runner.invoke(_app(), ["drill", str(script)]).exit_code == 0
     assert runner.invoke(_app(), ["drill", "--define", "BROKEN", str(script)]).exit_code == 1
+
+
+def test_tcpi_state_assertions_check_the_socket_under_test() -> None:
+    good = PASSIVE + "+0 %{ assert tcpi_state == TCPI_ESTABLISHED }%\n+0 close(4) = 0\n"
+    good += "+0 > F. 1:1(0) ack 1 <...>\n+0 getsockopt(3, SOL_SOCKET, SO_ERROR, [0], [4]) = 0\n"
+    good += "+0 %{ assert tcpi_state == TCPI_LISTEN }%\n"
+    assert run_text(good).passed, run_text(good).text()
+    wrong = "+0 %{ assert tcpi_state == TCPI_CLOSE_WAIT }%"
+    _fails_at(PASSIVE + wrong + "\n", wrong)
+    result = run_text(PASSIVE + "+0 %{ print(tcpi_rto) }%\n")
+    assert result.outcome == "unsupported" and result.unsupported == "%{ }% code block"
+
+
+def test_keepalive_settings_read_back_and_ewouldblock_is_eagain() -> None:
+    script = "0 `sysctl -w net.inet.tcp.keepidle=15000`\n" + PASSIVE.replace("0   socket", "+0  socket")
+    good = script + "+0 getsockopt(4, IPPROTO_TCP, TCP_KEEPIDLE, [15], [4]) = 0\n"
+    good += "+0 getsockopt(4, IPPROTO_TCP, TCP_KEEPCNT, [9], [4]) = 0\n"
+    good += (
+        "+0 fcntl(4, F_SETFL, O_RDWR|O_NONBLOCK) = 0\n+0 read(4, ..., 10) = -1 EWOULDBLOCK (would block)\n"
+    )
+    assert run_text(good).passed, run_text(good).text()
+    wrong = "+0 getsockopt(4, IPPROTO_TCP, TCP_KEEPIDLE, [7200], [4]) = 0"
+    _fails_at(script + wrong + "\n", wrong)

@@ -62,6 +62,8 @@ from stack.wire.tcp import TcpSegment, parse_tcp
 
 DEFAULT_TOLERANCE_USECS = 4000  # packetdrill's --tolerance_usecs
 ANY_TIME_LIMIT_USECS = 24 * 3600 * 1_000_000  # how long `*` waits for a packet
+PLATFORM_PREFIX = "platform choice: "  # a failure that is only platform choices (freebsd profile)
+RUNAWAY_PACKETS = 100_000  # unread packets the stack may send before the script fails
 PROFILES = ("linux", "default", "freebsd")
 
 # Script options that need nothing from the runner, and the values it can honour.
@@ -230,7 +232,7 @@ class Runner:
         self.notes += [f"line {line}: platform choice: {what}" for line, what in self.platform]
         if failure is None and self.platform:
             line, what = self.platform[0]
-            failure = Failure(line, f"platform choice: {what}")
+            failure = Failure(line, f"{PLATFORM_PREFIX}{what}")
         return ScriptResult(
             self.name, failure is None, failure, self.events_done, end, unsupported, tuple(self.notes)
         )
@@ -283,6 +285,8 @@ class Runner:
             raise ScriptFailed(self._line, f"the stack sent a malformed packet: {e}") from None
         note_sent(seg, self.flow)
         self.sent.append((self._now(), seg))
+        if len(self.sent) > RUNAWAY_PACKETS:  # a stack bug sending without end must not hang a corpus run
+            raise ScriptFailed(self._line, f"the stack sent over {RUNAWAY_PACKETS} packets no line expected")
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
@@ -401,8 +405,10 @@ class Runner:
     def _platform_choice(self, ev: ast.PacketEvent, seg: TcpSegment, problem: str) -> str | None:
         """The freebsd profile: note a difference that is only a platform choice (lab.drill.platform)
         and let the script go on; any other difference stays the problem."""
-        conn = next(iter(self.runtime.host.connections.values()), None)
-        window = platform.window_choice(ev, seg, conn.mss if conn is not None else 536)
+        ports = (seg.src_port, seg.dst_port)
+        conns = self.runtime.host.connections.values()
+        mss = next((c.mss for c in conns if (c.local_port, c.remote_port) == ports), 536)
+        window = platform.window_choice(ev, seg, mss)
         if window is not None:
             self.platform.append((ev.line, window))
             problem = match_outbound(dataclasses.replace(ev, win=seg.window), seg, self.flow) or ""

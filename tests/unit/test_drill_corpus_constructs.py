@@ -205,6 +205,7 @@ def test_freebsd_profile_notes_platform_choices_and_still_catches_real_mismatche
     assert result.outcome == "fail" and result.failure is not None, result.text()
     assert result.failure.line == _line_of(good, syn) and "platform choice" in result.failure.message
     assert any("SYN option layout" in n for n in result.notes)
+    assert corpus_summary([result])["failed_platform_only"] == 1
     wrong = "+.1 > . 1:1(0) ack 100 win 65535"
     _fails_at(FREEBSD + wrong + "\n", wrong, profile="freebsd")
     # A SYN with different option values is no platform choice.

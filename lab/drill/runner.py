@@ -408,15 +408,21 @@ class Runner:
         ports = (seg.src_port, seg.dst_port)
         conns = self.runtime.host.connections.values()
         mss = next((c.mss for c in conns if (c.local_port, c.remote_port) == ports), 536)
+        choices: list[str] = []
+        remaining: str | None = problem
         window = platform.window_choice(ev, seg, mss)
         if window is not None:
-            self.platform.append((ev.line, window))
-            problem = match_outbound(dataclasses.replace(ev, win=seg.window), seg, self.flow) or ""
-        if problem and platform.syn_layout_only(ev, seg):
-            self.platform.append((ev.line, f"SYN option layout ({problem})"))
-            accept(ev, seg, self.flow)
-        elif problem:
-            return problem
+            choices.append(window)
+            ev = dataclasses.replace(ev, win=seg.window)
+            remaining = match_outbound(ev, seg, self.flow)
+        if remaining is not None and remaining.startswith("option") and platform.syn_layout_only(ev, seg):
+            choices.append(f"SYN option layout ({remaining})")
+            # Everything else (flags, numbers, window) has matched already: options come last.
+            remaining = None
+        if remaining is not None:
+            return remaining
+        self.platform += [(ev.line, choice) for choice in choices]
+        accept(ev, seg, self.flow)
         return None
 
     async def _inbound(self, ev: ast.PacketEvent) -> None:

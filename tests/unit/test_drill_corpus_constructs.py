@@ -210,6 +210,11 @@ def test_freebsd_profile_notes_platform_choices_and_still_catches_real_mismatche
     _fails_at(FREEBSD + wrong + "\n", wrong, profile="freebsd")
     # A SYN with different option values is no platform choice.
     _fails_at(FREEBSD.replace("mss 1460,nop", "mss 1400,nop"), syn.replace("1460", "1400"), profile="freebsd")
+    # Nor are different flags, even on a SYN whose options differ only in layout.
+    ecn = FREEBSD.replace("> S 0:0(0)", "> SEW 0:0(0)")
+    result = run_text(ecn, profile="freebsd")
+    assert result.failure is not None and "flags S, expected SEW" in result.failure.message, result.text()
+    assert result.failure.line == _line_of(ecn, syn.replace("> S ", "> SEW "))
     # The linux profile stops at the SYN's layout.
     _fails_at(good.replace("+0 getsockopt(3, SOL_SOCKET, SO_RCVBUF, [65536], [4]) = 0\n", ""), syn)
 

@@ -201,8 +201,10 @@ Event = SyscallEvent | PacketEvent | ShellEvent | CodeEvent | UnsupportedEvent
 @dataclass(frozen=True)
 class Script:
     """A whole script: `--name=value` options (value None for a bare `--name`), the untimed
-    shell command packetdrill allows before the first event, and the events in order."""
+    shell command packetdrill allows before the first event, the events in order, and the
+    untimed cleanup command packetdrill allows after the last one."""
 
     options: dict[str, str | None] = field(default_factory=dict)
     init_command: ShellEvent | None = None
     events: tuple[Event, ...] = ()
+    cleanup_command: ShellEvent | None = None

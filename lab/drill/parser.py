@@ -154,7 +154,15 @@ class _Parser:
         while True:
             self.skip_newlines()
             if self.at(Kind.EOF):
-                return Script(options=options, init_command=init_command, events=tuple(events))
+                return Script(options, init_command, tuple(events))
+            if self.at(Kind.COMMAND) and events:  # packetdrill's cleanup command, run at the end
+                tok = self.next()
+                self.end_of_line()
+                self.skip_newlines()
+                if not self.at(Kind.EOF):
+                    raise self.error("an event time (an untimed command comes first or last)", tok)
+                cleanup = ShellEvent(line=tok.line, timing=None, command=tok.text)
+                return Script(options, init_command, tuple(events), cleanup)
             if self.at(Kind.OPTION):
                 raise self.error("an event time (options must come before the first event)")
             events.append(self.event())
@@ -259,6 +267,8 @@ class _Parser:
             raise _Unsupported("IP-level packet field")
         flags = self.flags()
         start_tok = self.peek()
+        if self.at(Kind.ELLIPSIS):  # nplab packetdrill: `...(0)`, sequence numbers left unchecked
+            raise _Unsupported("elided sequence numbers")
         seq_start = self.expect_int("start sequence number", U32_MAX)
         self.expect(Kind.PUNCT, ":")
         seq_end = self.expect_int("end sequence number", U32_MAX)

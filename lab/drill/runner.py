@@ -339,6 +339,11 @@ class Runner:
                 platform.round_rcvbuf(self.runtime.host, self._rounded)
             self.events_done += 1
         await self._join_blocking(None)
+        cleanup = self.script.cleanup_command
+        if cleanup is not None:  # after the test: it can only be noted, never fail the script
+            action = shell.interpret(cleanup.command)
+            what = action.notes or (f"{action.unsupported} not run",)
+            self.notes += [f"line {cleanup.line}: cleanup: {note}" for note in what]
 
     def _code(self, ev: ast.CodeEvent) -> None:
         """`%{ assert tcpi_state == TCPI_X }%`: the state of the socket under test (as packetdrill,

@@ -87,6 +87,15 @@ def test_unknown_sysctls_and_sockstat_are_noted_not_failed() -> None:
     assert "defaults.sh" in notes
 
 
+def test_the_cleanup_command_is_noted_and_never_fails_the_script() -> None:
+    for command in ("setkey -F", "tcpdrop -a"):
+        result = run_text(PASSIVE + f"`{command}`\n")
+        assert result.passed, result.text()
+        assert any(n.startswith(f"line {PASSIVE.count(chr(10)) + 1}: cleanup:") for n in result.notes)
+    wrong = "+0 write(4, ..., 10) = 9"
+    _fails_at(PASSIVE + wrong + "\n`setkey -F`\n", wrong)
+
+
 @pytest.mark.parametrize(
     ("command", "construct"),
     [

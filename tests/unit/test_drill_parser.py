@@ -519,6 +519,19 @@ def test_shell_commands_and_code_blocks_are_events_for_the_runner() -> None:
     )
 
 
+def test_an_untimed_command_after_the_last_event_is_the_cleanup_command() -> None:
+    script = parse_script("0 close(3) = 0\n\n`setkey -F`\n")
+    assert script.cleanup_command == ShellEvent(line=3, timing=None, command="setkey -F")
+    with pytest.raises(ParseError) as err:
+        parse_script("0 close(3) = 0\n`setkey -F`\n+0 close(4) = 0\n")
+    assert (err.value.line, "first or last" in err.value.message) == (2, True)
+
+
+def test_elided_sequence_numbers_are_unsupported() -> None:
+    script = parse_script("0 close(9) = 0\n+0 > S. ...(0) ack 4 win 65535\n")
+    assert script.events[1] == UnsupportedEvent(line=2, timing=rel(0), what="elided sequence numbers")
+
+
 def test_call_arguments_continue_after_a_comma_or_parenthesis_only() -> None:
     text = "0 setsockopt(\n  3, SOL_SOCKET,\n  SO_RCVBUF, [8192],\n  4) = 0\n+0 close(3) = 0\n"
     script = parse_script(text)

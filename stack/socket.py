@@ -201,9 +201,9 @@ class Socket:
         if level == IPPROTO_TCP and option == TCP_NODELAY:
             return int(self._nodelay)
         if level == IPPROTO_TCP and option in (TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT):
-            config = conn.config if conn is not None else self._config
-            seconds = {TCP_KEEPIDLE: config.keepalive_idle, TCP_KEEPINTVL: config.keepalive_interval}
-            return int(seconds.get(option, config.keepalive_count))
+            cfg = conn.config if conn is not None else self._config
+            keepalive = {TCP_KEEPIDLE: cfg.keepalive_idle, TCP_KEEPINTVL: cfg.keepalive_interval}
+            return int(keepalive.get(option, cfg.keepalive_count))  # seconds, or the probe count
         if level == SOL_SOCKET and option == SO_LINGER:
             return int(self._linger_zero)
         raise OSError(92, f"option ({level}, {option}) not supported by the stack")

@@ -73,7 +73,7 @@ _OPTION_VALUES: dict[str, set[str | None]] = {
     "remote_ip": {REMOTE_IP},
     "address_family": {"AF_INET"},
 }
-_INT_OPTIONS = ("tolerance_usecs", "bind_port", "connect_port", "speaker_port")
+_INT_OPTIONS = ("tolerance_usecs", "bind_port", "connect_port", "speaker_port", "mtu")
 MSG_PEEK = "MSG_PEEK"
 _TCPI_STATE = re.compile(r"assert\s+tcpi_state\s*==\s*TCPI_([A-Z_0-9]+)")
 
@@ -248,6 +248,8 @@ class Runner:
                     self.bind_port = int(value)
                 elif key in ("connect_port", "speaker_port"):
                     self.connect_port = int(value)
+                elif key == "mtu":  # the local interface's MTU: our MSS option follows it
+                    self.runtime.host.config = self.runtime.host.config.with_(mtu=int(value))
             elif key in _OPTION_VALUES and value in _OPTION_VALUES[key]:
                 continue
             elif key in _OPTION_VALUES:  # --ip_version=ipv6: the stack is IPv4 only for now

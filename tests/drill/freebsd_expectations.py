@@ -80,7 +80,6 @@ _UNSUPPORTED = [
     (r"%\{", "missing feature (runner): %{ }% Python blocks (tcpi_state assertions)"),
     (r"md5|MD5", "missing feature: TCP MD5 signatures (RFC 2385)"),
     (r"'!'", "missing feature (runner): nplab packetdrill's '!' sequence-number marker"),
-    (r"--mtu", "missing feature (runner): --mtu (the runner's link MTU is fixed at 1500)"),
 ]
 
 _FAIL = [

@@ -185,6 +185,16 @@ def test_a_script_isn_on_the_outbound_syn_ack_offsets_the_stack_numbers() -> Non
     _fails_at(head + "+0 write(4, ..., 10) = 10\n" + wrong + "\n", wrong)
 
 
+def test_the_mtu_option_sets_the_mss_the_stack_offers() -> None:
+    synack = "+0  > S. 0:0(0) ack 1 <...>"
+    good = "--mtu=1000\n" + PASSIVE.replace(
+        synack, "+0 > S. 0:0(0) ack 1 <mss 960,nop,nop,sackOK,nop,wscale 3>"
+    )
+    assert run_text(good).passed, run_text(good).text()
+    wrong = "+0 > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,nop,wscale 3>"
+    _fails_at("--mtu=1000\n" + PASSIVE.replace(synack, wrong), wrong)
+
+
 def test_ipv6_is_a_clean_unsupported_outcome() -> None:
     result = run_text("--ip_version=ipv6\n" + PASSIVE)
     assert result.outcome == "unsupported" and result.unsupported == "--ip_version=ipv6"

@@ -162,6 +162,20 @@ class PacketEvent:
 
 
 @dataclass(frozen=True, kw_only=True)
+class IcmpEvent:
+    """An inbound ICMP message, `< icmp unreachable frag_needed mtu 1200 [1:1461(1460)]`: type and
+    code by packetdrill's names (lab.drill.icmp), and the start sequence number of the quoted
+    segment the stack sent (None when no segment is quoted)."""
+
+    line: int
+    timing: Timing
+    icmp_type: str
+    code: str | None = None
+    mtu: int | None = None
+    quoted_seq: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class UnsupportedEvent:
     """Valid packetdrill this runner cannot execute; the runner must fail the script on it.
 
@@ -195,7 +209,7 @@ class CodeEvent:
     code: str
 
 
-Event = SyscallEvent | PacketEvent | ShellEvent | CodeEvent | UnsupportedEvent
+Event = SyscallEvent | PacketEvent | IcmpEvent | ShellEvent | CodeEvent | UnsupportedEvent
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from lab.drill.ast import (
     Eol,
     Event,
     Expr,
+    IcmpEvent,
     IntLit,
     ListExpr,
     Mss,
@@ -40,6 +41,7 @@ from lab.drill.ast import (
     UnsupportedEvent,
     WScale,
 )
+from lab.drill.icmp import icmp_numbers, is_icmpv6
 from lab.drill.lexer import Kind, ParseError, Token, tokenize
 from lab.drill.preprocess import preprocess
 
@@ -258,9 +260,11 @@ class _Parser:
 
     # --- packets ------------------------------------------------------------------------------
 
-    def packet(self, line: int, timing: Timing) -> PacketEvent:
+    def packet(self, line: int, timing: Timing) -> PacketEvent | IcmpEvent:
         direction = Direction(self.next().text)
         tok = self.peek()
+        if self.at(Kind.WORD, "icmp") and direction is Direction.IN:
+            return self.icmp(line, timing)
         if tok.kind is Kind.WORD and tok.text.lower() in ("udp", "icmp", "udplite", "gre", "mpls"):
             raise _Unsupported(f"{tok.text} packet")
         if self.at_punct("[("):
@@ -306,6 +310,49 @@ class _Parser:
             urg=fields.get("urg"),
             options=options,
         )
+
+    def icmp(self, line: int, timing: Timing) -> IcmpEvent:
+        """`icmp TYPE [CODE] [mtu N] [[START:END(LEN)]]`, inbound only."""
+        self.next()
+        type_tok = self.expect(Kind.WORD, expected="an ICMP type (unreachable, time_exceeded, ...)")
+        code_tok = self.next() if self.at(Kind.WORD) and self.peek().text != "mtu" else None
+        code = code_tok.text if code_tok else None
+        if is_icmpv6(type_tok.text, code):  # names only ICMPv6 has: an IPv6 script
+            try:
+                icmp_numbers(type_tok.text, code)
+            except ValueError:
+                raise _Unsupported("ICMPv6 message") from None
+        for tok in (type_tok, code_tok):  # the type first, so that its error is named first
+            try:
+                icmp_numbers(type_tok.text, code if tok is code_tok else None)
+            except ValueError as e:
+                bad = tok or type_tok
+                raise ParseError(bad.line, bad.column, str(e)) from None
+        mtu = None
+        if self.at(Kind.WORD, "mtu"):
+            self.next()
+            mtu = self.expect_int("mtu value", U16_MAX)
+        quoted = None
+        if self.at(Kind.PUNCT, "["):
+            self.next()
+            if not self.at(Kind.INT):
+                raise _Unsupported("ICMP quoting a packet other than TCP")
+            start_tok = self.peek()
+            quoted = self.expect_int("start sequence number", U32_MAX)
+            self.expect(Kind.PUNCT, ":")
+            end = self.expect_int("end sequence number", U32_MAX)
+            self.expect(Kind.PUNCT, "(")
+            length = self.expect_int("payload length", U16_MAX)
+            self.expect(Kind.PUNCT, ")")
+            if self.at(Kind.PUNCT, "/"):  # `[0:0(0)/udp(9812 > 1)]`
+                raise _Unsupported("TCP over UDP encapsulation (/udp)")
+            self.expect(Kind.PUNCT, "]", "']'")
+            if (end - quoted) & U32_MAX != length:
+                raise ParseError(
+                    start_tok.line, start_tok.column, "inconsistent TCP sequence numbers and payload length"
+                )
+        name = type_tok.text
+        return IcmpEvent(line=line, timing=timing, icmp_type=name, code=code, mtu=mtu, quoted_seq=quoted)
 
     def flags(self) -> str:
         """Flags are adjacent words and dots (`S.` lexes as S then .), e.g. S. P. . F. R SEW."""

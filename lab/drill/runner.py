@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.drill import ast, platform, shell
+from lab.drill.icmp import inbound_icmp
 from lab.drill.lexer import ParseError
 from lab.drill.matcher import (
     LOCAL_IP,
@@ -330,6 +331,8 @@ class Runner:
                 await self._sleep_until(lo)
                 self.prev_usecs = lo
                 self._code(ev)
+            elif isinstance(ev, ast.IcmpEvent):
+                await self._inbound(ev)
             elif isinstance(ev, ast.PacketEvent):
                 if ev.direction is ast.Direction.OUT:
                     await self._outbound(ev)
@@ -432,12 +435,15 @@ class Runner:
         accept(ev, seg, self.flow)
         return None
 
-    async def _inbound(self, ev: ast.PacketEvent) -> None:
+    async def _inbound(self, ev: ast.PacketEvent | ast.IcmpEvent) -> None:
         lo, _ = self._window(ev.timing)
         await self._sleep_until(lo)
         self.prev_usecs = lo
         try:
-            packet = inbound_packet(ev, self.flow)
+            if isinstance(ev, ast.PacketEvent):
+                packet = inbound_packet(ev, self.flow)
+            else:
+                packet = inbound_icmp(ev, self.flow)
         except ValueError as e:
             raise ScriptFailed(ev.line, f"cannot inject the packet: {e}") from None
         self.runtime.deliver([packet])
@@ -769,8 +775,10 @@ class Runner:
         if not isinstance(arg, ast.Elided):
             want = self._int_arg(ev, 3)
             if actual != want:
-                message = f"getsockopt({name}) gave [{actual}], expected [{want}]"
-                raise ScriptFailed(ev.line, message, f"[{want}]", f"[{actual}]")
+                symbolic = name == "SO_ERROR"  # an errno: shown by name
+                w, a = (errno.errorcode.get(v, str(v)) if symbolic else str(v) for v in (want, actual))
+                message = f"getsockopt({name}) gave [{a}], expected [{w}]"
+                raise ScriptFailed(ev.line, message, f"[{w}]", f"[{a}]")
         return 0
 
 

@@ -195,6 +195,18 @@ def test_the_mtu_option_sets_the_mss_the_stack_offers() -> None:
     _fails_at("--mtu=1000\n" + PASSIVE.replace(synack, wrong), wrong)
 
 
+def test_an_inbound_icmp_frag_needed_quoting_a_sent_segment_lowers_the_mss() -> None:
+    sent = PASSIVE + "+0 write(4, ..., 1000) = 1000\n+0 > P. 1:1001(1000) ack 1 <...>\n"
+    icmp = "+.01 < icmp unreachable frag_needed mtu 600 [1:1001(1000)]\n"
+    good = sent + icmp + "+0 > . 1:561(560) ack 1 <...>\n"
+    assert run_text(good).passed, run_text(good).text()
+    wrong = "+0 > . 1:1001(1000) ack 1 <...>"
+    _fails_at(sent + icmp + wrong + "\n", wrong)
+    # Another type or code (here port unreachable) is no Fragmentation Needed: nothing is resent.
+    other = icmp.replace("frag_needed mtu 600", "port_unreachable")
+    _fails_at(sent + other + "+0 > . 1:561(560) ack 1 <...>\n", "+0 > . 1:561(560) ack 1 <...>")
+
+
 def test_ipv6_is_a_clean_unsupported_outcome() -> None:
     result = run_text("--ip_version=ipv6\n" + PASSIVE)
     assert result.outcome == "unsupported" and result.unsupported == "--ip_version=ipv6"

@@ -14,6 +14,7 @@ from lab.drill.ast import (
     Direction,
     Elided,
     Eol,
+    IcmpEvent,
     IntLit,
     ListExpr,
     Mss,
@@ -525,6 +526,36 @@ def test_an_untimed_command_after_the_last_event_is_the_cleanup_command() -> Non
     with pytest.raises(ParseError) as err:
         parse_script("0 close(3) = 0\n`setkey -F`\n+0 close(4) = 0\n")
     assert (err.value.line, "first or last" in err.value.message) == (2, True)
+
+
+def test_inbound_icmp_lines() -> None:
+    script = parse_script(
+        "0 close(9) = 0\n+0 < icmp unreachable frag_needed mtu 1200 [1:1461(1460)]\n"
+        "+0 < icmp parameter_problem code_1\n+0 < icmp source_quench [0:0(0)]\n"
+    )
+    assert script.events[1:] == (
+        IcmpEvent(line=2, timing=rel(0), icmp_type="unreachable", code="frag_needed", mtu=1200, quoted_seq=1),
+        IcmpEvent(line=3, timing=rel(0), icmp_type="parameter_problem", code="code_1"),
+        IcmpEvent(line=4, timing=rel(0), icmp_type="source_quench", quoted_seq=0),
+    )
+    for bad, at in (("< icmp unreachables [0:0(0)]", "unreachables"),
+                    ("< icmp unreachable port_unreachble", "port_"), ("< icmp unreachable [0:1(0)]", "0:1")):
+        with pytest.raises(ParseError) as err:
+            parse_script(f"0 {bad}\n")
+        assert (err.value.line, err.value.column) == (1, f"0 {bad}".index(at) + 1), str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("line", "what"),
+    [
+        ("+0 < icmp unreachable admin_prohibited [0:0(0)]", "ICMPv6 message"),
+        ("+0 < icmp packet_too_big mtu 1300 [1:1(0)]", "ICMPv6 message"),
+        ("+0 < icmp unreachable port_unreachable [0:0(0)/udp(9 > 1)]", "TCP over UDP encapsulation (/udp)"),
+    ],
+)
+def test_icmp_lines_the_runner_cannot_inject_are_unsupported(line: str, what: str) -> None:
+    script = parse_script(f"0 close(9) = 0\n{line}\n")
+    assert script.events[1] == UnsupportedEvent(line=2, timing=rel(0), what=what)
 
 
 def test_elided_sequence_numbers_are_unsupported() -> None:

@@ -112,8 +112,8 @@ _FAIL = [
     ),
     (
         r"snd-syn/",
-        "platform: FreeBSD's SYN retransmission schedule (3.2 s after 1 s, "
-        "rexmit_slop 200 ms); the stack doubles the RTO (RFC 6298 5.5)",
+        "platform: FreeBSD retransmits a SYN after 1 s, then 2.2 s (the backed-off RTO plus "
+        "rexmit_slop, 200 ms); the stack after 1 s, then 2 s (RFC 6298 5.5)",
     ),
     (
         r"flags \., expected F\.",

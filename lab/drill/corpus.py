@@ -13,7 +13,7 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from lab.drill.report import FAIL, PASS, UNSUPPORTED, ScriptResult
+from lab.drill.report import FAIL, PASS, UNSUPPORTED, Failure, ScriptResult
 from lab.drill.runner import PLATFORM_PREFIX, run_file
 
 TOP = 10  # how many constructs / failure reasons a summary lists
@@ -26,7 +26,10 @@ def find_scripts(root: Path) -> list[Path]:
 
 def _run_one(args: tuple[Path, str, str, int | None, frozenset[str]]) -> ScriptResult:
     path, name, profile, tolerance_usecs, defines = args
-    return run_file(path, profile=profile, tolerance_usecs=tolerance_usecs, defines=defines, name=name)
+    try:
+        return run_file(path, profile=profile, tolerance_usecs=tolerance_usecs, defines=defines, name=name)
+    except Exception as e:  # a runner bug: one script's failure, never the whole corpus run's end
+        return ScriptResult(name, False, Failure(0, f"the runner raised {type(e).__name__}: {e}"))
 
 
 def run_corpus(

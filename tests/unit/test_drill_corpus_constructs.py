@@ -332,3 +332,17 @@ def test_keepalive_settings_read_back_and_ewouldblock_is_eagain() -> None:
     assert run_text(good).passed, run_text(good).text()
     wrong = "+0 getsockopt(4, IPPROTO_TCP, TCP_KEEPIDLE, [7200], [4]) = 0"
     _fails_at(script + wrong + "\n", wrong)
+
+
+def test_a_runner_bug_on_one_script_is_that_script_s_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _corpus(tmp_path)
+
+    def broken(text: str, defines: frozenset[str] = frozenset()) -> None:
+        raise RecursionError("deep")
+
+    monkeypatch.setattr("lab.drill.runner.parse_script", broken)
+    results = run_corpus(root, jobs=1)
+    assert [r.outcome for r in results] == ["fail", "fail", "fail"]
+    assert results[0].failure is not None and "RecursionError" in results[0].failure.message

@@ -94,16 +94,14 @@ _SHUT = {"SHUT_RD": so.SHUT_RD, "SHUT_WR": so.SHUT_WR, "SHUT_RDWR": so.SHUT_RDWR
 def profile_config(profile: str) -> TcpConfig:
     """The stack's settings for a profile.
 
-    `linux`: what packetdrill scripts written on Linux assume: initial window 10 segments, RTO
-    min 200 ms and initial RTO 1 s, SYN options MSS, SACK-permitted, timestamps, NOP, window scale
-    (stack.config.linux_profile), 6 SYN retries, and the delayed ACK timer at 40 ms, Linux's
-    minimum ATO (TCP_DELACK_MIN), where the stack's own default is 200 ms.
+    `linux`: what packetdrill scripts written on Linux assume, Linux 6.x's choices where the RFCs
+    leave one (stack.config.linux_profile).
     `default`: the stack's own defaults (TcpConfig()).
     """
     if profile == "default":
         return TcpConfig()
     if profile == "linux":
-        return linux_profile(delack_timeout=0.04)
+        return linux_profile()
     raise ValueError(f"unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
 
 

@@ -131,6 +131,7 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Timers):
             self._drop("ack_too_old", now)
             self._send_ack(now)
             return False
+        self._update_ts_recent(seg, now)
 
         window = seg.window << self.snd_wscale if self.ws_ok else seg.window
         acked = seq.sub(ack, self.snd_una)

@@ -196,6 +196,7 @@ class Handshake(Tcb):
             self._drop("accept_queue_full", now)  # keep SYN_RECEIVED; our SYN-ACK will retry
             self.listener.overflow()  # an accept-queue overflow too (listen(2) backlog)
             return False
+        self._update_ts_recent(seg, now)
         self.snd_una = seg.ack
         self.sndq_seq = self.snd_una
         self.snd_wnd = seg.window << self.snd_wscale if self.ws_ok else seg.window

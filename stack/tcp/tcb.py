@@ -388,6 +388,9 @@ class Tcb:
     def _window_field(self, syn: bool) -> int:  # receiver
         raise NotImplementedError
 
+    def _update_ts_recent(self, seg: TcpSegment, now: float) -> None:  # receiver
+        raise NotImplementedError
+
     def _process_text_and_fin(self, seg: TcpSegment, now: float, seqno: int) -> None:  # receiver
         raise NotImplementedError
 

@@ -314,8 +314,8 @@ class Socket:
                     data = conn.recv(bufsize, self.runtime.now())
                     self._after()
                     return data
-                if conn.at_eof:
-                    return b""
+                if conn.at_eof or conn.read_shut:
+                    return b""  # after shutdown(SHUT_RD): 0 at once, as Linux and the BSDs
                 if conn.error is not None:
                     raise type(conn.error)(*conn.error.args)
                 if conn.state is State.CLOSED:
@@ -329,9 +329,13 @@ class Socket:
 
     def shutdown(self, how: int) -> None:
         conn = self._require_conn()
+        if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
+            raise OSError(22, f"Invalid argument: shutdown how={how}")
+        if how in (SHUT_RD, SHUT_RDWR):
+            conn.shutdown_read(self.runtime.now())
         if how in (SHUT_WR, SHUT_RDWR):
             conn.shutdown(self.runtime.now())
-            self._after()
+        self._after()
 
     def close(self) -> None:
         if self._closed:

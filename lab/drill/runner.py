@@ -555,7 +555,8 @@ class Runner:
         assert conn is not None
         n = self._int_arg(ev, 2)
         if entry.nonblocking and not (
-            conn.readable or conn.at_eof or conn.error is not None or conn.state is State.CLOSED
+            conn.readable or conn.at_eof or conn.read_shut or conn.error is not None
+            or conn.state is State.CLOSED
         ):
             raise _SysError("EAGAIN")
         data = await entry.sock.arecv(n)

@@ -232,6 +232,15 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Timers):
             self._output(now)
         self._update_deadline()
 
+    def shutdown_read(self, now: float) -> None:
+        """shutdown(SHUT_RD). RFC 9293 has no such call; as Linux does: reads return what is
+        queued, then 0 at once instead of blocking; data that arrives later is still ACKed and
+        queued (readable) while the peer may send, but once our FIN is out (FIN_WAIT_1/2) new
+        data resets the connection (RFC 1122 4.2.2.13, Linux tcp_rcv_state_process)."""
+        if not self.read_shut:
+            self.read_shut = True
+            self._notify(self)
+
     def close(self, now: float) -> None:
         """The application is done with the connection (socket close)."""
         if self.app_closed:

@@ -144,8 +144,10 @@ class Receiver(Tcb):
             fin = False  # the FIN lies beyond the window
         end = seq.add(start, len(payload))
 
-        if payload and self.app_closed and self.state in (State.FIN_WAIT_1, State.FIN_WAIT_2):
-            # Data for an application that has closed: nobody will read it (RFC 2525 2.17).
+        if payload and (self.app_closed or self.read_shut) and self.state in (
+                State.FIN_WAIT_1, State.FIN_WAIT_2):
+            # Data for an application that has closed (or shut both directions): nobody will
+            # read it (RFC 2525 2.17, RFC 1122 4.2.2.13).
             self.abort(now, "segment:data_after_close")
             return
 

@@ -199,6 +199,7 @@ class Tcb:
         self.rcvbuf = config.rcvbuf
         self.error: BaseException | None = None
         self.write_shut = False
+        self.read_shut = False  # shutdown(SHUT_RD): reads return 0 once the queue is empty
         self.app_closed = False  # close() was called: orphaned once closed
         self.accepted = False
 

@@ -30,6 +30,7 @@ class TcpConfig:
     rto_initial: float = 1.0  # RFC 6298 2.1
     rto_min: float = 0.2  # Linux's TCP_RTO_MIN
     rto_max: float = 120.0
+    rto_min_in_variance: bool = False  # RTO = SRTT + max(4*RTTVAR, rto_min), as Linux
     clock_granularity: float = 0.001  # G of RFC 6298
     syn_retries: int = 6  # Linux tcp_syn_retries
     synack_retries: int = 5  # Linux tcp_synack_retries
@@ -79,5 +80,6 @@ def linux_profile(**changes: object) -> TcpConfig:
     linux = TcpConfig(
         delack_timeout=0.04,
         window_update_doubling=True,
+        rto_min_in_variance=True,
     )
     return linux.with_(**changes)

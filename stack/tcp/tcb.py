@@ -161,7 +161,8 @@ class Tcb:
         self.last_ack_sent = 0
 
         # RTT, retransmission and congestion control.
-        self.rtt = RttEstimator(config.rto_initial, config.rto_min, config.rto_max, config.clock_granularity)
+        self.rtt = RttEstimator(config.rto_initial, config.rto_min, config.rto_max, config.clock_granularity,
+                                config.rto_min_in_variance)
         self.backoff = 0
         self.retries = 0
         self.rtt_seq: int | None = None  # Karn: the segment being timed (no timestamps)

@@ -18,6 +18,11 @@ class TcpConfig:
     # Buffers (SO_SNDBUF / SO_RCVBUF), in octets.
     sndbuf: int = 256 * 1024
     rcvbuf: int = 256 * 1024
+    rcvbuf_locked: bool = False  # SO_RCVBUF was set: the buffer will not grow (Linux SOCK_RCVBUF_LOCK)
+    # The window scale we offer covers this many octets unless SO_RCVBUF fixed the buffer: Linux
+    # (tcp_select_initial_window) scales for the largest buffer autotuning may reach,
+    # net.ipv4.tcp_rmem[2] (6 MB: wscale 7). None: scale for rcvbuf alone (RFC 7323 2.3).
+    wscale_space: int | None = None
     ooo_limit: int = 256 * 1024  # bytes kept out of order (bounded memory)
 
     # Options offered on SYN.
@@ -81,5 +86,6 @@ def linux_profile(**changes: object) -> TcpConfig:
         delack_timeout=0.04,
         window_update_doubling=True,
         rto_min_in_variance=True,
+        wscale_space=6 * 1024 * 1024,
     )
     return linux.with_(**changes)

@@ -149,7 +149,8 @@ class Socket:
         elif level == SOL_SOCKET and option in (SO_SNDBUF, SO_RCVBUF):
             size = value if isinstance(value, int) else int.from_bytes(value, 'little')
             name = "sndbuf" if option == SO_SNDBUF else "rcvbuf"
-            self._config = self._config.with_(**{name: size})
+            locked = {"rcvbuf_locked": True} if option == SO_RCVBUF else {}
+            self._config = self._config.with_(**{name: size}, **locked)
             if conn is not None:
                 setattr(conn, name, size)
         elif level == IPPROTO_TCP and option == TCP_NODELAY:

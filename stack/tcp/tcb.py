@@ -151,7 +151,7 @@ class Tcb:
         self.peer_mss = config.default_peer_mss
         self.pmtu = config.mtu
         self.snd_wscale = 0
-        self.rcv_wscale = self._choose_wscale() if config.window_scaling else 0
+        self.rcv_wscale = 0  # chosen when the connection opens (Handshake._choose_wscale)
         self.ws_ok = False
         self.sack_ok = False
         self.ts_ok = False
@@ -255,12 +255,6 @@ class Tcb:
     @property
     def connected(self) -> bool:
         return self.state in SYNCHRONIZED
-
-    def _choose_wscale(self) -> int:
-        shift = 0
-        while (self.config.rcvbuf >> shift) > 0xFFFF and shift < MAX_WSCALE:
-            shift += 1
-        return shift
 
     def tsval(self, now: float) -> int:
         return (int(now * TS_HZ) + self.ts_offset) & seq.MASK

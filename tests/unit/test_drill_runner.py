@@ -20,7 +20,7 @@ PASSIVE = """\
 +0  bind(3, ..., ...) = 0
 +0  listen(3, 1) = 0
 +0  < S 0:0(0) win 65535 <mss 1000,sackOK,TS val 500 ecr 0,nop,wscale 7>
-+0  > S. 0:0(0) ack 1 win 65535 <mss 1460,sackOK,TS val 1 ecr 500,nop,wscale 3>
++0  > S. 0:0(0) ack 1 win 65535 <mss 1460,sackOK,TS val 1 ecr 500,nop,wscale 7>
 +.1 < . 1:1(0) ack 1 win 257 <nop,nop,TS val 600 ecr 1>
 +0  accept(3, ..., ...) = 4
 """
@@ -36,8 +36,8 @@ PAIRS: list[tuple[str, str, str]] = [
      "+0 write(4, ..., 10) = 10\n+0 > P. 1:10(9) ack 1 <...>"),
     ("ack", "+0 write(4, ..., 10) = 10\n+0 > P. 1:11(10) ack 1 <...>",
      "+0 write(4, ..., 10) = 10\n+0 > P. 1:11(10) ack 2 <...>"),
-    ("win", "+0 write(4, ..., 10) = 10\n+0 > P. 1:11(10) ack 1 win 32768 <...>",
-     "+0 write(4, ..., 10) = 10\n+0 > P. 1:11(10) ack 1 win 32767 <...>"),
+    ("win", "+0 write(4, ..., 10) = 10\n+0 > P. 1:11(10) ack 1 win 2048 <...>",
+     "+0 write(4, ..., 10) = 10\n+0 > P. 1:11(10) ack 1 win 2047 <...>"),
     ("options", "+0 write(4, ..., 10) = 10\n+0 > P. 1:11(10) ack 1 <nop,nop,TS val 9 ecr 600>",
      "+0 write(4, ..., 10) = 10\n+0 > P. 1:11(10) ack 1"),
     ("option order", "+0 write(4, ..., 10) = 10\n+0 > P. 1:11(10) ack 1 <nop,nop,TS val 9 ecr 600>",

@@ -87,5 +87,6 @@ def linux_profile(**changes: object) -> TcpConfig:
         window_update_doubling=True,
         rto_min_in_variance=True,
         wscale_space=6 * 1024 * 1024,
+        quickack_segments=16,  # TCP_MAX_QUICKACKS
     )
     return linux.with_(**changes)

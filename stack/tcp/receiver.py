@@ -109,7 +109,7 @@ class Receiver(Tcb):
         if self.config.window_update_doubling:
             shift = self.rcv_wscale if self.ws_ok else 0
             clamp = min(self.rcvbuf, 0xFFFF << shift)
-            if 2 * cur > clamp or avail < 2 * cur:
+            if 2 * cur > clamp or min(avail, self.rcv_ssthresh) < 2 * cur:
                 return
         self._send_ack(now)
 
@@ -190,9 +190,25 @@ class Receiver(Tcb):
             self.ooo.fin_seq = end
         self._send_ack(now)
 
+    def _quickack_on_data(self, n: int, now: float) -> bool:
+        """Quick-ACK mode, as Linux (tcp_event_data_recv, tcp_incr_quickack): the first data
+        and data after a silence longer than the RTO are ACKed at once, up to
+        `quickack_segments` ACKs (fewer for a small window), so a sender in slow start is not
+        held back; not once the connection is interactive (we answered within the ACK delay:
+        the reply carries the ACK). RFC 9293 3.8.6.3 allows an ACK at any time."""
+        last, self.data_rcv_time = self.data_rcv_time, now
+        if last is None or now - last > self.rtt.rto:
+            wnd = max(seq.sub(self.rcv_adv, self.rcv_nxt), 0) + n  # as offered before these n
+            want = min(wnd // (2 * self.mss) or 2, self.config.quickack_segments)
+            self.quickacks = max(self.quickacks, want)
+        return self.quickacks > 0 and not self.pingpong
+
     def _ack_data(self, n: int, now: float, immediate: bool) -> None:
         """Delayed ACK (RFC 9293 3.8.6.3, RFC 5681 4.2): ACK every second full-sized segment,
-        at once for hole-filling data, else within delack_timeout."""
+        at once for hole-filling data or in quick-ACK mode, else within delack_timeout."""
+        self.rcv_ssthresh = min(self.rcv_ssthresh + 2 * self.mss, self.rcvbuf)
+        if self.config.quickack_segments and self._quickack_on_data(n, now):
+            immediate = True
         if n >= self.mss:
             self.unacked_segs += 1
         else:

@@ -37,6 +37,8 @@ class Sender(Tcb):
             self._note_retransmit(start, n, now, "rto" if self.rto_recovery else "sack")
         else:
             self.stats.bytes_sent += n
+            if self.data_rcv_time is not None and now - self.data_rcv_time < self.config.delack_timeout:
+                self.pingpong = True  # a reply within the ACK delay: interactive (Linux pingpong)
             if self.rtt_seq is None and not self.ts_ok:
                 self.rtt_seq, self.rtt_time = start, now
         self.snd_nxt = seg_end

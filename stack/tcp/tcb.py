@@ -142,6 +142,9 @@ class Tcb:
         self.rcv_nxt = 0
         self.rcv_adv = 0  # right edge of the window we last advertised (never moves left)
         self.rcv_up: int | None = None
+        # The window Linux would offer (its rcv_ssthresh): the initial window, grown by two
+        # segments per segment received (tcp_grow_window). Only window_update_doubling reads it.
+        self.rcv_ssthresh = min(config.rcvbuf, 0xFFFF)
         self.rcvq = bytearray()  # in-order data not yet read by the application
         self.ooo = OutOfOrderQueue(config.ooo_limit)
         self.fin_received = False
@@ -189,6 +192,11 @@ class Tcb:
         self.time_wait_at: float | None = None
         self.fin_wait_2_at: float | None = None
         self.unacked_segs = 0  # full-sized segments received since our last ACK
+        # Quick-ACK mode (config.quickack_segments, Linux's icsk_ack.quick/pingpong): ACKs
+        # still owed at once, whether the connection is interactive, when data last came.
+        self.quickacks = 0
+        self.pingpong = False
+        self.data_rcv_time: float | None = None
         self.last_recv_time = now
         self._deadline: float | None = None
 
@@ -346,6 +354,8 @@ class Tcb:
         )
         self.stats.segs_out += 1
         if flags & ACK:
+            if self.quickacks and self.rcv_nxt != self.last_ack_sent:
+                self.quickacks -= 1  # an ACK of new data (Linux tcp_dec_quickack_mode)
             self.last_ack_sent = self.rcv_nxt
             self.delack_at = None
             self.unacked_segs = 0

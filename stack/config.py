@@ -55,6 +55,7 @@ class TcpConfig:
 
     # Sender behaviour.
     nagle: bool = True  # TCP_NODELAY clears it
+    nagle_minshall: bool = False  # hold a small segment only behind an unACKed small one (Linux)
     initial_window_segments: int = 10  # RFC 6928
     congestion_control: str = "cubic"
     limited_transmit: bool = True  # RFC 3042
@@ -88,5 +89,6 @@ def linux_profile(**changes: object) -> TcpConfig:
         rto_min_in_variance=True,
         wscale_space=6 * 1024 * 1024,
         quickack_segments=16,  # TCP_MAX_QUICKACKS
+        nagle_minshall=True,
     )
     return linux.with_(**changes)

@@ -32,6 +32,8 @@ class Sender(Tcb):
             urgent = min(seq.sub(self.snd_up, start), 0xFFFF)
         retrans = seq.lt(start, self.snd_max)
         self._emit(flags, start, now, payload, urgent)
+        if n < self.send_mss:
+            self.snd_sml = end  # the end of the last small segment sent (Minshall)
         seg_end = seq.add(end, 1) if flags & FIN else end
         if retrans:
             self._note_retransmit(start, n, now, "rto" if self.rto_recovery else "sack")
@@ -116,7 +118,12 @@ class Sender(Tcb):
             if n < seg_size and seq.ge(self.snd_nxt, self.snd_max):
                 # A partial segment of new data: Nagle and sender SWS avoidance decide.
                 all_queued = n == avail
-                idle = self.snd_una == self.snd_max
+                if self.config.nagle_minshall:
+                    # Minshall's variant (Linux tcp_minshall_check): wait only while a small
+                    # segment we sent is unacknowledged, not for any data in flight.
+                    idle = not (seq.gt(self.snd_sml, self.snd_una) and seq.le(self.snd_sml, self.snd_nxt))
+                else:
+                    idle = self.snd_una == self.snd_max  # RFC 896 as RFC 9293 3.7.4 states it
                 if not all_queued and n < self.max_snd_wnd // 2:
                     break  # window too small for a worthwhile segment: wait (SWS)
                 if all_queued and not (self.nodelay or idle or self.fin_queued):

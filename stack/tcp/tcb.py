@@ -136,6 +136,7 @@ class Tcb:
         self.sndq_seq = seq.add(iss, 1)
         self.fin_queued = False
         self.push_seq: int | None = None  # PSH goes on the segment ending a write (RFC 9293 3.9.1.2)
+        self.snd_sml = iss  # end of the last segment shorter than the MSS we sent (Minshall)
 
         # Receive sequence variables.
         self.irs = 0

@@ -48,6 +48,9 @@ class TcpConfig:
     window_update_doubling: bool = False
     persist_min: float = 0.2
     persist_max: float = 60.0
+    # Zero-window probe: an empty segment at SND.UNA - 1, the timer restarted by each answer
+    # (Linux); else one octet of data beyond the window (RFC 9293 3.8.6.1), timed from the probe.
+    zero_window_probe_empty: bool = False
     keepalive_idle: float = 7200.0
     keepalive_interval: float = 75.0
     keepalive_count: int = 9
@@ -90,5 +93,7 @@ def linux_profile(**changes: object) -> TcpConfig:
         wscale_space=6 * 1024 * 1024,
         quickack_segments=16,  # TCP_MAX_QUICKACKS
         nagle_minshall=True,
+        zero_window_probe_empty=True,
+        persist_max=120.0,  # TCP_RTO_MAX
     )
     return linux.with_(**changes)

@@ -151,7 +151,7 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Timers):
 
         if acked > 0:
             self._on_new_ack(seg, ack, acked, now)
-        self._update_send_window(seg, ack, window)
+        self._update_send_window(seg, ack, window, now)
         if is_dup:
             self._on_dupack(now)
 

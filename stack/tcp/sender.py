@@ -177,7 +177,7 @@ class Sender(Tcb):
             self._arm_rto(now, restart=True)
         self._notify(self)  # send space opened
 
-    def _update_send_window(self, seg: TcpSegment, ack: int, window: int) -> None:
+    def _update_send_window(self, seg: TcpSegment, ack: int, window: int, now: float) -> None:
         """RFC 9293 3.10.7.4 fifth check: take the window if the segment is newer (SND.WL1/WL2)."""
         if seq.lt(self.snd_wl1, seg.seq) or (
             self.snd_wl1 == seg.seq and seq.le(self.snd_wl2, ack)
@@ -198,6 +198,8 @@ class Sender(Tcb):
                 # RFC 9293 3.8.6.1: while the receiver answers the probes the connection stays
                 # open; only unanswered probes count toward the abort.
                 self.retries = 0
+                if self.config.zero_window_probe_empty:
+                    self._arm_persist(now)  # Linux tcp_ack_probe: the next probe counts from here
 
     # ------------------------------------------------------------------ persist timer
 
@@ -219,6 +221,14 @@ class Sender(Tcb):
             self._give_up(now, "timer:persist_retries")
             return
         self.stats.zero_window_probes += 1
+        if self.config.zero_window_probe_empty:
+            # Linux (tcp_write_wakeup, tcp_xmit_probe_skb): no octet of data, an old sequence
+            # number (SND.UNA - 1) that the receiver must answer with an ACK carrying its window
+            # (RFC 9293 3.10.7.4 first check); nothing is sent beyond the window.
+            self._emit(ACK, seq.add(self.snd_una, -1), now)
+            self.persist_backoff += 1
+            self._arm_persist(now)
+            return
         # An earlier probe octet that was not acknowledged is resent; else a new one goes.
         probe_seq = self.snd_una if seq.lt(self.snd_una, self.snd_max) else self.snd_nxt
         if seq.lt(probe_seq, self.fin_seq):

@@ -82,10 +82,10 @@ class TcpConfig:
 
 def linux_profile(**changes: object) -> TcpConfig:
     """Behave like Linux 6.x where the RFCs leave a choice, so that packetdrill scripts written on
-    Linux pass and the stack can stand in for a Linux host: IW10, RTO min 200 ms, SYN option
-    layout MSS, SACK-permitted, timestamps, NOP, window scale; the delayed-ACK timer at 40 ms
-    (TCP_DELACK_MIN / TCP_ATO_MIN); window updates after a read only when the window doubles.
-    README.md, "The two profiles", lists every difference from TcpConfig() and why."""
+    Linux pass and the stack can stand in for a Linux host: quick-ACK mode and a 40 ms delayed-ACK
+    timer, window updates after a read only when the window doubles, Linux's window scale, RTO =
+    SRTT + max(4*RTTVAR, rto_min), Minshall's Nagle, empty zero-window probes. README.md, "The two
+    profiles", lists each difference from TcpConfig() and why."""
     linux = TcpConfig(
         delack_timeout=0.04,
         window_update_doubling=True,

@@ -102,10 +102,8 @@ _SHUT = {"SHUT_RD": so.SHUT_RD, "SHUT_WR": so.SHUT_WR, "SHUT_RDWR": so.SHUT_RDWR
 def profile_config(profile: str) -> TcpConfig:
     """The stack's settings for a profile.
 
-    `linux`: what packetdrill scripts written on Linux assume: initial window 10 segments, RTO
-    min 200 ms and initial RTO 1 s, SYN options MSS, SACK-permitted, timestamps, NOP, window scale
-    (stack.config.linux_profile), 6 SYN retries, and the delayed ACK timer at 40 ms, Linux's
-    minimum ATO (TCP_DELACK_MIN), where the stack's own default is 200 ms.
+    `linux`: what packetdrill scripts written on Linux assume, Linux 6.x's choices where the RFCs
+    leave one (stack.config.linux_profile).
     `default`: the stack's own defaults (TcpConfig()).
     `freebsd`: FreeBSD's defaults, and its platform choices noted rather than failed at once
     (drill.platform).
@@ -115,7 +113,7 @@ def profile_config(profile: str) -> TcpConfig:
     if profile == "freebsd":
         return platform.freebsd_config()
     if profile == "linux":
-        return linux_profile(delack_timeout=0.04)
+        return linux_profile()
     raise ValueError(f"unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
 
 
@@ -690,7 +688,8 @@ class Runner:
         assert conn is not None
         n = self._int_arg(ev, 2)
         if entry.nonblocking and not (
-            conn.readable or conn.at_eof or conn.error is not None or conn.state is State.CLOSED
+            conn.readable or conn.at_eof or conn.read_shut or conn.error is not None
+            or conn.state is State.CLOSED
         ):
             raise _SysError("EAGAIN")
         data = await entry.sock.arecv(n, flags)

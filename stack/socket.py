@@ -151,7 +151,8 @@ class Socket:
         elif level == SOL_SOCKET and option in (SO_SNDBUF, SO_RCVBUF):
             size = value if isinstance(value, int) else int.from_bytes(value, 'little')
             name = "sndbuf" if option == SO_SNDBUF else "rcvbuf"
-            self._config = self._config.with_(**{name: size})
+            locked = {"rcvbuf_locked": True} if option == SO_RCVBUF else {}
+            self._config = self._config.with_(**{name: size}, **locked)
             if conn is not None:
                 setattr(conn, name, size)
         elif level == IPPROTO_TCP and option == TCP_NODELAY:
@@ -322,8 +323,8 @@ class Socket:
                     data = conn.recv(bufsize, self.runtime.now())
                     self._after()
                     return data
-                if conn.at_eof:
-                    return b""
+                if conn.at_eof or conn.read_shut:
+                    return b""  # after shutdown(SHUT_RD): 0 at once, as Linux and the BSDs
                 if conn.error is not None:
                     raise type(conn.error)(*conn.error.args)
                 if conn.state is State.CLOSED:
@@ -337,9 +338,13 @@ class Socket:
 
     def shutdown(self, how: int) -> None:
         conn = self._require_conn()
+        if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
+            raise OSError(22, f"Invalid argument: shutdown how={how}")
+        if how in (SHUT_RD, SHUT_RDWR):
+            conn.shutdown_read(self.runtime.now())
         if how in (SHUT_WR, SHUT_RDWR):
             conn.shutdown(self.runtime.now())
-            self._after()
+        self._after()
 
     def close(self) -> None:
         if self._closed:

@@ -58,7 +58,7 @@ def _fails_at(script: str, line_text: str, **kwargs: object) -> None:
 def test_a_sysctl_with_a_stack_equivalent_changes_the_stack(sysctl: str) -> None:
     head = f"{sysctl}\n" + PASSIVE.replace("+0  > S. 0:0(0) ack 1 <...>\n", "")
     split = head.index("+.1 <")
-    good = head[:split] + "+0 > S. 0:0(0) ack 1 <mss 1460,nop,wscale 3>\n" + head[split:]
+    good = head[:split] + "+0 > S. 0:0(0) ack 1 <mss 1460,nop,wscale 7>\n" + head[split:]
     assert run_text(good).passed, run_text(good).text()
     wrong_line = "+0 > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,nop,wscale 3>"
     _fails_at(head[:split] + wrong_line + "\n" + head[split:], wrong_line)
@@ -188,7 +188,7 @@ def test_a_script_isn_on_the_outbound_syn_ack_offsets_the_stack_numbers() -> Non
 def test_the_mtu_option_sets_the_mss_the_stack_offers() -> None:
     synack = "+0  > S. 0:0(0) ack 1 <...>"
     good = "--mtu=1000\n" + PASSIVE.replace(
-        synack, "+0 > S. 0:0(0) ack 1 <mss 960,nop,nop,sackOK,nop,wscale 3>"
+        synack, "+0 > S. 0:0(0) ack 1 <mss 960,nop,nop,sackOK,nop,wscale 7>"
     )
     assert run_text(good).passed, run_text(good).text()
     wrong = "+0 > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,nop,wscale 3>"

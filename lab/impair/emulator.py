@@ -70,6 +70,8 @@ NETLINK_RCVBUF = 32 << 20  # room for bursts while Python is busy
 HEADER_COPY = 128  # bytes copied of each packet when the payload itself is not needed
 READ_BATCH = 1024  # packets read per wake-up at most, so releases are not starved
 LATE_SAMPLES = 1000  # recent release wake-ups whose lateness stats.json summarises
+MAX_ARRIVAL_LAG = 0.5  # a receive stamp older than this is not trusted (see `arrival`)
+SO_TIMESTAMP = 29  # any socket asking for it makes the kernel stamp every received packet
 STATS_INTERVAL = 0.1
 NETNS_CHECK_INTERVAL = 0.5
 SO_MARK = getattr(socket, "SO_MARK", 36)
@@ -96,6 +98,18 @@ def lateness(samples: Iterable[float]) -> dict[str, float] | None:
     n = len(ordered)
     return {"p50": round(ordered[n // 2] * 1e3, 3), "p90": round(ordered[min(n - 1, n * 9 // 10)] * 1e3, 3),
             "max": round(ordered[-1] * 1e3, 3)}
+
+
+def arrival(timestamp: float | None, realtime_offset: float, now: float) -> float:
+    """When the packet reached the interface, on the monotonic clock: its kernel receive stamp
+    (NFQA_TIMESTAMP, wall clock) when it has a plausible one, else `now` (when it was read).
+    Counting the delay from there, as netem counts from the enqueue, keeps the time this process
+    took to wake up out of the emulated delay."""
+    if timestamp is not None:
+        stamped = timestamp - realtime_offset
+        if now - MAX_ARRIVAL_LAG <= stamped <= now:
+            return stamped
+    return now
 
 
 def rule_args(chain: str, ifname: str, queue: int) -> list[str]:
@@ -206,6 +220,9 @@ class Emulator:
         self.rules: list[str] = []
         self.raw4 = self._raw_socket(socket.AF_INET)
         self.raw6 = self._raw_socket(socket.AF_INET6)
+        # Kept open so that received packets carry their arrival time (see `arrival`).
+        self.stamper = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.stamper.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
 
     def _raw_socket(self, family: int) -> socket.socket:
         s = socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW)
@@ -358,8 +375,9 @@ class Emulator:
                 os.read(wake_fd, 512)
             if ready:
                 clock = time.monotonic
+                realtime_offset = time.time() - clock()
                 for packet in nfq.receive(READ_BATCH):
-                    self.on_packet(packet, clock())  # read order is arrival order
+                    self.on_packet(packet, arrival(packet.timestamp, realtime_offset, clock()))
                 self.dirty = True
             now = time.monotonic()
             self.release_due(now)

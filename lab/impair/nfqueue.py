@@ -39,6 +39,7 @@ NFQNL_MSG_VERDICT_BATCH = 3
 # Attributes.
 NFQA_PACKET_HDR = 1
 NFQA_VERDICT_HDR = 2
+NFQA_TIMESTAMP = 4
 NFQA_PAYLOAD = 10
 NFQA_CAP_LEN = 13
 NFQA_SKB_INFO = 14
@@ -65,6 +66,7 @@ _NLATTR = struct.Struct("=HH")
 _PACKET_HDR = struct.Struct("!IHB")
 _VERDICT_HDR = struct.Struct("!II")
 _BE32 = struct.Struct("!I")
+_TIMESTAMP = struct.Struct("!QQ")  # struct nfqnl_msg_packet_timestamp: seconds, microseconds
 _HEADER_LEN = _NLMSGHDR.size + _NFGENMSG.size
 
 
@@ -83,6 +85,7 @@ class QueuedPacket:
     length: int
     gso: bool = False  # a GSO super-packet, several wire packets long
     csum_not_ready: bool = False  # checksum left to the device (CHECKSUM_PARTIAL): do not verify it
+    timestamp: float | None = None  # when it reached the interface (CLOCK_REALTIME), if stamped
 
 
 def _align(n: int) -> int:
@@ -165,8 +168,13 @@ def parse_packet(body: memoryview) -> QueuedPacket | None:
     length = _BE32.unpack_from(cap)[0] if cap is not None and len(cap) >= 4 else len(payload)
     info = attrs.get(NFQA_SKB_INFO)
     flags = _BE32.unpack_from(info)[0] if info is not None and len(info) >= 4 else 0
+    stamp = attrs.get(NFQA_TIMESTAMP)
+    timestamp = None
+    if stamp is not None and len(stamp) >= 16:
+        sec, usec = _TIMESTAMP.unpack_from(stamp)
+        timestamp = sec + usec / 1e6
     return QueuedPacket(packet_id, hw_protocol, payload, length, bool(flags & NFQA_SKB_GSO),
-                        bool(flags & NFQA_SKB_CSUMNOTREADY))
+                        bool(flags & NFQA_SKB_CSUMNOTREADY), timestamp)
 
 
 class VerdictPlan:

@@ -2,9 +2,12 @@
 user-space emulator (forced, even where the kernel has netem), one row per link profile.
 
 Each profile impairs both directions of the one link (so `delay: 5ms` is a 10 ms RTT), then:
-ping -U measures the RTT (median of PINGS echoes; added latency = median RTT - 2 x delay), iperf3
+ICMP echoes timed in user space measure the RTT (median of PINGS; added latency = median RTT -
+2 x delay; `rtt_role`), iperf3
 runs RUNS times (median goodput), and the emulators' CPU time over the iperf3 runs is read from
-/proc. The unimpaired row, measured in the same lab and the same run, is the ratio base.
+/proc, and `ss -tni` on the sender late in each transfer says what bound it (the receiver's
+window, its own send buffer). The unimpaired row, measured in the same lab and the same run, is
+the ratio base.
 
 Targets (printed, never asserted): 5 ms >= 1 Gbit/s, 20 ms >= 500 Mbit/s, 20 ms with 1% loss
 at least what Mathis et al. allow for that loss (MSS / RTT * sqrt(3/2) / sqrt(p), a Reno model, so
@@ -18,12 +21,17 @@ import math
 import os
 import re
 import shutil
+import socket
 import statistics
+import struct
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from tests.bench import REPO_ROOT, child_env, finish, role_argv
 
 if TYPE_CHECKING:
     from lab.lab import Lab
@@ -70,25 +78,62 @@ def mathis_bytes_per_s(rtt: float, loss: float, mss: int = MSS) -> float:
     return mss / rtt * math.sqrt(1.5) / math.sqrt(loss)
 
 
+def rtt_role(host: str, count: int, interval: float) -> list[float]:
+    """ICMP echo round trips timed in user space (what an application waits), one at a time.
+    Not ping(8): past 10 ms it prints tenths of a millisecond, and by default it reads the kernel's
+    receive timestamp, taken before the emulator at the receiving end holds the reply."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    ident = os.getpid() & 0xFFFF
+    rtts: list[float] = []
+    for seq in range(count):
+        body = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + b"tcplab-rtt-probe"
+        total = sum(struct.unpack(f"!{len(body) // 2}H", body))
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        start = time.perf_counter()
+        sock.sendto(body[:2] + struct.pack("!H", ~total & 0xFFFF) + body[4:], (host, 0))
+        deadline = start + 2.0
+        while (left := deadline - time.perf_counter()) > 0:
+            sock.settimeout(left)
+            try:
+                data = sock.recv(2048)
+            except TimeoutError:
+                break
+            ihl = (data[0] & 15) * 4
+            kind, _, _, got_id, got_seq = struct.unpack("!BBHHH", data[ihl:ihl + 8])
+            if kind == 0 and (got_id, got_seq) == (ident, seq):
+                rtts.append(time.perf_counter() - start)
+                break
+        time.sleep(interval)
+    return rtts
+
+
 def _ping(lab: Lab, count: int) -> list[float]:
-    # -U: user-to-user times. Without it ping reads the kernel's receive timestamp, taken when
-    # the reply reaches the interface, before the emulator at the receiving end holds it.
-    done = lab.exec("a", ["ping", "-U", "-n", "-c", str(count), "-i", "0.05", "-W", "2", "10.79.0.2"],
-                    check=False, timeout=count * 0.05 + 30)
-    return [float(ms) / 1e3 for ms in re.findall(r"time=([\d.]+) ms", done.stdout)]
+    probe = lab.spawn("a", role_argv("emulator_link", "rtt", "10.79.0.2", str(count)), cwd=str(REPO_ROOT),
+                      env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = finish(probe, count * 2.1 + 30)
+    try:
+        return [float(rtt) for rtt in json.loads(out.strip().splitlines()[-1])]
+    except (ValueError, IndexError):
+        raise RuntimeError(f"RTT probe failed: {err[-300:]}") from None
 
 
 def _iperf3(lab: Lab, seconds: float, cc: str) -> dict[str, Any]:
     server = lab.spawn("b", ["iperf3", "-s", "-1", "-p", str(PORT)],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    limits: dict[str, float] = {}
     try:
-        argv = ["iperf3", "-c", "10.79.0.2", "-p", str(PORT), "-t", f"{seconds:g}", "-C", cc, "-J"]
-        for _attempt in range(50):  # the server needs a moment to listen
-            done = lab.exec("a", argv, check=False, timeout=seconds + 30)
-            report = json.loads(done.stdout or "{}")
-            if "unable to connect" not in str(report.get("error", "")):
+        for _attempt in range(100):  # the server needs a moment to listen
+            if f":{PORT} " in lab.exec("b", ["ss", "-Hltn"], check=False, timeout=10).stdout:
                 break
-            time.sleep(0.1)
+            time.sleep(0.05)
+        argv = ["iperf3", "-c", "10.79.0.2", "-p", str(PORT), "-t", f"{seconds:g}", "-C", cc, "-J"]
+        client = lab.spawn("a", argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(seconds * 0.8)
+        if client.poll() is None:  # what the sender was limited by, late in the transfer
+            limits = _sender_limits(lab)
+        out, err = finish(client, seconds + 30)
+        report = json.loads(out or "{}")
     finally:
         if server.poll() is None:
             server.kill()
@@ -96,9 +141,30 @@ def _iperf3(lab: Lab, seconds: float, cc: str) -> dict[str, Any]:
     end = report.get("end") or {}
     received = end.get("sum_received")
     if not received:
-        raise RuntimeError(f"iperf3 reported no result: {report.get('error') or done.stderr[-300:]}")
+        raise RuntimeError(f"iperf3 reported no result: {report.get('error') or err[-300:]}")
     return {"bits_per_s": float(received["bits_per_second"]),
-            "retransmits": int((end.get("sum_sent") or {}).get("retransmits", 0))}
+            "retransmits": int((end.get("sum_sent") or {}).get("retransmits", 0)), **limits}
+
+
+def _sender_limits(lab: Lab) -> dict[str, float]:
+    """From `ss -tni` on the sender: the share of its busy time limited by the receiver's window
+    and by its own send buffer, its cwnd and its smoothed RTT (the iperf3 data connection)."""
+    out = lab.exec("a", ["ss", "-tni", "dst", "10.79.0.2"], check=False, timeout=10).stdout
+    best: dict[str, float] = {}
+    for info in out.split("\n\t"):
+        sent = re.search(r"bytes_sent:(\d+)", info)
+        if not sent or int(sent.group(1)) < best.get("bytes_sent", 0):
+            continue
+        best = {"bytes_sent": int(sent.group(1))}
+        for key in ("rwnd_limited", "sndbuf_limited"):
+            found = re.search(key + r":\d+ms\(([\d.]+)%\)", info)
+            best[key] = float(found.group(1)) / 100 if found else 0.0
+        for key, pattern in (("cwnd", r"cwnd:(\d+)"), ("srtt_ms", r"rtt:([\d.]+)/")):
+            found = re.search(pattern, info)
+            if found:
+                best[key] = float(found.group(1))
+    best.pop("bytes_sent", None)
+    return best
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -162,6 +228,7 @@ def measure_profile(lab: Lab, profile: Profile, seconds: float, runs: int) -> di
     finally:
         _clear(lab)
     rates = [r["bits_per_s"] for r in results]
+    middle = sorted(results, key=lambda r: r["bits_per_s"])[len(results) // 2]
     rtt = statistics.median(rtts) if rtts else None
     delay = _delay_seconds(profile)
     row: dict[str, Any] = {
@@ -176,6 +243,7 @@ def measure_profile(lab: Lab, profile: Profile, seconds: float, runs: int) -> di
         "pings": len(rtts),
         "added_latency_median": rtt - 2 * delay if rtt is not None else None,
         "emulator_cpu": cpu,  # CPU seconds per second, both emulators together
+        "sender": {k: v for k, v in middle.items() if k not in ("bits_per_s", "retransmits")},
         "emulator_stats": stats,
         "loadavg": os.getloadavg()[0],
     }
@@ -199,8 +267,8 @@ def measure(seconds: float = 3.0, runs: int = 3, only: list[str] | None = None) 
     """Every profile's row in one lab of two kernel nodes; the lab is always torn down."""
     from lab.lab import Lab
 
-    if shutil.which("iperf3") is None or shutil.which("ping") is None:
-        raise RuntimeError("needs iperf3 and ping (apt-get install iperf3 iputils-ping)")
+    if shutil.which("iperf3") is None:
+        raise RuntimeError("needs iperf3 (apt-get install iperf3)")
     previous = os.environ.get("TCPLAB_IMPAIR_BACKEND")
     os.environ["TCPLAB_IMPAIR_BACKEND"] = "userspace"
     name = f"benchemu{os.getpid() % 100000}"
@@ -233,13 +301,14 @@ def _fmt(value: Any, fmt: str, scale: float = 1.0) -> str:
 
 def table(result: dict[str, Any]) -> str:
     head = ("link profile (both directions)", "cc", "Mbit/s", "/unimp", "runs Mbit/s", "retr", "RTT ms",
-            "added ms", "emu CPU", "target", "met")
+            "added ms", "emu CPU", "rwnd/sndbuf-limited", "target", "met")
     rows: list[tuple[str, ...]] = [head]
     for row in result.get("rows", {}).values():
         if "error" in row:
-            rows.append((row["label"], *("-" * 9), "FAILED: " + row["error"][:60]))
+            rows.append((row["label"], *("-" * 10), "FAILED: " + row["error"][:60]))
             continue
         target = row.get("target_bits_per_s")
+        sender = row.get("sender", {})
         kind = "Mathis " if "mathis_bits_per_s" in row else ">= "
         tname = kind + _fmt(target, ".1f", 1e-6) if target else ""
         rows.append((
@@ -247,11 +316,27 @@ def table(result: dict[str, Any]) -> str:
             _fmt(row.get("ratio_unimpaired"), ".4f"),
             " ".join(_fmt(r, ".0f", 1e-6) for r in row["runs_bits_per_s"]), str(row["retransmits"]),
             _fmt(row["rtt_median"], ".3f", 1e3), _fmt(row["added_latency_median"], ".3f", 1e3),
-            _fmt(row["emulator_cpu"], ".0%"), tname,
+            _fmt(row["emulator_cpu"], ".0%"),
+            f"{_fmt(sender.get('rwnd_limited'), '.0%')} / {_fmt(sender.get('sndbuf_limited'), '.0%')}",
+            tname,
             {True: "yes", False: "NO"}.get(row.get("target_met"), ""),  # type: ignore[arg-type]
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) if i in (0, 1, 4, 9) else c.rjust(w) for i, (c, w) in
+    lines = ["  ".join(c.ljust(w) if i in (0, 1, 4, 10) else c.rjust(w) for i, (c, w) in
                        enumerate(zip(r, widths, strict=True))).rstrip() for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if len(argv) != 3 or argv[0] != "rtt":
+        print("usage: python -m tests.bench.emulator_link rtt HOST COUNT", file=sys.stderr)
+        return 2
+    print(json.dumps(rtt_role(argv[1], int(argv[2]), 0.02)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

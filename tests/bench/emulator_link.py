@@ -50,6 +50,12 @@ class Profile:
     cc: str = "bbr"  # namespaces allow only bbr and reno; bbr is their default
     target_bits: float | None = None  # goodput target in bit/s, when the issue names one
     mathis_loss: float | None = None  # the loss rate whose Mathis bound is the target
+    sysctls: tuple[tuple[str, str], ...] = ()  # set on both nodes for this row, then restored
+
+
+# The default send buffer (tcp_wmem max 4 MB) caps a flow at about 4 MB per RTT whatever the link:
+# these rows lift it, to show what the emulator itself carries.
+BIG_BUFFERS = (("net.ipv4.tcp_wmem", "4096 16384 33554432"), ("net.ipv4.tcp_rmem", "4096 131072 33554432"))
 
 
 PROFILES = (
@@ -60,6 +66,8 @@ PROFILES = (
     Profile("delay_20ms_loss_1pct", "delay 20ms, loss 1%", {"delay": "20ms", "loss": "1%"}, cc="reno",
             mathis_loss=0.01),
     Profile("delay_20ms_loss_1pct_bbr", "delay 20ms, loss 1%", {"delay": "20ms", "loss": "1%"}),
+    Profile("delay_5ms_32mb", "delay 5ms, 32 MB socket buffers", {"delay": "5ms"}, sysctls=BIG_BUFFERS),
+    Profile("delay_20ms_32mb", "delay 20ms, 32 MB socket buffers", {"delay": "20ms"}, sysctls=BIG_BUFFERS),
 )
 
 
@@ -217,7 +225,17 @@ def _clear(lab: Lab) -> None:
         backend.remove(lab.plan.node(end.node).netns, end.ifname, lab.run_dir)
 
 
+def _sysctls(lab: Lab, values: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """Set `values` on both nodes; returns the values they replaced."""
+    before = tuple((key, lab.exec("a", ["sysctl", "-n", key], timeout=10).stdout.strip())
+                   for key, _ in values)
+    for node in ("a", "b"):
+        lab.exec(node, ["sysctl", "-q", "-w", *(f"{key}={value}" for key, value in values)], timeout=10)
+    return before
+
+
 def measure_profile(lab: Lab, profile: Profile, seconds: float, runs: int) -> dict[str, Any]:
+    restore = _sysctls(lab, profile.sysctls) if profile.sysctls else ()
     pids = _impair(lab, profile)
     try:
         rtts = _ping(lab, PINGS)
@@ -227,6 +245,8 @@ def measure_profile(lab: Lab, profile: Profile, seconds: float, runs: int) -> di
         stats = _emulator_stats(lab)
     finally:
         _clear(lab)
+        if restore:
+            _sysctls(lab, restore)
     rates = [r["bits_per_s"] for r in results]
     middle = sorted(results, key=lambda r: r["bits_per_s"])[len(results) // 2]
     rtt = statistics.median(rtts) if rtts else None
@@ -235,6 +255,7 @@ def measure_profile(lab: Lab, profile: Profile, seconds: float, runs: int) -> di
         "label": profile.label,
         "impairment": profile.impairment,
         "cc": profile.cc,
+        "sysctls": dict(profile.sysctls),
         "bits_per_s": statistics.median(rates),
         "runs_bits_per_s": rates,
         "retransmits": int(statistics.median(r["retransmits"] for r in results)),

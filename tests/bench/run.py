@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     emulator = results.get("emulator", {})
     if emulator:
         print(f"\nlink emulator (user space, NFQUEUE): kernel TCP a -> b, iperf3 {args.seconds:g} s x "
-              f"{args.emulator_runs}, median; RTT by ping")
+              f"{args.emulator_runs}, median; RTT: {emulator_link.PINGS} ICMP echoes timed in user space")
         print(emulator_link.table(emulator) if "error" not in emulator else f"FAILED: {emulator['error']}")
         print("/unimp = goodput / the unimpaired link of this run;  added = median RTT - 2 x delay;"
               "  emu CPU = both emulators' CPU time / wall time")

@@ -118,9 +118,11 @@ def hook_point(netns: str, ifname: str) -> Hook:
     return Hook("POSTROUTING", netns, ifname)
 
 
-def queue_number(ifindex: int) -> int:
-    """NFQUEUE numbers are per namespace, like ifindexes: the ifindex is a free, stable choice."""
-    return ifindex % 65536
+def queue_number(hook: Hook, ifindex: int) -> int:
+    """NFQUEUE numbers are per namespace, like ifindexes: the hooked interface's ifindex is a free,
+    stable choice, in one half of the range per chain (an interface's own egress and the traffic
+    it receives are two emulators)."""
+    return ifindex % 32768 + (32768 if hook.chain == "PREROUTING" else 0)
 
 
 def read_stats(run_dir: Path, netns: str, ifname: str) -> dict[str, Any] | None:
@@ -157,7 +159,7 @@ def _start_emulator(netns: str, ifname: str, imp: Impairment, seed: int, run_dir
         (ctl / stale).unlink(missing_ok=True)
     _write_profile(ctl, imp, 0)
     hook = hook_point(netns, ifname)
-    queue = queue_number(_ifindex(hook.netns, hook.ifname))
+    queue = queue_number(hook, _ifindex(hook.netns, hook.ifname))
     log = (ctl / "emulator.log").open("ab")
     cmd = [
         sys.executable, "-m", "lab.impair.emulator", "--netns", netns, "--ifname", ifname,
@@ -333,6 +335,6 @@ def remove(netns: str, ifname: str, run_dir: Path) -> None:
         index = _ifindex(hook.netns, hook.ifname)
     except Exception:
         return
-    _delete_rules(hook, queue_number(index))
+    _delete_rules(hook, queue_number(hook, index))
     with contextlib.suppress(Exception):
         remove_netem(netns, ifname)

@@ -314,7 +314,13 @@ class NfQueue:
         seq = _NLMSGHDR.unpack_from(msg)[3]
         self.sock.send(msg)
         while True:
-            n = self.sock.recv_into(self.buffer)
+            try:
+                n = self.sock.recv_into(self.buffer)
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                self.overruns += 1
+                continue
             code = self._dispatch(n, self.backlog, seq)
             if code is not None:
                 if code != 0:

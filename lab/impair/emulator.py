@@ -218,8 +218,7 @@ class Emulator:
         self.stop = False
         self.reload = False
         self.rules: list[str] = []
-        self.raw4 = self._raw_socket(socket.AF_INET)
-        self.raw6 = self._raw_socket(socket.AF_INET6)
+        self.raw: dict[int, socket.socket] = {}  # per address family, opened at the first duplicate
         # Kept open so that received packets carry their arrival time (see `arrival`).
         self.stamper = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.stamper.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
@@ -269,11 +268,11 @@ class Emulator:
         self.dirty = True
 
     def _send_copy(self, copy: bytes) -> None:
+        family, dst = ((socket.AF_INET, copy[16:20]) if copy[0] >> 4 == 4 else (socket.AF_INET6, copy[24:40]))
         with contextlib.suppress(OSError):
-            if copy[0] >> 4 == 4:
-                self.raw4.sendto(copy, (socket.inet_ntop(socket.AF_INET, copy[16:20]), 0))
-            else:
-                self.raw6.sendto(copy, (socket.inet_ntop(socket.AF_INET6, copy[24:40]), 0))
+            if family not in self.raw:
+                self.raw[family] = self._raw_socket(family)
+            self.raw[family].sendto(copy, (socket.inet_ntop(family, dst), 0))
 
     def flush(self, nfq: nfqueue.NfQueue) -> None:
         if self.verdicts:

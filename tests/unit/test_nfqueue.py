@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import struct
+from pathlib import Path
+from typing import Any
 
 from lab.impair import nfqueue
 from lab.impair.nfqueue import NF_ACCEPT, NF_DROP, VerdictPlan
@@ -98,3 +100,84 @@ def test_config_sets_or_clears_gso_through_its_mask() -> None:
         assert struct.unpack("!I", attrs[nfqueue.NFQA_CFG_FLAGS])[0] == (nfqueue.NFQA_CFG_F_GSO if gso else 0)
         assert struct.unpack("!IB", attrs[nfqueue.NFQA_CFG_PARAMS]) == (128, nfqueue.NFQNL_COPY_PACKET)
         assert struct.unpack("!I", attrs[nfqueue.NFQA_CFG_QUEUE_MAXLEN])[0] == 4096
+
+
+# -- the emulator's verdict flow, with a stand-in for the kernel queue (no root) -----------------
+WALL = 1_700_000_000.0  # wall clock minus monotonic clock, in these tests
+
+
+class _FakeQueue:
+    """Records the datagrams the emulator would send, built by the real VerdictPlan."""
+
+    def __init__(self) -> None:
+        self.plan = VerdictPlan(7)
+        self.datagrams: list[bytes] = []
+
+    def arrive(self, emulator: Any, packet_id: int, now: float, stamp: float | None = None) -> None:
+        """Packet `packet_id` read at `now` (monotonic), stamped by the kernel at `stamp` (also
+        monotonic here; the wall clock runs WALL seconds ahead), as the emulator's loop admits it."""
+        from lab.impair.emulator import arrival
+
+        self.plan.received(packet_id)
+        wall = None if stamp is None else stamp + WALL
+        packet = nfqueue.QueuedPacket(packet_id, 0x0800, b"\x45" + bytes(59), 1500, timestamp=wall)
+        emulator.on_packet(packet, arrival(packet.timestamp, WALL, now))
+
+    def send_verdicts(self, verdicts: list[tuple[int, int, bytes | None]]) -> int:
+        sent = list(nfqueue.chunks(self.plan.messages(verdicts)))
+        self.datagrams += sent
+        return len(sent)
+
+    def take(self) -> list[list[Verdict]]:
+        out = [_decode(d) for d in self.datagrams]
+        self.datagrams = []
+        return out
+
+
+def _emulator(tmp_path: Path, **profile: str) -> Any:
+    from lab.impair.emulator import Emulator, Hook
+    from lab.impair.model import Impairment
+
+    return Emulator("ns-a", "eth0", 7, 1, Impairment.model_validate(profile), tmp_path,
+                    Hook("PREROUTING", "ns-b", "eth0"))
+
+
+def test_a_delay_only_link_releases_each_wakeups_packets_in_one_batch_verdict(tmp_path: Path) -> None:
+    emulator, queue = _emulator(tmp_path, delay="10ms"), _FakeQueue()
+    for packet_id in range(1, 6):  # one packet per millisecond
+        queue.arrive(emulator, packet_id, now=packet_id / 1000)
+    emulator.flush(queue)
+    assert queue.take() == []  # nothing is due yet
+    emulator.release_due(0.0135)  # due at 11, 12, 13 ms
+    emulator.flush(queue)
+    assert queue.take() == [[("upto", NF_ACCEPT, 3, None)]]  # one sendmsg, one message
+    emulator.release_due(0.020)
+    emulator.flush(queue)
+    assert queue.take() == [[("upto", NF_ACCEPT, 5, None)]]
+    assert emulator.sendmsgs == 2 and emulator.schedule.held == 0
+
+
+def test_losses_are_dropped_at_once_and_every_packet_gets_one_verdict(tmp_path: Path) -> None:
+    emulator, queue = _emulator(tmp_path, delay="5ms", loss="30%"), _FakeQueue()
+    for packet_id in range(1, 201):
+        queue.arrive(emulator, packet_id, now=packet_id / 1e5)
+    emulator.flush(queue)
+    drops = [v for datagram in queue.take() for v in datagram]
+    assert drops and all(kind == "one" and verdict == NF_DROP for kind, verdict, _, _ in drops)
+    emulator.release_due(1.0)
+    emulator.flush(queue)
+    [accepts] = queue.take()
+    assert accepts == [("upto", NF_ACCEPT, 200, None)]  # the drops no longer stand in the way
+    assert len(drops) == emulator.schedule.counters.lost
+
+
+def test_the_delay_counts_from_the_kernel_receive_stamp(tmp_path: Path) -> None:
+    """A packet stamped 3 ms before the emulator read it leaves 3 ms earlier than one read at once."""
+    emulator, queue = _emulator(tmp_path, delay="10ms"), _FakeQueue()
+    queue.arrive(emulator, 1, now=0.005, stamp=0.002)
+    emulator.release_due(0.0119)
+    emulator.flush(queue)
+    assert queue.take() == []
+    emulator.release_due(0.0121)
+    emulator.flush(queue)
+    assert queue.take() == [[("upto", NF_ACCEPT, 1, None)]]

@@ -25,6 +25,13 @@ Duplicates are the one case that needs a second packet: the copy is written thro
 (on PREROUTING: routed from the receiving namespace; on POSTROUTING: bound to IF with SO_MARK set,
 which the rule skips so the copy is not queued again).
 
+Timing: the delay counts from the kernel's receive stamp of the packet (`arrival`), so the time
+this process takes to wake up is not added to it, and the emulator runs SCHED_FIFO
+(`raise_priority`) so releases leave on time on a busy machine. A consequence of the hook: tcpdump
+on either end of the link sees a direction's packets before the emulator acts on them (the
+receiving interface's tap runs before PREROUTING), so captures show what was sent, lost packets
+included, at their sending times; the receiving stack or socket sees them impaired.
+
 The rule has no --queue-bypass on purpose: if the emulator dies, the link goes dark rather than
 silently running unimpaired. On SIGTERM the emulator deletes its rules first, then releases the
 packets it holds, then exits; after kill -9 the rules stay (the link stays dark) until

@@ -66,6 +66,7 @@ PROFILES = (
     Profile("delay_20ms_loss_1pct", "delay 20ms, loss 1%", {"delay": "20ms", "loss": "1%"}, cc="reno",
             mathis_loss=0.01),
     Profile("delay_20ms_loss_1pct_bbr", "delay 20ms, loss 1%", {"delay": "20ms", "loss": "1%"}),
+    Profile("loss_1pct", "loss 1%", {"loss": "1%"}, cc="reno", mathis_loss=0.01),
     Profile("delay_5ms_32mb", "delay 5ms, 32 MB socket buffers", {"delay": "5ms"}, sysctls=BIG_BUFFERS),
     Profile("delay_20ms_32mb", "delay 20ms, 32 MB socket buffers", {"delay": "20ms"}, sysctls=BIG_BUFFERS),
 )

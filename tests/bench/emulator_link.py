@@ -158,7 +158,12 @@ def _iperf3(lab: Lab, seconds: float, cc: str) -> dict[str, Any]:
 def _sender_limits(lab: Lab) -> dict[str, float]:
     """From `ss -tni` on the sender: the share of its busy time limited by the receiver's window
     and by its own send buffer, its cwnd and its smoothed RTT (the iperf3 data connection)."""
-    out = lab.exec("a", ["ss", "-tni", "dst", "10.79.0.2"], check=False, timeout=10).stdout
+    return parse_ss(lab.exec("a", ["ss", "-tni", "dst", "10.79.0.2"], check=False, timeout=10).stdout)
+
+
+def parse_ss(out: str) -> dict[str, float]:
+    """The connection of `ss -tni` output that sent the most bytes: rwnd_limited and
+    sndbuf_limited as fractions of its busy time, cwnd (segments) and srtt_ms."""
     best: dict[str, float] = {}
     for info in out.split("\n\t"):
         sent = re.search(r"bytes_sent:(\d+)", info)

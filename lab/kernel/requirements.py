@@ -1,20 +1,18 @@
 """What a lab needs beyond the stack, checked before `up` creates anything.
 
-Optional pieces (the link emulator's NetfilterQueue module and iptables, Docker for container
+Optional pieces (iptables for the link emulator's NFQUEUE rules, Docker for container
 nodes, tcpdump, tshark, iperf3) are missing on a fresh machine more often than anything else; each
 gets one line naming what to install instead of a traceback from deep inside `up`.
 """
 
 from __future__ import annotations
 
-import importlib
 import shutil
 
 from lab.model.plan import LabPlan
 
-# Debian packages of the tools the lab runs, and the Python packages behind its optional modules.
+# Debian packages of the tools the lab runs.
 APT_PACKAGE = {"tcpdump": "tcpdump", "tshark": "tshark", "iperf3": "iperf3", "iptables": "iptables"}
-EMULATOR_MODULE = "netfilterqueue"
 
 
 def tool_problem(tool: str) -> str | None:
@@ -27,16 +25,12 @@ def tool_problem(tool: str) -> str | None:
 
 
 def emulator_problem() -> str | None:
-    """Why the user-space link emulator cannot run here, or None."""
-    try:
-        importlib.import_module(EMULATOR_MODULE)  # imported, not just found: its C library must load
-    except ImportError:
-        return (
-            "impaired links need the link emulator's Python package NetfilterQueue here (this kernel "
-            "has no netem): pip install 'tcplab[lab]' (it builds against apt-get install "
-            "libnetfilter-queue-dev)"
-        )
-    return tool_problem("iptables")
+    """Why the user-space link emulator cannot run here, or None. It speaks NFQUEUE netlink itself
+    (lab.kernel.impair.nfqueue), so iptables, which installs its rules, is all it needs."""
+    problem = tool_problem("iptables")
+    if problem is not None:
+        return f"impaired links need the link emulator here (this kernel has no netem): {problem}"
+    return None
 
 
 def _impaired(plan: LabPlan) -> bool:

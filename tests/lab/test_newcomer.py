@@ -45,11 +45,11 @@ def name() -> Iterator[str]:
     assert leftovers(lab) == {}
 
 
-def test_up_without_the_emulator_module_names_it_and_leaves_nothing(name: str) -> None:
-    done = run([*cli_without("netfilterqueue"), "up", "lossy.yaml", "--name", name],
-               env={"TCPLAB_IMPAIR_BACKEND": "userspace"})  # fmt: skip
+def test_up_without_iptables_for_the_emulator_names_it_and_leaves_nothing(name: str) -> None:
+    done = run([sys.executable, "-c", CLI, "up", "lossy.yaml", "--name", name],
+               env={"TCPLAB_IMPAIR_BACKEND": "userspace", "PATH": "/nonexistent"})  # fmt: skip
     line = one_line(done)
-    assert "NetfilterQueue" in line and "pip install 'tcplab[lab]'" in line
+    assert "link emulator" in line and "apt-get install iptables" in line
     assert leftovers(name) == {}
 
 

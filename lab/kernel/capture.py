@@ -3,9 +3,10 @@
 Two ways to get a pcap of what a node saw:
 
 - `LinkCapture.start(lab, node, ifname, path)`: tcpdump on one of the node's interfaces, run in
-  the node's namespace (`tun0` of a stack node included). It sees what crossed that interface:
-  on egress *after* the impairment emulator (netem or the user-space NFQUEUE one), so a packet the
-  link lost is not in a capture of the sender's link interface.
+  the node's namespace (`tun0` of a stack node included). It sees what crossed that interface.
+  netem acts on the sender's egress, before tcpdump there; the user-space emulator holds packets
+  on the receiving side's ingress (after tcpdump on either end), so with it a capture shows each
+  packet at its sending time, lost ones included.
 - `copy_sink(run_dir, node, path)`: a snapshot of a stack node's own pcap sink (NODE.pcap, every
   IP packet the stack sent or received, before any loss on the link). The daemon writes it as it
   goes, so the copy is cut at the last whole record.

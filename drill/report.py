@@ -16,6 +16,27 @@ class Failure:
     actual: str | None = None
 
 
+class ScriptFailed(Exception):
+    """Ends a run: the script's first failure."""
+
+    def __init__(self, line: int, message: str, expected: str | None = None, actual: str | None = None):
+        super().__init__(message)
+        self.failure = Failure(line, message, expected, actual)
+
+
+class ScriptUnsupported(ScriptFailed):
+    """The script needs `construct`, which the runner or the stack does not have."""
+
+    def __init__(self, line: int, construct: str) -> None:
+        super().__init__(line, f"unsupported: {construct}")
+        self.construct = construct
+
+
+def usecs_text(usecs: float) -> str:
+    """A script time in messages: seconds with microseconds."""
+    return f"{usecs / 1e6:.6f}"
+
+
 @dataclass(frozen=True)
 class ScriptResult:
     name: str

@@ -385,7 +385,8 @@ def _trace(
     socket: Path | None, json_out: bool, fmt: str, conn: str | None, out: TextIO,
 ) -> None:
     if fmt in ("ladder", "svg"):
-        from lab.viz.ladder import render_ladder_svg, render_ladder_text
+        from lab.viz.ladder_svg import render_ladder_svg
+        from lab.viz.ladder_text import render_ladder_text
         from lab.viz.load import TraceError
         from lab.viz.nodes import node_trace_file, peer_trace_file
 

@@ -38,7 +38,8 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="With --demo: seed of the simulated network.")] = 1,
     ) -> None:
         """The sequence (ladder) diagram of one connection of a trace."""
-        from lab.viz.ladder import render_ladder_svg, render_ladder_text
+        from lab.viz.ladder_svg import render_ladder_svg
+        from lab.viz.ladder_text import render_ladder_text
 
         if fmt not in ("text", "svg", "ladder"):
             cli.fail(f"unknown format {fmt!r}: use text or svg")

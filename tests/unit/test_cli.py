@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from lab.cli import app
 
 COMMANDS = {
-    "up", "down", "status", "exec",  # lab.cli.root
+    "up", "down", "status", "exec",  # lab.cli.lifecycle
     "app", "capture", "check", "demo", "impair", "drill",  # one module each
     "ladder", "plot", "demo-traces",  # lab.cli.viz
     "http", "echo", "transfer", "run", "ss", "trace",  # lab.cli.node

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from lab.cli import app
 from lab.kernel import requirements
-from lab.kernel.capture import CaptureError, tshark_fields
+from lab.kernel.capture import CaptureError
+from lab.kernel.tshark import tshark_fields
 from lab.model.topology import TopologyError, topology_from_data
 from lab.viz.nodes import resolve_trace
 from tests.missing import CLI, cli_without, without

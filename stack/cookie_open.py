@@ -1,6 +1,7 @@
 """The host's side of SYN cookies (RFC 4987 3.6): answer a SYN without state, open the connection
 when a valid cookie comes back. The encoding is in stack.tcp.syncookies; the policy (when the SYN
-queue is full, or always with syncookies=2) is in Host._on_listen.
+queue is full, or always with syncookies=2) and the connection a valid cookie opens are the
+host's (Host._on_listen, Host._cookie_ack): this module only makes and checks cookies.
 
 Counters on the host: syncookies_sent, syncookies_recv (valid cookie ACKs: connections made),
 syncookies_failed (ACKs to a listener that were no valid cookie: answered with a RST as before).
@@ -9,6 +10,7 @@ Trace: SynCookieEvent "sent", "accepted", "failed".
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from stack import seq
@@ -21,11 +23,21 @@ from stack.wire.tcp import TcpSegment
 if TYPE_CHECKING:
     from stack.host import Host
 
-TS_HZ = 1000  # the timestamp clock of stack.tcp.connection: 1 ms a tick
+from stack.tcp.tcb import TS_HZ
+
+
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """What a valid cookie ACK gives back: the connection's numbers and the SYN it remembers."""
+
+    cid: str
+    iss: int
+    ts_offset: int
+    syn: TcpSegment
 
 
 class CookieOpen:
-    """Part of one Host: it uses the host's connection factory, table, counters and output."""
+    """Part of one Host: it reads the host's address, settings, counters and trace."""
 
     def __init__(self, host: Host, isn_key: bytes) -> None:
         self.host = host
@@ -39,8 +51,8 @@ class CookieOpen:
         sent = listener.cookies_sent_at
         return sent is not None and now - sent < syncookies.VALID_AFTER_SENDING
 
-    def answer(self, listener: Listener, src: str, syn: TcpSegment, now: float) -> None:
-        """The SYN-ACK whose sequence number is the cookie; nothing is kept."""
+    def answer(self, listener: Listener, src: str, syn: TcpSegment, now: float) -> tuple[TcpSegment, str]:
+        """The SYN-ACK whose sequence number is the cookie, and its connection id; nothing is kept."""
         host = self.host
         listener.cookies_sent_at = now
         tuple_bytes = self._tuple_bytes(src, syn.src_port, syn.dst_port)
@@ -52,13 +64,13 @@ class CookieOpen:
         host.counters["syncookies_sent"] += 1
         if host.trace.enabled:
             host.trace.emit(SynCookieEvent(now, cid, "sent"))
-        host._transmit_segment(src, synack, cid, now)
+        return synack, cid
 
-    def accept(self, listener: Listener, src: str, ack: TcpSegment, now: float) -> bool:
-        """An ACK to a listener: True if it was a valid cookie ACK, now a connection (or dropped
-        for a full accept queue); False when it is no cookie of ours (the caller resets it)."""
+    def check(self, listener: Listener, src: str, ack: TcpSegment, now: float) -> Opening | None:
+        """An ACK to a listener: the opening its cookie encodes, or None when it is no cookie of
+        ours (counted as failed if cookies are in use; the caller resets it)."""
         if not self.in_use(listener, now):
-            return False
+            return None
         host = self.host
         tuple_bytes = self._tuple_bytes(src, ack.src_port, ack.dst_port)
         iss = seq.add(ack.ack, -1)
@@ -69,31 +81,14 @@ class CookieOpen:
             host.counters["syncookies_failed"] += 1
             if host.trace.enabled:
                 host.trace.emit(SynCookieEvent(now, cid, "failed"))
-            return False
-        if not listener.can_accept():
-            listener.overflows += 1
-            host._drop("listen_overflow", now, f"port {listener.port}")
-            return True  # the peer retransmits; its ACK may find room later
-        host.counters["syncookies_recv"] += 1
-        if host.trace.enabled:
-            host.trace.emit(SynCookieEvent(now, cid, "accepted"))
-        conn = host._new_connection(
-            ack.dst_port, src, ack.src_port, listener.config, now, listener,
-            iss=iss, ts_offset=self.cookies.ts_offset(tuple_bytes),
-        )
-        # Replay the handshake without its SYN-ACK (the cookie already went): the SYN the cookie
-        # remembers, then this ACK. retries=1 as after a retransmitted SYN-ACK: when the SYN-ACK
-        # left is not known, so without timestamps the handshake gives no RTT sample (Karn,
-        # RFC 6298 3); with them the sample is at most 2**TS_BITS ms long (the option bits).
-        host._muted = conn
-        try:
-            host._open_passive(conn, listener, syncookies.rebuilt_syn(ack, opts), now)
-        finally:
-            host._muted = None
-        conn.retries = 1
-        conn.on_segment(ack, now)
-        host._after(conn)
-        return True
+            return None
+        return Opening(cid, iss, self.cookies.ts_offset(tuple_bytes), syncookies.rebuilt_syn(ack, opts))
+
+    def opened(self, opening: Opening, now: float) -> None:
+        """The host made the connection a valid cookie ACK asked for."""
+        self.host.counters["syncookies_recv"] += 1
+        if self.host.trace.enabled:
+            self.host.trace.emit(SynCookieEvent(now, opening.cid, "accepted"))
 
     def _tuple_bytes(self, src: str, src_port: int, dst_port: int) -> bytes:
         ports = src_port.to_bytes(2, "big") + dst_port.to_bytes(2, "big")

@@ -7,8 +7,6 @@ traced as a Drop event.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -25,6 +23,7 @@ from stack.tcp.listener import Listener
 from stack.tcp.ratelimit import ChallengeAckLimiter
 from stack.tcp.state import State
 from stack.tcp.time_wait import TimeWaitRecord
+from stack.timer_heap import TimerHeap
 from stack.trace import Drop, PacketEvent, SegmentEvent, Trace, conn_id
 from stack.wire import icmp, ipv4
 from stack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, IPv4Packet, build_ipv4, pack_addr, parse_ipv4
@@ -59,14 +58,11 @@ class Host:
         self.bounds = Bounds(self.config)
         self.cookie_open = CookieOpen(self, isn_key)
         self._clock = 0.0  # the latest `now` seen (application calls bring none)
-        self._muted: TcpConnection | None = None  # a connection whose output is discarded
         self.connections: dict[ConnKey, Entry] = {}
         self.listeners: dict[int, Listener] = {}
         self._out: list[bytes] = []
         self._events: dict[object, None] = {}  # insertion-ordered set
-        # (deadline, tie-break, key): keyed, so a stale entry keeps no connection alive.
-        self._timers: list[tuple[float, int, ConnKey]] = []
-        self._tick = itertools.count()
+        self._timers: TimerHeap[ConnKey, Entry] = TimerHeap(self.connections)
         self._ident = self.rng.randrange(0x10000)
         # Bound once: every connection keeps these three, and each `self._x` is a new object.
         self._callbacks = (self._transmit, self._notify, self._sched)
@@ -118,24 +114,11 @@ class Host:
         return events
 
     def deadline(self) -> float | None:
-        timers = self._timers
-        while timers:
-            when, _, key = timers[0]
-            if self._due_entry(key, when) is not None:
-                return when
-            heapq.heappop(timers)  # stale entry
-        return None
+        return self._timers.earliest()
 
     def on_timer(self, now: float) -> None:
         self._clock = now
-        due: list[Entry] = []
-        timers = self._timers
-        while timers and timers[0][0] <= now + 1e-6:
-            when, _, key = heapq.heappop(timers)
-            conn = self._due_entry(key, when)
-            if conn is not None and conn not in due:
-                due.append(conn)
-        for conn in due:
+        for conn in self._timers.due(now, 1e-6):
             conn.on_timer(now)
             self._after(conn)
 
@@ -157,7 +140,7 @@ class Host:
             del self.listeners[listener.port]
         listener.closed = True
         for conn in [*listener.half_open.values(), *listener.accept_queue]:
-            conn.listener = None
+            conn.detach_listener()
             conn.abort(now, "call:close_listener")
             self._after(conn)
         listener.half_open.clear()
@@ -177,7 +160,7 @@ class Host:
         """Active open. `setup` may adjust the connection (socket options) before the SYN goes."""
         self._clock = now
         if local_port is None:
-            local_port = self._ephemeral_port(remote_ip, remote_port)
+            local_port = self.ephemeral_port(remote_ip, remote_port)
         elif (remote_ip, remote_port, local_port) in self.connections:
             raise OSError(98, "Address already in use")
         conn = self._new_connection(local_port, remote_ip, remote_port, config or self.config, now, None)
@@ -198,11 +181,6 @@ class Host:
         return conn if isinstance(conn, TcpConnection) else None
 
     # ------------------------------------------------------------------ internals
-
-    def _due_entry(self, key: ConnKey, when: float) -> Entry | None:
-        """What holds key now, if its deadline is still `when` (else the timer entry is stale)."""
-        conn = self.connections.get(key)
-        return conn if conn is not None and conn.deadline() == when else None
 
     def _new_connection(
         self,
@@ -237,7 +215,7 @@ class Host:
             listener=listener,
         )
 
-    def _ephemeral_port(self, remote_ip: str, remote_port: int) -> int:
+    def ephemeral_port(self, remote_ip: str, remote_port: int) -> int:
         low, high = EPHEMERAL_PORTS
         span = high - low + 1
         start = self.rng.randrange(span)
@@ -253,13 +231,7 @@ class Host:
     def _sched(self, conn: Entry) -> None:
         d = conn.deadline()
         if d is not None:
-            timers = self._timers
-            heapq.heappush(timers, (d, next(self._tick), (conn.remote_ip, conn.remote_port, conn.local_port)))
-            if len(timers) > 32 + 3 * len(self.connections) // 2:
-                # Every move of a deadline leaves a stale entry behind: drop them now and then
-                # (amortised O(1) a push), so idle connections do not each keep several.
-                timers[:] = [t for t in timers if self._due_entry(t[2], t[0]) is not None]
-                heapq.heapify(timers)
+            self._timers.push((conn.remote_ip, conn.remote_port, conn.local_port), d)
 
     def _after(self, conn: Entry) -> None:
         """Enforce the host-wide bounds (stack.guard); swap an orphan entering TIME_WAIT for a
@@ -273,7 +245,7 @@ class Host:
         if conn.state is State.TIME_WAIT and conn.app_closed and isinstance(conn, TcpConnection):
             key = (conn.remote_ip, conn.remote_port, conn.local_port)
             if self.connections.get(key) is conn:
-                record = TimeWaitRecord(conn, self._transmit, self._notify, self._sched, self.challenge)
+                record = TimeWaitRecord(conn, self._transmit, self._sched, self.challenge)
                 self.connections[key] = record
                 self.bounds.replace(conn, record)
                 self._sched(record)
@@ -296,8 +268,6 @@ class Host:
             self.trace.emit(PacketEvent(now, "out", packet))
 
     def _transmit(self, conn: Entry, seg: TcpSegment, now: float) -> None:
-        if conn is self._muted:
-            return
         self._transmit_segment(conn.remote_ip, seg, conn.id, now)
 
     def _transmit_segment(self, remote_ip: str, seg: TcpSegment, cid: str, now: float) -> None:
@@ -346,7 +316,7 @@ class Host:
             self._drop("listen_rst", now)
             return
         if flags & ACK:
-            if not flags & SYN and self.cookie_open.accept(listener, src, seg, now):
+            if not flags & SYN and self._cookie_ack(listener, src, seg, now):
                 return
             self._reset_closed(src, seg, now, "listen_ack")
             return
@@ -354,26 +324,50 @@ class Host:
             self._drop("listen_no_syn", now)
             return
         if not listener.can_accept():
-            listener.overflows += 1
-            self._drop("listen_overflow", now, f"port {listener.port}")
+            self._overflow(listener, now)
             return
         mode = self.config.syncookies
         if mode == 2 or (mode == 1 and listener.syn_queue_full()):
-            self.cookie_open.answer(listener, src, seg, now)
+            synack, cid = self.cookie_open.answer(listener, src, seg, now)
+            self._transmit_segment(src, synack, cid, now)
             return
         if listener.syn_queue_full():
-            listener.overflows += 1
-            self._drop("listen_overflow", now, f"port {listener.port}")
+            self._overflow(listener, now)
             return
         conn = self._new_connection(seg.dst_port, src, seg.src_port, listener.config, now, listener)
         self._open_passive(conn, listener, seg, now)
 
-    def _open_passive(self, conn: TcpConnection, listener: Listener, syn: TcpSegment, now: float) -> None:
+    def _cookie_ack(self, listener: Listener, src: str, ack: TcpSegment, now: float) -> bool:
+        """An ACK to a listener: True if it carried a valid SYN cookie (the connection opens, or
+        the ACK is dropped for a full accept queue); False if not (the caller resets it)."""
+        opening = self.cookie_open.check(listener, src, ack, now)
+        if opening is None:
+            return False
+        if not listener.can_accept():
+            self._overflow(listener, now)  # the peer retransmits; its ACK may find room later
+            return True
+        self.cookie_open.opened(opening, now)
+        conn = self._new_connection(ack.dst_port, src, ack.src_port, listener.config, now, listener,
+                                    iss=opening.iss, ts_offset=opening.ts_offset)
+        self._open_passive(conn, listener, opening.syn, now, by_cookie=True)
+        conn.on_segment(ack, now)  # the handshake's last ACK, this time to the connection
+        self._after(conn)
+        return True
+
+    def _overflow(self, listener: Listener, now: float) -> None:
+        listener.overflows += 1
+        self._drop("listen_overflow", now, f"port {listener.port}")
+
+    def _open_passive(self, conn: TcpConnection, listener: Listener, syn: TcpSegment, now: float,
+                      *, by_cookie: bool = False) -> None:
         conn.nodelay = listener.nodelay
         conn.keepalive = listener.keepalive
         self.connections[(conn.remote_ip, conn.remote_port, conn.local_port)] = conn
         listener.add_half_open(conn)
-        conn.open_passive(syn, now)
+        if by_cookie:
+            conn.open_by_cookie(syn, now)  # its SYN-ACK went with the cookie
+        else:
+            conn.open_passive(syn, now)
 
     def _reset_closed(self, src: str, seg: TcpSegment, now: float, reason: str) -> None:
         """RFC 9293 3.10.7.1: answer a segment for no connection with a RST, never a RST."""

@@ -2,7 +2,8 @@
 
 - `lab.viz.load`: read a trace (JSON lines or a MemorySink) and pick one connection, numbered
   relative to its ISNs.
-- `lab.viz.ladder`: `render_ladder_text(...)` and `render_ladder_svg(...)`, the sequence diagram.
+- `lab.viz.ladder`: the sequence diagram's model, `build_ladder(...)`; drawn by
+  `lab.viz.ladder_text.render_ladder_text(...)` and `lab.viz.ladder_svg.render_ladder_svg(...)`.
 - `lab.viz.plot`: `plot_connection(...)`, cwnd / ssthresh / srtt / bytes in flight over time.
 - `demo_traces()`: both ends' traces of the exchange `tcplab demo --sim` makes (no root needed).
 """
@@ -30,9 +31,9 @@ def demo_traces(
     out on the virtual clock) and return both hosts' traces. `loss` applies to both directions."""
     import asyncio
 
-    from lab.apps.http_client import HttpClient
-    from lab.apps.http_server import HttpServer, HttpServerOptions
-    from lab.demo_sim import CLIENT_ADDR, HTTP_PORT, SERVER_ADDR
+    from lab.node.apps.http_client import HttpClient
+    from lab.node.apps.http_server import HttpServer, HttpServerOptions
+    from lab.scenarios.demo_sim import CLIENT_ADDR, HTTP_PORT, SERVER_ADDR
     from stack.config import TcpConfig
     from stack.sim.link import LinkProfile
     from stack.sim.network import Network

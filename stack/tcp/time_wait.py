@@ -5,8 +5,10 @@ retransmitted FIN, challenge an in-window RST or SYN (RFC 5961), close on an exa
 expire after 2*MSL. Once the application has let go of a connection that enters TIME_WAIT, the
 host swaps it for this record (Linux's inet_timewait_sock does the same), which keeps just the
 numbers needed. A connection the application still holds (after shutdown(), say) keeps its full
-object. The record speaks for the same connection id: its trace shows the one TIME_WAIT -> CLOSED
-transition, and the connection object, if something still refers to it, is marked CLOSED then.
+object. The record speaks for the same connection id and ends through the same transition
+table (stack.tcp.transitions): the connection object, if something still refers to it, takes the
+TIME_WAIT -> CLOSED edge itself (one trace event, as if no record had stood in); else the record
+takes it and traces it.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import weakref
 from collections.abc import Callable
 
 from stack import seq
-from stack.tcp.connection import TIMER_SLACK, TS_HZ, TcpConnection
+from stack.tcp.connection import TcpConnection
 from stack.tcp.ratelimit import ChallengeAckLimiter, OutOfWindowLimiter
 from stack.tcp.state import State
+from stack.tcp.tcb import TIMER_SLACK, TS_HZ
+from stack.tcp.transitions import Event, take
 from stack.trace import Drop, StateChange, TimerEvent
 from stack.wire.tcp import ACK, FIN, RST, SYN, Nop, TcpOption, TcpSegment, Timestamps
 
@@ -29,7 +33,6 @@ class TimeWaitRecord:
         "__weakref__",
         "_challenge",
         "_conn",
-        "_notify",
         "_oow",
         "_sched",
         "_transmit",
@@ -57,7 +60,6 @@ class TimeWaitRecord:
         self,
         conn: TcpConnection,
         transmit: Callable[[TimeWaitRecord, TcpSegment, float], None],
-        notify: Callable[[object], None],
         sched: Callable[[TimeWaitRecord], None],
         challenge: ChallengeAckLimiter,
     ) -> None:
@@ -78,7 +80,6 @@ class TimeWaitRecord:
         self.msl = conn.config.msl
         self.trace = conn.trace
         self._transmit = transmit
-        self._notify = notify
         self._sched = sched
         self._challenge = challenge
         self._oow = OutOfWindowLimiter(conn.config.invalid_ratelimit)
@@ -93,11 +94,11 @@ class TimeWaitRecord:
         if self.time_wait_at is not None and self.time_wait_at <= now + TIMER_SLACK:
             if self.trace.enabled:
                 self.trace.emit(TimerEvent(now, self.id, "time_wait", "fired"))
-            self._close("timer:time_wait", now)
+            self._close(Event.TIMEOUT_2MSL, "timer:time_wait", now)
 
     def abort(self, now: float, cause: str = "call:abort") -> None:
         """TIME_WAIT ends without a RST (as TcpConnection.abort does in this state)."""
-        self._close(cause, now)
+        self._close(Event.ABORT, cause, now)
 
     def close(self, now: float) -> None:
         """Nothing to do: the application closed the connection before it came here."""
@@ -127,7 +128,7 @@ class TimeWaitRecord:
             return
         if flags & RST:
             if seg.seq == self.rcv_nxt:
-                self._close("segment:R", now)
+                self._close(Event.RCV_RST, "segment:R", now)
             else:
                 self._challenge_ack(now, "rst_in_window")
             return
@@ -185,18 +186,18 @@ class TimeWaitRecord:
         self.time_wait_at = now + 2 * self.msl
         self._sched(self)  # the host's timer heap learns the new deadline
 
-    def _close(self, cause: str, now: float) -> None:
+    def _close(self, event: Event, cause: str, now: float) -> None:
         if self.state is State.CLOSED:
             return
-        self.state = State.CLOSED
         self.time_wait_at = None
-        if self.trace.enabled:
-            self.trace.emit(StateChange(now, self.id, State.TIME_WAIT.value, State.CLOSED.value, cause))
         conn = self._conn()
         if conn is not None and conn.state is State.TIME_WAIT:
-            conn.state = State.CLOSED  # whoever still holds the object sees the end
-            conn.time_wait_at = None
-            self._notify(conn)
+            conn.end_time_wait(event, cause, now)  # traces the edge and tells its holder
+            self.state = conn.state
+            return
+        old, self.state = self.state, take(self.state, event)
+        if self.trace.enabled:
+            self.trace.emit(StateChange(now, self.id, old.value, self.state.value, cause))
 
     def _drop(self, reason: str, now: float, detail: str = "") -> None:
         if self.trace.enabled:

@@ -25,9 +25,10 @@ from typing import Any
 
 import pytest
 
-from lab import capture
-from lab.control import ControlClient
+from lab.kernel import capture, tshark
+from lab.kernel.netns import privilege_problem
 from lab.lab import Lab
+from lab.node.control import ControlClient
 
 HTTP_PORT = 80
 ECHO_PORT = 7
@@ -167,13 +168,13 @@ class InteropEnv:
         trace = self.workdir / "stack.trace.jsonl"
         sink_packets = capture.copy_sink(self.lab.run_dir, STACK, sink)
         capture.copy_trace(self.lab.run_dir, STACK, trace)
-        sink_report = capture.analyse(sink, mtu=LINK_MTU)
+        sink_report = tshark.analyse(sink, mtu=LINK_MTU)
         # On the link, Linux's own segments may carry veth's partial checksums (offload): judge
         # checksums there only for what the stack sent; the sink holds Linux's completed ones.
-        link_report = capture.analyse(link_stats.path, checked_sources=[self.stack_addr])
-        events = capture.read_events(trace, ["Retransmit", "StateChange", "SegmentEvent"])
+        link_report = tshark.analyse(link_stats.path, checked_sources=[self.stack_addr])
+        events = tshark.read_events(trace, ["Retransmit", "StateChange", "SegmentEvent"])
         retransmits = [e for e in events if e["kind"] == "Retransmit"]
-        comparison = capture.compare_retransmissions(sink_report, retransmits, self.stack_addr)
+        comparison = tshark.compare_retransmissions(sink_report, retransmits, self.stack_addr)
         self.evidence = {
             "sink": sink_report,
             "sink_packets": sink_packets,
@@ -189,8 +190,8 @@ def assert_wire_evidence(env: InteropEnv, bulk: bool = False) -> dict[str, Any]:
     """What every module's last test requires of the captures of its runs. `bulk`: the module
     moved megabytes, so on the impaired link the stack must have retransmitted something."""
     ev = env.wire_evidence()
-    sink: capture.WireReport = ev["sink"]
-    link: capture.WireReport = ev["link"]
+    sink: tshark.WireReport = ev["sink"]
+    link: tshark.WireReport = ev["link"]
     stats: capture.CaptureStats = ev["link_stats"]
     summary = {
         "sink": sink.summary(),
@@ -250,8 +251,9 @@ def _lab_name(variant: str) -> str:
 
 @pytest.fixture(scope="module", params=sorted(TOPOLOGIES))
 def interop(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteropEnv]:
-    if os.geteuid() != 0 or not Path("/dev/net/tun").exists():
-        pytest.skip("needs root and /dev/net/tun (network namespaces, veth, tun)")
+    problem = privilege_problem()
+    if problem:
+        pytest.skip(problem)
     variant: str = request.param
     workdir = tmp_path_factory.mktemp(f"interop-{variant}")
     lab = Lab.up(TOPOLOGIES[variant], _lab_name(variant))

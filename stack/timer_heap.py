@@ -29,6 +29,10 @@ class TimerHeap(Generic[K, V]):
         self._heap: list[tuple[float, int, K]] = []
         self._tick = itertools.count()
 
+    def __len__(self) -> int:
+        """Entries held, stale ones included (what the heap costs)."""
+        return len(self._heap)
+
     def push(self, key: K, when: float) -> None:
         heap = self._heap
         heapq.heappush(heap, (when, next(self._tick), key))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.control import ControlClient
+from lab.node.control import ControlClient
 from lab.lab import Lab
 
 pytestmark = pytest.mark.root

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 
 from stack import seq
 from stack.config import TcpConfig
 from stack.tcp.state import State
 from stack.tcp.time_wait import TimeWaitRecord
+from stack.trace import StateChange
 
 from .harness import (
     LOCAL_PORT,
@@ -129,3 +133,25 @@ def test_a_closed_connection_waits_as_a_record_not_a_connection() -> None:
 def test_a_shutdown_connection_keeps_its_object_in_time_wait() -> None:
     peer = time_wait(how="shutdown")
     assert peer.host.find(LOCAL_PORT, REMOTE_IP, REMOTE_PORT) is peer.c()
+
+
+@pytest.mark.parametrize("end", ["2msl", "rst"])
+def test_a_record_nobody_else_holds_ends_through_the_table_traced_once(end: str) -> None:
+    """The old connection object is gone: the record itself takes the TIME_WAIT -> CLOSED edge
+    of the transition table and traces it, with the cause the connection would have given."""
+    peer = time_wait(how="close")
+    old = weakref.ref(peer.c())
+    peer.host.take_app_events()  # the host's pending notifications held it too
+    peer.conn = None
+    gc.collect()
+    assert old() is None
+    if end == "2msl":
+        peer.advance(60.0)
+    else:
+        peer.send("R", seq=seq.add(peer.irs, 2))
+    assert peer.transitions()[-2:] == ["TIME_WAIT", "CLOSED"]
+    assert peer.transitions().count("CLOSED") == 1
+    closes = [e for e in peer.sink.events if isinstance(e, StateChange) and e.new == "CLOSED"]
+    assert [e.cause for e in closes] == ["timer:time_wait" if end == "2msl" else "segment:R"]
+    assert not peer.host.connections
+    peer.expect_none()

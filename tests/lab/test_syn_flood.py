@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.node.control import ControlClient
 from lab.lab import Lab
+from lab.node.control import ControlClient
 
 pytestmark = pytest.mark.root
 

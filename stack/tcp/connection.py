@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from stack import seq
 from stack.config import TcpConfig
+from stack.inet import endpoint, tcp_overhead
 from stack.tcp import congestion
 from stack.tcp.reassembly import OutOfOrderQueue
 from stack.tcp.rtt import RttEstimator
@@ -157,6 +158,7 @@ class TcpConnection:
         # Negotiated options.
         self.peer_mss = config.default_peer_mss
         self.pmtu = config.mtu
+        self.ip_overhead = tcp_overhead(remote_ip)  # IP + TCP headers: 40 over IPv4, 60 over IPv6
         self.snd_wscale = 0
         self.rcv_wscale = self._choose_wscale() if config.window_scaling else 0
         self.ws_ok = False
@@ -214,7 +216,7 @@ class TcpConnection:
     @property
     def mss(self) -> int:
         """Effective send MSS (RFC 9293 3.7.1, RFC 6691): payload octets per segment."""
-        m = min(self.peer_mss, self.pmtu - 40)
+        m = min(self.peer_mss, self.pmtu - self.ip_overhead)
         if self.ts_ok:
             m -= 12  # NOP, NOP, timestamps ride on every segment
         return max(m, 64)
@@ -337,7 +339,7 @@ class TcpConnection:
             use_sack = cfg.sack and (self.sack_ok or not syn_ack)
             use_ts = cfg.timestamps and (self.ts_ok or not syn_ack)
             use_ws = cfg.window_scaling and (self.ws_ok or not syn_ack)
-            opts: list[TcpOption] = [Mss(cfg.mss)]
+            opts: list[TcpOption] = [Mss(cfg.mtu - self.ip_overhead)]
             if use_sack and use_ts:
                 opts += [SackPermitted(), Timestamps(self.tsval(now), self.ts_recent if syn_ack else 0)]
             elif use_ts:
@@ -353,7 +355,7 @@ class TcpConnection:
         if self.sack_ok and (self.dsack is not None or len(self.ooo)):
             limit = 3 if self.ts_ok else 4
             # Never past the path MTU: a data segment carries only the blocks that fit.
-            room = self.pmtu - 40 - payload_len - (12 if self.ts_ok else 0)
+            room = self.pmtu - self.ip_overhead - payload_len - (12 if self.ts_ok else 0)
             limit = min(limit, max((room - 4) // 8, 0))
             blocks: list[tuple[int, int]] = []
             if limit > 0:
@@ -1412,8 +1414,8 @@ class TcpConnection:
         """What `ss -tni` shows for a Linux socket."""
         return {
             "state": self.state.value,
-            "local": f"{self.local_ip}:{self.local_port}",
-            "remote": f"{self.remote_ip}:{self.remote_port}",
+            "local": endpoint(self.local_ip, self.local_port),
+            "remote": endpoint(self.remote_ip, self.remote_port),
             "recv_q": len(self.rcvq),
             "send_q": len(self.sndq),
             "rto": self.rtt.rto * (1 << self.backoff),

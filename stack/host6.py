@@ -131,7 +131,8 @@ class Ipv6Layer:
             return
         if packet[6] == NH_ICMPV6 and len(packet) > HEADER_LEN and packet[HEADER_LEN] < 128:
             return
-        self._send_error(icmpv6.parameter_problem(code, pointer, bytes(packet)), unpack(bytes(packet[8:24])), now)
+        src = unpack(bytes(packet[8:24]))
+        self._send_error(icmpv6.parameter_problem(code, pointer, bytes(packet)), src, now)
 
     def _on_icmp(self, ip: IPv6Packet, now: float) -> None:
         host = self.host

@@ -71,6 +71,15 @@ def flow_label(key: bytes, src: str, dst: str, sport: int, dport: int) -> int:
     return (int.from_bytes(digest.digest(), "big") & 0xFFFFF) or 1
 
 
+_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
+
+
+def _martian_source(packet: bytes) -> bool:
+    """A source no packet may carry: multicast, unspecified (RFC 4291 2.5.2, 2.7) or IPv4-mapped
+    (RFC 4291 2.5.5.2: mapped addresses name IPv4 peers to applications, never on the wire)."""
+    return packet[8] == 0xFF or not any(packet[8:24]) or packet[8:20] == _MAPPED_PREFIX
+
+
 class Ipv6Layer:
     def __init__(self, host: Host, address: str, flow_key: bytes) -> None:
         self.host = host
@@ -99,8 +108,8 @@ class Ipv6Layer:
         if ip.dst != self.address:
             host._drop("ip_not_for_us", now, ip.dst)
             return
-        if packet[8] == 0xFF or not any(packet[8:24]):
-            host._drop("ip6_bad_source", now, ip.src)  # multicast or unspecified (RFC 4291 2.5.2)
+        if _martian_source(packet):
+            host._drop("ip6_bad_source", now, ip.src)
             return
         if ip.is_fragment:
             host._drop("ip6_fragment", now)  # no reassembly: TCP sizes segments to the path MTU
@@ -127,7 +136,7 @@ class Ipv6Layer:
     def _refuse(self, packet: bytes, code: int, pointer: int, now: float) -> None:
         """Answer a packet we cannot process with a Parameter Problem (RFC 8200 section 4), if
         it was for us, from a unicast source, and not itself an ICMPv6 error (RFC 4443 2.4 (e))."""
-        if bytes(packet[24:40]) != self.address_raw or packet[8] == 0xFF or not any(packet[8:24]):
+        if bytes(packet[24:40]) != self.address_raw or _martian_source(packet):
             return
         if packet[6] == NH_ICMPV6 and len(packet) > HEADER_LEN and packet[HEADER_LEN] < 128:
             return

@@ -55,8 +55,12 @@ def pack(ip: str) -> bytes:
 
 @functools.lru_cache(maxsize=4096)
 def unpack(raw: bytes) -> str:
-    """Canonical text of 4 or 16 network-order bytes."""
-    return socket.inet_ntop(AF_INET6 if len(raw) == 16 else AF_INET, raw)
+    """Canonical text of 4 or 16 network-order bytes (`ipaddress`'s spelling for IPv6, which
+    differs from inet_ntop's for a few deprecated forms such as "::0.1.0.0"). A mapped address
+    stays IPv6 here: on the wire it is a martian (RFC 4291 2.5.5.2), not an IPv4 peer."""
+    if len(raw) == 16:
+        return str(ipaddress.IPv6Address(raw))
+    return socket.inet_ntop(AF_INET, raw)
 
 
 def tcp_overhead(ip: str) -> int:

@@ -72,9 +72,13 @@ Address = tuple[str, int] | tuple[str, int, int, int]  # AF_INET, AF_INET6
 class Stack:
     """The application's view of one host of the stack."""
 
-    def __init__(self, runtime: StackRuntime, names: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, runtime: StackRuntime, names: dict[str, str] | None = None,
+        names6: dict[str, str] | None = None,
+    ) -> None:
         self.runtime = runtime
         self.names = dict(names or {})  # node name -> address, so apps can say "server"
+        self.names6 = dict(names6 or {})  # node name -> IPv6 address
 
     @property
     def address(self) -> str:
@@ -84,10 +88,13 @@ class Stack:
     def address6(self) -> str | None:
         return self.runtime.host.address6
 
-    def resolve(self, host: str) -> str:
+    def resolve(self, host: str, family: int = 0) -> str:
         """A node name or an address literal ("10.0.0.2", "fd00::2", "[fd00::2]") to the
-        canonical address; ValueError (one line) for anything else."""
-        return canonical(self.names.get(host, host))
+        canonical address; ValueError (one line) for anything else. A name with addresses of
+        both families gives the IPv4 one, or the IPv6 one when family is AF_INET6."""
+        if family == AF_INET6:
+            return canonical(self.names6.get(host) or self.names.get(host, host))
+        return canonical(self.names.get(host) or self.names6.get(host, host))
 
     def socket(self, family: int = AF_INET) -> Socket:
         return Socket(self, family)
@@ -255,7 +262,7 @@ class Socket:
     def _remote(self, name: str) -> str:
         """The address to connect to: of the socket's family, or on AF_INET6 an IPv4 address
         given mapped ("::ffff:10.0.0.2") or by name (as getaddrinfo's AI_V4MAPPED does)."""
-        ip = self.stack.resolve(name)
+        ip = self.stack.resolve(name, self.family)
         v4_mapped = self.family == AF_INET6 and not is_ipv6(ip) and name != ip
         if is_ipv6(ip) != (self.family == AF_INET6) and not v4_mapped:
             want = "AF_INET6" if is_ipv6(ip) else "AF_INET (or ::ffff:" + ip + " on AF_INET6)"

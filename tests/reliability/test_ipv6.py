@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 
 import pytest
 
 from stack.config import TcpConfig
+from stack.inet import AF_INET, AF_INET6
 from stack.sim import LinkProfile, Network
 from stack.socket import Stack
 from stack.trace import MemorySink, PacketEvent, StateChange, TimerEvent, Trace
@@ -106,3 +108,83 @@ def test_both_families_between_the_same_hosts_at_once() -> None:
     assert pair.net.run(main(), timeout=60) == [b"four" * 1000, b"six" * 1000]
     conns = {e.conn.split(">")[1].rsplit(":", 1)[0] for e in pair.sink_a.of(StateChange)}
     assert conns == {B_ADDR, f"[{B_ADDR6}]"}
+
+
+# ---------------------------------------------------------------- the socket API over IPv6
+
+
+def test_af_inet6_listener_accepts_both_families_and_names_them_like_linux() -> None:
+    pair = helpers.make_pair(8, LinkProfile(delay=0.01))
+
+    async def main() -> list[tuple[object, ...]]:
+        listener = pair.stack_b.socket(AF_INET6)
+        listener.bind(("::", 5001))
+        listener.listen()
+        names: list[tuple[object, ...]] = [listener.getsockname()]
+        for family, address in ((AF_INET6, B_ADDR6), (AF_INET, B_ADDR)):
+            client = pair.stack_a.socket(family)
+            await client.aconnect((address, 5001))
+            server, peer = await listener.aaccept()
+            names += [client.getsockname(), client.getpeername(), peer, server.getsockname()]
+            await client.asendall(b"hi")
+            assert await server.arecv(10) == b"hi"
+            client.close()
+            server.close()
+        return names
+
+    names = pair.net.run(main(), timeout=60)
+    listening, c6, p6, peer6, s6, c4, p4, peer4, s4 = names
+    assert listening == ("::", 5001, 0, 0)
+    assert (c6[0], p6, s6) == (A_ADDR6, (B_ADDR6, 5001, 0, 0), (B_ADDR6, 5001, 0, 0))
+    assert peer6 == (A_ADDR6, c6[1], 0, 0)
+    assert (c4[0], p4) == (A_ADDR, (B_ADDR, 5001))  # the AF_INET client: 2-tuples
+    assert peer4 == (f"::ffff:{A_ADDR}", c4[1], 0, 0)  # an IPv4 peer on an AF_INET6 socket
+    assert s4 == (f"::ffff:{B_ADDR}", 5001, 0, 0)
+
+
+def test_address_family_mismatches_are_refused_with_one_line() -> None:
+    pair = helpers.make_pair(9, LinkProfile(delay=0.01))
+
+    async def main() -> list[int]:
+        codes = []
+        for family, address in ((AF_INET, B_ADDR6), (AF_INET6, B_ADDR)):
+            with pytest.raises(OSError) as info:
+                await pair.stack_a.socket(family).aconnect((address, 5001))
+            assert "\n" not in str(info.value)
+            codes.append(info.value.errno)
+        with pytest.raises(OSError) as bad_bind:
+            pair.stack_a.socket(AF_INET6).bind(("fd00::99", 0))
+        codes.append(bad_bind.value.errno)
+        with pytest.raises(OSError) as bad_server:
+            await pair.stack_b.start_server(lambda r, w: None, host="fd00::99", port=1)
+        codes.append(bad_server.value.errno)
+        return codes
+
+    assert pair.net.run(main(), timeout=60) == [errno.EAFNOSUPPORT] * 2 + [errno.EADDRNOTAVAIL] * 2
+    with Network(1) as net:
+        v4_only = Stack(net.add_host("v4", "10.9.0.1").runtime)
+        with pytest.raises(OSError) as info:
+            v4_only.socket(AF_INET6)
+        assert info.value.errno == errno.EAFNOSUPPORT
+
+
+def test_mapped_address_and_names_on_an_af_inet6_socket_go_over_ipv4() -> None:
+    pair = helpers.make_pair(10, LinkProfile(delay=0.01))
+    a = Stack(pair.a.runtime, names={"b": B_ADDR, "both": B_ADDR}, names6={"both": B_ADDR6})
+
+    async def main() -> list[tuple[object, ...]]:
+        await pair.stack_b.start_server(lambda r, w: None, port=5001)
+        out = []
+        for name in (f"::ffff:{B_ADDR}", "b", "both", f"[{B_ADDR6}]"):
+            s = a.socket(AF_INET6)
+            await s.aconnect((name, 5001))
+            out.append(s.getpeername())
+            s.close()
+        _reader, writer = await a.open_connection("both", 5001)  # the stream API: IPv4 first
+        out.append(writer.get_extra_info("peername"))
+        writer.close()
+        return out
+
+    got = pair.net.run(main(), timeout=60)
+    mapped = (f"::ffff:{B_ADDR}", 5001, 0, 0)
+    assert got == [mapped, mapped, (B_ADDR6, 5001, 0, 0), (B_ADDR6, 5001, 0, 0), (B_ADDR, 5001)]

@@ -126,6 +126,7 @@ def test_af_inet6_listener_accepts_both_families_and_names_them_like_linux() -> 
             await client.aconnect((address, 5001))
             server, peer = await listener.aaccept()
             names += [client.getsockname(), client.getpeername(), peer, server.getsockname()]
+            names.append((client.info()["local"], client.info()["remote"]))  # what `tcplab ss` shows
             await client.asendall(b"hi")
             assert await server.arecv(10) == b"hi"
             client.close()
@@ -133,10 +134,12 @@ def test_af_inet6_listener_accepts_both_families_and_names_them_like_linux() -> 
         return names
 
     names = pair.net.run(main(), timeout=60)
-    listening, c6, p6, peer6, s6, c4, p4, peer4, s4 = names
+    listening, c6, p6, peer6, s6, ss6, c4, p4, peer4, s4, ss4 = names
     assert listening == ("::", 5001, 0, 0)
     assert (c6[0], p6, s6) == (A_ADDR6, (B_ADDR6, 5001, 0, 0), (B_ADDR6, 5001, 0, 0))
     assert peer6 == (A_ADDR6, c6[1], 0, 0)
+    assert ss6 == (f"[{A_ADDR6}]:{c6[1]}", f"[{B_ADDR6}]:5001")
+    assert ss4 == (f"{A_ADDR}:{c4[1]}", f"{B_ADDR}:5001")
     assert (c4[0], p4) == (A_ADDR, (B_ADDR, 5001))  # the AF_INET client: 2-tuples
     assert peer4 == (f"::ffff:{A_ADDR}", c4[1], 0, 0)  # an IPv4 peer on an AF_INET6 socket
     assert s4 == (f"::ffff:{B_ADDR}", 5001, 0, 0)

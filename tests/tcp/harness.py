@@ -82,6 +82,11 @@ def remote_ip() -> str:
     return FAMILY.remote_ip
 
 
+def our_mss() -> int:
+    """The MSS the host offers under PLAIN's MTU: 1460 over IPv4, 1440 over IPv6."""
+    return FAMILY.our_mss
+
+
 IPV4 = Family("ipv4", LOCAL_IP, REMOTE_IP)
 IPV6 = Family("ipv6", "fd00::1", "fd00::2")
 FAMILY = IPV4  # set by the `family` fixture (tests/tcp/conftest.py)
@@ -136,10 +141,14 @@ def make_host(config: TcpConfig = PLAIN, iss: int = DEFAULT_ISN[0]) -> tuple[Hos
 
 def packet(seg: TcpSegment, src: str = REMOTE_IP, dst: str = LOCAL_IP) -> bytes:
     """The IPv4 or IPv6 packet (by the addresses' family) carrying seg, with correct checksums."""
-    data = build_tcp(seg, pack(src), pack(dst))
+    return ip_packet(src, dst, build_tcp(seg, pack(src), pack(dst)))
+
+
+def ip_packet(src: str, dst: str, tcp: bytes) -> bytes:
+    """TCP octets (checksum already right) in an IPv4 or IPv6 packet, by the addresses' family."""
     if is_ipv6(src):
-        return build_ipv6(IPv6Packet(src, dst, PROTO_TCP, data))
-    return build_ipv4(IPv4Packet(src, dst, PROTO_TCP, data))
+        return build_ipv6(IPv6Packet(src, dst, PROTO_TCP, tcp))
+    return build_ipv4(IPv4Packet(src, dst, PROTO_TCP, tcp))
 
 
 def parse_packet(raw: bytes) -> tuple[str, str, int, bytes]:

@@ -329,3 +329,32 @@ def test_flow_label_is_one_per_connection_and_hop_limit_64() -> None:
             labels.setdefault(port, set()).add(ip.flow_label)
     assert all(len(v) == 1 and 0 not in v for v in labels.values())
     assert labels[40000] != labels[40001]
+
+
+def test_mutated_packets_never_raise_and_leave_the_connection_working() -> None:
+    """Random octets of a good IPv6 segment (fixed header, an extension header, TCP) changed or
+    cut: every packet is processed without raising; the connection then still works."""
+    peer = established()
+    rng = random.Random(6)
+    seg = TcpSegment(REMOTE_PORT, LOCAL_PORT, peer.seq, peer.ack, Flags.ACK, 100, b"x" * 20)
+    dest_opts = bytes((NH_TCP, 0, 1, 4, 0, 0, 0, 0))
+    good = build_ipv6(IPv6Packet(REMOTE, LOCAL, NH_DEST_OPTS,
+                                 dest_opts + build_tcp(seg, pack(REMOTE), pack(LOCAL))))
+    for _ in range(1000):
+        raw = bytearray(good)
+        for _ in range(rng.randrange(1, 6)):
+            raw[rng.randrange(len(raw))] = rng.randrange(256)
+        if rng.random() < 0.3:
+            del raw[rng.randrange(len(raw)):]
+        peer.host.receive(bytes(raw), peer.now)
+    for raw_out in peer.host.take_packets():
+        parse_ipv6(raw_out)  # whatever came out (RSTs, ACKs, Parameter Problems) is well formed
+    assert sum(peer.host.counters.values()) >= 900
+    assert peer.state is State.ESTABLISHED
+    delivered = peer.app_recv()  # mutations that spare what the checksums cover deliver the data
+    assert delivered in (b"", b"x" * 20)
+    peer.seq += len(delivered)
+    peer.send("P.", payload=b"ok")
+    [ack] = peer.expect_many(1)
+    assert (ack.flags, ack.ack) == (Flags.ACK, peer.seq)
+    assert peer.app_recv() == b"ok"

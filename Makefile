@@ -33,12 +33,12 @@ demo-sim: $(STAMP)
 	$(VENV)/bin/tcplab demo --sim
 
 test: deps
-	$(VENV)/bin/ruff check stack lab tests
+	$(VENV)/bin/ruff check stack drill lab tests
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check stack lab tests
+	$(VENV)/bin/ruff check stack drill lab tests
 	$(VENV)/bin/mypy
 
 # Benchmarks: one table of figures and ratios (see tests/bench/run.py); BENCH_ARGS="--json bench.json".

@@ -23,17 +23,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, cast
 
-from lab import netns as kernel
-from lab import ownership
-from lab.impair.model import Impairment
-from lab.plan import LabPlan, build_plan
-from lab.state import LabState, labs_with_state, read_state, run_dir, write_state
-from lab.topology import Topology, load_topology
+from lab.kernel import netns as kernel
+from lab.kernel import ownership
+from lab.kernel.state import LabState, labs_with_state, read_state, run_dir, write_state
+from lab.model.impairment import Impairment
+from lab.model.names import netns_name
+from lab.model.plan import LabPlan, build_plan
+from lab.model.topology import Topology, load_topology
 
 log = logging.getLogger("tcplab")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DAEMON_MODULE = "lab.daemon"
+DAEMON_MODULE = "lab.node.daemon"
 DAEMON_START_TIMEOUT = 15.0
 STOP_GRACE = 3.0
 
@@ -48,7 +49,7 @@ class _ApplyImpairment(Protocol):
 
 def _impair_apply() -> _ApplyImpairment | None:
     """The impairment backend's `apply`, wherever it lives (the module lands separately)."""
-    for module in ("lab.impair.backend", "lab.impair"):
+    for module in ("lab.kernel.impair.backend", "lab.kernel.impair"):
         try:
             mod = importlib.import_module(module)
         except ImportError:
@@ -203,7 +204,7 @@ class Lab:
         apply = _impair_apply()
         if apply is None:
             raise LabError(
-                "this topology has impairments but no impairment backend is installed (lab.impair)"
+                "this topology has impairments but no impairment backend is installed (lab.kernel.impair)"
             )
         for link, end in wanted:
             assert end.egress is not None
@@ -349,7 +350,7 @@ class Lab:
 
 def nsenter_argv(lab: str, node: str, argv: Sequence[str]) -> list[str]:
     """`argv` prefixed to run in the node's network namespace (mounts and /sys stay the caller's)."""
-    ns = ownership.netns_name(lab, node)
+    ns = netns_name(lab, node)
     if not kernel.namespace_exists(ns):
         raise LabError(f"lab {lab} has no node {node} (no namespace {ns}): is the lab up?")
     return ["nsenter", f"--net={ownership.NETNS_DIR / ns}", "--", *argv]

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from stack import seq
 from stack.errors import ParseError
 from stack.inet import pack, unpack
-from stack.tcp.connection import ChallengeAckLimiter
+from stack.tcp.tcb import ChallengeAckLimiter
 from stack.trace import AppEvent, PacketEvent
 from stack.wire import icmpv6
 from stack.wire.icmpv6 import Icmpv6Message, build_icmpv6, parse_icmpv6

@@ -112,7 +112,7 @@ class Stack:
             if self.resolve(host) not in (self.address, self.address6):
                 raise OSError(errno.EADDRNOTAVAIL, f"Cannot assign requested address {host}")
         if port == 0:
-            port = self.runtime.host._ephemeral_port("0.0.0.0", 0)
+            port = self.runtime.host.ephemeral_port("0.0.0.0", 0)
         return await start_server(self.runtime, client_connected_cb, port, backlog=backlog, limit=limit)
 
     def run(self, coro: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
@@ -186,7 +186,7 @@ class Socket:
             self._nodelay = bool(value)
             if conn is not None:
                 conn.nodelay = bool(value)
-                conn._output(now)
+                conn.output(now)
                 self._after()
             if self.listener is not None:
                 self.listener.nodelay = bool(value)
@@ -206,10 +206,7 @@ class Socket:
             self._config = self._config.with_(congestion_control=name)
             if conn is not None and conn.cc.name != name:
                 # A connected socket switches at once (as Linux); the window carries over.
-                old = conn.cc
-                conn.cc = congestion.create(name, conn.mss, old.cwnd, now)
-                conn.cc.ssthresh = old.ssthresh
-                conn.config = conn.config.with_(congestion_control=name)
+                conn.set_congestion_control(name, now)
         else:
             raise OSError(92, f"option ({level}, {option}) not supported by the stack")
 
@@ -278,7 +275,7 @@ class Socket:
     # -- the calls
 
     def listen(self, backlog: int = 128) -> None:
-        port = self._port or self.host._ephemeral_port("0.0.0.0", 0)
+        port = self._port or self.host.ephemeral_port("0.0.0.0", 0)
         self.listener = self.host.listen(port, backlog, self._config)
         self.listener.keepalive = self._keepalive
         self.listener.nodelay = self._nodelay

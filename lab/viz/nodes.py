@@ -12,8 +12,8 @@ from stack.trace import split_conn_id
 
 def node_trace_file(node: str, lab: str | None = None) -> Path:
     """DIR/NODE.trace.jsonl of the named (or only running) lab; ValueError if there is none."""
+    from lab.kernel.state import run_dir
     from lab.lab import Lab
-    from lab.state import run_dir
 
     labs = [lab] if lab else Lab.running()
     if not labs:

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.drill import ParseError, parse_script
-from lab.drill.ast import (
+from drill import ParseError, parse_script
+from drill.ast import (
     ELIDED,
     Direction,
     Elided,
@@ -31,8 +31,8 @@ from lab.drill.ast import (
     UnsupportedEvent,
     WScale,
 )
-from lab.drill.lexer import Kind, tokenize
-from lab.drill.parser import seconds_to_usecs
+from drill.lexer import Kind, tokenize
+from drill.parser import seconds_to_usecs
 
 IN, OUT = Direction.IN, Direction.OUT
 

@@ -11,8 +11,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from lab.drill import run_text
-from lab.drill.cli import register
+from drill import run_text
+from lab.cli.drill import register
 
 PASSIVE = """\
 0   socket(..., SOCK_STREAM, IPPROTO_TCP) = 3

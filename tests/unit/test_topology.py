@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.topology import TopologyError, load_topology
+from lab.model.topology import TopologyError, load_topology
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 SHIPPED = sorted(TOPOLOGIES.glob("*.yaml"))

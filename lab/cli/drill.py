@@ -36,21 +36,14 @@ def register(app: typer.Typer) -> None:
         tolerance_usecs: Annotated[
             int | None, typer.Option(help="Timing tolerance (default: the script's, else 4000).")
         ] = None,
-        node: Annotated[
-            str | None, typer.Option(help="Run against a stack node of a running lab over TUN.")
-        ] = None,
     ) -> None:
-        """Run packetdrill scripts against the stack on a virtual clock."""
-        _drill(scripts, json_out, profile, tolerance_usecs, node)
+        """Run packetdrill scripts against the stack on a virtual clock (the simulated network)."""
+        # No option to run against a lab's stack node over TUN in real time: not offered until built.
+        _drill(scripts, json_out, profile, tolerance_usecs)
 
 
-def _drill(
-    scripts: list[Path], json_out: bool, profile: str, tolerance_usecs: int | None, node: str | None
-) -> None:
+def _drill(scripts: list[Path], json_out: bool, profile: str, tolerance_usecs: int | None) -> None:
     err = Console(stderr=True, soft_wrap=True)
-    if node is not None:
-        err.print("tcplab: drill --node: not yet implemented (scripts run on the simulated network only)")
-        raise typer.Exit(2)
     if profile not in PROFILES:
         err.print(f"tcplab: unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
         raise typer.Exit(2)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TextIO
 from urllib.parse import urlsplit
 
 import typer
@@ -28,7 +28,7 @@ from rich.table import Table
 
 from lab.node.control import ControlClient, ControlError
 
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)  # messages stay one line each, piped or not
 
 
 def _stdout() -> Console:
@@ -44,7 +44,7 @@ TimeoutOpt = Annotated[float, typer.Option(help="Seconds to wait for the result.
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    stderr.print(f"tcplab: {message}", markup=False, highlight=False)
+    stderr.print(f"tcplab: {message}", markup=False, highlight=False, soft_wrap=True)  # one whole line
     raise typer.Exit(code)
 
 
@@ -367,8 +367,23 @@ def trace(
         str, typer.Option("--format", help="events, ladder (text) or svg (a sequence diagram).")
     ] = "events",
     conn: Annotated[str | None, typer.Option(help="With ladder/svg: the connection to draw.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here, not stdout (as ladder and plot do).")
+    ] = None,
 ) -> None:
     """Trace events of NODE's stack: state changes, segments, drops, retransmissions, cwnd, RTT."""
+    if output is not None:
+        with output.open("w", encoding="utf-8") as out:
+            _trace(node, follow, kind, limit, since, lab, socket, json_out, fmt, conn, out)
+        stderr.print(f"wrote {output}", markup=False, highlight=False)
+    else:
+        _trace(node, follow, kind, limit, since, lab, socket, json_out, fmt, conn, sys.stdout)
+
+
+def _trace(
+    node: str, follow: bool, kind: list[str] | None, limit: int, since: int, lab: str | None,
+    socket: Path | None, json_out: bool, fmt: str, conn: str | None, out: TextIO,
+) -> None:
     if fmt in ("ladder", "svg"):
         from lab.viz.ladder import render_ladder_svg, render_ladder_text
         from lab.viz.load import TraceError
@@ -377,7 +392,7 @@ def trace(
         try:
             path = node_trace_file(node, lab)
             render = render_ladder_svg if fmt == "svg" else render_ladder_text
-            sys.stdout.write(render(path, peer_trace_file(path), conn))
+            out.write(render(path, peer_trace_file(path), conn))
         except (ValueError, TraceError) as exc:
             _fail(str(exc))
         return
@@ -387,7 +402,7 @@ def trace(
 
     def show(event: dict[str, Any]) -> None:
         line = json.dumps(event, default=str) if json_out else format_event(event)
-        sys.stdout.write(line + "\n")
+        out.write(line + "\n")
 
     args: dict[str, Any] = {"since": since, "limit": limit, "kinds": kind or None}
     if not follow:
@@ -399,7 +414,7 @@ def trace(
         for msg in ControlClient(sock, timeout=None).stream("trace", args, timeout=None):
             if msg.get("stream") == "event":
                 show(msg["data"])
-                sys.stdout.flush()
+                out.flush()
             elif "stream" not in msg:
                 break
     except ControlError as exc:

@@ -29,7 +29,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lab.kernel import container
 from lab.kernel.netns import privilege_problem
+from lab.kernel.requirements import tool_problem
 from lab.kernel.state import read_state
 from lab.lab import Lab, LabError, lab_status, nsenter_argv
 from lab.model.topology import TopologyError
@@ -43,7 +45,7 @@ app = typer.Typer(
     add_completion=False,
 )
 stdout = Console()
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)  # messages stay one line each, piped or not
 log = logging.getLogger("tcplab")
 
 
@@ -51,8 +53,19 @@ log = logging.getLogger("tcplab")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    stderr.print(f"tcplab: {message}", markup=False, highlight=False)
+    stderr.print(f"tcplab: {message}", markup=False, highlight=False, soft_wrap=True)  # one whole line
     raise typer.Exit(code)
+
+
+def one_line_error(exc: BaseException) -> str:
+    """An unexpected error as one line; a permission error says which privileges the lab needs."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, PermissionError) or "Operation not permitted" in text or "EPERM" in text:
+        text += (
+            " (the lab needs root with CAP_SYS_ADMIN and CAP_NET_ADMIN: in a container, "
+            "--cap-add SYS_ADMIN --cap-add NET_ADMIN --device /dev/net/tun)"
+        )
+    return text
 
 
 def require_lab_privileges() -> None:
@@ -94,10 +107,12 @@ def _main(
 
 def _status_table(status: dict[str, Any]) -> Table:
     table = Table(title=f"lab {status['lab']}", title_justify="left")
-    for column in ("node", "kind", "address", "namespace", "interfaces", "daemon"):
+    for column in ("node", "kind", "address", "namespace", "interfaces", "daemon / container"):
         table.add_column(column)
     for name, node in status["nodes"].items():
-        if node["daemon_pid"]:
+        if node["kind"] == "container":
+            daemon = f"{node.get('image')} {node.get('container_id')} ({node.get('health')})"
+        elif node["daemon_pid"]:
             daemon = f"{node['daemon_pid']} ({'alive' if node['daemon_alive'] else 'dead'})"
         else:
             daemon = "-"
@@ -143,6 +158,8 @@ def up(
             lab = Lab.up(topology, name=name, seed=seed)
     except (TopologyError, LabError) as exc:
         fail(str(exc))
+    except Exception as exc:  # rolled back already (Lab.up): one line, never a traceback
+        fail(f"up failed and was rolled back: {one_line_error(exc)}")
     status = lab.status()
     if json_out:
         print_json(status)
@@ -174,7 +191,8 @@ def down(
     for report in reports:
         stderr.print(
             f"tcplab: {report['lab']} down: {len(report['namespaces'])} namespaces, "
-            f"{len(report['killed'])} processes stopped",
+            f"{len(report['killed'])} processes stopped"
+            + (f", {len(report['containers'])} containers removed" if report.get("containers") else ""),
             highlight=False,
         )
 
@@ -210,9 +228,13 @@ def exec_(
     require_lab_privileges()
     name = pick_lab(lab)
     try:
+        if container.is_container_node(name, node):  # inside the container: its files, its tools
+            raise typer.Exit(container.exec_stream(name, node, command))
         argv = nsenter_argv(name, node, command)
-    except LabError as exc:
+    except (LabError, container.ContainerError) as exc:
         fail(str(exc))
+    if command and "/" not in command[0] and (problem := tool_problem(command[0])):
+        fail(problem, code=127)  # what a shell says, plus the package to install
     raise typer.Exit(subprocess.run(argv, check=False).returncode)
 
 

@@ -42,6 +42,16 @@ def create_namespace(name: str) -> None:
     netns.create(name)
 
 
+def attach_namespace(name: str, pid: int) -> None:
+    """Name the network namespace of `pid` (a container's) like one of ours: /run/netns/NAME."""
+    if namespace_exists(name):
+        raise RealiseError(f"namespace {name} already exists: is the lab already up? (tcplab down)")
+    try:
+        netns.attach(name, pid)
+    except OSError as exc:
+        raise RealiseError(f"naming the namespace of pid {pid} {name}: {exc}") from exc
+
+
 def remove_namespace(name: str) -> None:
     """Remove a named namespace; absent is fine (teardown is idempotent)."""
     if not namespace_exists(name):

@@ -24,16 +24,17 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
+from lab.model.container import ContainerPlan
 from lab.model.impairment import Impairment
 from lab.model.names import netns_name
-from lab.model.topology import App, Topology, TopologyError, check_topology
+from lab.model.topology import App, Node, Topology, TopologyError, check_topology
 
 LINK_POOL = ipaddress.IPv4Network("10.1.0.0/16")
 STACK_POOL = ipaddress.IPv4Network("10.2.0.0/24")
 TUN_POOL = ipaddress.IPv4Network("10.254.0.0/24")
 TUN_IFNAME = "tun0"
 
-Kind = Literal["stack", "kernel", "router"]
+Kind = Literal["stack", "kernel", "router", "container"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class NodePlan:
     tun: TunPlan | None = None
     tcp_config: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
     apps: tuple[App, ...] = ()
+    container: ContainerPlan | None = None  # kind: container (lab.kernel.container)
 
     @property
     def stack_address(self) -> ipaddress.IPv4Address | None:
@@ -183,6 +185,7 @@ class LabPlan:
                     "address": str(self.address_of(n.name)) if (n.interfaces or n.tun) else None,
                     "interfaces": {i.ifname: str(i.address) for i in n.interfaces},
                     "routes": [f"{r.dst} via {r.gateway} dev {r.dev}" for r in n.routes],
+                    **({"image": n.container.image} if n.container else {}),
                 }
                 for n in self.nodes.values()
             },
@@ -259,6 +262,12 @@ def _first_hops(topo: Topology, source: str) -> dict[str, _Hop]:
             hops[neighbour] = _Hop(first.neighbour, first.link, distance + 1)
             queue.append((neighbour, distance + 1))
     return hops
+
+
+def _container_plan(node: Node) -> ContainerPlan | None:
+    if node.kind != "container" or node.image is None:
+        return None
+    return ContainerPlan(node.image, node.command, MappingProxyType(dict(node.env)), node.ports, node.binds)
 
 
 def build_plan(topo: Topology, seed: int = 0) -> LabPlan:
@@ -370,5 +379,6 @@ def build_plan(topo: Topology, seed: int = 0) -> LabPlan:
             tun=tuns.get(name),
             tcp_config=MappingProxyType(tcp_config),
             apps=node.apps,
+            container=_container_plan(node),
         )
     return LabPlan(name=topo.name, nodes=MappingProxyType(nodes), links=tuple(links), seed=seed)

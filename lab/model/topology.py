@@ -109,11 +109,23 @@ class App(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+Port = Annotated[int, Field(ge=1, le=65535)]
+Bind = Annotated[str, Field(pattern=r"^[^:]+:/[^:]*(:(ro|rw))?$")]  # SRC:/DST[:ro|rw]
+CONTAINER_FIELDS = ("image", "command", "env", "ports", "binds")
+
+
 class Node(_Strict):
-    kind: Literal["stack", "kernel", "router"]
+    kind: Literal["stack", "kernel", "router", "container"]
     apps: tuple[App, ...] = ()
     stack: StackSettings | None = None
     address: ipaddress.IPv4Address | None = None  # a stack node's stack address (else automatic)
+    # kind: container (lab.kernel.container): a local image run with its own command; ports are where it
+    # listens (`up` waits for them; nothing is published to the host).
+    image: str | None = None
+    command: str | tuple[str, ...] | None = None
+    env: dict[str, Annotated[str, BeforeValidator(str)]] = Field(default_factory=dict)
+    ports: tuple[Port, ...] = ()
+    binds: tuple[Bind, ...] = ()
 
 
 class LinkImpairments(_Strict):
@@ -227,6 +239,31 @@ def _direction_problems(path: str, imp: LinkImpairments | None) -> list[tuple[st
     return out
 
 
+def _app_problems(name: str, node: Node) -> list[tuple[str, str]]:
+    from lab.node.apps.registry import server_problem  # the apps' own option models
+
+    return [
+        (f"nodes.{name}.apps[{i}]", problem)
+        for i, app in enumerate(node.apps)
+        if (problem := server_problem(app.name, app.options)) is not None
+    ]
+
+
+def _container_problems(name: str, node: Node) -> list[tuple[str, str]]:
+    if node.kind != "container":
+        return [
+            (f"nodes.{name}.{key}", f"only container nodes take {key}, not kind: {node.kind}")
+            for key in CONTAINER_FIELDS
+            if key in node.model_fields_set
+        ]
+    out = []
+    if not node.image:
+        out.append((f"nodes.{name}.image", "a container node needs an image, present locally"))
+    if node.apps:
+        out.append((f"nodes.{name}.apps", "a container runs its own command: give it `command`"))
+    return out
+
+
 def _problems(topo: Topology) -> list[tuple[str, str]]:
     """Cross-references pydantic cannot see: (field path, message) pairs."""
     out: list[tuple[str, str]] = []
@@ -237,6 +274,8 @@ def _problems(topo: Topology) -> list[tuple[str, str]]:
             out.append((f"nodes.{name}.address", "only stack nodes take an address (their stack's)"))
         if node.kind == "router" and node.apps:
             out.append((f"nodes.{name}.apps", "routers only forward: put apps on a stack or kernel node"))
+        out += _container_problems(name, node)
+        out += _app_problems(name, node)
     out += _direction_problems("defaults.impairments", topo.defaults.impairments)
     seen_ifnames: dict[tuple[str, str], int] = {}
     for i, link in enumerate(topo.links):

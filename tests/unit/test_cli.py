@@ -15,7 +15,7 @@ from lab.cli import app
 
 COMMANDS = {
     "up", "down", "status", "exec",  # lab.cli.root
-    "capture", "check", "demo", "impair", "drill",  # one module each
+    "app", "capture", "check", "demo", "impair", "drill",  # one module each
     "ladder", "plot", "demo-traces",  # lab.cli.viz
     "http", "echo", "transfer", "run", "ss", "trace",  # lab.cli.node
 }  # fmt: skip

@@ -2,8 +2,10 @@
 concerns TCP), producing drill.ast.
 
 One event per line: `TIME ACTION`, where ACTION is a TCP packet, a system call, a backquoted
-shell command or a `%{ }%` block. Valid packetdrill that the runner cannot execute becomes an
-UnsupportedEvent naming the line, so a script using it fails rather than passing silently.
+shell command or a `%{ }%` block; only a system call's arguments may run over several lines.
+`#ifdef` blocks are resolved first (drill.preprocess). Valid packetdrill that the runner
+cannot execute becomes an UnsupportedEvent naming the line, so a script using it fails rather
+than passing silently.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from pathlib import Path
 
 from drill.ast import (
     ELIDED,
+    CodeEvent,
     Direction,
     Elided,
     Eol,
     Event,
     Expr,
+    IcmpEvent,
     IntLit,
     ListExpr,
     Mss,
@@ -26,6 +30,7 @@ from drill.ast import (
     Sack,
     SackOk,
     Script,
+    ShellEvent,
     StringLit,
     Symbols,
     SyscallEvent,
@@ -36,7 +41,9 @@ from drill.ast import (
     UnsupportedEvent,
     WScale,
 )
+from drill.icmp import icmp_numbers, is_icmpv6
 from drill.lexer import Kind, ParseError, Token, tokenize
+from drill.preprocess import preprocess
 
 __all__ = ["ParseError", "parse_file", "parse_script"]
 
@@ -56,13 +63,14 @@ class _Unsupported(Exception):
         self.what = what
 
 
-def parse_script(text: str) -> Script:
-    """Parse a whole script. Raises ParseError with the line and column of the first problem."""
-    return _Parser(text).script()
+def parse_script(text: str, defines: frozenset[str] | set[str] = frozenset()) -> Script:
+    """Parse a whole script, `#ifdef NAME` blocks active for the names in `defines`.
+    Raises ParseError with the line and column of the first problem."""
+    return _Parser(preprocess(text, defines)).script()
 
 
-def parse_file(path: str | Path) -> Script:
-    return parse_script(Path(path).read_text(encoding="utf-8"))
+def parse_file(path: str | Path, defines: frozenset[str] | set[str] = frozenset()) -> Script:
+    return parse_script(Path(path).read_text(encoding="utf-8"), defines)
 
 
 def seconds_to_usecs(text: str) -> int:
@@ -142,13 +150,21 @@ class _Parser:
         init_command = None
         if self.at(Kind.COMMAND):
             tok = self.next()
-            init_command = UnsupportedEvent(line=tok.line, timing=None, what=f"shell command `{tok.text}`")
+            init_command = ShellEvent(line=tok.line, timing=None, command=tok.text)
             self.end_of_line()
         events: list[Event] = []
         while True:
             self.skip_newlines()
             if self.at(Kind.EOF):
-                return Script(options=options, init_command=init_command, events=tuple(events))
+                return Script(options, init_command, tuple(events))
+            if self.at(Kind.COMMAND) and events:  # packetdrill's cleanup command, run at the end
+                tok = self.next()
+                self.end_of_line()
+                self.skip_newlines()
+                if not self.at(Kind.EOF):
+                    raise self.error("an event time (an untimed command comes first or last)", tok)
+                cleanup = ShellEvent(line=tok.line, timing=None, command=tok.text)
+                return Script(options, init_command, tuple(events), cleanup)
             if self.at(Kind.OPTION):
                 raise self.error("an event time (options must come before the first event)")
             events.append(self.event())
@@ -232,10 +248,10 @@ class _Parser:
         tok = self.peek()
         if tok.kind is Kind.CODE:
             self.next()
-            raise _Unsupported("%{ }% code block")
+            return CodeEvent(line=line, timing=timing, code=tok.text)
         if tok.kind is Kind.COMMAND:
             self.next()
-            raise _Unsupported(f"shell command `{tok.text}`")
+            return ShellEvent(line=line, timing=timing, command=tok.text)
         if self.at_punct("<>"):
             return self.packet(line, timing)
         if tok.kind is Kind.WORD and self.at(Kind.PUNCT, "(", ahead=1):
@@ -244,21 +260,27 @@ class _Parser:
 
     # --- packets ------------------------------------------------------------------------------
 
-    def packet(self, line: int, timing: Timing) -> PacketEvent:
+    def packet(self, line: int, timing: Timing) -> PacketEvent | IcmpEvent:
         direction = Direction(self.next().text)
         tok = self.peek()
+        if self.at(Kind.WORD, "icmp") and direction is Direction.IN:
+            return self.icmp(line, timing)
         if tok.kind is Kind.WORD and tok.text.lower() in ("udp", "icmp", "udplite", "gre", "mpls"):
             raise _Unsupported(f"{tok.text} packet")
         if self.at_punct("[("):
             raise _Unsupported("IP-level packet field")
         flags = self.flags()
         start_tok = self.peek()
+        if self.at(Kind.ELLIPSIS):  # nplab packetdrill: `...(0)`, sequence numbers left unchecked
+            raise _Unsupported("elided sequence numbers")
         seq_start = self.expect_int("start sequence number", U32_MAX)
         self.expect(Kind.PUNCT, ":")
         seq_end = self.expect_int("end sequence number", U32_MAX)
         self.expect(Kind.PUNCT, "(")
         payload_len = self.expect_int("payload length", U16_MAX)
         self.expect(Kind.PUNCT, ")")
+        if self.at(Kind.PUNCT, "!"):  # nplab packetdrill's marker for unchecked sequence numbers
+            raise _Unsupported("'!' after the sequence numbers")
         if (seq_end - seq_start) & U32_MAX != payload_len:
             raise ParseError(
                 start_tok.line, start_tok.column, "inconsistent TCP sequence numbers and payload length"
@@ -273,6 +295,8 @@ class _Parser:
         options: tuple[TcpOption, ...] | Elided | None = None
         if self.at(Kind.PUNCT, "<"):
             options = self.options()
+        if self.at(Kind.PUNCT, "/"):  # `.../udp(9811 > 1)`: RFC 8899-style TCP over UDP
+            raise _Unsupported("TCP over UDP encapsulation (/udp)")
         return PacketEvent(
             line=line,
             timing=timing,
@@ -286,6 +310,49 @@ class _Parser:
             urg=fields.get("urg"),
             options=options,
         )
+
+    def icmp(self, line: int, timing: Timing) -> IcmpEvent:
+        """`icmp TYPE [CODE] [mtu N] [[START:END(LEN)]]`, inbound only."""
+        self.next()
+        type_tok = self.expect(Kind.WORD, expected="an ICMP type (unreachable, time_exceeded, ...)")
+        code_tok = self.next() if self.at(Kind.WORD) and self.peek().text != "mtu" else None
+        code = code_tok.text if code_tok else None
+        if is_icmpv6(type_tok.text, code):  # names only ICMPv6 has: an IPv6 script
+            try:
+                icmp_numbers(type_tok.text, code)
+            except ValueError:
+                raise _Unsupported("ICMPv6 message") from None
+        for tok in (type_tok, code_tok):  # the type first, so that its error is named first
+            try:
+                icmp_numbers(type_tok.text, code if tok is code_tok else None)
+            except ValueError as e:
+                bad = tok or type_tok
+                raise ParseError(bad.line, bad.column, str(e)) from None
+        mtu = None
+        if self.at(Kind.WORD, "mtu"):
+            self.next()
+            mtu = self.expect_int("mtu value", U16_MAX)
+        quoted = None
+        if self.at(Kind.PUNCT, "["):
+            self.next()
+            if not self.at(Kind.INT):
+                raise _Unsupported("ICMP quoting a packet other than TCP")
+            start_tok = self.peek()
+            quoted = self.expect_int("start sequence number", U32_MAX)
+            self.expect(Kind.PUNCT, ":")
+            end = self.expect_int("end sequence number", U32_MAX)
+            self.expect(Kind.PUNCT, "(")
+            length = self.expect_int("payload length", U16_MAX)
+            self.expect(Kind.PUNCT, ")")
+            if self.at(Kind.PUNCT, "/"):  # `[0:0(0)/udp(9812 > 1)]`
+                raise _Unsupported("TCP over UDP encapsulation (/udp)")
+            self.expect(Kind.PUNCT, "]", "']'")
+            if (end - quoted) & U32_MAX != length:
+                raise ParseError(
+                    start_tok.line, start_tok.column, "inconsistent TCP sequence numbers and payload length"
+                )
+        name = type_tok.text
+        return IcmpEvent(line=line, timing=timing, icmp_type=name, code=code, mtu=mtu, quoted_seq=quoted)
 
     def flags(self) -> str:
         """Flags are adjacent words and dots (`S.` lexes as S then .), e.g. S. P. . F. R SEW."""
@@ -349,10 +416,13 @@ class _Parser:
         name = self.next().text
         self.next()  # '('
         args: list[Expr] = []
+        # Arguments may run over several lines, broken after '(' or ',' (as packetdrill allows).
+        self.skip_newlines()
         if not self.at(Kind.PUNCT, ")"):
             args.append(self.expr())
             while not self.at(Kind.PUNCT, ")"):
                 self.expect(Kind.PUNCT, ",", "',' or ')'")
+                self.skip_newlines()
                 args.append(self.expr())
         self.next()
         self.expect(Kind.PUNCT, "=", "'=' and the expected result")

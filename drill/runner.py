@@ -13,14 +13,15 @@ the time it was seen becomes the previous event's time. A blocking call `a...b n
 at a, the script carries on meanwhile, and it must have returned at b (within the tolerance) by
 the next system call or the end of the script. A call written without `...` must not block.
 
-Anything the runner cannot do (a shell command, a %{ }% block, a tcpi_ struct, a socket option
-or system call the stack lacks) fails the script with a message naming the line: never a silent
-pass.
+Anything the runner cannot do (a %{ }% block, a tcpi_ struct, a socket option or system call
+the stack lacks, IPv6) ends the script as unsupported, naming the construct and the line: never a
+silent pass. Shell lines are interpreted by drill.shell (sysctls mapped to stack settings).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import random
 import re
@@ -30,7 +31,8 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from drill import ast
+from drill import ast, platform, shell
+from drill.icmp import inbound_icmp
 from drill.lexer import ParseError
 from drill.matcher import (
     LOCAL_IP,
@@ -38,6 +40,7 @@ from drill.matcher import (
     REMOTE_IP,
     REMOTE_PORT,
     Flow,
+    accept,
     describe_actual,
     describe_expected,
     inbound_packet,
@@ -60,7 +63,9 @@ from stack.wire.tcp import TcpSegment, parse_tcp
 
 DEFAULT_TOLERANCE_USECS = 4000  # packetdrill's --tolerance_usecs
 ANY_TIME_LIMIT_USECS = 24 * 3600 * 1_000_000  # how long `*` waits for a packet
-PROFILES = ("linux", "default")
+PLATFORM_PREFIX = "platform choice: "  # a failure that is only platform choices (freebsd profile)
+RUNAWAY_PACKETS = 100_000  # unread packets the stack may send before the script fails
+PROFILES = ("linux", "default", "freebsd")
 
 # Script options that need nothing from the runner, and the values it can honour.
 _OPTION_VALUES: dict[str, set[str | None]] = {
@@ -69,7 +74,9 @@ _OPTION_VALUES: dict[str, set[str | None]] = {
     "remote_ip": {REMOTE_IP},
     "address_family": {"AF_INET"},
 }
-_INT_OPTIONS = ("tolerance_usecs", "bind_port", "connect_port", "speaker_port")
+_INT_OPTIONS = ("tolerance_usecs", "bind_port", "connect_port", "speaker_port", "mtu")
+MSG_PEEK = "MSG_PEEK"
+_TCPI_STATE = re.compile(r"assert\s+tcpi_state\s*==\s*TCPI_([A-Z_0-9]+)")
 
 O_RDWR = 0x2
 O_NONBLOCK = 0x800
@@ -88,22 +95,25 @@ _SOCKOPTS: dict[str, tuple[int, int]] = {
 }
 _LEVELS = {"SOL_SOCKET": so.SOL_SOCKET, "IPPROTO_TCP": so.IPPROTO_TCP, "SOL_TCP": so.IPPROTO_TCP}
 _GETTABLE = {"SO_KEEPALIVE", "SO_RCVBUF", "SO_SNDBUF", "SO_ERROR", "TCP_NODELAY", "SO_REUSEADDR"}
+_GETTABLE |= {"TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"}
 _SHUT = {"SHUT_RD": so.SHUT_RD, "SHUT_WR": so.SHUT_WR, "SHUT_RDWR": so.SHUT_RDWR}
 
 
 def profile_config(profile: str) -> TcpConfig:
     """The stack's settings for a profile.
 
-    `linux`: what packetdrill scripts written on Linux assume: initial window 10 segments, RTO
-    min 200 ms and initial RTO 1 s, SYN options MSS, SACK-permitted, timestamps, NOP, window scale
-    (stack.config.linux_profile), 6 SYN retries, and the delayed ACK timer at 40 ms, Linux's
-    minimum ATO (TCP_DELACK_MIN), where the stack's own default is 200 ms.
+    `linux`: what packetdrill scripts written on Linux assume, Linux 6.x's choices where the RFCs
+    leave one (stack.config.linux_profile).
     `default`: the stack's own defaults (TcpConfig()).
+    `freebsd`: FreeBSD's defaults, and its platform choices noted rather than failed at once
+    (drill.platform).
     """
     if profile == "default":
         return TcpConfig()
+    if profile == "freebsd":
+        return platform.freebsd_config()
     if profile == "linux":
-        return linux_profile(delack_timeout=0.04)
+        return linux_profile()
     raise ValueError(f"unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
 
 
@@ -111,6 +121,14 @@ class ScriptFailed(Exception):
     def __init__(self, line: int, message: str, expected: str | None = None, actual: str | None = None):
         super().__init__(message)
         self.failure = Failure(line, message, expected, actual)
+
+
+class ScriptUnsupported(ScriptFailed):
+    """The script needs `construct`, which the runner or the stack does not have."""
+
+    def __init__(self, line: int, construct: str) -> None:
+        super().__init__(line, f"unsupported: {construct}")
+        self.construct = construct
 
 
 class _SysError(Exception):
@@ -170,6 +188,9 @@ class Runner:
         self.script = script
         self.name = name
         self.config = config if config is not None else profile_config(profile)
+        self.platform_leeway = profile == "freebsd"
+        self.platform: list[tuple[int, str]] = []  # (line, choice): differences let through
+        self._rounded: set[int] = set()  # connections whose buffer the freebsd profile sized
         self.seed = seed
         self.tolerance = tolerance_usecs
         self.bind_port = REMOTE_PORT
@@ -182,6 +203,8 @@ class Runner:
         self.events_done = 0
         self._waiter: asyncio.Future[None] | None = None
         self._line = 0
+        self.notes: list[str] = []
+        self.last_fd: int | None = None  # the socket under test: that of the latest system call
 
     # --- entry point ------------------------------------------------------------------------
 
@@ -192,9 +215,12 @@ class Runner:
         self.runtime = StackRuntime(host, loop, self._transmit)
         self.stack = Stack(self.runtime)
         failure: Failure | None = None
+        unsupported: str | None = None
         try:
             self._check_options()
             loop.run_until_complete(self._main())
+        except ScriptUnsupported as e:
+            failure, unsupported = e.failure, e.construct
         except ScriptFailed as e:
             failure = e.failure
         except Exception as e:  # a stack bug surfacing through a callback or call
@@ -202,7 +228,13 @@ class Runner:
         finally:
             end = loop.time()
             close_loop(loop)
-        return ScriptResult(self.name, failure is None, failure, self.events_done, end)
+        self.notes += [f"line {line}: platform choice: {what}" for line, what in self.platform]
+        if failure is None and self.platform:
+            line, what = self.platform[0]
+            failure = Failure(line, f"{PLATFORM_PREFIX}{what}")
+        return ScriptResult(
+            self.name, failure is None, failure, self.events_done, end, unsupported, tuple(self.notes)
+        )
 
     def _check_options(self) -> None:
         for key, value in self.script.options.items():
@@ -215,16 +247,25 @@ class Runner:
                     self.bind_port = int(value)
                 elif key in ("connect_port", "speaker_port"):
                     self.connect_port = int(value)
+                elif key == "mtu":  # the local interface's MTU: our MSS option follows it
+                    self.runtime.host.config = self.runtime.host.config.with_(mtu=int(value))
             elif key in _OPTION_VALUES and value in _OPTION_VALUES[key]:
                 continue
+            elif key in _OPTION_VALUES:  # --ip_version=ipv6: the stack is IPv4 only for now
+                raise ScriptUnsupported(0, f"--{key}={value}")
             else:
-                shown = f"--{key}" if value is None else f"--{key}={value}"
-                raise ScriptFailed(0, f"unsupported script option {shown}")
+                raise ScriptUnsupported(0, f"script option --{key}")
         if self.tolerance is None:
             self.tolerance = DEFAULT_TOLERANCE_USECS
         if self.script.init_command is not None:
-            cmd = self.script.init_command
-            raise ScriptFailed(cmd.line, f"unsupported: {cmd.what}")
+            self._shell(self.script.init_command)
+
+    def _shell(self, ev: ast.ShellEvent) -> None:
+        action = shell.interpret(ev.command)
+        if action.unsupported is not None:
+            raise ScriptUnsupported(ev.line, action.unsupported)
+        self.notes += [f"line {ev.line}: {note}" for note in action.notes]
+        self.runtime.host.config = shell.apply(self.runtime.host.config, action)
 
     @property
     def tol(self) -> int:
@@ -245,6 +286,8 @@ class Runner:
             raise ScriptFailed(self._line, f"the stack sent a malformed packet: {e}") from None
         note_sent(seg, self.flow)
         self.sent.append((self._now(), seg))
+        if len(self.sent) > RUNAWAY_PACKETS:  # a stack bug sending without end must not hang a corpus run
+            raise ScriptFailed(self._line, f"the stack sent over {RUNAWAY_PACKETS} packets no line expected")
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
@@ -274,16 +317,51 @@ class Runner:
         for ev in self.script.events:
             self._line = ev.line
             if isinstance(ev, ast.UnsupportedEvent):
-                raise ScriptFailed(ev.line, f"unsupported: {ev.what}")
-            if isinstance(ev, ast.PacketEvent):
+                raise ScriptUnsupported(ev.line, ev.what)
+            if isinstance(ev, ast.ShellEvent):
+                assert ev.timing is not None  # only the untimed init command has none
+                lo, _ = self._window(ev.timing)
+                await self._sleep_until(lo)
+                self.prev_usecs = lo
+                self._shell(ev)
+            elif isinstance(ev, ast.CodeEvent):
+                lo, _ = self._window(ev.timing)
+                await self._sleep_until(lo)
+                self.prev_usecs = lo
+                self._code(ev)
+            elif isinstance(ev, ast.IcmpEvent):
+                await self._inbound(ev)
+            elif isinstance(ev, ast.PacketEvent):
                 if ev.direction is ast.Direction.OUT:
                     await self._outbound(ev)
                 else:
                     await self._inbound(ev)
             else:
                 await self._syscall(ev)
+            if self.platform_leeway:
+                platform.round_rcvbuf(self.runtime.host, self._rounded)
             self.events_done += 1
         await self._join_blocking(None)
+        cleanup = self.script.cleanup_command
+        if cleanup is not None:  # after the test: it can only be noted, never fail the script
+            action = shell.interpret(cleanup.command)
+            what = action.notes or (f"{action.unsupported} not run",)
+            self.notes += [f"line {cleanup.line}: cleanup: {note}" for note in what]
+
+    def _code(self, ev: ast.CodeEvent) -> None:
+        """`%{ assert tcpi_state == TCPI_X }%`: the state of the socket under test (as packetdrill,
+        the socket of the latest system call); any other code is unsupported."""
+        match = _TCPI_STATE.fullmatch(ev.code.strip())
+        if match is None:
+            raise ScriptUnsupported(ev.line, "%{ }% code block")
+        entry = self.fds.get(self.last_fd) if self.last_fd is not None else None
+        if entry is None:
+            raise ScriptFailed(ev.line, "tcpi_state: no socket under test")
+        sock = entry.sock
+        state = sock.conn.state.name if sock.conn else "LISTEN" if sock.listener else "CLOSED"
+        want = match.group(1)
+        if state != want:
+            raise ScriptFailed(ev.line, f"tcpi_state is TCPI_{state}", f"TCPI_{want}", f"TCPI_{state}")
 
     def _window(self, t: ast.Timing) -> tuple[int, int]:
         """The script times [lo, hi] an event is due at (hi is lo but for `*` and ranges)."""
@@ -316,7 +394,7 @@ class Runner:
                 )  # fmt: skip
             await self._wait_packet(hi)
         at, seg = self.sent.popleft()
-        learn(seg, self.flow)
+        learn(seg, self.flow, ev.seq_start if "S" in ev.flags else 0)
         actual = f"{describe_actual(seg, self.flow)} at t={_usecs_text(at)}"
         if at < lo or at > hi:
             want = _usecs_text(lo + self.tol) if exact else f"{_usecs_text(lo)}~{_usecs_text(hi)}"
@@ -326,16 +404,44 @@ class Runner:
                 expected, actual,
             )  # fmt: skip
         problem = match_outbound(ev, seg, self.flow)
+        if problem is not None and self.platform_leeway:
+            problem = self._platform_choice(ev, seg, problem)
         if problem is not None:
             raise ScriptFailed(ev.line, f"outbound packet mismatch: {problem}", expected, actual)
         self.prev_usecs = lo + self.tol if exact else at
 
-    async def _inbound(self, ev: ast.PacketEvent) -> None:
+    def _platform_choice(self, ev: ast.PacketEvent, seg: TcpSegment, problem: str) -> str | None:
+        """The freebsd profile: note a difference that is only a platform choice (drill.platform)
+        and let the script go on; any other difference stays the problem."""
+        ports = (seg.src_port, seg.dst_port)
+        conns = self.runtime.host.connections.values()
+        mss = next((c.mss for c in conns if (c.local_port, c.remote_port) == ports), 536)
+        choices: list[str] = []
+        remaining: str | None = problem
+        window = platform.window_choice(ev, seg, mss)
+        if window is not None:
+            choices.append(window)
+            ev = dataclasses.replace(ev, win=seg.window)
+            remaining = match_outbound(ev, seg, self.flow)
+        if remaining is not None and remaining.startswith("option") and platform.syn_layout_only(ev, seg):
+            choices.append(f"SYN option layout ({remaining})")
+            # Everything else (flags, numbers, window) has matched already: options come last.
+            remaining = None
+        if remaining is not None:
+            return remaining
+        self.platform += [(ev.line, choice) for choice in choices]
+        accept(ev, seg, self.flow)
+        return None
+
+    async def _inbound(self, ev: ast.PacketEvent | ast.IcmpEvent) -> None:
         lo, _ = self._window(ev.timing)
         await self._sleep_until(lo)
         self.prev_usecs = lo
         try:
-            packet = inbound_packet(ev, self.flow)
+            if isinstance(ev, ast.PacketEvent):
+                packet = inbound_packet(ev, self.flow)
+            else:
+                packet = inbound_icmp(ev, self.flow)
         except ValueError as e:
             raise ScriptFailed(ev.line, f"cannot inject the packet: {e}") from None
         self.runtime.deliver([packet])
@@ -404,7 +510,7 @@ class Runner:
         want = f"{ev.result}" + (f" {ev.errno}" if ev.errno else "")
         if isinstance(exc, _SysError):
             got = f"-1 {exc.name}"
-            if ev.result == -1 and (ev.errno is None or ev.errno == exc.name):
+            if ev.result == -1 and (ev.errno is None or _same_errno(ev.errno, exc.name)):
                 return
         elif exc is not None:
             raise ScriptFailed(ev.line, f"{ev.name}() made the stack raise {type(exc).__name__}: {exc}")
@@ -420,9 +526,13 @@ class Runner:
     async def _call(self, ev: ast.SyscallEvent) -> int:
         handler = getattr(self, f"_sys_{ev.name}", None)
         if handler is None:
-            raise ScriptFailed(ev.line, f"unsupported system call {ev.name}()")
+            raise ScriptUnsupported(ev.line, f"system call {ev.name}()")
+        if ev.args and isinstance(ev.args[0], ast.IntLit) and ev.args[0].value in self.fds:
+            self.last_fd = ev.args[0].value
         try:
             result: int = await handler(ev)
+            if ev.name in ("socket", "accept"):
+                self.last_fd = result
         except (ScriptFailed, _SysError):
             raise
         except OSError as e:
@@ -438,8 +548,15 @@ class Runner:
         arg = self._arg(ev, i)
         if isinstance(arg, ast.IntLit):
             return arg.value
-        if isinstance(arg, ast.ListExpr) and len(arg.items) == 1 and isinstance(arg.items[0], ast.IntLit):
-            return arg.items[0].value
+        if isinstance(arg, ast.ListExpr) and len(arg.items) == 1:
+            item = arg.items[0]
+            if isinstance(item, ast.IntLit):
+                return item.value
+            # A symbolic errno, as in getsockopt(fd, SOL_SOCKET, SO_ERROR, [ECONNRESET], [4]).
+            if isinstance(item, ast.Symbols) and len(item.names) == 1:
+                code = getattr(errno, item.names[0], None)
+                if item.names[0].startswith("E") and isinstance(code, int):
+                    return code
         raise ScriptFailed(ev.line, f"{ev.name}() argument {i + 1}: expected an integer")
 
     def _fd(self, ev: ast.SyscallEvent) -> _Fd:
@@ -458,10 +575,10 @@ class Runner:
     async def _sys_socket(self, ev: ast.SyscallEvent) -> int:
         kind = self._arg(ev, 1)
         if not (isinstance(kind, ast.Symbols) and kind.names[0] == "SOCK_STREAM"):
-            raise ScriptFailed(ev.line, "unsupported: only SOCK_STREAM sockets")
+            raise ScriptUnsupported(ev.line, "sockets other than SOCK_STREAM")
         family = self._arg(ev, 0)
         if isinstance(family, ast.Symbols) and family.names != ("AF_INET",):
-            raise ScriptFailed(ev.line, f"unsupported address family {'|'.join(family.names)}")
+            raise ScriptUnsupported(ev.line, f"address family {'|'.join(family.names)}")
         fd = 3
         while fd in self.fds:
             fd += 1
@@ -540,10 +657,24 @@ class Runner:
         return sent
 
     async def _sys_send(self, ev: ast.SyscallEvent) -> int:
-        flags = self._arg(ev, 3) if len(ev.args) > 3 else ast.IntLit(0)
-        if not (isinstance(flags, ast.IntLit) and flags.value == 0):
-            raise ScriptFailed(ev.line, "unsupported: send() flags other than 0")
+        if self._flags(ev, 3) - {"0"}:
+            raise ScriptUnsupported(ev.line, f"{ev.name}() flags other than 0")
         return await self._sys_write(ev)
+
+    async def _sys_sendto(self, ev: ast.SyscallEvent) -> int:
+        """sendto(fd, buf, len, flags, addr, addrlen) on a connected socket: send()."""
+        if len(ev.args) > 4 and not isinstance(ev.args[4], ast.Elided):
+            raise ScriptUnsupported(ev.line, "sendto() with an address")
+        return await self._sys_send(ev)
+
+    def _flags(self, ev: ast.SyscallEvent, i: int) -> set[str]:
+        """A flags argument as a set of names (`0` -> {"0"}), e.g. {"MSG_PEEK"}."""
+        arg = self._arg(ev, i) if len(ev.args) > i else ast.IntLit(0)
+        if isinstance(arg, ast.IntLit) and arg.value == 0:
+            return {"0"}
+        if isinstance(arg, ast.Symbols):
+            return set(arg.names)
+        raise ScriptFailed(ev.line, f"{ev.name}() argument {i + 1}: expected flags")
 
     def _payload(self, ev: ast.SyscallEvent) -> bytes:
         arg = self._arg(ev, 1)
@@ -551,16 +682,17 @@ class Runner:
             return arg.value.encode("latin-1")
         return bytes(self._int_arg(ev, 2))
 
-    async def _sys_read(self, ev: ast.SyscallEvent) -> int:
+    async def _sys_read(self, ev: ast.SyscallEvent, flags: int = 0) -> int:
         entry = self._conn_fd(ev)
         conn = entry.sock.conn
         assert conn is not None
         n = self._int_arg(ev, 2)
         if entry.nonblocking and not (
-            conn.readable or conn.at_eof or conn.error is not None or conn.state is State.CLOSED
+            conn.readable or conn.at_eof or conn.read_shut or conn.error is not None
+            or conn.state is State.CLOSED
         ):
             raise _SysError("EAGAIN")
-        data = await entry.sock.arecv(n)
+        data = await entry.sock.arecv(n, flags)
         expect = self._arg(ev, 1)
         if isinstance(expect, ast.StringLit):
             want = expect.value.encode("latin-1")
@@ -569,10 +701,10 @@ class Runner:
         return len(data)
 
     async def _sys_recv(self, ev: ast.SyscallEvent) -> int:
-        flags = self._arg(ev, 3) if len(ev.args) > 3 else ast.IntLit(0)
-        if not (isinstance(flags, ast.IntLit) and flags.value == 0):
-            raise ScriptFailed(ev.line, "unsupported: recv() flags other than 0")
-        return await self._sys_read(ev)
+        flags = self._flags(ev, 3) - {"0"}
+        if flags - {MSG_PEEK}:
+            raise ScriptUnsupported(ev.line, f"recv() flags {'|'.join(sorted(flags - {MSG_PEEK}))}")
+        return await self._sys_read(ev, so.MSG_PEEK if flags else 0)
 
     async def _sys_close(self, ev: ast.SyscallEvent) -> int:
         entry = self._fd(ev)
@@ -598,12 +730,12 @@ class Runner:
             if isinstance(arg, ast.Symbols):
                 unknown = set(arg.names) - {"O_RDWR", "O_NONBLOCK", "O_RDONLY", "O_WRONLY"}
                 if unknown:
-                    raise ScriptFailed(ev.line, f"unsupported fcntl flag {', '.join(sorted(unknown))}")
+                    raise ScriptUnsupported(ev.line, f"fcntl flag {', '.join(sorted(unknown))}")
                 entry.nonblocking = "O_NONBLOCK" in arg.names
             else:
                 entry.nonblocking = bool(self._int_arg(ev, 2) & O_NONBLOCK)
             return 0
-        raise ScriptFailed(ev.line, f"unsupported fcntl command {'|'.join(cmd)}")
+        raise ScriptUnsupported(ev.line, f"fcntl command {'|'.join(cmd)}")
 
     def _sockopt(self, ev: ast.SyscallEvent) -> tuple[str, int, int]:
         level_names, names = self._sym(ev, 1), self._sym(ev, 2)
@@ -611,9 +743,7 @@ class Runner:
         name = names[0] if len(names) == 1 else "|".join(names)
         known = _SOCKOPTS.get(name)
         if level is None or known is None or known[0] != level:
-            raise ScriptFailed(
-                ev.line, f"unsupported socket option {'|'.join(level_names)}/{name} in {ev.name}()"
-            )
+            raise ScriptUnsupported(ev.line, f"socket option {'|'.join(level_names)}/{name} in {ev.name}()")
         return name, known[0], known[1]
 
     async def _sys_setsockopt(self, ev: ast.SyscallEvent) -> int:
@@ -623,7 +753,7 @@ class Runner:
         value: int | bytes
         if isinstance(arg, ast.RawStruct):
             if name != "SO_LINGER":
-                raise ScriptFailed(ev.line, f"setsockopt({name}): a struct is only understood for SO_LINGER")
+                raise ScriptUnsupported(ev.line, f"setsockopt({name}) with a struct")
             fields = _struct_fields(arg.text)
             try:
                 value = struct.pack("ii", fields["l_onoff"], fields["l_linger"])
@@ -638,15 +768,22 @@ class Runner:
         entry = self._fd(ev)
         name, level, option = self._sockopt(ev)
         if name not in _GETTABLE:
-            raise ScriptFailed(ev.line, f"unsupported: getsockopt({name})")
+            raise ScriptUnsupported(ev.line, f"getsockopt({name})")
         actual = 0 if name == "SO_REUSEADDR" else entry.sock.getsockopt(level, option)
         arg = self._arg(ev, 3)
         if not isinstance(arg, ast.Elided):
             want = self._int_arg(ev, 3)
             if actual != want:
-                message = f"getsockopt({name}) gave [{actual}], expected [{want}]"
-                raise ScriptFailed(ev.line, message, f"[{want}]", f"[{actual}]")
+                symbolic = name == "SO_ERROR"  # an errno: shown by name
+                w, a = (errno.errorcode.get(v, str(v)) if symbolic else str(v) for v in (want, actual))
+                message = f"getsockopt({name}) gave [{a}], expected [{w}]"
+                raise ScriptFailed(ev.line, message, f"[{w}]", f"[{a}]")
         return 0
+
+
+def _same_errno(written: str, got: str) -> bool:
+    """EWOULDBLOCK is EAGAIN (and EDEADLOCK is EDEADLK): compare the numbers behind the names."""
+    return written == got or getattr(errno, written, None) == getattr(errno, got, 0)
 
 
 def _origin(exc: BaseException) -> str:
@@ -679,20 +816,34 @@ def run_script(
 
 
 def run_text(
-    text: str, *, name: str = "<script>", profile: str = "linux", tolerance_usecs: int | None = None
+    text: str,
+    *,
+    name: str = "<script>",
+    profile: str = "linux",
+    tolerance_usecs: int | None = None,
+    defines: frozenset[str] = frozenset(),
 ) -> ScriptResult:
-    """Parse and run; a script that does not parse fails at the line of the parse error."""
+    """Parse (`#ifdef NAME` active for NAME in defines) and run; a script that does not parse
+    fails at the line of the parse error."""
     try:
-        script = parse_script(text)
+        script = parse_script(text, defines)
     except ParseError as e:
         return ScriptResult(name, False, Failure(e.line, f"parse error: {e}"))
     return run_script(script, name=name, profile=profile, tolerance_usecs=tolerance_usecs)
 
 
-def run_file(path: str | Path, *, profile: str = "linux", tolerance_usecs: int | None = None) -> ScriptResult:
+def run_file(
+    path: str | Path,
+    *,
+    profile: str = "linux",
+    tolerance_usecs: int | None = None,
+    defines: frozenset[str] = frozenset(),
+    name: str | None = None,
+) -> ScriptResult:
     p = Path(path)
+    shown = str(p) if name is None else name
     try:
         text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        return ScriptResult(str(p), False, Failure(0, f"cannot read the script: {e}"))
-    return run_text(text, name=str(p), profile=profile, tolerance_usecs=tolerance_usecs)
+    except (OSError, UnicodeDecodeError) as e:
+        return ScriptResult(shown, False, Failure(0, f"cannot read the script: {e}"))
+    return run_text(text, name=shown, profile=profile, tolerance_usecs=tolerance_usecs, defines=defines)

@@ -15,7 +15,8 @@ Urgent data: `send(data, MSG_OOB)` queues `data` in the stream as usual and mark
 urgent: the segments that carry it (and any sent before it) have URG set, and the urgent pointer
 points to the octet just after the last urgent octet (RFC 6093; SEG.SEQ + pointer). The receiver
 gets urgent data inline, in order, with the rest of the stream, as Linux does with SO_OOBINLINE:
-no octet is taken out of band, and the `flags` of `recv` are ignored (MSG_OOB included). The only
+no octet is taken out of band, and the `flags` of `recv` other than MSG_PEEK are ignored (MSG_OOB
+included); MSG_PEEK returns the data without consuming it. The only
 trace of urgency on the receiving side is `sock.conn.urgent_mark`: how many octets the
 application still has to read before the last urgent one (None when no urgent data is pending).
 
@@ -63,6 +64,7 @@ TCP_KEEPINTVL = getattr(_pysocket, "TCP_KEEPINTVL", 5)
 TCP_KEEPCNT = getattr(_pysocket, "TCP_KEEPCNT", 6)
 TCP_CONGESTION = getattr(_pysocket, "TCP_CONGESTION", 13)
 MSG_OOB = _pysocket.MSG_OOB
+MSG_PEEK = _pysocket.MSG_PEEK
 SHUT_RD = _pysocket.SHUT_RD
 SHUT_WR = _pysocket.SHUT_WR
 SHUT_RDWR = _pysocket.SHUT_RDWR
@@ -179,7 +181,8 @@ class Socket:
         elif level == SOL_SOCKET and option in (SO_SNDBUF, SO_RCVBUF):
             size = value if isinstance(value, int) else int.from_bytes(value, 'little')
             name = "sndbuf" if option == SO_SNDBUF else "rcvbuf"
-            self._config = self._config.with_(**{name: size})
+            locked = {"rcvbuf_locked": True} if option == SO_RCVBUF else {}
+            self._config = self._config.with_(**{name: size}, **locked)
             if conn is not None:
                 setattr(conn, name, size)
         elif level == IPPROTO_TCP and option == TCP_NODELAY:
@@ -225,6 +228,10 @@ class Socket:
             return 0
         if level == IPPROTO_TCP and option == TCP_NODELAY:
             return int(self._nodelay)
+        if level == IPPROTO_TCP and option in (TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT):
+            cfg = conn.config if conn is not None else self._config
+            keepalive = {TCP_KEEPIDLE: cfg.keepalive_idle, TCP_KEEPINTVL: cfg.keepalive_interval}
+            return int(keepalive.get(option, cfg.keepalive_count))  # seconds, or the probe count
         if level == SOL_SOCKET and option == SO_LINGER:
             return int(self._linger_zero)
         raise OSError(92, f"option ({level}, {option}) not supported by the stack")
@@ -357,12 +364,14 @@ class Socket:
 
         async def wait() -> bytes:
             while True:
+                if conn.readable and flags & MSG_PEEK:
+                    return bytes(conn.rcvq[:bufsize])  # left queued: no window update either
                 if conn.readable:
                     data = conn.recv(bufsize, self.runtime.now())
                     self._after()
                     return data
-                if conn.at_eof:
-                    return b""
+                if conn.at_eof or conn.read_shut:
+                    return b""  # after shutdown(SHUT_RD): 0 at once, as Linux and the BSDs
                 if conn.error is not None:
                     raise type(conn.error)(*conn.error.args)
                 if conn.state is State.CLOSED:
@@ -376,9 +385,13 @@ class Socket:
 
     def shutdown(self, how: int) -> None:
         conn = self._require_conn()
+        if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
+            raise OSError(22, f"Invalid argument: shutdown how={how}")
+        if how in (SHUT_RD, SHUT_RDWR):
+            conn.shutdown_read(self.runtime.now())
         if how in (SHUT_WR, SHUT_RDWR):
             conn.shutdown(self.runtime.now())
-            self._after()
+        self._after()
 
     def close(self) -> None:
         if self._closed:

@@ -132,6 +132,7 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Timers):
             self._drop("ack_too_old", now)
             self._send_ack(now)
             return False
+        self._update_ts_recent(seg, now)
 
         window = seg.window << self.snd_wscale if self.ws_ok else seg.window
         acked = seq.sub(ack, self.snd_una)
@@ -151,7 +152,7 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Timers):
 
         if acked > 0:
             self._on_new_ack(seg, ack, acked, now)
-        self._update_send_window(seg, ack, window)
+        self._update_send_window(seg, ack, window, now)
         if is_dup:
             self._on_dupack(now)
 
@@ -231,6 +232,15 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Timers):
             self._transition(Event.CLOSE, "call:close", now)
             self._output(now)
         self._update_deadline()
+
+    def shutdown_read(self, now: float) -> None:
+        """shutdown(SHUT_RD). RFC 9293 has no such call; as Linux does: reads return what is
+        queued, then 0 at once instead of blocking; data that arrives later is still ACKed and
+        queued (readable) while the peer may send, but once our FIN is out (FIN_WAIT_1/2) new
+        data resets the connection (RFC 1122 4.2.2.13, Linux tcp_rcv_state_process)."""
+        if not self.read_shut:
+            self.read_shut = True
+            self._notify(self)
 
     def close(self, now: float) -> None:
         """The application is done with the connection (socket close)."""

@@ -137,12 +137,16 @@ class Tcb:
         self.sndq_seq = seq.add(iss, 1)
         self.fin_queued = False
         self.push_seq: int | None = None  # PSH goes on the segment ending a write (RFC 9293 3.9.1.2)
+        self.snd_sml = iss  # end of the last segment shorter than the MSS we sent (Minshall)
 
         # Receive sequence variables.
         self.irs = 0
         self.rcv_nxt = 0
         self.rcv_adv = 0  # right edge of the window we last advertised (never moves left)
         self.rcv_up: int | None = None
+        # The window Linux would offer (its rcv_ssthresh): the initial window, grown by two
+        # segments per segment received (tcp_grow_window). Only window_update_doubling reads it.
+        self.rcv_ssthresh = min(config.rcvbuf, 0xFFFF)
         self.rcvq = bytearray()  # in-order data not yet read by the application
         self.ooo = OutOfOrderQueue(config.ooo_limit)
         self.fin_received = False
@@ -153,7 +157,7 @@ class Tcb:
         self.pmtu = config.mtu
         self.ip_overhead = tcp_overhead(remote_ip)  # IP + TCP headers: 40 over IPv4, 60 over IPv6
         self.snd_wscale = 0
-        self.rcv_wscale = self._choose_wscale() if config.window_scaling else 0
+        self.rcv_wscale = 0  # chosen when the connection opens (Handshake._choose_wscale)
         self.ws_ok = False
         self.sack_ok = False
         self.ts_ok = False
@@ -163,7 +167,8 @@ class Tcb:
         self.last_ack_sent = 0
 
         # RTT, retransmission and congestion control.
-        self.rtt = RttEstimator(config.rto_initial, config.rto_min, config.rto_max, config.clock_granularity)
+        self.rtt = RttEstimator(config.rto_initial, config.rto_min, config.rto_max, config.clock_granularity,
+                                config.rto_min_in_variance)
         self.backoff = 0
         self.retries = 0
         self.rtt_seq: int | None = None  # Karn: the segment being timed (no timestamps)
@@ -190,6 +195,11 @@ class Tcb:
         self.time_wait_at: float | None = None
         self.fin_wait_2_at: float | None = None
         self.unacked_segs = 0  # full-sized segments received since our last ACK
+        # Quick-ACK mode (config.quickack_segments, Linux's icsk_ack.quick/pingpong): ACKs
+        # still owed at once, whether the connection is interactive, when data last came.
+        self.quickacks = 0
+        self.pingpong = False
+        self.data_rcv_time: float | None = None
         self.last_recv_time = now
         self._deadline: float | None = None
 
@@ -201,6 +211,7 @@ class Tcb:
         self.rcvbuf = config.rcvbuf
         self.error: BaseException | None = None
         self.write_shut = False
+        self.read_shut = False  # shutdown(SHUT_RD): reads return 0 once the queue is empty
         self.app_closed = False  # close() was called: orphaned once closed
         self.accepted = False
 
@@ -255,12 +266,6 @@ class Tcb:
     @property
     def connected(self) -> bool:
         return self.state in SYNCHRONIZED
-
-    def _choose_wscale(self) -> int:
-        shift = 0
-        while (self.config.rcvbuf >> shift) > 0xFFFF and shift < MAX_WSCALE:
-            shift += 1
-        return shift
 
     def tsval(self, now: float) -> int:
         return (int(now * TS_HZ) + self.ts_offset) & seq.MASK
@@ -352,6 +357,8 @@ class Tcb:
         )
         self.stats.segs_out += 1
         if flags & ACK:
+            if self.quickacks and self.rcv_nxt != self.last_ack_sent:
+                self.quickacks -= 1  # an ACK of new data (Linux tcp_dec_quickack_mode)
             self.last_ack_sent = self.rcv_nxt
             self.delack_at = None
             self.unacked_segs = 0
@@ -388,6 +395,9 @@ class Tcb:
         raise NotImplementedError
 
     def _window_field(self, syn: bool) -> int:  # receiver
+        raise NotImplementedError
+
+    def _update_ts_recent(self, seg: TcpSegment, now: float) -> None:  # receiver
         raise NotImplementedError
 
     def _process_text_and_fin(self, seg: TcpSegment, now: float, seqno: int) -> None:  # receiver

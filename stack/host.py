@@ -1,5 +1,9 @@
 """A host: IPv4 in and out, ICMP echo, TCP demultiplexing, listeners and the port table.
 
+With an IPv6 address too (`address6`), version-6 packets go to its IPv6 layer (`stack.host6`),
+which hands TCP segments back here: one connection table and one listener per port serve both
+families (a listener accepts IPv4 and IPv6 clients, as a Linux socket bound to `::` does).
+
 Sans-I/O, like everything in the core: see `stack.driver` for how a driver pumps it. A malformed
 packet never raises out of `receive`: it is dropped, counted in `counters` under its reason, and
 traced as a Drop event.
@@ -16,6 +20,8 @@ from collections.abc import Callable
 from stack import seq
 from stack.config import TcpConfig
 from stack.errors import ParseError
+from stack.host6 import Ipv6Layer
+from stack.inet import canonical, is_ipv6
 from stack.tcp.connection import ChallengeAckLimiter, TcpConnection
 from stack.tcp.isn import IsnGenerator
 from stack.tcp.listener import Listener
@@ -38,9 +44,13 @@ class Host:
         trace: Trace | None = None,
         rng: random.Random | None = None,
         isn_key: bytes = b"",
+        address6: str | None = None,
     ) -> None:
         self.address = address
         self.address_raw = pack_addr(address)
+        self.address6 = canonical(address6) if address6 is not None else None
+        if self.address6 is not None and not is_ipv6(self.address6):
+            raise ValueError(f"address6 must be an IPv6 address, got {address6!r}")
         self.config = config or TcpConfig()
         self.trace = trace or Trace()
         self.rng = rng or random.Random(0)
@@ -54,11 +64,20 @@ class Host:
         self._timers: list[tuple[float, int, TcpConnection]] = []
         self._tick = itertools.count()
         self._ident = self.rng.randrange(0x10000)
+        self.ip6 = None if self.address6 is None else Ipv6Layer(self, self.address6, isn_key + b"flow")
+        # RFC 1122 4.2.3.9: the last ICMP soft error of a connection, reported if it times out.
+        self.soft_errors: dict[TcpConnection, OSError] = {}
 
     # ------------------------------------------------------------------ driver interface
 
     def receive(self, packet: bytes, now: float) -> None:
-        """Process one IPv4 packet. Never raises for bad input: drops and counts it."""
+        """Process one IP packet. Never raises for bad input: drops and counts it."""
+        if packet[:1] and packet[0] >> 4 == 6:
+            if self.ip6 is None:
+                self._drop("ip6_no_address", now)
+            else:
+                self.ip6.receive(packet, now)
+            return
         try:
             ip = parse_ipv4(packet)
         except ParseError as e:
@@ -148,6 +167,8 @@ class Host:
         setup: Callable[[TcpConnection], None] | None = None,
     ) -> TcpConnection:
         """Active open. `setup` may adjust the connection (socket options) before the SYN goes."""
+        remote_ip = canonical(remote_ip)
+        self.local_address(remote_ip)  # this host must speak the remote's family
         if local_port is None:
             local_port = self.ephemeral_port(remote_ip, remote_port)
         elif (remote_ip, remote_port, local_port) in self.connections:
@@ -167,6 +188,14 @@ class Host:
     def find(self, local_port: int, remote_ip: str, remote_port: int) -> TcpConnection | None:
         return self.connections.get((remote_ip, remote_port, local_port))
 
+    def local_address(self, remote_ip: str) -> str:
+        """Our address of remote_ip's family (ENETUNREACH if we have none)."""
+        if not is_ipv6(remote_ip):
+            return self.address
+        if self.address6 is None:
+            raise OSError(101, f"Network is unreachable: this host has no IPv6 address for {remote_ip}")
+        return self.address6
+
     # ------------------------------------------------------------------ internals
 
     def _owns(self, conn: TcpConnection) -> bool:
@@ -181,9 +210,10 @@ class Host:
         now: float,
         listener: Listener | None,
     ) -> TcpConnection:
-        iss = self.isn.isn(now, self.address, local_port, remote_ip, remote_port)
+        local_ip = self.local_address(remote_ip)
+        iss = self.isn.isn(now, local_ip, local_port, remote_ip, remote_port)
         return TcpConnection(
-            local_ip=self.address,
+            local_ip=local_ip,
             local_port=local_port,
             remote_ip=remote_ip,
             remote_port=remote_port,
@@ -223,6 +253,9 @@ class Host:
             key = (conn.remote_ip, conn.remote_port, conn.local_port)
             if self.connections.get(key) is conn:
                 del self.connections[key]
+            soft = self.soft_errors.pop(conn, None)
+            if soft is not None and isinstance(conn.error, TimeoutError):
+                conn.error = soft
 
     def _drop(self, reason: str, now: float, detail: str = "") -> None:
         self.counters[reason] += 1
@@ -240,21 +273,23 @@ class Host:
         self._transmit_segment(conn.remote_ip, seg, conn.id, now)
 
     def _transmit_segment(self, remote_ip: str, seg: TcpSegment, cid: str, now: float) -> None:
-        data = build_tcp(seg, self.address_raw, pack_addr(remote_ip))
         t = now
         if self.trace.enabled:
             self.trace.emit(
                 SegmentEvent(t, "out", cid, flags_str(seg.flags), seg.seq, seg.ack, seg.window,
                              len(seg.payload), format_options(seg.options))
             )
-        self._send_ip(remote_ip, PROTO_TCP, data, t)
+        if self.ip6 is not None and is_ipv6(remote_ip):
+            self.ip6.send_tcp(remote_ip, seg, t)
+            return
+        self._send_ip(remote_ip, PROTO_TCP, build_tcp(seg, self.address_raw, pack_addr(remote_ip)), t)
 
     # ------------------------------------------------------------------ TCP demultiplexing
 
     def _on_tcp(self, src: str, seg: TcpSegment, now: float) -> None:
         key = (src, seg.src_port, seg.dst_port)
         if self.trace.enabled:
-            cid = conn_id(self.address, seg.dst_port, src, seg.src_port)
+            cid = conn_id(self.local_address(src), seg.dst_port, src, seg.src_port)
             self.trace.emit(
                 SegmentEvent(now, "in", cid, flags_str(seg.flags), seg.seq, seg.ack, seg.window,
                              len(seg.payload), format_options(seg.options))
@@ -312,7 +347,8 @@ class Host:
                 seg.dst_port, seg.src_port, 0, seq.add(seg.seq, seg.seg_len), RST | ACK, 0
             )
         self.counters["rst_sent"] += 1
-        self._transmit_segment(src, rst, conn_id(self.address, seg.dst_port, src, seg.src_port), now)
+        cid = conn_id(self.local_address(src), seg.dst_port, src, seg.src_port)
+        self._transmit_segment(src, rst, cid, now)
 
     # ------------------------------------------------------------------ ICMP
 

@@ -9,7 +9,8 @@ Transmit is one `os.write` per IP packet. A full device queue (EAGAIN, ENOBUFS) 
 is going away is a drop, counted in `counters`, never an exception: TCP recovers from loss.
 Malformed packets are the host's business (it drops and counts them under their reason).
 
-The device is opened with IFF_TUN | IFF_NO_PI: raw IPv4 packets, no packet-information header.
+The device is opened with IFF_TUN | IFF_NO_PI: raw IP packets (IPv4 or IPv6, told apart by the
+version nibble: the host does), no packet-information header.
 Opening attaches to an existing (persistent) device of that name, or creates one, in the network
 namespace of the calling thread.
 """

@@ -75,7 +75,7 @@ class Handshake(Tcb):
         use_sack = cfg.sack and (self.sack_ok or not syn_ack)
         use_ts = cfg.timestamps and (self.ts_ok or not syn_ack)
         use_ws = cfg.window_scaling and (self.ws_ok or not syn_ack)
-        opts: list[TcpOption] = [Mss(cfg.mss)]
+        opts: list[TcpOption] = [Mss(cfg.mtu - self.ip_overhead)]
         if use_sack and use_ts:
             opts += [SackPermitted(), Timestamps(self.tsval(now), self.ts_recent if syn_ack else 0)]
         elif use_ts:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, replace
 
 @dataclass(frozen=True, slots=True)
 class TcpConfig:
-    # Segment size: our MSS option is the interface MTU minus 40 (RFC 9293 3.7.1).
+    # Segment size: our MSS option is the interface MTU minus 40 over IPv4 (RFC 9293 3.7.1), minus
+    # 60 over IPv6 (RFC 8200 8.3).
     mtu: int = 1500
     default_peer_mss: int = 536  # RFC 9293 3.7.1: when the peer sends no MSS option
 
@@ -88,7 +89,8 @@ class TcpConfig:
 
     @property
     def mss(self) -> int:
-        """Our MSS: the MTU less the IPv4 and TCP headers (RFC 9293 3.7.1)."""
+        """Our MSS over IPv4: the MTU less the IPv4 and TCP headers (RFC 9293 3.7.1). Over IPv6
+        a connection offers the MTU less 60 (`stack.inet.tcp_overhead`)."""
         return self.mtu - 40
 
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from stack import seq
+from stack.inet import pack, tcp_overhead
 from stack.tcp import syncookies
 from stack.tcp.listener import Listener
 from stack.trace import SynCookieEvent, conn_id
-from stack.wire.ipv4 import pack_addr
 from stack.wire.tcp import TcpSegment
 
 if TYPE_CHECKING:
@@ -59,8 +59,9 @@ class CookieOpen:
         peer_mss = syn.mss or host.config.default_peer_mss
         cookie = self.cookies.make(now, tuple_bytes, syn.seq, peer_mss)
         tsval = (int(now * TS_HZ) + self.cookies.ts_offset(tuple_bytes)) & seq.MASK
-        synack = syncookies.synack(listener.config, syn, cookie, tsval)
-        cid = conn_id(host.address, syn.dst_port, src, syn.src_port)
+        mss = listener.config.mtu - tcp_overhead(src)  # as a connection offers (Handshake)
+        synack = syncookies.synack(listener.config, syn, cookie, tsval, mss)
+        cid = conn_id(host.local_address(src), syn.dst_port, src, syn.src_port)
         host.counters["syncookies_sent"] += 1
         if host.trace.enabled:
             host.trace.emit(SynCookieEvent(now, cid, "sent"))
@@ -76,7 +77,7 @@ class CookieOpen:
         iss = seq.add(ack.ack, -1)
         mss = self.cookies.check(now, tuple_bytes, seq.add(ack.seq, -1), iss)
         opts = None if mss is None else syncookies.options_of(ack, mss, listener.config)
-        cid = conn_id(host.address, ack.dst_port, src, ack.src_port)
+        cid = conn_id(host.local_address(src), ack.dst_port, src, ack.src_port)
         if opts is None:
             host.counters["syncookies_failed"] += 1
             if host.trace.enabled:
@@ -92,4 +93,4 @@ class CookieOpen:
 
     def _tuple_bytes(self, src: str, src_port: int, dst_port: int) -> bytes:
         ports = src_port.to_bytes(2, "big") + dst_port.to_bytes(2, "big")
-        return pack_addr(src) + self.host.address_raw + ports
+        return pack(src) + pack(self.host.local_address(src)) + ports

@@ -16,6 +16,7 @@ ACKs (stack.tcp.ratelimit).
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Protocol
 
 from stack.config import TcpConfig
@@ -31,6 +32,8 @@ class Tracked(Protocol):
 
     @property
     def state(self) -> State: ...
+
+    def abort(self, now: float, cause: str = ...) -> None: ...
 
 ORPHAN_STATES = frozenset({State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSING, State.LAST_ACK})
 TOO_MANY_ORPHANS = "max_orphans"
@@ -51,6 +54,15 @@ class Bounds:
         if old in self.time_wait:
             self.time_wait.discard(old)
             self.time_wait.add(new)
+
+    def enforce(self, conn: Tracked, now: float, counters: Counter[str]) -> None:
+        """Track conn after anything happened to it; if it breaks a bound, count the bound and
+        end conn now (an orphan is reset; a TIME_WAIT entry just ends)."""
+        bound = self.note(conn)
+        if bound is not None:
+            counters[bound] += 1
+            conn.abort(now, f"bound:{bound}")
+            self.note(conn)
 
     def note(self, conn: Tracked) -> str | None:
         """Track conn after anything happened to it; the bound it breaks (it must be closed

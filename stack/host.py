@@ -1,5 +1,9 @@
 """A host: IPv4 in and out, ICMP echo, TCP demultiplexing, listeners and the port table.
 
+With an IPv6 address too (`address6`), version-6 packets go to its IPv6 layer (`stack.host6`),
+which hands TCP segments back here: one connection table and one listener per port serve both
+families (a listener accepts IPv4 and IPv6 clients, as a Linux socket bound to `::` does).
+
 Sans-I/O, like everything in the core: see `stack.driver` for how a driver pumps it. A malformed
 packet never raises out of `receive`: it is dropped, counted in `counters` under its reason, and
 traced as a Drop event.
@@ -16,6 +20,8 @@ from stack.config import TcpConfig
 from stack.cookie_open import CookieOpen
 from stack.errors import ParseError
 from stack.guard import Bounds
+from stack.host6 import Ipv6Layer
+from stack.inet import canonical, is_ipv6
 from stack.martian import MartianFilter
 from stack.tcp.connection import TcpConnection
 from stack.tcp.isn import IsnGenerator
@@ -25,7 +31,7 @@ from stack.tcp.state import State
 from stack.tcp.time_wait import TimeWaitRecord
 from stack.timer_heap import TimerHeap
 from stack.trace import Drop, PacketEvent, SegmentEvent, Trace, conn_id
-from stack.wire import icmp, ipv4
+from stack.wire import icmp
 from stack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, IPv4Packet, build_ipv4, pack_addr, parse_ipv4
 from stack.wire.tcp import ACK, RST, SYN, TcpSegment, build_tcp, flags_str, format_options, parse_tcp
 
@@ -43,16 +49,19 @@ class Host:
         trace: Trace | None = None,
         rng: random.Random | None = None,
         isn_key: bytes = b"",
+        address6: str | None = None,
     ) -> None:
         self.address = address
         self.address_raw = pack_addr(address)
+        self.address6 = canonical(address6) if address6 is not None else None
+        if self.address6 is not None and not is_ipv6(self.address6):
+            raise ValueError(f"address6 must be an IPv6 address, got {address6!r}")
         self.config = config or TcpConfig()
         self.trace = trace or Trace()
         self.rng = rng or random.Random(0)
         self.isn = IsnGenerator(isn_key)
-        self.challenge = ChallengeAckLimiter(
-            self.config.challenge_ack_limit, random.Random(b"challenge-ack:" + isn_key)
-        )
+        challenge_rng = random.Random(b"challenge-ack:" + isn_key)  # its budget's draws (stack.tcp.ratelimit)
+        self.challenge = ChallengeAckLimiter(self.config.challenge_ack_limit, challenge_rng)
         self.counters: Counter[str] = Counter()
         self.martians = MartianFilter((address,))
         self.bounds = Bounds(self.config)
@@ -66,19 +75,28 @@ class Host:
         self._ident = self.rng.randrange(0x10000)
         # Bound once: every connection keeps these three, and each `self._x` is a new object.
         self._callbacks = (self._transmit, self._notify, self._sched)
+        self.ip6 = None if self.address6 is None else Ipv6Layer(self, self.address6, isn_key + b"flow")
+        # RFC 1122 4.2.3.9: the last ICMP soft error of a connection, reported if it times out.
+        self.soft_errors: dict[TcpConnection, OSError] = {}
 
     # ------------------------------------------------------------------ driver interface
 
     def receive(self, packet: bytes, now: float, *, loopback: bool = False) -> None:
-        """Process one IPv4 packet. Never raises for bad input: drops and counts it.
+        """Process one IP packet. Never raises for bad input: drops and counts it.
         `loopback`: the packet never left this host (a driver looped it back), so a source
         address of our own is genuine; from any interface it is martian (stack.martian)."""
+        self._clock = now
+        if packet[:1] and packet[0] >> 4 == 6:
+            if self.ip6 is None:
+                self._drop("ip6_no_address", now)
+            else:
+                self.ip6.receive(packet, now)
+            return
         try:
             ip = parse_ipv4(packet)
         except ParseError as e:
             self._drop(e.reason, now, e.detail)
             return
-        self._clock = now
         if self.trace.enabled:
             self.trace.emit(PacketEvent(now, "in", bytes(packet)))
         if ip.dst != self.address:
@@ -159,6 +177,8 @@ class Host:
     ) -> TcpConnection:
         """Active open. `setup` may adjust the connection (socket options) before the SYN goes."""
         self._clock = now
+        remote_ip = canonical(remote_ip)
+        self.local_address(remote_ip)  # this host must speak the remote's family
         if local_port is None:
             local_port = self.ephemeral_port(remote_ip, remote_port)
         elif (remote_ip, remote_port, local_port) in self.connections:
@@ -180,6 +200,14 @@ class Host:
         conn = self.connections.get((remote_ip, remote_port, local_port))
         return conn if isinstance(conn, TcpConnection) else None
 
+    def local_address(self, remote_ip: str) -> str:
+        """Our address of remote_ip's family (ENETUNREACH if we have none)."""
+        if not is_ipv6(remote_ip):
+            return self.address
+        if self.address6 is None:
+            raise OSError(101, f"Network is unreachable: this host has no IPv6 address for {remote_ip}")
+        return self.address6
+
     # ------------------------------------------------------------------ internals
 
     def _new_connection(
@@ -194,12 +222,11 @@ class Host:
         iss: int | None = None,
         ts_offset: int | None = None,
     ) -> TcpConnection:
-        if iss is None:
-            iss = self.isn.isn(now, self.address, local_port, remote_ip, remote_port)
-        if ts_offset is None:
-            ts_offset = self.rng.randrange(1 << 32)
+        local_ip = self.local_address(remote_ip)
+        iss = self.isn.isn(now, local_ip, local_port, remote_ip, remote_port) if iss is None else iss
+        ts_offset = self.rng.randrange(1 << 32) if ts_offset is None else ts_offset
         return TcpConnection(
-            local_ip=self.address,
+            local_ip=local_ip,
             local_port=local_port,
             remote_ip=remote_ip,
             remote_port=remote_port,
@@ -237,13 +264,9 @@ class Host:
         """Enforce the host-wide bounds (stack.guard); swap an orphan entering TIME_WAIT for a
         light record (stack.tcp.time_wait); forget a connection once it is CLOSED (its object
         stays with the application)."""
-        bound = self.bounds.note(conn)
-        if bound is not None:
-            self.counters[bound] += 1
-            conn.abort(self._clock, f"bound:{bound}")  # resets an orphan; TIME_WAIT just ends
-            self.bounds.note(conn)
+        self.bounds.enforce(conn, self._clock, self.counters)
+        key = (conn.remote_ip, conn.remote_port, conn.local_port)
         if conn.state is State.TIME_WAIT and conn.app_closed and isinstance(conn, TcpConnection):
-            key = (conn.remote_ip, conn.remote_port, conn.local_port)
             if self.connections.get(key) is conn:
                 record = TimeWaitRecord(conn, self._transmit, self._sched, self.challenge)
                 self.connections[key] = record
@@ -251,9 +274,12 @@ class Host:
                 self._sched(record)
             return
         if conn.state is State.CLOSED or conn.state is State.LISTEN:
-            key = (conn.remote_ip, conn.remote_port, conn.local_port)
             if self.connections.get(key) is conn:
                 del self.connections[key]
+            if isinstance(conn, TcpConnection):  # a TIME_WAIT record has no soft error to report
+                soft = self.soft_errors.pop(conn, None)
+                if soft is not None and isinstance(conn.error, TimeoutError):
+                    conn.error = soft
 
     def _drop(self, reason: str, now: float, detail: str = "") -> None:
         self.counters[reason] += 1
@@ -271,21 +297,23 @@ class Host:
         self._transmit_segment(conn.remote_ip, seg, conn.id, now)
 
     def _transmit_segment(self, remote_ip: str, seg: TcpSegment, cid: str, now: float) -> None:
-        data = build_tcp(seg, self.address_raw, pack_addr(remote_ip))
         t = now
         if self.trace.enabled:
             self.trace.emit(
                 SegmentEvent(t, "out", cid, flags_str(seg.flags), seg.seq, seg.ack, seg.window,
                              len(seg.payload), format_options(seg.options))
             )
-        self._send_ip(remote_ip, PROTO_TCP, data, t)
+        if self.ip6 is not None and is_ipv6(remote_ip):
+            self.ip6.send_tcp(remote_ip, seg, t)
+            return
+        self._send_ip(remote_ip, PROTO_TCP, build_tcp(seg, self.address_raw, pack_addr(remote_ip)), t)
 
     # ------------------------------------------------------------------ TCP demultiplexing
 
     def _on_tcp(self, src: str, seg: TcpSegment, now: float) -> None:
         key = (src, seg.src_port, seg.dst_port)
         if self.trace.enabled:
-            cid = conn_id(self.address, seg.dst_port, src, seg.src_port)
+            cid = conn_id(self.local_address(src), seg.dst_port, src, seg.src_port)
             self.trace.emit(
                 SegmentEvent(now, "in", cid, flags_str(seg.flags), seg.seq, seg.ack, seg.window,
                              len(seg.payload), format_options(seg.options))
@@ -384,7 +412,8 @@ class Host:
             self.counters["rst_rate_limited"] += 1
             return
         self.counters["rst_sent"] += 1
-        self._transmit_segment(src, rst, conn_id(self.address, seg.dst_port, src, seg.src_port), now)
+        cid = conn_id(self.local_address(src), seg.dst_port, src, seg.src_port)
+        self._transmit_segment(src, rst, cid, now)
 
     # ------------------------------------------------------------------ ICMP
 
@@ -407,25 +436,11 @@ class Host:
 
     def _on_frag_needed(self, msg: icmp.IcmpMessage, now: float) -> None:
         """RFC 1191: find the connection the quoted header belongs to and lower its MSS."""
-        quoted = icmp.quoted_packet(msg)
-        try:
-            inner = parse_ipv4(quoted) if len(quoted) >= 28 else None
-        except ParseError:
-            inner = None
-        if inner is None or inner.protocol != PROTO_TCP or len(inner.payload) < 8:
-            # The quoted packet is truncated (header + 8 bytes), so parse ports by hand.
-            raw = quoted
-            if len(raw) < 28:
-                self._drop("icmp_quote_short", now)
-                return
-            ihl = (raw[0] & 0x0F) * 4
-            dst = ipv4.unpack_addr(bytes(raw[16:20]))
-            sport = int.from_bytes(raw[ihl : ihl + 2], "big")
-            dport = int.from_bytes(raw[ihl + 2 : ihl + 4], "big")
-        else:
-            dst = inner.dst
-            sport = int.from_bytes(inner.payload[0:2], "big")
-            dport = int.from_bytes(inner.payload[2:4], "big")
+        ports = icmp.quoted_tcp_ports(msg)
+        if ports is None:
+            self._drop("icmp_quote_short", now)
+            return
+        dst, sport, dport = ports
         conn = self.connections.get((dst, dport, sport))
         if not isinstance(conn, TcpConnection):  # none, or TIME_WAIT: nothing left to send
             self._drop("icmp_no_connection", now)

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from stack.driver import StackRuntime
+from stack.inet import is_ipv6
 from stack.tcp.connection import TcpConnection
 from stack.tcp.listener import Listener
 from stack.tcp.state import State
@@ -50,8 +51,8 @@ class TcpTransport(asyncio.Transport):
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         c = self.conn
         return {
-            "peername": (c.remote_ip, c.remote_port),
-            "sockname": (c.local_ip, c.local_port),
+            "peername": _sockaddr(c.remote_ip, c.remote_port),
+            "sockname": _sockaddr(c.local_ip, c.local_port),
             "tcp_connection": c,
             "socket": None,
         }.get(name, default)
@@ -190,6 +191,11 @@ class TcpTransport(asyncio.Transport):
         self.runtime.unwatch(self.conn)
         error = exc if isinstance(exc, Exception) or exc is None else ConnectionError(str(exc))
         self.runtime.loop.call_soon(self._protocol.connection_lost, error)
+
+
+def _sockaddr(ip: str, port: int) -> tuple[str, int] | tuple[str, int, int, int]:
+    """What asyncio's transports give: a 4-tuple (host, port, flowinfo, scope_id) for IPv6."""
+    return (ip, port, 0, 0) if is_ipv6(ip) else (ip, port)
 
 
 def _make_streams(

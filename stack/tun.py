@@ -12,7 +12,8 @@ sends it through `lo`), so a packet that arrives from the device with our own so
 always forged, and the host drops it as martian (stack.martian).
 Malformed packets are the host's business (it drops and counts them under their reason).
 
-The device is opened with IFF_TUN | IFF_NO_PI: raw IPv4 packets, no packet-information header.
+The device is opened with IFF_TUN | IFF_NO_PI: raw IP packets (IPv4 or IPv6, told apart by the
+version nibble: the host does), no packet-information header.
 Opening attaches to an existing (persistent) device of that name, or creates one, in the network
 namespace of the calling thread.
 """

@@ -251,7 +251,7 @@ class NodeDaemon:
             sinks.append(PcapSink(pcap, time_offset=time.time() - loop.time()))
         self.trace = Trace(sinks)
         self.host = Host(self.address, config=self.tcp_config, trace=self.trace, rng=random.Random(),
-                         isn_key=os.urandom(16))
+                         isn_key=os.urandom(16), address6=self.config.get("stack_address6") or None)
         self.driver = TunDriver(self.tun.ifname, self.host, loop)
         try:
             self.driver.start()

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from stack.trace import split_conn_id
+
 
 def node_trace_file(node: str, lab: str | None = None) -> Path:
     """DIR/NODE.trace.jsonl of the named (or only running) lab; ValueError if there is none."""
@@ -32,7 +34,7 @@ def peer_trace_file(trace: Path) -> Path | None:
         for line in f:
             if '"StateChange"' in line:
                 conn = json.loads(line)["conn"]
-                remote_ip = conn.split(">")[1].rsplit(":", 1)[0]
+                remote_ip = split_conn_id(conn)[1][0]  # "[fd00::2]:80" -> "fd00::2"
                 break
     if remote_ip is None:
         return None
@@ -41,7 +43,7 @@ def peer_trace_file(trace: Path) -> Path | None:
             data = json.loads(cfg.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict) and data.get("stack_address") == remote_ip:
+        if isinstance(data, dict) and remote_ip in (data.get("stack_address"), data.get("stack_address6")):
             other = trace.parent / f"{data.get('node')}.trace.jsonl"
             if other.exists() and other != trace:
                 return other

@@ -15,6 +15,7 @@ the table of stack.tcp.transitions.
 from __future__ import annotations
 
 from stack import seq
+from stack.inet import endpoint
 from stack.tcp import congestion
 from stack.tcp.handshake import Handshake
 from stack.tcp.ratelimit import ChallengeAckLimiter
@@ -322,8 +323,8 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Timers):
         """What `ss -tni` shows for a Linux socket."""
         return {
             "state": self.state.value,
-            "local": f"{self.local_ip}:{self.local_port}",
-            "remote": f"{self.remote_ip}:{self.remote_port}",
+            "local": endpoint(self.local_ip, self.local_port),
+            "remote": endpoint(self.remote_ip, self.remote_port),
             "recv_q": len(self.rcvq),
             "send_q": len(self.sndq),
             "rto": self.rtt.rto * (1 << self.backoff),

@@ -9,6 +9,7 @@ import dataclasses
 from stack import seq
 from stack.tcp.scoreboard import Scoreboard
 from stack.tcp.state import State
+from stack.tcp.syncookies import wscale_for
 from stack.tcp.tcb import MAX_WSCALE, Tcb
 from stack.tcp.transitions import Event
 from stack.trace import Retransmit
@@ -76,14 +77,9 @@ class Handshake(Tcb):
     def _choose_wscale(self) -> int:
         """The smallest shift whose scaled 16-bit field covers the buffer (RFC 7323 2.3); with
         `wscale_space`, the buffer Linux would scale for (tcp_select_initial_window: the most
-        autotuning may reach, unless SO_RCVBUF fixed the buffer)."""
-        space = self.config.rcvbuf
-        if self.config.wscale_space is not None and not self.config.rcvbuf_locked:
-            space = max(space, self.config.wscale_space)
-        shift = 0
-        while (space >> shift) > 0xFFFF and shift < MAX_WSCALE:
-            shift += 1
-        return shift
+        autotuning may reach, unless SO_RCVBUF fixed the buffer). One rule with the SYN-ACK of a
+        SYN cookie, which announces the shift before the connection exists."""
+        return wscale_for(self.config)
 
     def _syn_options(self, flags: int, now: float) -> tuple[TcpOption, ...]:
         cfg = self.config
@@ -92,7 +88,7 @@ class Handshake(Tcb):
         use_sack = cfg.sack and (self.sack_ok or not syn_ack)
         use_ts = cfg.timestamps and (self.ts_ok or not syn_ack)
         use_ws = cfg.window_scaling and (self.ws_ok or not syn_ack)
-        opts: list[TcpOption] = [Mss(cfg.mss)]
+        opts: list[TcpOption] = [Mss(cfg.mtu - self.ip_overhead)]
         if use_sack and use_ts:
             opts += [SackPermitted(), Timestamps(self.tsval(now), self.ts_recent if syn_ack else 0)]
         elif use_ts:

@@ -8,6 +8,8 @@
   that are out of window, fail PAWS or carry a bad ACK (Linux's tcp_invalid_ratelimit, 500 ms).
   Two ends that each find the other's ACK unacceptable would otherwise answer each other forever
   (an ACK storm); and a per-connection limit hides the host-wide budget from any one connection.
+- `PerSecondLimit`: at most `per_second` in each one-second window from the first (ICMPv6 errors,
+  stack.host6).
 - `TokenBucket`: RSTs for closed ports and ICMP messages per second (Linux icmp_msgs_per_sec and
   icmp_msgs_burst).
 """
@@ -37,6 +39,26 @@ class ChallengeAckLimiter:
         if self._left <= 0:
             return False
         self._left -= 1
+        return True
+
+
+class PerSecondLimit:
+    """At most `per_second` a window of one second, each window opened by its first message."""
+
+    __slots__ = ("_count", "_window_start", "per_second")
+
+    def __init__(self, per_second: int) -> None:
+        self.per_second = per_second
+        self._window_start = -1.0
+        self._count = 0
+
+    def allow(self, now: float) -> bool:
+        if now - self._window_start >= 1.0:
+            self._window_start = now
+            self._count = 0
+        if self._count >= self.per_second:
+            return False
+        self._count += 1
         return True
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from stack import seq
 from stack.config import TcpConfig
+from stack.tcp.tcb import MAX_WSCALE
 from stack.wire.tcp import (
     ACK,
     SYN,
@@ -46,7 +47,6 @@ TS_MASK = (1 << TS_BITS) - 1
 _TS_NO_WSCALE = 0xF  # the 4 window-scale bits when the peer sent no window scale option
 _TS_SACK = 1 << 4
 _TS_ECN = 1 << 5
-MAX_WSCALE = 14  # RFC 7323 2.3
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +85,14 @@ def decode_ts(tsecr: int) -> tuple[int | None, bool] | None:
     return (None if wscale == _TS_NO_WSCALE else wscale), bool(tsecr & _TS_SACK)
 
 
-def wscale_for(rcvbuf: int) -> int:
-    """The shift a connection with this receive buffer announces (as TcpConnection chooses it)."""
+def wscale_for(config: TcpConfig) -> int:
+    """The shift a connection with this configuration announces (Handshake._choose_wscale's rule:
+    the receive buffer, or with `wscale_space` the most Linux's autotuning may reach)."""
+    space = config.rcvbuf
+    if config.wscale_space is not None and not config.rcvbuf_locked:
+        space = max(space, config.wscale_space)
     shift = 0
-    while (rcvbuf >> shift) > 0xFFFF and shift < MAX_WSCALE:
+    while (space >> shift) > 0xFFFF and shift < MAX_WSCALE:
         shift += 1
     return shift
 
@@ -129,19 +133,20 @@ class SynCookies:
         return self._hash(tuple_bytes, 0, 3)
 
 
-def synack(config: TcpConfig, syn: TcpSegment, cookie: int, tsval: int) -> TcpSegment:
+def synack(config: TcpConfig, syn: TcpSegment, cookie: int, tsval: int, mss: int | None = None) -> TcpSegment:
     """The stateless SYN-ACK: the option layout a connection would send (Linux's), without the
-    options a cookie cannot carry when the peer sent no timestamps."""
+    options a cookie cannot carry when the peer sent no timestamps. `mss`: the MSS to offer
+    (the MTU less the family's headers; config.mss, the IPv4 one, by default)."""
     ts = syn.timestamps
     use_ts = config.timestamps and ts is not None
     use_sack = use_ts and config.sack and syn.sack_permitted
     use_ws = use_ts and config.window_scaling and syn.wscale is not None
-    opts: list[TcpOption] = [Mss(config.mss)]
+    opts: list[TcpOption] = [Mss(config.mss if mss is None else mss)]
     if ts is not None and use_ts:
         stamp = Timestamps(encode_ts(tsval, syn.wscale if use_ws else None, use_sack), ts.tsval)
         opts += [SackPermitted(), stamp] if use_sack else [Nop(), Nop(), stamp]
     if use_ws:
-        opts += [Nop(), WindowScale(wscale_for(config.rcvbuf))]
+        opts += [Nop(), WindowScale(wscale_for(config))]
     window = min(config.rcvbuf, 0xFFFF)  # RFC 7323 2.2: a SYN's window is never scaled
     return TcpSegment(
         syn.dst_port, syn.src_port, cookie, seq.add(syn.seq, 1), SYN | ACK, window, b"", tuple(opts)

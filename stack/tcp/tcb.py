@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from stack import seq
 from stack.config import TcpConfig
+from stack.inet import tcp_overhead
 from stack.tcp import congestion
 from stack.tcp.ratelimit import ChallengeAckLimiter, OutOfWindowLimiter
 from stack.tcp.reassembly import OutOfOrderQueue
@@ -138,6 +139,7 @@ class Tcb:
         # Negotiated options.
         self.peer_mss = config.default_peer_mss
         self.pmtu = config.mtu
+        self.ip_overhead = tcp_overhead(remote_ip)  # IP + TCP headers: 40 over IPv4, 60 over IPv6
         self.snd_wscale = 0
         self.rcv_wscale = 0  # chosen when the connection opens (Handshake._choose_wscale)
         self.ws_ok = False
@@ -202,7 +204,7 @@ class Tcb:
     @property
     def mss(self) -> int:
         """Effective send MSS (RFC 9293 3.7.1, RFC 6691): payload octets per segment."""
-        m = min(self.peer_mss, self.pmtu - 40)
+        m = min(self.peer_mss, self.pmtu - self.ip_overhead)
         if self.ts_ok:
             m -= 12  # NOP, NOP, timestamps ride on every segment
         return max(m, 64)
@@ -315,7 +317,7 @@ class Tcb:
         if self.sack_ok and (self.dsack is not None or len(self.ooo)):
             limit = 3 if self.ts_ok else 4
             # Never past the path MTU: a data segment carries only the blocks that fit.
-            room = self.pmtu - 40 - payload_len - (12 if self.ts_ok else 0)
+            room = self.pmtu - self.ip_overhead - payload_len - (12 if self.ts_ok else 0)
             limit = min(limit, max((room - 4) // 8, 0))
             blocks: list[tuple[int, int]] = []
             if limit > 0:

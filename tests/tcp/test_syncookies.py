@@ -10,7 +10,13 @@ from stack.tcp.state import State
 from stack.trace import StateChange, SynCookieEvent
 from stack.wire.tcp import Mss, SackPermitted, TcpSegment, Timestamps, WindowScale
 
-from .harness import PLAIN, REMOTE_PORT, Peer, listening
+import pytest
+
+from stack.config import linux_profile
+
+from .harness import PLAIN, REMOTE_PORT, Peer, listening, our_mss, send_mss
+
+pytestmark = pytest.mark.usefixtures("family")  # each test over IPv4 and IPv6
 
 COOKIES = PLAIN.with_(syncookies=2)  # always, like Linux's tcp_syncookies=2
 
@@ -29,7 +35,7 @@ def cookie_syn(peer: Peer, **kw: object) -> TcpSegment:
 def test_a_cookie_ack_opens_the_connection() -> None:
     peer = listening(config=COOKIES)
     synack = cookie_syn(peer)
-    assert synack.ack == seq.add(peer.irs, 1) and synack.options == (Mss(1460),)
+    assert synack.ack == seq.add(peer.irs, 1) and synack.options == (Mss(our_mss()),)
     peer.send(".", payload=b"hello")  # the ACK may carry data
     peer.expect(".", ack=peer.seq, win=PLAIN.rcvbuf - 5)
     assert peer.listener is not None
@@ -46,7 +52,7 @@ def test_a_cookie_ack_opens_the_connection() -> None:
     # The connection sends with the MSS the cookie carried.
     peer.app_send(b"x" * 3000)
     sizes = [len(s.payload) for s in peer.expect_many(2)]
-    assert sizes == [1460, 1460]  # (the last 80 octets wait for an ACK: Nagle)
+    assert sizes == [send_mss()] * 2  # (the rest waits for an ACK: Nagle)
 
 
 def test_options_come_back_from_the_timestamp_bits() -> None:
@@ -72,7 +78,7 @@ def test_without_timestamps_no_sack_or_window_scale() -> None:
     peer = listening(config=config)
     peer.send("S", options=(Mss(1460), SackPermitted(), WindowScale(5)))
     synack = peer.expect_many(1)[0]
-    assert synack.options == (Mss(config.mss),)
+    assert synack.options == (Mss(our_mss()),)
     peer.ack = seq.add(synack.seq, 1)
     peer.send(".")
     assert peer.listener is not None
@@ -119,7 +125,8 @@ def test_cookies_only_once_the_syn_queue_is_full_by_default() -> None:
         p.send("S")
     assert len(peer.host.connections) == 2  # two half-open, the third SYN got a cookie
     assert peer.host.counters["syncookies_sent"] == 1
-    others[2].segments()
+    (synack,) = others[2].segments()
+    others[2].ack = seq.add(synack.seq, 1)  # the cookie may lie "below" the harness's ISS
     others[2].send(".")
     assert len(peer.host.connections) == 3 and peer.host.counters["syncookies_recv"] == 1
 
@@ -145,3 +152,20 @@ def test_a_full_accept_queue_drops_the_cookie_ack_without_reset() -> None:
     peer.send(".", seq=peer.irs + 1)  # the retransmitted ACK now gets in
     assert peer.listener.accept() is not None
     assert len([e for e in peer.sink.of(StateChange) if e.new == "ESTABLISHED"]) == 2
+
+
+def test_a_cookie_synack_announces_the_window_scale_the_connection_uses() -> None:
+    """The linux profile scales for 6 MB (shift 7), not for the buffer: the SYN-ACK of a cookie
+    must announce the shift the connection then applies to its window field, as a SYN-ACK from
+    the SYN queue does."""
+    config = linux_profile().with_(syncookies=2, rcvbuf=PLAIN.rcvbuf)
+    peer = listening(config=config)
+    peer.send("S", options=(Mss(1460), SackPermitted(), Timestamps(1000, 0), WindowScale(7)))
+    synack = peer.expect_many(1)[0]
+    peer.ack = seq.add(synack.seq, 1)
+    assert synack.wscale == 7
+    ts = synack.timestamps
+    assert ts is not None
+    peer.send(".", options=(Timestamps(1001, ts.tsval),), payload=b"x" * 100)
+    ack = peer.expect_many(1)[0]
+    assert ack.window == -(-(PLAIN.rcvbuf - 100) // (1 << 7))  # the field at the announced scale

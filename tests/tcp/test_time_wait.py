@@ -17,13 +17,15 @@ from .harness import (
     LOCAL_PORT,
     PLAIN,
     RCVBUF,
-    REMOTE_IP,
     REMOTE_PORT,
-    SYN_OPTS,
     fin_wait_2,
     isns,
+    remote_ip,
+    syn_opts,
     time_wait,
 )
+
+pytestmark = pytest.mark.usefixtures("family")  # each test over IPv4 and IPv6
 
 # Each behaviour twice: the connection itself (the application still holds it, after shutdown)
 # and the light record the host keeps once the application has closed it (stack.tcp.time_wait).
@@ -108,9 +110,9 @@ def test_new_syn_above_old_sequence_reuses_the_four_tuple(how: str) -> None:
     peer = time_wait(how=how)
     old = peer.c()
     peer.send("S", seq=peer.seq + 100_000)
-    peer.expect("S.", seq=peer.iss, ack=peer.seq + 100_001, win=RCVBUF, options=SYN_OPTS)
+    peer.expect("S.", seq=peer.iss, ack=peer.seq + 100_001, win=RCVBUF, options=syn_opts())
     assert old.state is State.CLOSED
-    new = peer.host.find(LOCAL_PORT, REMOTE_IP, REMOTE_PORT)
+    new = peer.host.find(LOCAL_PORT, remote_ip(), REMOTE_PORT)
     assert new is not None and new is not old and new.state is State.SYN_RECEIVED
 
 
@@ -126,13 +128,13 @@ def test_a_closed_connection_waits_as_a_record_not_a_connection() -> None:
     peer = time_wait(how="close")
     (entry,) = peer.host.connections.values()
     assert isinstance(entry, TimeWaitRecord) and entry.id == peer.conn_id
-    assert peer.host.find(LOCAL_PORT, REMOTE_IP, REMOTE_PORT) is None  # no application has it
+    assert peer.host.find(LOCAL_PORT, remote_ip(), REMOTE_PORT) is None  # no application has it
     assert peer.c().state is State.TIME_WAIT  # the old object, until the record ends
 
 
 def test_a_shutdown_connection_keeps_its_object_in_time_wait() -> None:
     peer = time_wait(how="shutdown")
-    assert peer.host.find(LOCAL_PORT, REMOTE_IP, REMOTE_PORT) is peer.c()
+    assert peer.host.find(LOCAL_PORT, remote_ip(), REMOTE_PORT) is peer.c()
 
 
 @pytest.mark.parametrize("end", ["2msl", "rst"])

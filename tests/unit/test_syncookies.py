@@ -7,7 +7,7 @@ import random
 import pytest
 
 from stack import seq
-from stack.config import TcpConfig
+from stack.config import TcpConfig, linux_profile
 from stack.tcp import syncookies as sc
 from stack.wire.tcp import ACK, SYN, Mss, Nop, SackPermitted, TcpSegment, Timestamps, WindowScale
 
@@ -81,7 +81,7 @@ def test_synack_option_layout_follows_the_syn() -> None:
     assert out.options[0] == Mss(cfg.mss) and out.options[1] == SackPermitted()
     ts = out.options[2]
     assert isinstance(ts, Timestamps) and ts.tsecr == 555 and sc.decode_ts(ts.tsval) == (7, True)
-    assert out.options[3:] == (Nop(), WindowScale(sc.wscale_for(cfg.rcvbuf)))
+    assert out.options[3:] == (Nop(), WindowScale(sc.wscale_for(cfg)))
 
 
 def test_without_timestamps_the_synack_offers_neither_sack_nor_window_scale() -> None:
@@ -90,4 +90,8 @@ def test_without_timestamps_the_synack_offers_neither_sack_nor_window_scale() ->
 
 
 def test_wscale_for_matches_what_a_connection_announces() -> None:
-    assert [sc.wscale_for(n) for n in (65535, 65536, 256 * 1024, 1 << 30)] == [0, 1, 3, 14]
+    sizes = (65535, 65536, 256 * 1024, 1 << 30)
+    assert [sc.wscale_for(TcpConfig(rcvbuf=n)) for n in sizes] == [0, 1, 3, 14]
+    linux = linux_profile()  # scales for tcp_rmem[2] (6 MB) unless SO_RCVBUF fixed the buffer
+    assert sc.wscale_for(linux) == 7
+    assert sc.wscale_for(linux.with_(rcvbuf_locked=True)) == 3

@@ -10,11 +10,12 @@ Trace: SynCookieEvent "sent", "accepted", "failed".
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from stack import seq
-from stack.inet import pack, tcp_overhead
+from stack.inet import family, pack, tcp_overhead
 from stack.tcp import syncookies
 from stack.tcp.listener import Listener
 from stack.trace import SynCookieEvent, conn_id
@@ -93,4 +94,5 @@ class CookieOpen:
 
     def _tuple_bytes(self, src: str, src_port: int, dst_port: int) -> bytes:
         ports = src_port.to_bytes(2, "big") + dst_port.to_bytes(2, "big")
-        return pack(src) + pack(self.host.local_address(src)) + ports
+        # inet_pton, not the cached `pack`: a flood of spoofed sources would fill its cache.
+        return socket.inet_pton(family(src), src) + pack(self.host.local_address(src)) + ports

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from stack import seq
+from stack.config import linux_profile
 from stack.tcp.state import State
 from stack.trace import StateChange, SynCookieEvent
 from stack.wire.tcp import Mss, SackPermitted, TcpSegment, Timestamps, WindowScale
-
-import pytest
-
-from stack.config import linux_profile
 
 from .harness import PLAIN, REMOTE_PORT, Peer, listening, our_mss, send_mss
 

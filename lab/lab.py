@@ -179,6 +179,7 @@ class Lab:
         plan = self.plan
         for node in plan.nodes.values():
             kernel.create_namespace(node.netns)
+            kernel.set_sysctls(node.netns, kernel.IPV6_SYSCTLS)  # before any link: see there
             kernel.bring_up_lo(node.netns)
         for link in plan.links:
             a, b = plan.node(link.a.node), plan.node(link.b.node)
@@ -190,6 +191,11 @@ class Lab:
                 kernel.create_tun(node.netns, plan.name, node.tun)
             kernel.set_sysctls(node.netns, kernel.forwarding_sysctls(kernel.node_ifnames(node)))
             kernel.add_routes(node.netns, node.routes)
+            kernel.add_routes(node.netns, node.routes6)
+        for node in plan.nodes.values():
+            late = kernel.wait_for_carrier(node.netns, [i.ifname for i in node.interfaces])
+            if late:
+                log.warning("%s: no carrier yet on %s", node.netns, ", ".join(late))
 
     def _apply_impairments(self) -> None:
         wanted = [

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -17,6 +18,18 @@ from lab.ownership import NETNS_DIR, lab_of_mark, mark
 from lab.plan import IfacePlan, LinkPlan, NodePlan, RoutePlan, TunPlan
 
 CLONE_NEWNET = 0x40000000
+IFA_F_NODAD = 0x02  # linux/if_addr.h: the address is usable at once, no duplicate detection
+AF_INET6 = 10
+
+# Before any link exists in a node namespace: IPv6 on (a container may turn it off by default) and
+# no duplicate address detection (RFC 4862 5.4), so no address waits a second as "tentative". The
+# lab plans every address, so there is nothing to detect.
+IPV6_SYSCTLS = {
+    "net.ipv6.conf.all.disable_ipv6": "0",
+    "net.ipv6.conf.default.disable_ipv6": "0",
+    "net.ipv6.conf.all.accept_dad": "0",
+    "net.ipv6.conf.default.accept_dad": "0",
+}
 
 
 class RealiseError(RuntimeError):
@@ -29,6 +42,8 @@ def privilege_problem() -> str | None:
         return "the lab needs root (network namespaces, veth, tun): run as root or in the container"
     if not Path("/dev/net/tun").exists():
         return "the lab needs /dev/net/tun (TUN/TAP): load the tun module or pass --device /dev/net/tun"
+    if not Path("/proc/sys/net/ipv6").exists():
+        return "the lab needs IPv6 in the kernel (/proc/sys/net/ipv6 is missing: booted with ipv6.disable=1?)"
     return None
 
 
@@ -107,9 +122,11 @@ def set_sysctls(ns: str, values: Mapping[str, str]) -> None:
 
 
 def forwarding_sysctls(ifnames: Iterable[str]) -> dict[str, str]:
-    """Forward between links and tun0; no reverse-path filter (routes may be asymmetric)."""
+    """Forward between links and tun0, both families; no reverse-path filter (routes may be
+    asymmetric; IPv6 has none in the kernel, only in netfilter)."""
     values = {
         "net.ipv4.ip_forward": "1",
+        "net.ipv6.conf.all.forwarding": "1",
         "net.ipv4.conf.all.rp_filter": "0",
         "net.ipv4.conf.default.rp_filter": "0",
     }
@@ -145,18 +162,25 @@ def configure_iface(ns: str, lab: str, iface: IfacePlan) -> None:
             ipr.addr(
                 "add", index=idx, address=str(iface.address.ip), prefixlen=iface.address.network.prefixlen
             )
+            ipr.addr(
+                "add", index=idx, address=str(iface.address6.ip), prefixlen=iface.address6.network.prefixlen,
+                flags=IFA_F_NODAD,
+            )
             ipr.link("set", index=idx, state="up")
     except RealiseError:
         raise
     except Exception as exc:
-        raise RealiseError(f"{ns}: configuring {iface.ifname} ({iface.address}): {exc}") from exc
+        raise RealiseError(
+            f"{ns}: configuring {iface.ifname} ({iface.address}, {iface.address6}): {exc}"
+        ) from exc
 
 
 def create_tun(ns: str, lab: str, tun: TunPlan) -> None:
     """A persistent tun0 the node daemon attaches to; point-to-point, the stack address as peer.
 
     The kernel side's address with the stack address as peer also installs the route to the stack
-    address via tun0 (it works before the daemon attaches: the route is just link-down until then).
+    address via tun0 (it works before the daemon attaches: the route is just link-down until then),
+    for each family.
     """
     try:
         with _ipr(ns) as ipr:
@@ -164,24 +188,49 @@ def create_tun(ns: str, lab: str, tun: TunPlan) -> None:
             idx = _index(ipr, tun.ifname, ns)
             ipr.link("set", index=idx, ifalias=mark(lab), mtu=tun.mtu)
             ipr.addr("add", index=idx, local=str(tun.local), address=str(tun.peer), prefixlen=32)
+            ipr.addr(
+                "add", index=idx, local=str(tun.local6), address=str(tun.peer6), prefixlen=128,
+                flags=IFA_F_NODAD,
+            )
             ipr.link("set", index=idx, state="up")
     except RealiseError:
         raise
     except Exception as exc:
-        raise RealiseError(f"{ns}: creating {tun.ifname} ({tun.local} peer {tun.peer}): {exc}") from exc
+        raise RealiseError(
+            f"{ns}: creating {tun.ifname} ({tun.local} peer {tun.peer}, {tun.local6} peer {tun.peer6}): {exc}"
+        ) from exc
 
 
 def add_routes(ns: str, routes: Iterable[RoutePlan]) -> None:
+    """Routes of either family (each route's destination says which)."""
     with _ipr(ns) as ipr:
         for route in routes:
+            family = AF_INET6 if route.dst.version == 6 else 2
             try:
                 ipr.route(
-                    "add", dst=str(route.dst), gateway=str(route.gateway), oif=_index(ipr, route.dev, ns)
+                    "add", dst=str(route.dst), gateway=str(route.gateway), oif=_index(ipr, route.dev, ns),
+                    family=family,
                 )
             except Exception as exc:
                 raise RealiseError(
                     f"{ns}: route {route.dst} via {route.gateway} dev {route.dev}: {exc}"
                 ) from exc
+
+
+def wait_for_carrier(ns: str, ifnames: Iterable[str], timeout: float = 3.0) -> list[str]:
+    """Wait until the veths `ifnames` in `ns` have carrier; returns those still without it.
+
+    The kernel reports a veth's carrier through linkwatch, up to a second after both ends are up;
+    until then IPv6 neighbour discovery sends nothing and a first ping -6 waits a whole
+    retransmission (1 s, RFC 4861 10). IPv4's ARP happens not to show it; waiting suits both."""
+    wanted = set(ifnames)
+    deadline = time.monotonic() + timeout
+    with _ipr(ns) as ipr:
+        while True:
+            up = {str(m.get("ifname")) for m in ipr.get_links() if m.get("carrier") == 1}
+            if wanted <= up or time.monotonic() >= deadline:
+                return sorted(wanted - up)
+            time.sleep(0.02)
 
 
 def node_ifnames(node: NodePlan) -> list[str]:

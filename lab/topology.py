@@ -114,6 +114,21 @@ class Node(_Strict):
     apps: tuple[App, ...] = ()
     stack: StackSettings | None = None
     address: ipaddress.IPv4Address | None = None  # a stack node's stack address (else automatic)
+    address6: ipaddress.IPv6Address | None = None  # its IPv6 twin (else automatic)
+
+    @field_validator("address6")
+    @classmethod
+    def _unicast6(cls, address: ipaddress.IPv6Address | None) -> ipaddress.IPv6Address | None:
+        if address is not None:
+            _check_unicast6(address)
+        return address
+
+
+def _check_unicast6(address: ipaddress.IPv6Address) -> None:
+    """Lab addresses are global or ULA unicast: link-local ones are the kernel's own (every
+    interface makes one), and multicast, loopback and :: are not interface addresses."""
+    if address.is_link_local or address.is_multicast or address.is_loopback or address.is_unspecified:
+        raise ValueError(f"{address} is not a unicast address a link can use: write e.g. fd00:10::1")
 
 
 class LinkImpairments(_Strict):
@@ -136,6 +151,7 @@ class LinkImpairments(_Strict):
 class Link(_Strict):
     endpoints: tuple[str, str]  # "node" or "node:ifname"
     addresses: tuple[ipaddress.IPv4Interface, ipaddress.IPv4Interface] | None = None
+    addresses6: tuple[ipaddress.IPv6Interface, ipaddress.IPv6Interface] | None = None
     mtu: Mtu | None = None
     impairments: LinkImpairments | None = None
 
@@ -166,6 +182,24 @@ class Link(_Strict):
                 raise ValueError(f"both ends have the address {a.ip}")
             if a.network.prefixlen > 30:
                 raise ValueError(f"{a}: a link subnet needs a prefix of /30 or shorter")
+        return addrs
+
+    @field_validator("addresses6")
+    @classmethod
+    def _same_subnet6(
+        cls, addrs: tuple[ipaddress.IPv6Interface, ipaddress.IPv6Interface] | None
+    ) -> tuple[ipaddress.IPv6Interface, ipaddress.IPv6Interface] | None:
+        if addrs is not None:
+            a, b = addrs
+            if a.network != b.network:
+                raise ValueError(
+                    f"{a} and {b} are not in one subnet: write e.g. fd00:10::1/64, fd00:10::2/64"
+                )
+            if a.ip == b.ip:
+                raise ValueError(f"both ends have the address {a.ip}")
+            if a.network.prefixlen > 127:
+                raise ValueError(f"{a}: a link subnet needs a prefix of /127 or shorter (RFC 6164)")
+            _check_unicast6(a.ip)
         return addrs
 
     def node(self, end: int) -> str:
@@ -235,6 +269,8 @@ def _problems(topo: Topology) -> list[tuple[str, str]]:
             out.append((f"nodes.{name}.stack", f"stack settings apply only to kind: stack, not {node.kind}"))
         if node.kind != "stack" and node.address is not None:
             out.append((f"nodes.{name}.address", "only stack nodes take an address (their stack's)"))
+        if node.kind != "stack" and node.address6 is not None:
+            out.append((f"nodes.{name}.address6", "only stack nodes take an address6 (their stack's)"))
         if node.kind == "router" and node.apps:
             out.append((f"nodes.{name}.apps", "routers only forward: put apps on a stack or kernel node"))
     out += _direction_problems("defaults.impairments", topo.defaults.impairments)

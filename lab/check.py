@@ -605,7 +605,10 @@ def serve_kernel() -> None:
         for name, port in (("http-server", HTTP_PORT), ("echo-server", ECHO_PORT),
                            ("bulk-server", BULK_PORT)):  # fmt: skip
             spec = registry.get(name)
-            tasks.append(asyncio.create_task(spec.run(net, spec.parse({"port": port}))))
+            # "::" takes both families on Linux (IPV6_V6ONLY is off by default): IPv4 clients
+            # arrive as IPv4-mapped addresses.
+            options = spec.parse({"port": port, "host": "::"})
+            tasks.append(asyncio.create_task(spec.run(net, options)))
         for _ in range(20):
             await asyncio.sleep(0.01)
         failed = [t for t in tasks if t.done()]

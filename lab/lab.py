@@ -333,6 +333,9 @@ class Lab:
     def address_of(self, node: str) -> str:
         return str(self.plan.address_of(node))
 
+    def address6_of(self, node: str) -> str:
+        return str(self.plan.address6_of(node))
+
     def netns_of(self, node: str) -> str:
         return self.plan.node(node).netns
 
@@ -382,7 +385,9 @@ def lab_status(name: str, state: LabState | None, plan: LabPlan | None = None) -
             "netns": info.get("netns"),
             "netns_present": info.get("netns") in namespaces,
             "address": info.get("address"),
+            "address6": info.get("address6"),
             "interfaces": info.get("interfaces", {}),
+            "interfaces6": info.get("interfaces6", {}),
             "daemon_pid": pid,
             "daemon_alive": bool(pid and _alive(pid)),
         }

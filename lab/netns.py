@@ -188,11 +188,13 @@ def create_tun(ns: str, lab: str, tun: TunPlan) -> None:
             idx = _index(ipr, tun.ifname, ns)
             ipr.link("set", index=idx, ifalias=mark(lab), mtu=tun.mtu)
             ipr.addr("add", index=idx, local=str(tun.local), address=str(tun.peer), prefixlen=32)
+            ipr.link("set", index=idx, state="up")
+            # After up: Linux routes the peer of an IPv6 point-to-point address only when the
+            # address arrives on an interface that is up (before, it routes the local side).
             ipr.addr(
                 "add", index=idx, local=str(tun.local6), address=str(tun.peer6), prefixlen=128,
                 flags=IFA_F_NODAD,
             )
-            ipr.link("set", index=idx, state="up")
     except RealiseError:
         raise
     except Exception as exc:

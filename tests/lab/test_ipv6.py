@@ -1,0 +1,297 @@
+"""Dual-stack labs on real namespaces: every address, route and forwarding switch of IPv6 beside
+IPv4, ping -6 through a router, the link emulator delaying and dropping IPv6, apps over IPv6
+between kernel nodes, captures of it, `status` showing both families, and nothing left after down.
+
+One lab per module (unique name) serves most tests: kernel `a` - router `r` - kernel `b`, plus a
+stack node `s` on the router (no daemon: its tun0 is checked as the lab planned it), with 20 ms
+each way on the r-b link (the user-space emulator is forced, as this kernel has no netem).
+ICMP echo comes from tests/lab/support.py (the machines have no ping binary). Measured figures
+are printed (-s shows them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+import lab.cli
+from lab import capture
+from lab.daemon import stack_speaks_ipv6
+from lab.impair import backend
+from lab.impair.model import Impairment
+from lab.lab import Lab, leftovers
+from lab.topology import topology_from_data
+
+from .support import PING
+
+pytestmark = [pytest.mark.root, pytest.mark.timeout(180)]
+
+DELAY = 0.020  # each way on r-b
+
+
+def _name(stem: str) -> str:
+    return f"v6{os.getpid() % 100000}{stem}"
+
+
+def _topology(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "nodes": {"a": {"kind": "kernel"}, "r": {"kind": "router"}, "b": {"kind": "kernel"},
+                  "s": {"kind": "stack"}},
+        "links": [
+            {"endpoints": ["a", "r"]},
+            {"endpoints": ["r", "b"], "impairments": {"both": {"delay": "20ms"}}},
+            {"endpoints": ["r", "s"]},
+        ],
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    runs = tmp_path_factory.mktemp("v6runs")
+    saved = {k: os.environ.get(k) for k in ("TCPLAB_RUN_DIR", backend.ENV_BACKEND)}
+    os.environ["TCPLAB_RUN_DIR"] = str(runs)
+    os.environ[backend.ENV_BACKEND] = "userspace"
+    yield runs
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def dual(run_root: Path) -> Iterator[Lab]:
+    name = _name("d")
+    try:
+        yield Lab.up(topology_from_data(_topology(name)), start_daemons=False)
+    finally:
+        Lab.down(name)
+        assert leftovers(name, run_root) == {}
+
+
+def ping(lab_: Lab, node: str, address: str, count: int = 1, interval: float = 0.01,
+         wait: float = 2.0) -> dict[str, Any]:
+    done = lab_.exec(node, [sys.executable, "-c", PING, address, str(count), str(interval), str(wait)],
+                     check=False)
+    assert done.stdout, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def ip_json(lab_: Lab, node: str, *argv: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = json.loads(lab_.exec(node, ["ip", "-j", *argv]).stdout or "[]")
+    return out
+
+
+def test_every_interface_has_its_ipv6_address_at_once(dual: Lab) -> None:
+    for node in dual.plan.nodes.values():
+        for iface in node.interfaces:
+            infos = ip_json(dual, node.name, "-6", "addr", "show", "dev", iface.ifname)
+            mine = [a for a in infos[0]["addr_info"] if a["local"] == str(iface.address6.ip)]
+            assert mine, f"{node.name}:{iface.ifname} lacks {iface.address6}: {infos}"
+            assert mine[0]["prefixlen"] == iface.address6.network.prefixlen
+            # Planned addresses skip duplicate address detection: usable now, not tentative.
+            assert mine[0].get("nodad") and not mine[0].get("tentative") and not mine[0].get("dadfailed")
+            v4 = ip_json(dual, node.name, "-4", "addr", "show", "dev", iface.ifname)[0]["addr_info"]
+            assert [a["local"] for a in v4] == [str(iface.address.ip)]
+
+
+def test_routes_of_both_families_are_the_plans(dual: Lab) -> None:
+    for node in dual.plan.nodes.values():
+        for family, planned in (("-4", node.routes), ("-6", node.routes6)):
+            have = {(r["dst"], r.get("gateway"), r["dev"]) for r in ip_json(dual, node.name, family, "route")}
+            for route in planned:
+                dst = str(route.dst.network_address) if route.dst.prefixlen in (32, 128) else str(route.dst)
+                assert (dst, str(route.gateway), route.dev) in have, f"{node.name}: {route} not in {have}"
+    assert len(dual.plan.node("a").routes6) == 3  # r-b and r-s subnets, s's stack address
+
+
+def test_forwarding_is_on_for_both_families(dual: Lab) -> None:
+    for node in ("r", "s"):
+        out = dual.exec(node, ["sysctl", "-n", "net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"]).stdout
+        assert out.split() == ["1", "1"]
+
+
+def test_stack_node_tun0_carries_the_planned_ipv6_pair(dual: Lab) -> None:
+    s = dual.plan.node("s")
+    assert s.tun is not None and s.address6 == str(s.tun.peer6) == "fd00:0:2::1"
+    info = ip_json(dual, "s", "-6", "addr", "show", "dev", "tun0")[0]["addr_info"]
+    assert [(a["local"], a.get("address")) for a in info if a["scope"] == "global"] == [
+        (str(s.tun.local6), str(s.tun.peer6))
+    ]
+    routes = ip_json(dual, "s", "-6", "route", "show", f"{s.tun.peer6}/128")
+    assert [r["dev"] for r in routes] == ["tun0"]
+    # The others reach the stack address through the router.
+    a_routes = {r["dst"]: r.get("gateway") for r in ip_json(dual, "a", "-6", "route")}
+    assert a_routes[str(s.tun.peer6)] == str(dual.plan.node("a").interfaces[0].peer_address6)
+
+
+def test_ping6_crosses_the_router_and_feels_the_delay(dual: Lab) -> None:
+    b6, b4 = dual.address6_of("b"), dual.address_of("b")
+    r6 = str(dual.plan.node("a").interfaces[0].peer_address6)
+    near = ping(dual, "a", r6, count=5)
+    far6 = ping(dual, "a", b6, count=10, interval=0.05)
+    far4 = ping(dual, "a", b4, count=10, interval=0.05)
+    print(f"\nping -6 a->r (clean): median {statistics.median(near['rtts']) * 1e3:.2f} ms; "
+          f"a->b through r, {DELAY * 1e3:.0f} ms each way on r-b: IPv6 median "
+          f"{statistics.median(far6['rtts']) * 1e3:.2f} ms (min {min(far6['rtts']) * 1e3:.2f}), "
+          f"IPv4 median {statistics.median(far4['rtts']) * 1e3:.2f} ms")
+    assert near["received"] == 5
+    assert far6["received"] == far4["received"] == 10
+    # Delay is a floor the emulator cannot undercut, whatever the machine's load.
+    assert min(far6["rtts"]) >= 2 * DELAY
+    assert min(far4["rtts"]) >= 2 * DELAY
+
+
+def test_emulator_drops_ipv6_as_the_profile_says(dual: Lab, run_root: Path) -> None:
+    r_side = next(i for i in dual.plan.node("r").interfaces if i.peer_node == "b")
+    netns, run_dir = dual.netns_of("r"), dual.run_dir
+    lossy = Impairment.model_validate({"delay": "20ms", "loss": "50%"})
+    assert backend.update(netns, r_side.ifname, lossy, seed=7, run_dir=run_dir) == "userspace"
+    try:
+        before = backend.read_stats(run_dir, netns, r_side.ifname)
+        assert before is not None
+        total = 80
+        result = ping(dual, "a", dual.address6_of("b"), count=total, interval=0.005, wait=1.5)
+        stats = backend.read_stats(run_dir, netns, r_side.ifname)
+        assert stats is not None
+    finally:
+        clean = Impairment.model_validate({"delay": "20ms"})
+        backend.update(netns, r_side.ifname, clean, seed=7, run_dir=run_dir)
+    lost = stats["lost"] - before["lost"]
+    sigma = (total * 0.25) ** 0.5
+    print(f"\nping -6 over 50% loss r->b: {result['received']}/{total} answered "
+          f"(expected {total // 2} ± {5 * sigma:.0f} at 5 sigma); emulator lost {lost}, "
+          f"kernel queue drops {stats['kernel_dropped']}")
+    assert stats["kernel_dropped"] == 0
+    assert abs(result["received"] - total / 2) <= 5 * sigma
+    # Every unanswered request is one the emulator dropped (it may also have dropped a
+    # neighbour solicitation, which no ping counts).
+    assert lost >= total - result["received"]
+    assert min(result["rtts"]) >= 2 * DELAY
+
+
+def test_status_shows_both_families(dual: Lab) -> None:
+    status = dual.status()
+    a = status["nodes"]["a"]
+    assert a["address6"] == "fd00::1" and a["interfaces6"] == {"eth0": "fd00::1/64"}
+    assert status["nodes"]["s"]["address6"] == "fd00:0:2::1"
+    subnets6 = [link["subnet6"] for link in status["links"]]
+    assert subnets6 == ["fd00::/64", "fd00:0:0:1::/64", "fd00:0:0:2::/64"]
+    shown = CliRunner().invoke(lab.cli.app, ["status", dual.name, "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)[0]["nodes"]["b"]["address6"] == dual.address6_of("b")
+    table = CliRunner().invoke(lab.cli.app, ["status", dual.name])
+    for text in ("10.1.0.1", "fd00::1", "fd00:0:2::1", "fd00:0:0:1::/64"):
+        assert text in table.output
+
+
+def _serve(lab_: Lab, node: str, log: Path) -> subprocess.Popen[bytes]:
+    """The lab's HTTP, echo and bulk servers on the node's Linux TCP, listening on [::]."""
+    with open(log, "wb") as out:
+        proc = lab_.spawn(node, [sys.executable, "-m", "lab.check", "--serve-kernel"], stdout=subprocess.PIPE,
+                          stderr=out)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == b"ready", log.read_text()
+    return proc
+
+
+HTTP_CLIENT = """
+import asyncio, json, sys
+from lab.apps import registry
+from lab.apps.net import KernelNet
+spec = registry.get(sys.argv[1])
+options = spec.parse(json.loads(sys.argv[2]))
+print(json.dumps(asyncio.run(spec.run(KernelNet(), options)).to_dict()))
+"""
+
+
+def test_apps_and_curl_over_ipv6_between_kernel_nodes(dual: Lab, tmp_path: Path) -> None:
+    b6 = dual.address6_of("b")
+    server = _serve(dual, "b", tmp_path / "serve.log")
+    cap = capture.LinkCapture.start(dual, "a", "eth0", tmp_path / "a-eth0.pcap")
+    try:
+        curl = dual.exec("a", ["curl", "-6", "-sS", "-g", "--max-time", "20", "-o", "/dev/null",
+                               "-w", "%{http_code} %{size_download}", f"http://[{b6}]/bytes/5000"])
+        assert curl.stdout.split() == ["200", "5000"]
+        get = {"host": b6, "port": 80, "path": "/bytes/20000", "count": 2, "timeout": 20}
+        done = dual.exec("a", [sys.executable, "-c", HTTP_CLIENT, "http-client", json.dumps(get)])
+        fetched = json.loads(done.stdout)
+        assert fetched["ok"] and fetched["connections"] == 1
+        assert [r["body_length"] for r in fetched["responses"]] == [20000, 20000]
+        echo = {"host": b6, "port": 7, "size": 100000}
+        echoed = json.loads(dual.exec("a", [sys.executable, "-c", HTTP_CLIENT, "echo-client",
+                                            json.dumps(echo)]).stdout)
+        assert echoed["ok"] and echoed["bytes_received"] == 100000
+        # The kernel's own view: the end that closed first holds TIME-WAIT sockets named by IPv6.
+        sockets = dual.exec("a", ["ss", "-tanH", "-6"]).stdout + dual.exec("b", ["ss", "-tanH", "-6"]).stdout
+        assert f"[{b6}]:80" in sockets or f"[{dual.address6_of('a')}]:" in sockets, sockets
+    finally:
+        stats = cap.stop()
+        server.terminate()
+        server.wait(10)
+    report = capture.analyse(stats.path, checked_sources=[b6])
+    print(f"\ncapture of a:eth0 over IPv6: {report.summary()}")
+    assert report.tcp_segments > 0 and report.malformed == []
+    # Sources are read from the IPv6 header: a's own segments are the ones not judged (their
+    # checksums are the veth offload's partial ones, as over IPv4).
+    assert report.unchecked_sources == [dual.address6_of("a")]
+    assert {s.src for s in report.resets} <= {b6, dual.address6_of("a")}
+
+
+def test_stack_daemon_keeps_tun0_ipv6_only_when_the_stack_speaks_it(run_root: Path) -> None:
+    name = _name("s")
+    topo = {"name": name, "nodes": {"s": {"kind": "stack"}, "k": {"kind": "kernel"}},
+            "links": [{"endpoints": ["s", "k"]}]}
+    try:
+        lab_ = Lab.up(topology_from_data(topo))
+        config = json.loads((lab_.run_dir / "s.json").read_text())
+        assert config["stack_address6"] == config["tun"]["peer6"] == lab_.plan.node("s").address6
+        assert config["hosts6"] == {"s": "fd00:0:2::1", "k": "fd00::2"}
+        disabled = lab_.exec("s", ["sysctl", "-n", "net.ipv6.conf.tun0.disable_ipv6"]).stdout.strip()
+        if stack_speaks_ipv6():
+            assert disabled == "0"
+            assert ping(lab_, "k", lab_.address6_of("s"))["received"] == 1
+        else:
+            # A stack without IPv6: no route to its IPv6 address, so senders learn at once.
+            assert disabled == "1"
+            assert ping(lab_, "k", lab_.address_of("s"))["received"] == 1
+    finally:
+        Lab.down(name)
+        assert leftovers(name, run_root) == {}
+
+
+def _root_ipv6() -> set[str]:
+    """Every IPv6 address and route destination of the caller's (root) namespace."""
+    addrs = json.loads(subprocess.run(["ip", "-j", "-6", "addr"], capture_output=True, text=True,
+                                      check=True).stdout)
+    routes = json.loads(subprocess.run(["ip", "-j", "-6", "route"], capture_output=True, text=True,
+                                       check=True).stdout)
+    return {a["local"] for link in addrs for a in link["addr_info"]} | {r["dst"] for r in routes}
+
+
+def test_down_leaves_no_ipv6_address_or_route(run_root: Path) -> None:
+    name = _name("t")
+    before = _root_ipv6()  # the machine's own network may use fd00:: too: look at what changes
+    lab_ = Lab.up(topology_from_data(_topology(name)), start_daemons=False)
+    plan = lab_.plan
+    ours = {str(i.address6.ip) for n in plan.nodes.values() for i in n.interfaces}
+    ours |= {str(link.subnet6) for link in plan.links} | {str(plan.address6_of("s"))}
+    # Nothing of the lab is in the root namespace while it runs ...
+    assert ours.isdisjoint(_root_ipv6() - before)
+    namespaces = [n.netns for n in plan.nodes.values()]
+    Lab.down(name)
+    # ... nor after: the namespaces took their addresses and routes with them.
+    assert leftovers(name, run_root) == {}
+    assert not any(Path("/run/netns", ns).exists() for ns in namespaces)
+    assert ours.isdisjoint(_root_ipv6() - before)

@@ -605,9 +605,9 @@ def serve_kernel() -> None:
         for name, port in (("http-server", HTTP_PORT), ("echo-server", ECHO_PORT),
                            ("bulk-server", BULK_PORT)):  # fmt: skip
             spec = registry.get(name)
-            # "::" takes both families on Linux (IPV6_V6ONLY is off by default): IPv4 clients
-            # arrive as IPv4-mapped addresses.
-            options = spec.parse({"port": port, "host": "::"})
+            # "": every address of both families (asyncio opens one socket per family; "::"
+            # alone would be IPv6 only, as asyncio sets IPV6_V6ONLY).
+            options = spec.parse({"port": port, "host": ""})
             tasks.append(asyncio.create_task(spec.run(net, options)))
         for _ in range(20):
             await asyncio.sleep(0.01)

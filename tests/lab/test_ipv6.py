@@ -288,14 +288,15 @@ def _root_ipv6() -> set[str]:
 def test_down_leaves_no_ipv6_address_or_route(run_root: Path) -> None:
     name = _name("t")
     before = _root_ipv6()  # the machine's own network may use fd00:: too: look at what changes
-    lab_ = Lab.up(topology_from_data(_topology(name)), start_daemons=False)
-    plan = lab_.plan
-    ours = {str(i.address6.ip) for n in plan.nodes.values() for i in n.interfaces}
-    ours |= {str(link.subnet6) for link in plan.links} | {str(plan.address6_of("s"))}
-    # Nothing of the lab is in the root namespace while it runs ...
-    assert ours.isdisjoint(_root_ipv6() - before)
-    namespaces = [n.netns for n in plan.nodes.values()]
-    Lab.down(name)
+    try:
+        plan = Lab.up(topology_from_data(_topology(name)), start_daemons=False).plan
+        ours = {str(i.address6.ip) for n in plan.nodes.values() for i in n.interfaces}
+        ours |= {str(link.subnet6) for link in plan.links} | {str(plan.address6_of("s"))}
+        # Nothing of the lab is in the root namespace while it runs ...
+        assert ours.isdisjoint(_root_ipv6() - before)
+        namespaces = [n.netns for n in plan.nodes.values()]
+    finally:
+        Lab.down(name)
     # ... nor after: the namespaces took their addresses and routes with them.
     assert leftovers(name, run_root) == {}
     assert not any(Path("/run/netns", ns).exists() for ns in namespaces)

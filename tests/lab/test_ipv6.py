@@ -11,12 +11,13 @@ are printed (-s shows them).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -153,32 +154,71 @@ def test_ping6_crosses_the_router_and_feels_the_delay(dual: Lab) -> None:
     assert min(far4["rtts"]) >= 2 * DELAY
 
 
-def test_emulator_drops_ipv6_as_the_profile_says(dual: Lab, run_root: Path) -> None:
+@contextlib.contextmanager
+def r_to_b(dual: Lab, **profile: str) -> Iterator[Callable[[], dict[str, int]]]:
+    """Give the r->b direction `profile` (with the module's 20 ms kept) while the block runs;
+    yields a function returning the emulator's counters since the change."""
     r_side = next(i for i in dual.plan.node("r").interfaces if i.peer_node == "b")
     netns, run_dir = dual.netns_of("r"), dual.run_dir
-    lossy = Impairment.model_validate({"delay": "20ms", "loss": "50%"})
-    assert backend.update(netns, r_side.ifname, lossy, seed=7, run_dir=run_dir) == "userspace"
+    changed = Impairment.model_validate({"delay": "20ms", **profile})
+    assert backend.update(netns, r_side.ifname, changed, seed=7, run_dir=run_dir) == "userspace"
+    before = backend.read_stats(run_dir, netns, r_side.ifname) or {}
+
+    def since() -> dict[str, int]:
+        now = backend.read_stats(run_dir, netns, r_side.ifname) or {}
+        keys = ("seen", "lost", "duplicated", "corrupted")
+        return {k: now[k] - before[k] for k in keys} | {"kernel_dropped": now["kernel_dropped"]}
+
     try:
-        before = backend.read_stats(run_dir, netns, r_side.ifname)
-        assert before is not None
-        total = 80
-        result = ping(dual, "a", dual.address6_of("b"), count=total, interval=0.005, wait=1.5)
-        stats = backend.read_stats(run_dir, netns, r_side.ifname)
-        assert stats is not None
+        yield since
     finally:
         clean = Impairment.model_validate({"delay": "20ms"})
         backend.update(netns, r_side.ifname, clean, seed=7, run_dir=run_dir)
-    lost = stats["lost"] - before["lost"]
+
+
+def icmp6_counters(lab_: Lab, node: str) -> dict[str, int]:
+    """The node's ICMPv6 counters (/proc/net/snmp6 in its namespace)."""
+    text = lab_.exec(node, ["cat", "/proc/net/snmp6"]).stdout
+    return {k: int(v) for k, v in (line.split() for line in text.splitlines()) if k.startswith("Icmp6")}
+
+
+def test_emulator_drops_ipv6_as_the_profile_says(dual: Lab) -> None:
+    total = 80
+    with r_to_b(dual, loss="50%") as since:
+        result = ping(dual, "a", dual.address6_of("b"), count=total, interval=0.005, wait=1.5)
+        stats = since()
     sigma = (total * 0.25) ** 0.5
     print(f"\nping -6 over 50% loss r->b: {result['received']}/{total} answered "
-          f"(expected {total // 2} ± {5 * sigma:.0f} at 5 sigma); emulator lost {lost}, "
-          f"kernel queue drops {stats['kernel_dropped']}")
+          f"(expected {total // 2} ± {5 * sigma:.0f} at 5 sigma); emulator {stats}")
     assert stats["kernel_dropped"] == 0
     assert abs(result["received"] - total / 2) <= 5 * sigma
     # Every unanswered request is one the emulator dropped (it may also have dropped a
     # neighbour solicitation, which no ping counts).
-    assert lost >= total - result["received"]
+    assert stats["lost"] >= total - result["received"]
     assert min(result["rtts"]) >= 2 * DELAY
+
+
+def test_emulator_duplicates_and_corrupts_ipv6(dual: Lab) -> None:
+    """Duplicates are written back through the emulator's IPv6 raw socket; corruption lands past
+    the 40-byte IPv6 header, where b's ICMPv6 checksum catches it."""
+    count = 10
+    before = icmp6_counters(dual, "b")
+    with r_to_b(dual, duplicate="100%") as since:
+        result = ping(dual, "a", dual.address6_of("b"), count=count, interval=0.05)
+        duplicated = since()["duplicated"]
+    middle = icmp6_counters(dual, "b")
+    with r_to_b(dual, corrupt="100%") as since:
+        broken = ping(dual, "a", dual.address6_of("b"), count=count, interval=0.05, wait=1.0)
+        corrupted = since()["corrupted"]
+    after = icmp6_counters(dual, "b")
+    echoes = middle["Icmp6InEchos"] - before["Icmp6InEchos"]
+    bad = after["Icmp6InCsumErrors"] - middle["Icmp6InCsumErrors"]
+    print(f"\nduplicate 100% r->b: {count} pings, b received {echoes} echo requests "
+          f"(emulator duplicated {duplicated}); corrupt 100%: {broken['received']} answered, "
+          f"b counted {bad} ICMPv6 checksum errors (emulator corrupted {corrupted})")
+    assert result["received"] == count and duplicated >= count
+    assert echoes == 2 * count
+    assert broken["received"] == 0 and corrupted >= count and bad == count
 
 
 def test_status_shows_both_families(dual: Lab) -> None:

@@ -1,7 +1,7 @@
 """The netem path: an Impairment as the exact pyroute2 `IPRoute.tc` requests, for kernels with sch_netem.
 
-One root netem qdisc carries the whole profile (it sees every frame IF sends: IPv4, IPv6, ARP), rate included (netem's own rate, TCA_NETEM_RATE),
-rather than netem plus a tbf child: then `limit` means one thing, the packets the link holds, in
+One root netem qdisc carries the whole profile, rate included (netem's own rate, TCA_NETEM_RATE),
+rather than netem plus a tbf child (a root qdisc sees every frame IF sends: IPv4, IPv6, ARP): then `limit` means one thing, the packets the link holds, in
 netem and in the user-space emulator alike (tbf's limit is in bytes and would be a second queue).
 
 Units as pyroute2 0.9 (tcmsg/sched_netem.py) takes them: delay and jitter in microseconds (it

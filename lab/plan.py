@@ -300,7 +300,10 @@ def _stack_addresses(
     out: dict[str, IPAddress] = {}
     for name, node in topo.nodes.items():
         if node.kind == "stack":
-            out[name] = getattr(node, field) or next(free)
+            address = getattr(node, field) or next(free, None)
+            if address is None:
+                raise TopologyError(f"nodes.{name}: no free stack address left in {pool}")
+            out[name] = address
     return out
 
 

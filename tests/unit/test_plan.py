@@ -270,3 +270,9 @@ def test_bad_stack_address6_is_refused_naming_the_node() -> None:
     _refused(r"nodes.a.address6: .*not a unicast", nodes=nodes({"kind": "stack", "address6": "ff02::1"}))
     twin = {"kind": "stack", "address6": "fd00:5::1"}
     _refused(r"share one address", nodes=nodes(twin, twin))
+
+
+def test_too_many_stack_nodes_is_a_topology_error() -> None:
+    nodes = {f"s{i}": {"kind": "stack"} for i in range(255)}
+    with pytest.raises(TopologyError, match=r"nodes.s254: no free stack address left in 10.2.0.0/24"):
+        build_plan(topology_from_data({"name": "many", "nodes": nodes}))

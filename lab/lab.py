@@ -193,9 +193,9 @@ class Lab:
             kernel.add_routes(node.netns, node.routes)
             kernel.add_routes(node.netns, node.routes6)
         for node in plan.nodes.values():
-            late = kernel.wait_for_carrier(node.netns, [i.ifname for i in node.interfaces])
+            late = kernel.wait_until_ready(node.netns, node.interfaces)
             if late:
-                log.warning("%s: no carrier yet on %s", node.netns, ", ".join(late))
+                log.warning("%s: %s not ready yet (carrier, IPv6)", node.netns, ", ".join(late))
 
     def _apply_impairments(self) -> None:
         wanted = [

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import ipaddress
 import os
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -219,19 +221,55 @@ def add_routes(ns: str, routes: Iterable[RoutePlan]) -> None:
                 ) from exc
 
 
-def wait_for_carrier(ns: str, ifnames: Iterable[str], timeout: float = 3.0) -> list[str]:
-    """Wait until the veths `ifnames` in `ns` have carrier; returns those still without it.
+def solicited_node_group(address: ipaddress.IPv6Address) -> str:
+    """The solicited-node multicast group of `address` (RFC 4291 2.7.1) as /proc/net/igmp6 spells
+    it: ff02::1:ff00:0/104 plus the address's low 24 bits, 32 hex digits."""
+    return f"ff0200000000000000000001ff{int(address) & 0xFFFFFF:06x}"
 
-    The kernel reports a veth's carrier through linkwatch, up to a second after both ends are up;
-    until then IPv6 neighbour discovery sends nothing and a first ping -6 waits a whole
-    retransmission (1 s, RFC 4861 10). IPv4's ARP happens not to show it; waiting suits both."""
-    wanted = set(ifnames)
+
+def _read_in_namespace(ns: str, path: str) -> str:
+    """A /proc file as seen from inside `ns`, read by a short-lived thread that setns()es itself
+    (setns of a network namespace moves only the calling thread; /proc/thread-self follows it)."""
+    found: dict[str, str] = {}
+
+    def work() -> None:
+        fd = os.open(NETNS_DIR / ns, os.O_RDONLY)
+        try:
+            if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
+                raise RealiseError(f"{ns}: setns: {os.strerror(ctypes.get_errno())}")
+            found["text"] = Path(path.replace("/proc/net/", "/proc/thread-self/net/")).read_text()
+        except (OSError, RealiseError) as exc:
+            found["error"] = str(exc)
+        finally:
+            os.close(fd)
+
+    worker = threading.Thread(target=work, name=f"read-{ns}")
+    worker.start()
+    worker.join()
+    if "error" in found:
+        raise RealiseError(f"{ns}: reading {path}: {found['error']}")
+    return found["text"]
+
+
+def wait_until_ready(ns: str, ifaces: Iterable[IfacePlan], timeout: float = 3.0) -> list[str]:
+    """Wait until the veths `ifaces` in `ns` can carry both families; returns those still not ready.
+
+    Ready means operational state UP, which linkwatch sets up to a second after both ends are up
+    (the carrier flag comes earlier); IPv6's address configuration starts only then. Before, a
+    neighbour solicitation for the interface's address goes unanswered and the first packet to
+    it waits a whole retransmission (1 s, RFC 4861 10). Then the solicited-node group of the
+    planned address must be joined (addrconf does it from a work queue), so solicitations for it
+    are heard. IPv4 needs only the first; waiting suits both."""
+    wanted = {i.ifname: solicited_node_group(i.address6.ip) for i in ifaces}
     deadline = time.monotonic() + timeout
     with _ipr(ns) as ipr:
         while True:
-            up = {str(m.get("ifname")) for m in ipr.get_links() if m.get("carrier") == 1}
-            if wanted <= up or time.monotonic() >= deadline:
-                return sorted(wanted - up)
+            up = {str(m.get("ifname")) for m in ipr.get_links() if m.get("IFLA_OPERSTATE") == "UP"}
+            igmp6 = _read_in_namespace(ns, "/proc/net/igmp6")  # index, ifname, group, ...
+            joined = {tuple(line.split()[1:3]) for line in igmp6.splitlines()}
+            late = sorted(n for n, group in wanted.items() if n not in up or (n, group) not in joined)
+            if not late or time.monotonic() >= deadline:
+                return late
             time.sleep(0.02)
 
 

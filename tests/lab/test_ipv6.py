@@ -218,7 +218,9 @@ def test_emulator_duplicates_and_corrupts_ipv6(dual: Lab) -> None:
           f"b counted {bad} ICMPv6 checksum errors (emulator corrupted {corrupted})")
     assert result["received"] == count and duplicated >= count
     assert echoes == 2 * count
-    assert broken["received"] == 0 and corrupted >= count and bad == count
+    # Each corrupted ping failed b's checksum (so may a neighbour probe corrupted meanwhile; an
+    # MLD report's flipped bit may land in its hop-by-hop header instead, counted elsewhere).
+    assert broken["received"] == 0 and count <= bad <= corrupted
 
 
 def test_status_shows_both_families(dual: Lab) -> None:

@@ -343,3 +343,19 @@ def test_down_leaves_no_ipv6_address_or_route(run_root: Path) -> None:
     assert leftovers(name, run_root) == {}
     assert not any(Path("/run/netns", ns).exists() for ns in namespaces)
     assert ours.isdisjoint(_root_ipv6() - before)
+
+
+def test_a_lab_is_ready_for_ipv6_when_up_returns(run_root: Path) -> None:
+    """Right after up, the first ping -6 is answered after one neighbour solicitation: none is
+    lost to an interface whose IPv6 is not yet configured (which would cost a 1 s retransmission)."""
+    name = _name("r")
+    topo = {"name": name, "nodes": {"a": {"kind": "kernel"}, "b": {"kind": "kernel"}},
+            "links": [{"endpoints": ["a", "b"]}]}
+    try:
+        lab_ = Lab.up(topology_from_data(topo))
+        assert ping(lab_, "a", lab_.address6_of("b"), wait=3.0)["received"] == 1
+        sent, heard = icmp6_counters(lab_, "a"), icmp6_counters(lab_, "b")
+        assert sent["Icmp6OutNeighborSolicits"] == 1 and heard["Icmp6InNeighborSolicits"] == 1
+    finally:
+        Lab.down(name)
+        assert leftovers(name, run_root) == {}

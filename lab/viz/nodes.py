@@ -32,7 +32,7 @@ def peer_trace_file(trace: Path) -> Path | None:
         for line in f:
             if '"StateChange"' in line:
                 conn = json.loads(line)["conn"]
-                remote_ip = conn.split(">")[1].rsplit(":", 1)[0].strip("[]")  # "[v6]:port" too
+                remote_ip = conn.split(">")[1].rsplit(":", 1)[0]
                 break
     if remote_ip is None:
         return None
@@ -41,7 +41,7 @@ def peer_trace_file(trace: Path) -> Path | None:
             data = json.loads(cfg.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict) and remote_ip in (data.get("stack_address"), data.get("stack_address6")):
+        if isinstance(data, dict) and data.get("stack_address") == remote_ip:
             other = trace.parent / f"{data.get('node')}.trace.jsonl"
             if other.exists() and other != trace:
                 return other

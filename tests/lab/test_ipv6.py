@@ -2,9 +2,11 @@
 IPv4, ping -6 through a router, the link emulator delaying and dropping IPv6, apps over IPv6
 between kernel nodes, captures of it, `status` showing both families, and nothing left after down.
 
-One lab per module (unique name) serves most tests: kernel `a` - router `r` - kernel `b`, plus a
-stack node `s` on the router (no daemon: its tun0 is checked as the lab planned it), with 20 ms
-each way on the r-b link (the user-space emulator is forced, as this kernel has no netem).
+Node names resolve to both families inside the lab (commands run through `Lab.exec` see the
+lab's hosts file). One lab per module (unique name) serves most tests: kernel `a` - router `r` -
+kernel `b`, plus a stack node `s` on the router (no daemon: its tun0 is checked as the lab
+planned it), with 20 ms each way on the r-b link (the user-space emulator is forced, as this
+kernel has no netem).
 ICMP echo comes from tests/lab/support.py (the machines have no ping binary). Measured figures
 are printed (-s shows them).
 """
@@ -248,6 +250,17 @@ def test_status_shows_both_families(dual: Lab) -> None:
         assert text in table.output
 
 
+def test_node_names_resolve_to_both_families_inside_the_lab(dual: Lab) -> None:
+    etc_hosts = Path("/etc/hosts").read_bytes()
+    for name in ("b", "r", "s"):
+        found = dual.exec("a", ["getent", "ahosts", name]).stdout.split()
+        assert dual.address6_of(name) in found and dual.address_of(name) in found, found
+    # The names are the lab's alone: the machine's /etc/hosts is untouched.
+    assert Path("/etc/hosts").read_bytes() == etc_hosts
+    assert "fd00:0:2::1" not in subprocess.run(["getent", "ahosts", "s"], capture_output=True,
+                                               text=True, check=False).stdout
+
+
 def _serve(lab_: Lab, node: str, log: Path) -> subprocess.Popen[bytes]:
     """The lab's HTTP, echo and bulk servers on the node's Linux TCP, listening on both families."""
     with open(log, "wb") as out:
@@ -280,6 +293,10 @@ def test_apps_and_curl_over_ipv6_between_kernel_nodes(dual: Lab, tmp_path: Path)
         curl4 = dual.exec("a", ["curl", "-4", "-sS", "--max-time", "20", "-o", "/dev/null",
                                 "-w", "%{http_code}", f"http://{dual.address_of('b')}/bytes/10"])
         assert curl4.stdout == "200"
+        # By name: the lab's hosts file gives b both families; -6 picks IPv6.
+        by_name = dual.exec("a", ["curl", "-6", "-sS", "--max-time", "20", "-o", "/dev/null",
+                                  "-w", "%{remote_ip}", "http://b/bytes/10"])
+        assert by_name.stdout == b6
         get = {"host": b6, "port": 80, "path": "/bytes/20000", "count": 2, "timeout": 20}
         done = dual.exec("a", [sys.executable, "-c", HTTP_CLIENT, "http-client", json.dumps(get)])
         fetched = json.loads(done.stdout)

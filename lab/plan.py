@@ -145,23 +145,21 @@ class LabPlan:
         except KeyError:
             raise KeyError(f"no node {name!r} in lab {self.name}; nodes: {', '.join(self.nodes)}") from None
 
+    def _addressed(self, node: str) -> NodePlan:
+        plan = self.node(node)
+        if plan.tun is None and not plan.interfaces:
+            raise KeyError(f"node {node!r} has no links, so no address")
+        return plan
+
     def address_of(self, node: str) -> ipaddress.IPv4Address:
         """Where apps reach `node`: its stack address, or a kernel/router node's first link address."""
-        plan = self.node(node)
-        if plan.stack_address is not None:
-            return plan.stack_address
-        if not plan.interfaces:
-            raise KeyError(f"node {node!r} has no links, so no address")
-        return plan.interfaces[0].address.ip
+        plan = self._addressed(node)
+        return plan.tun.peer if plan.tun else plan.interfaces[0].address.ip
 
     def address6_of(self, node: str) -> ipaddress.IPv6Address:
         """`address_of` for IPv6: the stack's IPv6 address, or the first link's IPv6 address."""
-        plan = self.node(node)
-        if plan.tun is not None:
-            return plan.tun.peer6
-        if not plan.interfaces:
-            raise KeyError(f"node {node!r} has no links, so no address")
-        return plan.interfaces[0].address6.ip
+        plan = self._addressed(node)
+        return plan.tun.peer6 if plan.tun else plan.interfaces[0].address6.ip
 
     def link(self, name: str) -> LinkPlan:
         for link in self.links:
@@ -175,23 +173,11 @@ class LabPlan:
 
     def hosts(self) -> dict[str, str]:
         """Node name -> address apps should target, so a node name works as a host name."""
-        out: dict[str, str] = {}
-        for name in self.nodes:
-            try:
-                out[name] = str(self.address_of(name))
-            except KeyError:
-                continue
-        return out
+        return {n: str(self.address_of(n)) for n, p in self.nodes.items() if p.tun or p.interfaces}
 
     def hosts6(self) -> dict[str, str]:
         """`hosts` for IPv6: node name -> the IPv6 address apps should target."""
-        out: dict[str, str] = {}
-        for name in self.nodes:
-            try:
-                out[name] = str(self.address6_of(name))
-            except KeyError:
-                continue
-        return out
+        return {n: str(self.address6_of(n)) for n, p in self.nodes.items() if p.tun or p.interfaces}
 
     def daemon_config(self, node: str, run_dir: str) -> dict[str, Any]:
         """The JSON a stack node's daemon reads: who it is, tun0, the stack's settings, its apps."""

@@ -32,6 +32,7 @@ RESERVED_IFNAMES = frozenset({"lo", "tun0"})
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 Mtu = Annotated[int, Field(ge=576, le=65535)]
+Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
 class TopologyError(ValueError):
@@ -169,37 +170,21 @@ class Link(_Strict):
                 )
         return endpoints
 
-    @field_validator("addresses")
+    @field_validator("addresses", "addresses6")
     @classmethod
-    def _same_subnet(
-        cls, addrs: tuple[ipaddress.IPv4Interface, ipaddress.IPv4Interface] | None
-    ) -> tuple[ipaddress.IPv4Interface, ipaddress.IPv4Interface] | None:
+    def _same_subnet(cls, addrs: tuple[Interface, Interface] | None) -> tuple[Interface, Interface] | None:
         if addrs is not None:
             a, b = addrs
+            v4 = a.version == 4
             if a.network != b.network:
-                raise ValueError(f"{a} and {b} are not in one subnet: write e.g. 10.0.0.1/24, 10.0.0.2/24")
+                example = "10.0.0.1/24, 10.0.0.2/24" if v4 else "fd00:10::1/64, fd00:10::2/64"
+                raise ValueError(f"{a} and {b} are not in one subnet: write e.g. {example}")
             if a.ip == b.ip:
                 raise ValueError(f"both ends have the address {a.ip}")
-            if a.network.prefixlen > 30:
-                raise ValueError(f"{a}: a link subnet needs a prefix of /30 or shorter")
-        return addrs
-
-    @field_validator("addresses6")
-    @classmethod
-    def _same_subnet6(
-        cls, addrs: tuple[ipaddress.IPv6Interface, ipaddress.IPv6Interface] | None
-    ) -> tuple[ipaddress.IPv6Interface, ipaddress.IPv6Interface] | None:
-        if addrs is not None:
-            a, b = addrs
-            if a.network != b.network:
-                raise ValueError(
-                    f"{a} and {b} are not in one subnet: write e.g. fd00:10::1/64, fd00:10::2/64"
-                )
-            if a.ip == b.ip:
-                raise ValueError(f"both ends have the address {a.ip}")
-            if a.network.prefixlen > 127:
-                raise ValueError(f"{a}: a link subnet needs a prefix of /127 or shorter (RFC 6164)")
-            _check_unicast6(a.ip)
+            if a.network.prefixlen > (30 if v4 else 127):  # IPv6 point-to-point /127: RFC 6164
+                raise ValueError(f"{a}: a link subnet needs a prefix of /{30 if v4 else 127} or shorter")
+            if isinstance(a.ip, ipaddress.IPv6Address):
+                _check_unicast6(a.ip)
         return addrs
 
     def node(self, end: int) -> str:

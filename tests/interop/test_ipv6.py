@@ -8,15 +8,19 @@ is skipped with that reason, and the lab keeps IPv6 off the stack node's tun0 (s
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+import lab.cli
 from lab.apps import payload
 from lab.daemon import stack_speaks_ipv6
-from tests.interop.conftest import HTTP_PORT, LINUX, STACK, InteropEnv
+from tests.interop.conftest import ECHO_PORT, HTTP_PORT, LINUX, STACK, InteropEnv
 from tests.interop.test_stack_clients import NGINX_CONF, SERVER_LIFETIME, _wait_listening
 from tests.lab.support import PING
 
@@ -86,3 +90,26 @@ def test_stack_fetches_from_nginx_on_ipv6(nginx6: InteropEnv) -> None:
         assert response["status"] == 200 and response["body_length"] == SIZE
         assert response["sha256"] == payload.sha256(SIZE, seed=6)
     nginx6.assert_closed_cleanly(mark)
+
+
+def test_tcplab_ss_shows_an_ipv6_connection(interop: InteropEnv) -> None:
+    """A kernel client holds a connection to the stack's echo server over IPv6; `tcplab ss`
+    lists it with both IPv6 endpoints."""
+    stack6, linux6 = interop.lab.address6_of(STACK), interop.lab.address6_of(LINUX)
+    log = interop.path("socat6.log")
+    # socat's stdin is a pipe this test holds open: the connection lives until socat is stopped.
+    holder = interop.spawn_linux(["socat", "-", f"TCP6:[{stack6}]:{ECHO_PORT}"], log, stdin=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20.0
+        while not any(linux6 in c["remote"] and c["state"] == "ESTABLISHED"
+                      for c in interop.call("ss")["connections"]):  # fmt: skip
+            assert holder.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, interop.call("ss")
+            time.sleep(0.1)
+        shown = CliRunner().invoke(lab.cli.app, ["ss", STACK, "--lab", interop.lab.name])
+        assert shown.exit_code == 0, shown.output
+        row = next(line for line in shown.output.splitlines() if "ESTABLISHED" in line)
+        assert stack6 in row and linux6 in row
+    finally:
+        holder.terminate()
+        holder.wait(5.0)

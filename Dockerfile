@@ -29,7 +29,7 @@ ARG EXTRAS=lab
 # The install is editable: the lab finds topologies/ next to its code, as in a checkout.
 COPY pyproject.toml README.md ./
 RUN set -eux; \
-    mkdir stack lab; touch stack/__init__.py lab/__init__.py; \
+    mkdir stack drill lab; touch stack/__init__.py drill/__init__.py lab/__init__.py; \
     pip install -e ".[${EXTRAS}]"; \
     python -c 'import netfilterqueue, pyroute2, pytun'
 

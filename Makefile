@@ -3,7 +3,8 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := iproute2 iptables nftables libnetfilter-queue-dev tcpdump tshark socat netcat-openbsd wrk nginx-light curl
+# docker.io and debootstrap: container nodes; their tests start dockerd and build a small local image.
+APT_PACKAGES := iproute2 iptables nftables libnetfilter-queue-dev tcpdump tshark socat netcat-openbsd wrk nginx-light curl docker.io debootstrap
 STAMP := $(VENV)/.installed
 
 .PHONY: demo demo-sim test lint bench deps sysdeps clean
@@ -33,12 +34,12 @@ demo-sim: $(STAMP)
 	$(VENV)/bin/tcplab demo --sim
 
 test: deps
-	$(VENV)/bin/ruff check stack lab tests
+	$(VENV)/bin/ruff check stack drill lab tests
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check stack lab tests
+	$(VENV)/bin/ruff check stack drill lab tests
 	$(VENV)/bin/mypy
 
 # Benchmarks: one table of figures and ratios (see tests/bench/run.py); BENCH_ARGS="--json bench.json".

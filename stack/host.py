@@ -130,7 +130,7 @@ class Host:
             del self.listeners[listener.port]
         listener.closed = True
         for conn in [*listener.half_open.values(), *listener.accept_queue]:
-            conn.listener = None
+            conn.detach_listener()
             conn.abort(now, "call:close_listener")
             self._after(conn)
         listener.half_open.clear()
@@ -149,7 +149,7 @@ class Host:
     ) -> TcpConnection:
         """Active open. `setup` may adjust the connection (socket options) before the SYN goes."""
         if local_port is None:
-            local_port = self._ephemeral_port(remote_ip, remote_port)
+            local_port = self.ephemeral_port(remote_ip, remote_port)
         elif (remote_ip, remote_port, local_port) in self.connections:
             raise OSError(98, "Address already in use")
         conn = self._new_connection(local_port, remote_ip, remote_port, config or self.config, now, None)
@@ -199,7 +199,7 @@ class Host:
             listener=listener,
         )
 
-    def _ephemeral_port(self, remote_ip: str, remote_port: int) -> int:
+    def ephemeral_port(self, remote_ip: str, remote_port: int) -> int:
         low, high = EPHEMERAL_PORTS
         span = high - low + 1
         start = self.rng.randrange(span)

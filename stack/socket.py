@@ -15,7 +15,8 @@ Urgent data: `send(data, MSG_OOB)` queues `data` in the stream as usual and mark
 urgent: the segments that carry it (and any sent before it) have URG set, and the urgent pointer
 points to the octet just after the last urgent octet (RFC 6093; SEG.SEQ + pointer). The receiver
 gets urgent data inline, in order, with the rest of the stream, as Linux does with SO_OOBINLINE:
-no octet is taken out of band, and the `flags` of `recv` are ignored (MSG_OOB included). The only
+no octet is taken out of band, and the `flags` of `recv` other than MSG_PEEK are ignored (MSG_OOB
+included); MSG_PEEK returns the data without consuming it. The only
 trace of urgency on the receiving side is `sock.conn.urgent_mark`: how many octets the
 application still has to read before the last urgent one (None when no urgent data is pending).
 """
@@ -55,6 +56,7 @@ TCP_KEEPINTVL = getattr(_pysocket, "TCP_KEEPINTVL", 5)
 TCP_KEEPCNT = getattr(_pysocket, "TCP_KEEPCNT", 6)
 TCP_CONGESTION = getattr(_pysocket, "TCP_CONGESTION", 13)
 MSG_OOB = _pysocket.MSG_OOB
+MSG_PEEK = _pysocket.MSG_PEEK
 SHUT_RD = _pysocket.SHUT_RD
 SHUT_WR = _pysocket.SHUT_WR
 SHUT_RDWR = _pysocket.SHUT_RDWR
@@ -87,7 +89,7 @@ class Stack:
         *, backlog: int = 128, limit: int = 2**16,
     ) -> StackServer:
         if port == 0:
-            port = self.runtime.host._ephemeral_port("0.0.0.0", 0)
+            port = self.runtime.host.ephemeral_port("0.0.0.0", 0)
         return await start_server(self.runtime, client_connected_cb, port, backlog=backlog, limit=limit)
 
     def run(self, coro: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
@@ -156,7 +158,7 @@ class Socket:
             self._nodelay = bool(value)
             if conn is not None:
                 conn.nodelay = bool(value)
-                conn._output(now)
+                conn.output(now)
                 self._after()
             if self.listener is not None:
                 self.listener.nodelay = bool(value)
@@ -176,10 +178,7 @@ class Socket:
             self._config = self._config.with_(congestion_control=name)
             if conn is not None and conn.cc.name != name:
                 # A connected socket switches at once (as Linux); the window carries over.
-                old = conn.cc
-                conn.cc = congestion.create(name, conn.mss, old.cwnd, now)
-                conn.cc.ssthresh = old.ssthresh
-                conn.config = conn.config.with_(congestion_control=name)
+                conn.set_congestion_control(name, now)
         else:
             raise OSError(92, f"option ({level}, {option}) not supported by the stack")
 
@@ -198,6 +197,10 @@ class Socket:
             return 0
         if level == IPPROTO_TCP and option == TCP_NODELAY:
             return int(self._nodelay)
+        if level == IPPROTO_TCP and option in (TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT):
+            cfg = conn.config if conn is not None else self._config
+            keepalive = {TCP_KEEPIDLE: cfg.keepalive_idle, TCP_KEEPINTVL: cfg.keepalive_interval}
+            return int(keepalive.get(option, cfg.keepalive_count))  # seconds, or the probe count
         if level == SOL_SOCKET and option == SO_LINGER:
             return int(self._linger_zero)
         raise OSError(92, f"option ({level}, {option}) not supported by the stack")
@@ -231,7 +234,7 @@ class Socket:
     # -- the calls
 
     def listen(self, backlog: int = 128) -> None:
-        port = self._port or self.host._ephemeral_port("0.0.0.0", 0)
+        port = self._port or self.host.ephemeral_port("0.0.0.0", 0)
         self.listener = self.host.listen(port, backlog, self._config)
         self.listener.keepalive = self._keepalive
         self.listener.nodelay = self._nodelay
@@ -313,6 +316,8 @@ class Socket:
 
         async def wait() -> bytes:
             while True:
+                if conn.readable and flags & MSG_PEEK:
+                    return bytes(conn.rcvq[:bufsize])  # left queued: no window update either
                 if conn.readable:
                     data = conn.recv(bufsize, self.runtime.now())
                     self._after()

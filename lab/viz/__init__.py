@@ -30,9 +30,9 @@ def demo_traces(
     out on the virtual clock) and return both hosts' traces. `loss` applies to both directions."""
     import asyncio
 
-    from lab.apps.http_client import HttpClient
-    from lab.apps.http_server import HttpServer, HttpServerOptions
-    from lab.demo_sim import CLIENT_ADDR, HTTP_PORT, SERVER_ADDR
+    from lab.node.apps.http_client import HttpClient
+    from lab.node.apps.http_server import HttpServer, HttpServerOptions
+    from lab.scenarios.demo_sim import CLIENT_ADDR, HTTP_PORT, SERVER_ADDR
     from stack.config import TcpConfig
     from stack.sim.link import LinkProfile
     from stack.sim.network import Network

@@ -41,6 +41,10 @@ class Listener:
     def has_room_for_syn(self) -> bool:
         return len(self.half_open) < self.config.syn_backlog and len(self.accept_queue) < self.backlog
 
+    def overflow(self) -> None:
+        """A completed handshake found the accept queue full (counted like Linux's ListenOverflows)."""
+        self.overflows += 1
+
     def can_accept(self) -> bool:
         return len(self.accept_queue) < self.backlog
 
@@ -62,7 +66,6 @@ class Listener:
     def accept(self) -> TcpConnection | None:
         while self.accept_queue:
             conn = self.accept_queue.popleft()
-            conn.listener = None
-            conn.accepted = True
+            conn.accepted_by_application()
             return conn
         return None

@@ -7,9 +7,9 @@ import hashlib
 
 import pytest
 
-from lab.apps import payload
-from lab.apps.bulk import BulkClientOptions, BulkResult, BulkServer, BulkServerOptions, run_client
-from lab.apps.net import close_writer
+from lab.node.apps import payload
+from lab.node.apps.bulk import BulkClientOptions, BulkResult, BulkServer, BulkServerOptions, run_client
+from lab.node.apps.net import close_writer
 from stack.config import TcpConfig
 from stack.streams import HIGH_WATER
 from stack.trace import TimerEvent

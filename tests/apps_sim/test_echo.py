@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.apps.echo import EchoClientOptions, EchoResult, EchoServer, run_client
-from lab.apps.payload import payload
+from lab.node.apps.echo import EchoClientOptions, EchoResult, EchoServer, run_client
+from lab.node.apps.payload import payload
 
 from .helpers import PROFILES, SimLab, assert_all_finished, connections, make_lab
 

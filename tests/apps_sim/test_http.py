@@ -10,10 +10,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from lab.apps import payload
-from lab.apps.http_client import HttpClient, HttpResponse
-from lab.apps.http_server import HttpServer, HttpServerOptions
-from lab.apps.net import close_writer
+from lab.node.apps import payload
+from lab.node.apps.http_client import HttpClient, HttpResponse
+from lab.node.apps.http_server import HttpServer, HttpServerOptions
+from lab.node.apps.net import close_writer
 
 from .helpers import PROFILES, SimLab, assert_all_finished, connections, make_lab, sha256, syns_out
 

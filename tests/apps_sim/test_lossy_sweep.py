@@ -7,11 +7,11 @@ import asyncio
 
 import pytest
 
-from lab.apps import payload
-from lab.apps.echo import EchoClientOptions, EchoResult, EchoServer
-from lab.apps.echo import run_client as run_echo
-from lab.apps.http_client import HttpClient, HttpResponse
-from lab.apps.http_server import HttpServer, HttpServerOptions
+from lab.node.apps import payload
+from lab.node.apps.echo import EchoClientOptions, EchoResult, EchoServer
+from lab.node.apps.echo import run_client as run_echo
+from lab.node.apps.http_client import HttpClient, HttpResponse
+from lab.node.apps.http_server import HttpServer, HttpServerOptions
 
 from .helpers import LOSSY, assert_all_finished, make_lab
 

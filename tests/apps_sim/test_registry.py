@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from lab.apps import registry
+from lab.node.apps import registry
 
 from .helpers import PROFILES, assert_all_finished, make_lab
 

@@ -31,14 +31,6 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def root_problem() -> str | None:
-    """Why the lab benchmarks cannot run here, or None when they can."""
-    if os.geteuid() != 0:
-        return "not root: network namespaces, veth and TUN need root"
-    if not Path("/dev/net/tun").exists():
-        return "no /dev/net/tun on this machine"
-    return None
-
 
 def role_argv(module: str, *args: str) -> list[str]:
     """argv running `python -m tests.bench.<module> <args>` with this interpreter."""

@@ -29,7 +29,8 @@ from typing import Any
 if __package__ in (None, ""):  # run as `python tests/bench/run.py`: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench import root_problem, sim_goodput
+from lab.kernel.netns import privilege_problem
+from tests.bench import sim_goodput
 
 TOPOLOGY = "topologies/two-node.yaml"
 STACK_ROWS = (
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     problem = None if not args.sim_only else "--sim-only given"
-    problem = problem or root_problem()
+    problem = problem or privilege_problem()
     results: dict[str, Any] = {}
     print("tcplab benchmark", file=sys.stderr)
     if problem is None:

@@ -1,5 +1,5 @@
 """The stack on the simulated network (`stack.sim`), no TUN and no kernel: the pure CPU cost of
-our TCP per byte. Both hosts and both bulk apps (the same `lab.apps.bulk` as over TUN, payload
+our TCP per byte. Both hosts and both bulk apps (the same `lab.node.apps.bulk` as over TUN, payload
 verified at the receiver) run in this one process on a virtual clock; the link is clean (0.5 ms
 one way, infinitely fast), so the wall-clock rate is bounded by Python alone. No trace sink is
 attached (the trace is disabled, as it is nowhere else cheaper). Needs no root.
@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from lab.apps import bulk
+from lab.node.apps import bulk
 from stack.config import TcpConfig
 from stack.sim.link import LinkProfile
 from stack.sim.network import Network

@@ -1,9 +1,9 @@
 """The stack's goodput over TUN: bulk-client on the client node sends to bulk-server on the server
-node (`lab.apps.bulk`, payload verified byte by byte at the receiver) for a few seconds.
+node (`lab.node.apps.bulk`, payload verified byte by byte at the receiver) for a few seconds.
 
 The lab is brought up without daemons; this module starts the two node daemons itself, because
 their config is where `trace_files` lives (off for the headline figure, on for its cost) and its
-environment is where the cProfile switch lives (`TCPLAB_DAEMON_PROFILE`, see `lab.daemon`). The
+environment is where the cProfile switch lives (`TCPLAB_DAEMON_PROFILE`, see `lab.node.daemon`). The
 daemons are stopped (SIGTERM, then SIGKILL) before the next run; `Lab.down` finds any left over.
 
 Trace modes (TRACE_MODES): "files-off" (no JSON lines, no pcap, but the daemon's in-memory ring
@@ -25,8 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab.control import ControlClient
-from lab.state import write_state
+from lab.kernel.state import write_state
+from lab.node.control import ControlClient
 from tests.bench import REPO_ROOT, child_env
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def daemons(lab: Lab, trace_files: dict[str, bool], profile_dir: Path | None = N
             path.write_text(json.dumps(config, indent=2))
             with open(lab.run_dir / f"{node}.log", "ab") as logfile:
                 procs[node] = subprocess.Popen(
-                    [sys.executable, "-m", "lab.daemon", "--netns", lab.netns_of(node),
+                    [sys.executable, "-m", "lab.node.daemon", "--netns", lab.netns_of(node),
                      "--run-dir", str(lab.run_dir), "--node", node, "--config", str(path)],
                     stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT,
                     start_new_session=True, env=env, cwd=str(REPO_ROOT),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.drill.runner import run_file
+from drill.runner import run_file
 
 HERE = Path(__file__).parent
 SCRIPTS = sorted(HERE.glob("*.pkt"))

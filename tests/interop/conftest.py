@@ -25,9 +25,10 @@ from typing import Any
 
 import pytest
 
-from lab import capture
-from lab.control import ControlClient
+from lab.kernel import capture
+from lab.kernel.netns import privilege_problem
 from lab.lab import Lab
+from lab.node.control import ControlClient
 
 HTTP_PORT = 80
 ECHO_PORT = 7
@@ -250,8 +251,9 @@ def _lab_name(variant: str) -> str:
 
 @pytest.fixture(scope="module", params=sorted(TOPOLOGIES))
 def interop(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteropEnv]:
-    if os.geteuid() != 0 or not Path("/dev/net/tun").exists():
-        pytest.skip("needs root and /dev/net/tun (network namespaces, veth, tun)")
+    problem = privilege_problem()
+    if problem:
+        pytest.skip(problem)
     variant: str = request.param
     workdir = tmp_path_factory.mktemp(f"interop-{variant}")
     lab = Lab.up(TOPOLOGIES[variant], _lab_name(variant))

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from lab import capture
-from lab.apps import payload
+from lab.kernel import capture
+from lab.node.apps import payload
 from tests.interop.conftest import (
     ECHO_PORT,
     HTTP_PORT,

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from lab import capture
+from lab.kernel import capture
 from tests.interop.conftest import ECHO_PORT, STACK, InteropEnv, assert_wire_evidence
 
 pytestmark = [pytest.mark.root, pytest.mark.interop]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from lab.apps import payload
+from lab.node.apps import payload
 from tests.interop.conftest import InteropEnv, assert_wire_evidence
 
 pytestmark = [pytest.mark.root, pytest.mark.interop]

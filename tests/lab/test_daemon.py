@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.control import ControlClient, ControlError
+from lab.node.control import ControlClient, ControlError
 
 from .support import PING
 
@@ -186,7 +186,7 @@ def _start_daemon(pair: Pair, run_dir: Path) -> Daemon:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     with open(run_dir / "alpha.out", "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "lab.daemon", "--netns", pair.stack_ns, "--run-dir", str(run_dir),
+            [sys.executable, "-m", "lab.node.daemon", "--netns", pair.stack_ns, "--run-dir", str(run_dir),
              "--node", "alpha", "--config", str(config)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO,
         )
@@ -426,7 +426,7 @@ def cli() -> Callable[..., tuple[int, str]]:
     import typer
     from typer.testing import CliRunner
 
-    from lab.node_cli import register
+    from lab.cli.node import register
 
     app = typer.Typer()
     register(app)
@@ -454,7 +454,7 @@ def test_cli_ss_echo_http_run_trace(
     assert json.loads(out)["bytes_received"] == 20000
 
     # The stack fetches from its own HTTP server: out through tun0, the kernel sends it back in.
-    from lab.apps import payload
+    from lab.node.apps import payload
 
     code, out = cli("http", "alpha", "http://alpha/bytes/30000", "--socket", sock, "--json")
     assert code == 0, out
@@ -481,8 +481,8 @@ def test_lab_two_node_http_across_stacks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Callable[..., tuple[int, str]]
 ) -> None:
     """Lab.up(two-node.yaml): the client's stack fetches /bytes/100000 from the server's stack."""
-    from lab.apps import payload
     from lab.lab import Lab
+    from lab.node.apps import payload
 
     monkeypatch.setenv("TCPLAB_RUN_DIR", str(tmp_path / "run"))
     name = f"d{os.getpid() % 100000}"

@@ -7,10 +7,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from lab import ownership
 from lab.cli import app
-from lab.demo_sim import EXPECTED_CLIENT, EXPECTED_SERVER
-from lab.state import run_dir
+from lab.kernel import ownership
+from lab.kernel.state import run_dir
+from lab.scenarios.demo_sim import EXPECTED_CLIENT, EXPECTED_SERVER
 
 pytestmark = pytest.mark.root
 

@@ -20,12 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from lab.impair import backend
-from lab.impair.model import Impairment
+from lab.kernel.impair import backend
+from lab.model.impairment import Impairment
 
 pytestmark = [
     pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network namespaces, veth and iptables"),
     pytest.mark.skipif(
         shutil.which("iptables") is None or shutil.which("nsenter") is None,
         reason="needs iptables and nsenter (apt-get install iptables util-linux)",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import ownership
+from lab.kernel import ownership
 from lab.lab import REPO_ROOT, Lab, leftovers
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(60)]

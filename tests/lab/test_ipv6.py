@@ -28,12 +28,13 @@ import pytest
 from typer.testing import CliRunner
 
 import lab.cli
-from lab import capture
-from lab.daemon import stack_speaks_ipv6
-from lab.impair import backend
-from lab.impair.model import Impairment
+from lab.kernel import capture
+from lab.kernel.impair import backend
 from lab.lab import Lab, leftovers
-from lab.topology import topology_from_data
+from lab.model.impairment import Impairment
+from lab.model.topology import topology_from_data
+from lab.node.daemon import stack_speaks_ipv6
+from lab.scenarios import kernel_server
 
 from .support import PING
 
@@ -261,20 +262,10 @@ def test_node_names_resolve_to_both_families_inside_the_lab(dual: Lab) -> None:
                                                text=True, check=False).stdout
 
 
-def _serve(lab_: Lab, node: str, log: Path) -> subprocess.Popen[bytes]:
-    """The lab's HTTP, echo and bulk servers on the node's Linux TCP, listening on both families."""
-    with open(log, "wb") as out:
-        proc = lab_.spawn(node, [sys.executable, "-m", "lab.check", "--serve-kernel"], stdout=subprocess.PIPE,
-                          stderr=out)
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == b"ready", log.read_text()
-    return proc
-
-
 HTTP_CLIENT = """
 import asyncio, json, sys
-from lab.apps import registry
-from lab.apps.net import KernelNet
+from lab.node.apps import registry
+from lab.node.apps.net import KernelNet
 spec = registry.get(sys.argv[1])
 options = spec.parse(json.loads(sys.argv[2]))
 print(json.dumps(asyncio.run(spec.run(KernelNet(), options)).to_dict()))
@@ -283,7 +274,8 @@ print(json.dumps(asyncio.run(spec.run(KernelNet(), options)).to_dict()))
 
 def test_apps_and_curl_over_ipv6_between_kernel_nodes(dual: Lab, tmp_path: Path) -> None:
     b6 = dual.address6_of("b")
-    server = _serve(dual, "b", tmp_path / "serve.log")
+    # The lab's HTTP, echo and bulk servers on b's Linux TCP, as `tcplab check` runs them.
+    server = kernel_server.start(dual, "b", {"http-server": 80, "echo-server": 7})
     cap = capture.LinkCapture.start(dual, "a", "eth0", tmp_path / "a-eth0.pcap")
     try:
         curl = dual.exec("a", ["curl", "-6", "-sS", "-g", "--max-time", "20", "-o", "/dev/null",
@@ -311,8 +303,7 @@ def test_apps_and_curl_over_ipv6_between_kernel_nodes(dual: Lab, tmp_path: Path)
         assert f"[{b6}]:80" in sockets or f"[{dual.address6_of('a')}]:" in sockets, sockets
     finally:
         stats = cap.stop()
-        server.terminate()
-        server.wait(10)
+        kernel_server.stop(server)
     report = capture.analyse(stats.path, checked_sources=[b6])
     print(f"\ncapture of a:eth0 over IPv6: {report.summary()}")
     assert report.tcp_segments > 0 and report.malformed == []

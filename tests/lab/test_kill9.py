@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from lab import ownership
+from lab.kernel import ownership
 from lab.lab import Lab
 from lab.lab import leftovers as _leftovers
 

@@ -17,10 +17,11 @@ import pytest
 from typer.testing import CliRunner
 
 import lab.cli
-import lab.netns
-from lab import ownership
+import lab.cli.root
+import lab.kernel.netns
+from lab.kernel import ownership
+from lab.kernel.state import STATE_FILE, run_dir
 from lab.lab import Lab, LabError, _alive, _wait_until, leftovers
-from lab.state import STATE_FILE, run_dir
 
 from .support import PING
 
@@ -73,7 +74,7 @@ def test_two_node_up_status_reach_down(lab_names: Callable[[str], str]) -> None:
     # Stack-node namespaces forward in the kernel: their link addresses answer.
     server_link = str(lab_.plan.node("server").interfaces[0].address.ip)
     assert reachable(lab_, "client", server_link)
-    for pid in lab_.state.daemons.values():  # only once lab.daemon exists
+    for pid in lab_.state.daemons.values():  # only once lab.node.daemon exists
         assert _alive(pid)
     attached = Lab.attach(name)
     assert attached.address_of("server") == lab_.address_of("server")
@@ -123,7 +124,7 @@ def test_down_without_state_file(lab_names: Callable[[str], str]) -> None:
 
 
 @root
-@pytest.mark.parametrize("error", [lab.netns.RealiseError, KeyboardInterrupt], ids=["error", "ctrl-c"])
+@pytest.mark.parametrize("error", [lab.kernel.netns.RealiseError, KeyboardInterrupt], ids=["error", "ctrl-c"])
 def test_failed_up_rolls_back(
     lab_names: Callable[[str], str], monkeypatch: pytest.MonkeyPatch, error: type[BaseException]
 ) -> None:
@@ -134,7 +135,7 @@ def test_failed_up_rolls_back(
         calls.append(ns)
         raise error(f"{ns}: injected failure")
 
-    monkeypatch.setattr(lab.netns, "add_routes", broken_routes)
+    monkeypatch.setattr(lab.kernel.netns, "add_routes", broken_routes)
     with pytest.raises(error, match="injected"):
         Lab.up(TOPOLOGIES / "chain.yaml", name=name, start_daemons=False)
     assert calls  # the failure came after namespaces and links existed
@@ -214,7 +215,7 @@ def test_cli_up_status_exec_down(lab_names: Callable[[str], str]) -> None:
 
 
 def test_cli_without_privileges_says_so_and_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lab.cli, "privilege_problem", lambda: "the lab needs root")
+    monkeypatch.setattr(lab.cli.root, "privilege_problem", lambda: "the lab needs root")
     for argv in (["up"], ["down", "--all"], ["status"], ["exec", "x", "--", "true"]):
         result = CliRunner().invoke(lab.cli.app, argv)
         assert result.exit_code == 2, argv
@@ -225,7 +226,7 @@ def test_cli_without_privileges_says_so_and_exits_2(monkeypatch: pytest.MonkeyPa
 
 
 def _fake_daemon(argv: list[str]) -> int:
-    """Behaves as lab.daemon must at start: enter the namespace, then create DIR/NODE.sock."""
+    """Behaves as lab.node.daemon must at start: enter the namespace, then create DIR/NODE.sock."""
     import argparse
     import ctypes
     import socket

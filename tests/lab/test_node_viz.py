@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from lab.cli import app
-from lab.control import ControlClient
 from lab.lab import Lab
+from lab.node.control import ControlClient
 
 pytestmark = pytest.mark.root
 LAB = "nodeviz"

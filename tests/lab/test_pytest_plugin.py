@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from lab import ownership
-from lab.control import ControlClient
-from lab.pytest_plugin import assert_transitions, node_trace, tcplab_lab, transitions
+from lab.kernel import ownership
+from lab.node.control import ControlClient
+from lab.scenarios.pytest_plugin import assert_transitions, node_trace, tcplab_lab, transitions
 
 __all__ = ["tcplab_lab"]  # the fixture, as the installed plugin provides it
 

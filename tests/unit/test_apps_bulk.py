@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from lab.apps import payload
-from lab.apps.bulk import (
+from lab.node.apps import payload
+from lab.node.apps.bulk import (
     BulkClientOptions,
     BulkError,
     BulkResult,
@@ -16,7 +16,7 @@ from lab.apps.bulk import (
     Plan,
     run_client,
 )
-from lab.apps.net import KernelNet
+from lab.node.apps.net import KernelNet
 
 HOST = "127.0.0.1"
 

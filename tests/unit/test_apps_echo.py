@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from lab.apps.echo import EchoClientOptions, EchoResult, EchoServer, run_client
-from lab.apps.net import KernelNet, Net, ServerHandle
+from lab.node.apps.echo import EchoClientOptions, EchoResult, EchoServer, run_client
+from lab.node.apps.net import KernelNet, Net, ServerHandle
 
 HOST = "127.0.0.1"
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from lab.apps import payload
-from lab.apps.http_client import HttpClient, HttpClientOptions, run_client
-from lab.apps.http_server import HttpServer, HttpServerOptions
-from lab.apps.net import KernelNet
+from lab.node.apps import payload
+from lab.node.apps.http_client import HttpClient, HttpClientOptions, run_client
+from lab.node.apps.http_server import HttpServer, HttpServerOptions
+from lab.node.apps.net import KernelNet
 
 HOST = "127.0.0.1"
 Scenario = Callable[[KernelNet, HttpServer], Awaitable[Any]]

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from lab.apps import payload
+from lab.node.apps import payload
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes() -> None:

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from lab.apps import registry
-from lab.apps.echo import EchoClientOptions, EchoServer
-from lab.apps.net import KernelNet
+from lab.node.apps import registry
+from lab.node.apps.echo import EchoClientOptions, EchoServer
+from lab.node.apps.net import KernelNet
 
 
 def test_all_apps_are_registered() -> None:

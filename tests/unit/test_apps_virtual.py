@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from lab.apps import payload
-from lab.apps.bulk import BulkClientOptions, BulkServer, BulkServerOptions
-from lab.apps.bulk import run_client as run_bulk
-from lab.apps.echo import EchoClientOptions, EchoServer
-from lab.apps.echo import run_client as run_echo
-from lab.apps.http_client import HttpClient
-from lab.apps.http_server import HttpServer, HttpServerOptions
-from lab.apps.net import ClientConnectedCb
+from lab.node.apps import payload
+from lab.node.apps.bulk import BulkClientOptions, BulkServer, BulkServerOptions
+from lab.node.apps.bulk import run_client as run_bulk
+from lab.node.apps.echo import EchoClientOptions, EchoServer
+from lab.node.apps.echo import run_client as run_echo
+from lab.node.apps.http_client import HttpClient
+from lab.node.apps.http_server import HttpServer, HttpServerOptions
+from lab.node.apps.net import ClientConnectedCb
 from stack.sim.loop import run
 
 DELAY = 0.010  # one-way, seconds of virtual time

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from lab import control, scripts
-from lab.control import ControlClient, ControlError, RequestError, parse_request
+from lab.node import control, scripts
+from lab.node.control import ControlClient, ControlError, RequestError, parse_request
 
 # -- parse_request ------------------------------------------------------------------------------
 

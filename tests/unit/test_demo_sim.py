@@ -7,7 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from lab.cli import app
-from lab.demo_sim import EXPECTED_CLIENT, EXPECTED_SERVER, run_sim_demo
+from lab.scenarios.demo_sim import EXPECTED_CLIENT, EXPECTED_SERVER, run_sim_demo
 
 
 def test_demo_sim_json_has_the_textbook_transitions() -> None:

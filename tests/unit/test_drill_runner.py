@@ -11,8 +11,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from lab.drill import run_text
-from lab.drill.cli import register
+from drill import run_text
+from lab.cli.drill import register
 
 PASSIVE = """\
 0   socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
@@ -135,9 +135,9 @@ def test_unsupported_fails_naming_the_line(line: str, what: str) -> None:
 
 def test_unsupported_script_option_and_init_command_fail() -> None:
     result = run_text("--ip_version=ipv6\n" + PASSIVE)
-    assert not result.passed and result.failure is not None and "ipv6" in result.failure.message
-    result = run_text("`sysctl -q net.ipv4.tcp_sack=0`\n" + PASSIVE)
-    assert not result.passed and result.failure is not None and result.failure.line == 1
+    assert result.outcome == "unsupported" and result.failure is not None and "ipv6" in result.failure.message
+    result = run_text("`tcpdrop -a`\n" + PASSIVE)
+    assert result.outcome == "unsupported" and result.failure is not None and result.failure.line == 1
 
 
 def test_tolerance_option_is_honoured() -> None:
@@ -183,7 +183,7 @@ def test_cli_text_and_json(tmp_path: Path) -> None:
     out = runner.invoke(_app(), ["drill", "--json", str(good)])
     assert out.exit_code == 0
     data = json.loads(out.output)
-    assert data["summary"] == {"scripts": 1, "passed": 1, "failed": 0}
+    assert data["summary"] == {"scripts": 1, "passed": 1, "failed": 0, "unsupported": 0}
     out = runner.invoke(_app(), ["drill", "--node", "n1", str(good)])
     assert out.exit_code == 2
     out = runner.invoke(_app(), ["drill", "--profile", "bsd", str(good)])

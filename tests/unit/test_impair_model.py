@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from lab.impair.model import Impairment
+from lab.model.impairment import Impairment
 
 
 def test_units_become_si() -> None:
@@ -81,7 +81,7 @@ def test_si_round_trip() -> None:
 def _schedule(**profile: Any) -> Any:
     import random
 
-    from lab.impair.emulator import LinkSchedule
+    from lab.kernel.impair.emulator import LinkSchedule
 
     return LinkSchedule(Impairment.model_validate(profile), random.Random(7))
 
@@ -123,7 +123,7 @@ def test_schedule_duplicate_reorder_corrupt() -> None:
 def test_corrupt_flips_one_bit_past_the_ip_header() -> None:
     import random
 
-    from lab.impair.emulator import corrupt_packet
+    from lab.kernel.impair.emulator import corrupt_packet
 
     packet = bytes([0x45]) + bytes(19) + bytes(range(40))
     for seed in range(50):

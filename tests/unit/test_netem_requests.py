@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab.impair.model import Impairment
-from lab.impair.netem import netem_remove_requests, netem_requests
+from lab.kernel.impair.netem import netem_remove_requests, netem_requests
+from lab.model.impairment import Impairment
 
 sched_netem = pytest.importorskip("pyroute2.netlink.rtnl.tcmsg.sched_netem")
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.ownership import lab_of_netns
-from lab.plan import LINK_POOL6, STACK_POOL6, TUN_POOL6, LabPlan, build_plan
-from lab.topology import TopologyError, load_topology, topology_from_data
+from lab.model.names import lab_of_netns
+from lab.model.plan import LINK_POOL6, STACK_POOL6, TUN_POOL6, LabPlan, build_plan
+from lab.model.topology import TopologyError, load_topology, topology_from_data
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.units import (
+from lab.model.units import (
     format_duration,
     format_rate,
     parse_duration,

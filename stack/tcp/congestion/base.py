@@ -52,6 +52,32 @@ class CongestionControl(abc.ABC):
     def on_mss_change(self, mss: int) -> None:
         self.mss = mss
 
+    # Window settings the connection's loss recovery (stack/tcp/recovery.py) asks for: the
+    # numbers are RFC 5681/6582 rules, kept here so that only a controller writes cwnd/ssthresh.
+
+    def set_initial_window(self, octets: int) -> None:
+        """The initial window once the handshake fixed the MSS (RFC 5681 3.1, RFC 6928)."""
+        self.cwnd = octets
+
+    def set_window(self, octets: int) -> None:
+        """cwnd = octets: ssthresh + 3*SMSS entering NewReno recovery (RFC 6582 3.2 step 2),
+        or the loss window of one segment."""
+        self.cwnd = octets
+
+    def inflate(self, octets: int) -> None:
+        """NewReno: a duplicate ACK during recovery inflates cwnd by SMSS (RFC 6582 3.2 step 4)."""
+        self.cwnd += octets
+
+    def deflate_partial_ack(self, acked: int, mss: int) -> None:
+        """NewReno partial ACK: deflate by the octets acknowledged, add back SMSS (RFC 6582 3.2
+        step 3), never below one segment."""
+        self.cwnd = max(self.cwnd - acked + mss, mss)
+
+    def keep_ssthresh(self, ssthresh: int) -> None:
+        """An RTO within a fast-recovery episode keeps that episode's ssthresh (one reduction
+        per episode, RFC 6582 "recover")."""
+        self.ssthresh = ssthresh
+
 
 _REGISTRY: dict[str, type[CongestionControl]] = {}
 
@@ -67,6 +93,13 @@ def create(name: str, mss: int, initial_window: int, now: float) -> CongestionCo
     except KeyError:
         raise ValueError(f"unknown congestion control {name!r}; known: {sorted(_REGISTRY)}") from None
     return factory(mss, initial_window, now)
+
+
+def switch(old: CongestionControl, name: str, mss: int, now: float) -> CongestionControl:
+    """A controller `name` taking over from `old` mid-connection (TCP_CONGESTION): same window."""
+    new = create(name, mss, old.cwnd, now)
+    new.ssthresh = old.ssthresh
+    return new
 
 
 def available() -> list[str]:

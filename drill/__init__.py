@@ -1,0 +1,27 @@
+"""packetdrill-compatible scripts for the stack: a tool for the stack, usable without a lab.
+
+It imports `stack` alone (tests/unit/test_layers.py); `tcplab drill` (lab.cli.drill) runs it.
+Modules: `lexer`, `parser` -> `ast`; `matcher` (expected vs. sent segments); `runner` (a script
+against the stack on a virtual clock); `report` (results and their summary).
+
+`parse_script(text)` / `parse_file(path)` return a `drill.ast.Script` or raise `ParseError`
+(with line and column). `run_file(path)` / `run_text(text)` / `run_script(script)` run a script
+against the stack on a virtual clock (drill.runner) and return a `ScriptResult`.
+"""
+
+from drill.lexer import ParseError
+from drill.parser import parse_file, parse_script
+from drill.report import Failure, ScriptResult
+from drill.runner import profile_config, run_file, run_script, run_text
+
+__all__ = [
+    "Failure",
+    "ParseError",
+    "ScriptResult",
+    "parse_file",
+    "parse_script",
+    "profile_config",
+    "run_file",
+    "run_script",
+    "run_text",
+]

@@ -1,0 +1,5 @@
+"""`python -m lab.cli ...` is the `tcplab` command."""
+
+from lab.cli import app
+
+app()

@@ -1,9 +1,0 @@
-"""Link impairments: the profile model, the netem path, and the user-space NFQUEUE emulator.
-
-`backend.apply` picks netem where the kernel has sch_netem and the emulator otherwise, and says
-which one it used; nothing runs unimpaired silently.
-"""
-
-from lab.impair.model import Impairment
-
-__all__ = ["Impairment"]

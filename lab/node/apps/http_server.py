@@ -1,0 +1,297 @@
+"""HTTP/1.1 server on h11: static files, `/bytes/N`, `/echo`, `/status/N`, keep-alive.
+
+h11 does all parsing and framing; this module only routes and streams. A malformed request
+gets 400 (431 for an oversized head, 413 for an oversized body) and a closed connection, never
+an exception that escapes the connection handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import mimetypes
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import h11
+from pydantic import BaseModel, ConfigDict, Field
+
+from lab.node.apps import payload
+from lab.node.apps.net import AppServer, Net
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 65536
+SERVER_NAME = b"tcplab"
+# After an error response, how long and how much unread input to drain before closing: closing
+# with unread data makes TCP send RST, which can destroy the error response in flight.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 1 << 20
+_PEER_GONE = (ConnectionError, BrokenPipeError, asyncio.IncompleteReadError)
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class HttpServerOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    host: str = "0.0.0.0"
+    port: int = Field(default=80, ge=0, le=65535)
+    root: Path | None = None
+    """Directory whose files are served; None serves only the built-in routes."""
+    max_header_bytes: int = Field(default=16384, ge=256)
+    max_body_bytes: int = Field(default=16 << 20, ge=0)
+    chunk_size: int = Field(default=65536, ge=1)
+    idle_timeout: float | None = Field(default=60.0, gt=0)
+    """Seconds a connection may sit idle (loop time); None waits forever."""
+
+
+class _Reject(Exception):
+    """Answer with this status and close the connection."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class HttpServer(AppServer):
+    """A running server. `connections` and `requests` count what it has accepted."""
+
+    def __init__(self, options: HttpServerOptions) -> None:
+        super().__init__()
+        self.options = options
+        self.root = options.root.resolve() if options.root is not None else None
+        self.requests = 0
+
+    async def start(self, net: Net) -> HttpServer:
+        await self.listen(net, self.options.host, self.options.port)
+        return self
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.options.max_header_bytes)
+        try:
+            await self._requests(conn, reader, writer)
+        except h11.RemoteProtocolError as exc:
+            await self._fail(conn, reader, writer, exc.error_status_hint or 400)
+        except _Reject as exc:
+            await self._fail(conn, reader, writer, exc.status)
+        except (*_PEER_GONE, TimeoutError):
+            pass
+        except Exception:
+            log.exception("http: request handler failed")
+            await self._fail(conn, reader, writer, 500)
+
+    async def _requests(
+        self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while True:
+            event = await self._next_event(conn, reader)
+            if isinstance(event, h11.ConnectionClosed):
+                return
+            if not isinstance(event, h11.Request):
+                raise h11.RemoteProtocolError(f"unexpected {type(event).__name__}", error_status_hint=400)
+            self.requests += 1
+            if _head_size(event) > self.options.max_header_bytes:
+                # h11 bounds only an *incomplete* head; a whole one can arrive in a single read.
+                raise _Reject(431)
+            await self._dispatch(conn, reader, writer, event)
+            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                return  # MUST_CLOSE (Connection: close, HTTP/1.0) or a body left unread
+            conn.start_next_cycle()
+
+    async def _next_event(self, conn: h11.Connection, reader: asyncio.StreamReader) -> h11.Event:
+        while True:
+            event = conn.next_event()
+            if event is not h11.NEED_DATA:
+                assert event is not h11.PAUSED, "next cycle not started"
+                return event  # type: ignore[return-value]
+            async with asyncio.timeout(self.options.idle_timeout):
+                data = await reader.read(READ_SIZE)
+            conn.receive_data(data)
+
+    async def _read_body(
+        self,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        request: h11.Request,
+        keep: bool,
+    ) -> bytes:
+        """Read the request body up to max_body_bytes (413 beyond), keeping it only if asked."""
+        limit = self.options.max_body_bytes
+        declared = _header(request.headers, b"content-length")
+        if declared is not None and int(declared) > limit:
+            raise _Reject(413)  # before "100 Continue": the client need not send it at all
+        if conn.they_are_waiting_for_100_continue:
+            await _send(
+                conn, writer, h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+            )
+        body = bytearray()
+        size = 0
+        while True:
+            event = await self._next_event(conn, reader)
+            if isinstance(event, h11.EndOfMessage):
+                return bytes(body)
+            if isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > limit:
+                    raise _Reject(413)
+                if keep:
+                    body += event.data
+            elif isinstance(event, h11.ConnectionClosed):
+                raise ConnectionResetError("peer closed inside a request body")
+
+    async def _dispatch(
+        self,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        request: h11.Request,
+    ) -> None:
+        method = request.method.decode("ascii", "replace")
+        target = urlsplit(request.target.decode("ascii", "replace"))
+        path = unquote(target.path)
+        is_echo = path == "/echo"
+        # The body is read (or skipped) before routing so the next request starts in sync.
+        body = await self._read_body(conn, reader, writer, request, keep=is_echo and method == "POST")
+        head = method == "HEAD"
+
+        if is_echo:
+            if method != "POST":
+                return await _simple(conn, writer, 405, head, [(b"Allow", b"POST")])
+            ctype = _header(request.headers, b"content-type") or b"application/octet-stream"
+            return await _respond(conn, writer, 200, [(b"Content-Type", ctype)], [body], len(body), False)
+
+        if path.startswith("/status/"):
+            code = _int(path[len("/status/") :])
+            if code is None or not 200 <= code <= 599:
+                return await _simple(conn, writer, 400, head)
+            return await _simple(conn, writer, code, head)
+
+        if method not in ("GET", "HEAD"):
+            return await _simple(conn, writer, 405, head, [(b"Allow", b"GET, HEAD")])
+
+        if path.startswith("/bytes/"):
+            n = _int(path[len("/bytes/") :])
+            if n is None or n < 0:
+                return await _simple(conn, writer, 404, head)
+            seed = _int(parse_qs(target.query).get("seed", ["0"])[0]) or 0
+            hdrs = [(b"Content-Type", b"application/octet-stream"), (b"X-Payload-Seed", b"%d" % seed)]
+            chunks = payload.chunks(n, seed, chunk_size=self.options.chunk_size)
+            return await _respond(conn, writer, 200, hdrs, chunks, n, head)
+
+        file = self._resolve(path)
+        if file is None:
+            return await _simple(conn, writer, 404, head)
+        mime = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        hdrs = [(b"Content-Type", mime.encode())]
+        chunks = _file_chunks(file, self.options.chunk_size)
+        return await _respond(conn, writer, 200, hdrs, chunks, file.stat().st_size, head)
+
+    def _resolve(self, path: str) -> Path | None:
+        """The regular file under root that path names (index.html for a directory), or None."""
+        if self.root is None or "\x00" in path:
+            return None
+        candidate = (self.root / path.lstrip("/")).resolve()
+        if not candidate.is_relative_to(self.root):
+            return None  # ".." or a symlink escaping the served directory
+        if candidate.is_dir():
+            candidate = candidate / "index.html"
+        return candidate if candidate.is_file() else None
+
+    async def _fail(
+        self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, status: int
+    ) -> None:
+        """Send an error response if the protocol state still allows one, then close gently."""
+        try:
+            if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                await _simple(conn, writer, status, False, [(b"Connection", b"close")])
+            if writer.can_write_eof():
+                writer.write_eof()
+            await _linger(reader)
+        except (*_PEER_GONE, TimeoutError, h11.LocalProtocolError):
+            pass
+
+
+async def _linger(reader: asyncio.StreamReader) -> None:
+    drained = 0
+    async with asyncio.timeout(LINGER_SECONDS):
+        while drained < LINGER_BYTES and (data := await reader.read(READ_SIZE)):
+            drained += len(data)
+
+
+def _file_chunks(file: Path, size: int) -> Iterator[bytes]:
+    # Local file reads are short and bounded by the chunk size; no thread (virtual-time loops).
+    with file.open("rb") as f:
+        while chunk := f.read(size):
+            yield chunk
+
+
+def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+def _head_size(request: h11.Request) -> int:
+    """Approximate size of the request head as sent (request line and header lines)."""
+    size = len(request.method) + len(request.target) + 12
+    return size + sum(len(k) + len(v) + 4 for k, v in request.headers)
+
+
+def _int(text: str) -> int | None:
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return http.HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
+async def _send(conn: h11.Connection, writer: asyncio.StreamWriter, *events: h11.Event) -> None:
+    for event in events:
+        for data in conn.send_with_data_passthrough(event) or ():
+            writer.write(data)
+    await writer.drain()
+
+
+async def _simple(
+    conn: h11.Connection, writer: asyncio.StreamWriter, status: int, head: bool, extra: Headers | None = None
+) -> None:
+    """A short text response (none for 204/304, whose framing forbids a body)."""
+    extra = extra or []
+    if status in (204, 304):
+        hdrs = [(b"Server", SERVER_NAME), *extra]
+        response = h11.Response(status_code=status, headers=hdrs, reason=_reason(status))
+        await _send(conn, writer, response, h11.EndOfMessage())
+        return
+    text = b"%d %s\n" % (status, _reason(status))
+    await _respond(conn, writer, status, [(b"Content-Type", b"text/plain"), *extra], [text], len(text), head)
+
+
+async def _respond(
+    conn: h11.Connection,
+    writer: asyncio.StreamWriter,
+    status: int,
+    headers: Headers,
+    body: Iterable[bytes],
+    length: int,
+    head: bool,
+) -> None:
+    """Send a response with Content-Length, streaming the body chunk by chunk (none for HEAD)."""
+    all_headers = [(b"Server", SERVER_NAME), *headers, (b"Content-Length", b"%d" % length)]
+    await _send(conn, writer, h11.Response(status_code=status, headers=all_headers, reason=_reason(status)))
+    if not head:
+        for chunk in body:
+            await _send(conn, writer, h11.Data(data=chunk))
+    await _send(conn, writer, h11.EndOfMessage())
+
+
+async def run_server(net: Net, options: HttpServerOptions) -> None:
+    """Serve until cancelled."""
+    server = await HttpServer(options).start(net)
+    await server.serve_forever()

@@ -1,0 +1,616 @@
+"""The node daemon: one process per stack node, running the stack over tun0 inside the node's namespace.
+
+    python -m lab.node.daemon --netns NS --run-dir DIR --node NAME --config JSON_FILE
+
+It enters network namespace NS (/run/netns/NS), attaches to tun0 (creating and configuring it when
+the lab did not), runs a `stack.host.Host` on it through `stack.tun.TunDriver`, starts the node's
+server apps, and answers the control protocol of `lab.node.control` on DIR/NAME.sock (mode 0600).
+It writes DIR/NAME.trace.jsonl (every trace event but whole packets), DIR/NAME.pcap (every packet)
+and DIR/NAME.log.
+
+The config file (written by the lab from `LabPlan.daemon_config`) holds:
+
+    node, lab               names (for status)
+    stack_address           the host's address (the peer of tun0)
+    stack_address6          its IPv6 address (the IPv6 peer of tun0)
+    tun                     {ifname, address (kernel side), peer (= stack_address), address6,
+                            peer6 (= stack_address6), mtu}
+    tcp_config              `stack.config.TcpConfig` fields (mtu, msl, congestion_control, ...)
+    apps                    [{name, options}] server apps started at boot
+    hosts                   {node name: address}, so apps and scripts can name nodes
+    hosts6                  {node name: IPv6 address}, the same for IPv6
+    trace_files (optional)  {"jsonl": bool, "pcap": bool, "ring": bool}, all true by default (they
+                            cost speed). "ring" is the in-memory ring the `trace` op reads: with all
+                            three off the host's trace has no sink, so no event is even built (the
+                            fastest stack; `trace` then returns nothing)
+
+With TCPLAB_DAEMON_PROFILE=DIR in its environment the daemon runs under cProfile and writes
+DIR/NAME.prof when it exits (for `tests.bench`; profiling slows the stack down severalfold).
+
+SIGTERM or SIGINT (or the `shutdown` op): stop the apps (their connections close with FIN),
+give open connections a moment to finish their close, reset what is left, flush trace and
+pcap, remove the socket file, exit 0. A daemon that cannot start (bad config, no tun0, an app
+that fails to listen) logs why and exits 1 before its socket exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import ctypes
+import inspect
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import IO, Any
+
+from lab.node import control
+from lab.node.control import AppArgs, Emit, RequestError, ScriptArgs, StopAppArgs, TraceArgs
+from stack.config import TcpConfig
+from stack.host import Host
+from stack.socket import Stack
+from stack.tcp.state import State
+from stack.trace import Event, JsonLinesSink, PacketEvent, PcapSink, Sink, Trace
+from stack.tun import TunDriver
+
+log = logging.getLogger("tcplab.daemon")
+
+NETNS_DIR = Path("/run/netns")
+CLONE_NEWNET = 0x40000000
+RING_SIZE = 100_000
+CLOSE_GRACE = 1.0  # seconds open connections get to finish their close on shutdown
+APP_STOP_GRACE = 1.0
+FOLLOW_HEARTBEAT = 1.0
+PROFILE_ENV = "TCPLAB_DAEMON_PROFILE"
+
+
+class DaemonError(RuntimeError):
+    """The daemon cannot start; the message says why."""
+
+
+# -- namespace and tun0 ------------------------------------------------------------------------
+
+
+def enter_netns(name: str) -> None:
+    """setns(2) the calling thread into network namespace `name`. Call before starting threads:
+    threads started later inherit it."""
+    path = NETNS_DIR / name
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise DaemonError(f"no network namespace {name} ({path} is missing)") from None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise DaemonError(f"setns into {name}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class TunSettings:
+    ifname: str
+    address: str  # the kernel's side
+    peer: str  # the stack's address
+    mtu: int
+    address6: str | None = None  # the kernel's side, IPv6
+    peer6: str | None = None  # the stack's IPv6 address
+
+
+def stack_speaks_ipv6() -> bool:
+    """Whether this tree's `stack.host.Host` takes an IPv6 address (`address6=`)."""
+    return "address6" in inspect.signature(Host).parameters
+
+
+def configure_tun(tun: TunSettings) -> None:
+    """Give tun0 its MTU, the point-to-point address (which also routes the peer via tun0) and
+    bring it up, doing only what the lab did not do already. The device must exist (open it first)."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=tun.ifname)
+        if not found:
+            raise DaemonError(f"no interface {tun.ifname} in this namespace")
+        idx = found[0]
+        link = ipr.get_links(idx)[0]
+        if link.get_attr("IFLA_MTU") != tun.mtu:
+            ipr.link("set", index=idx, mtu=tun.mtu)
+        have = {a.get_attr("IFA_LOCAL") for a in ipr.get_addr(index=idx, family=2)}
+        if tun.address not in have:
+            ipr.addr("add", index=idx, local=tun.address, address=tun.peer, prefixlen=32)
+        ipr.link("set", index=idx, state="up")
+        if tun.address6 and tun.peer6 and stack_speaks_ipv6():
+            have6 = {a.get_attr("IFA_LOCAL") for a in ipr.get_addr(index=idx, family=socket.AF_INET6)}
+            if tun.address6 not in have6:  # after up, as lab.kernel.netns.create_tun says; IFA_F_NODAD
+                ipr.addr("add", index=idx, local=tun.address6, address=tun.peer6, prefixlen=128, flags=0x02)
+    if not (tun.address6 and stack_speaks_ipv6()):
+        # A stack without IPv6: keep the kernel's IPv6 chatter (router solicitations, MLD) off
+        # tun0; the lab's IPv6 route to the stack address goes with it, so senders get unreachable.
+        with contextlib.suppress(OSError):
+            Path(f"/proc/sys/net/ipv6/conf/{tun.ifname}/disable_ipv6").write_text("1")
+
+
+# -- trace ring --------------------------------------------------------------------------------
+
+
+class RingSink:
+    """The last `size` trace events with sequence numbers, for the `trace` op; followers get every
+    new event on their queue."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int = RING_SIZE) -> None:
+        self.loop = loop
+        self.events: deque[tuple[int, Event]] = deque(maxlen=size)
+        self.next_seq = 0
+        self.followers: set[asyncio.Queue[tuple[int, Event] | None]] = set()
+        self.follow_drops = 0
+        self._loop_thread = threading.get_ident()
+
+    def write(self, event: Event) -> None:
+        item = (self.next_seq, event)
+        self.next_seq += 1
+        self.events.append(item)
+        if self.followers:
+            if threading.get_ident() == self._loop_thread:
+                self._fan_out(item)
+            else:
+                self.loop.call_soon_threadsafe(self._fan_out, item)
+
+    def _fan_out(self, item: tuple[int, Event]) -> None:
+        for queue in self.followers:
+            try:
+                queue.put_nowait(item)
+            except asyncio.QueueFull:
+                self.follow_drops += 1
+
+    def since(self, seq: int, kinds: set[str] | None) -> Iterator[tuple[int, Event]]:
+        for item in self.events:
+            if item[0] >= seq and (kinds is None or item[1].kind in kinds):
+                yield item
+
+    def close(self) -> None:
+        for queue in self.followers:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
+
+
+def event_dict(seq: int, event: Event) -> dict[str, Any]:
+    d = event.to_dict()
+    d["seq"] = seq
+    return d
+
+
+def _conn_stats(writer: asyncio.StreamWriter) -> dict[str, object] | None:
+    """What the bulk app reports per stream: the connection's `ss` line at the end."""
+    conn = writer.get_extra_info("tcp_connection")
+    info = getattr(conn, "info", None)
+    return dict(info()) if callable(info) else None
+
+
+# -- the daemon --------------------------------------------------------------------------------
+
+
+def tcp_config_from(raw: dict[str, Any]) -> TcpConfig:
+    known = {f.name for f in fields(TcpConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise DaemonError(f"tcp_config: unknown fields {unknown}; known: {', '.join(sorted(known))}")
+    return TcpConfig(**raw)
+
+
+@dataclass
+class RunningApp:
+    id: str
+    name: str
+    options: dict[str, Any]
+    task: asyncio.Task[Any]
+
+
+class NodeDaemon:
+    """Everything of one node: host, TUN driver, trace files, apps, control socket."""
+
+    def __init__(self, config: dict[str, Any], run_dir: Path, node: str) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.node = node
+        self.lab = str(config.get("lab", ""))
+        try:
+            self.address = str(config["stack_address"])
+            tun = config["tun"]
+            self.tun = TunSettings(
+                ifname=str(tun.get("ifname", "tun0")),
+                address=str(tun["address"]),
+                peer=str(tun.get("peer", self.address)),
+                mtu=int(tun.get("mtu", config.get("mtu", 1500))),
+                address6=str(tun["address6"]) if tun.get("address6") else None,
+                peer6=str(tun["peer6"]) if tun.get("peer6") else None,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DaemonError(f"config: missing or bad field {exc}") from None
+        self.tcp_config = tcp_config_from(dict(config.get("tcp_config") or {"mtu": self.tun.mtu}))
+        self.names: dict[str, str] = {str(k): str(v) for k, v in (config.get("hosts") or {}).items()}
+        self.boot_apps: list[dict[str, Any]] = list(config.get("apps") or [])
+        files = config.get("trace_files") or {}
+        self.trace_files: dict[str, bool] = {str(k): bool(v) for k, v in files.items()}
+        self.socket_path = run_dir / f"{node}.sock"
+        self.started = time.monotonic()
+        self.apps: dict[str, RunningApp] = {}
+        self.stopping = asyncio.Event()
+        self._files: list[IO[Any]] = []
+        self._server: asyncio.AbstractServer | None = None
+        self._scripts = 0
+
+    # -- start / stop
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        self.ring = RingSink(loop)
+        sinks: list[Sink] = [self.ring] if self.trace_files.get("ring", True) else []
+        if self.trace_files.get("jsonl", True):
+            jsonl = open(self.run_dir / f"{self.node}.trace.jsonl", "w", buffering=1 << 16)  # noqa: SIM115
+            self._files.append(jsonl)
+            # Whole packets go to the pcap; the JSON lines keep every other event (segments too).
+            sinks.append(JsonLinesSink(jsonl, lambda e: not isinstance(e, PacketEvent)))
+        if self.trace_files.get("pcap", True):
+            pcap = open(self.run_dir / f"{self.node}.pcap", "wb")  # noqa: SIM115
+            self._files.append(pcap)
+            # pcap timestamps are wall-clock; the host's clock is the loop's (monotonic).
+            sinks.append(PcapSink(pcap, time_offset=time.time() - loop.time()))
+        self.trace = Trace(sinks)
+        self.host = Host(self.address, config=self.tcp_config, trace=self.trace, rng=random.Random(),
+                         isn_key=os.urandom(16))
+        self.driver = TunDriver(self.tun.ifname, self.host, loop)
+        try:
+            self.driver.start()
+        except OSError as exc:
+            raise DaemonError(f"opening {self.tun.ifname}: {exc}") from None
+        # pyroute2's blocking API runs an asyncio loop of its own: give it a thread (threads
+        # started after enter_netns are in the node's namespace too).
+        await loop.run_in_executor(None, configure_tun, self.tun)
+        self.stack = Stack(self.driver.runtime, names=self.names)
+        for app in self.boot_apps:
+            try:
+                args = AppArgs.model_validate(app)
+                await self.start_app(args)
+            except (RequestError, ValueError) as exc:
+                raise DaemonError(f"app {app.get('name')!r}: {exc}") from None
+        self._flusher = loop.create_task(self._flush_periodically())
+        self._server = await control.serve_control(self.socket_path, self.dispatch)
+        log.info("%s up: stack %s on %s (%s peer %s, mtu %d), apps %s, control %s", self.node, self.address,
+                 self.tun.ifname, self.tun.address, self.tun.peer, self.tun.mtu,
+                 ", ".join(self.apps) or "none", self.socket_path)
+
+    async def _flush_periodically(self) -> None:
+        """Trace files reach the disk within a second (someone may be reading them live)."""
+        while True:
+            await asyncio.sleep(1.0)
+            for f in self._files:
+                f.flush()
+
+    def request_stop(self) -> None:
+        self.stopping.set()
+
+    async def close(self) -> None:
+        """Stop serving, stop apps, let connections close, flush, remove the socket. Idempotent."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        if hasattr(self, "ring"):
+            self.ring.close()
+        tasks = [app.task for app in self.apps.values()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=APP_STOP_GRACE)
+        self.apps.clear()
+        if hasattr(self, "host"):
+            await self._close_connections()
+        if hasattr(self, "driver"):
+            self.driver.stop()
+        if hasattr(self, "_flusher"):
+            self._flusher.cancel()
+        if hasattr(self, "trace"):
+            self.trace.close()
+        for f in self._files:
+            with contextlib.suppress(OSError):
+                f.close()
+        self._files = []
+
+    async def _close_connections(self) -> None:
+        host, now = self.host, self.loop.time()
+        for conn in list(host.connections.values()):
+            if conn.state in (State.ESTABLISHED, State.CLOSE_WAIT, State.SYN_RECEIVED):
+                with contextlib.suppress(Exception):
+                    conn.close(now)
+                    host.app_call(conn)
+        self.driver.runtime.pump()
+
+        def busy() -> bool:
+            return any(c.state not in (State.TIME_WAIT, State.CLOSED) for c in host.connections.values())
+
+        deadline = self.loop.time() + CLOSE_GRACE
+        while busy() and self.loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        now = self.loop.time()
+        for conn in list(host.connections.values()):
+            if conn.state not in (State.TIME_WAIT, State.CLOSED):
+                with contextlib.suppress(Exception):
+                    conn.abort(now, "call:shutdown")
+                    host.app_call(conn)
+        self.driver.runtime.pump()
+
+    # -- apps
+
+    async def start_app(self, args: AppArgs) -> dict[str, Any]:
+        from lab.node.apps import registry
+
+        spec = self._spec(args.name, "server")
+        try:
+            options = spec.parse(args.options)
+        except registry.AppOptionsError as exc:
+            raise RequestError("bad_args", str(exc)) from None
+        port = getattr(options, "port", None)
+        app_id = f"{args.name}:{port}" if port is not None else args.name
+        if app_id in self.apps:
+            raise RequestError("failed", f"{app_id} is already running")
+        task = self.loop.create_task(spec.run(self.stack, options), name=app_id)
+        # Listening happens in the app's first steps: let it get that far, so a port already in
+        # use is this request's error rather than a silent death later.
+        for _ in range(10):
+            await asyncio.sleep(0)
+            if task.done():
+                break
+        if task.done():
+            failure = task.exception() if not task.cancelled() else None
+            raise RequestError("failed", f"{app_id} stopped at once: {failure!r}")
+        self.apps[app_id] = RunningApp(app_id, args.name, options.model_dump(mode="json"), task)
+        task.add_done_callback(lambda t: self._app_ended(app_id, t))
+        log.info("started %s", app_id)
+        return {"id": app_id}
+
+    def _app_ended(self, app_id: str, task: asyncio.Task[Any]) -> None:
+        if self.apps.get(app_id) is not None and self.apps[app_id].task is task:
+            del self.apps[app_id]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("app %s failed: %r", app_id, task.exception())
+
+    def _spec(self, name: str, kind: str) -> Any:
+        from lab.node.apps import registry
+
+        try:
+            spec = registry.get(name)
+        except KeyError as exc:
+            raise RequestError("bad_args", str(exc.args[0])) from None
+        if spec.kind != kind:
+            other = "start_app" if spec.kind == "server" else "run_app"
+            raise RequestError("bad_args", f"{name} is a {spec.kind} app: use {other}")
+        return spec
+
+    async def run_app(self, args: AppArgs) -> Any:
+        from lab.node.apps import registry
+
+        spec = self._spec(args.name, "client")
+        try:
+            options = spec.parse(args.options)
+        except registry.AppOptionsError as exc:
+            raise RequestError("bad_args", str(exc)) from None
+        if args.name == "bulk-client":
+            from lab.node.apps import bulk
+
+            coro = bulk.run_client(self.stack, options, conn_stats=_conn_stats)
+        else:
+            coro = spec.run(self.stack, options)
+        try:
+            result = await asyncio.wait_for(coro, args.timeout)
+        except TimeoutError:
+            raise RequestError("failed", f"{args.name}: no result within {args.timeout}s") from None
+        except (OSError, EOFError, ValueError, RuntimeError, asyncio.IncompleteReadError) as exc:
+            raise RequestError("failed", f"{args.name}: {type(exc).__name__}: {exc}") from None
+        to_dict = getattr(result, "to_dict", None)
+        return to_dict() if callable(to_dict) else result
+
+    async def stop_app(self, args: StopAppArgs) -> dict[str, Any]:
+        app = self.apps.pop(args.id, None)
+        if app is None:
+            running = ", ".join(sorted(self.apps)) or "none"
+            raise RequestError("bad_args", f"no app {args.id!r} running; running: {running}")
+        app.task.cancel()
+        await asyncio.wait([app.task], timeout=APP_STOP_GRACE)
+        return {"stopped": args.id}
+
+    # -- control
+
+    async def dispatch(self, op: str, args: Any, emit: Emit) -> Any:
+        if op == "ping":
+            return {"pong": True, "node": self.node}
+        if op == "status":
+            return self.status()
+        if op == "ss":
+            return self.ss()
+        if op == "run_app":
+            return await self.run_app(args)
+        if op == "start_app":
+            return await self.start_app(args)
+        if op == "stop_app":
+            return await self.stop_app(args)
+        if op == "trace":
+            return await self.trace_op(args, emit)
+        if op == "run_script":
+            return await self.run_script(args, emit)
+        if op == "shutdown":
+            self.loop.call_soon(self.request_stop)
+            return {"shutting_down": True}
+        raise RequestError("unknown_op", op)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "lab": self.lab,
+            "address": self.address,
+            "pid": os.getpid(),
+            "uptime": time.monotonic() - self.started,
+            "tun": {"ifname": self.tun.ifname, "address": self.tun.address, "peer": self.tun.peer,
+                    "mtu": self.tun.mtu},
+            "counters": {"host": dict(self.host.counters), "tun": dict(self.driver.counters)},
+            "connections": len(self.host.connections),
+            "listeners": sorted(self.host.listeners),
+            "apps": {a.id: {"name": a.name, "options": a.options} for a in self.apps.values()},
+            "scripts_running": self._scripts,
+            "trace": {"events": self.ring.next_seq, "follow_drops": self.ring.follow_drops},
+            "tcp_config": {f.name: getattr(self.tcp_config, f.name) for f in fields(TcpConfig)},
+        }
+
+    def ss(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "connections": [conn.info() for conn in self.host.connections.values()],
+            "listeners": [
+                {"state": "LISTEN", "local": f"{self.address}:{port}", "port": port,
+                 "backlog": lst.backlog, "accept_queue": len(lst.accept_queue),
+                 "half_open": len(lst.half_open), "overflows": lst.overflows}
+                for port, lst in sorted(self.host.listeners.items())
+            ],
+        }
+
+    async def trace_op(self, args: TraceArgs, emit: Emit) -> dict[str, Any]:
+        kinds = set(args.kinds) if args.kinds else None
+        if not args.follow and args.tail:
+            picked = list(self.ring.since(args.since, kinds))[-args.limit :]
+            return {"events": [event_dict(seq, e) for seq, e in picked], "next": self.ring.next_seq}
+        if not args.follow:
+            events: list[dict[str, Any]] = []
+            next_seq = max(args.since, self.ring.next_seq - len(self.ring.events))
+            for seq, event in self.ring.since(args.since, kinds):
+                if len(events) >= args.limit:
+                    next_seq = seq
+                    break
+                events.append(event_dict(seq, event))
+                next_seq = seq + 1
+            else:
+                next_seq = self.ring.next_seq
+            return {"events": events, "next": next_seq}
+        queue: asyncio.Queue[tuple[int, Event] | None] = asyncio.Queue(maxsize=10_000)
+        backlog = list(self.ring.since(args.since, kinds))[-args.limit :]
+        self.ring.followers.add(queue)
+        next_seq = self.ring.next_seq
+        try:
+            for seq, event in backlog:
+                await emit("event", event_dict(seq, event))
+            while not self.stopping.is_set():
+                try:
+                    item = await asyncio.wait_for(queue.get(), FOLLOW_HEARTBEAT)
+                except TimeoutError:
+                    await emit("heartbeat", {"next": next_seq})  # notices a client that went away
+                    continue
+                if item is None:
+                    break
+                seq, event = item
+                next_seq = seq + 1
+                if kinds is None or event.kind in kinds:
+                    await emit("event", event_dict(seq, event))
+        finally:
+            self.ring.followers.discard(queue)
+        return {"events": [], "next": next_seq}
+
+    async def run_script(self, args: ScriptArgs, emit: Emit) -> dict[str, Any]:
+        from lab.node import scripts
+
+        if not os.path.isabs(args.path):
+            raise RequestError("bad_args", f"run_script: give an absolute path (got {args.path})")
+        self._scripts += 1
+        try:
+            code = await scripts.run_script(self.stack, args.path, list(args.args), emit, args.timeout)
+        except FileNotFoundError as exc:
+            raise RequestError("bad_args", str(exc)) from None
+        except TimeoutError as exc:
+            raise RequestError("failed", str(exc)) from None
+        finally:
+            self._scripts -= 1
+        return {"exit_code": code}
+
+
+# -- entry point -------------------------------------------------------------------------------
+
+
+async def _amain(daemon: NodeDaemon) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, daemon.request_stop)
+    try:
+        await daemon.start()
+        await daemon.stopping.wait()
+        log.info("%s stopping", daemon.node)
+    finally:
+        await daemon.close()
+    log.info("%s stopped", daemon.node)
+
+
+def _setup_logging(run_dir: Path, node: str) -> None:
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    handler = logging.FileHandler(run_dir / f"{node}.log")
+    handler.setFormatter(fmt)
+    root.addHandler(handler)
+    if sys.stderr.isatty():
+        console = logging.StreamHandler()
+        console.setFormatter(fmt)
+        root.addHandler(console)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m lab.node.daemon", description=__doc__.splitlines()[0])
+    parser.add_argument("--netns", help="network namespace to enter (/run/netns/NAME); omit to stay")
+    parser.add_argument("--run-dir", required=True, type=Path)
+    parser.add_argument("--node", required=True)
+    parser.add_argument("--config", required=True, type=Path)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.run_dir.mkdir(parents=True, exist_ok=True)
+    _setup_logging(args.run_dir, args.node)
+    try:
+        if args.netns:
+            enter_netns(args.netns)  # first: every thread started later inherits the namespace
+        config = json.loads(args.config.read_text())
+        if not isinstance(config, dict):
+            raise DaemonError(f"{args.config}: not a JSON object")
+        daemon = NodeDaemon(config, args.run_dir, args.node)
+        profile_dir = os.environ.get(PROFILE_ENV)
+        profiler = cProfile.Profile() if profile_dir else None
+        if profiler is not None:
+            profiler.enable()
+        try:
+            asyncio.run(_amain(daemon))
+        finally:
+            if profiler is not None and profile_dir:
+                profiler.disable()
+                profiler.dump_stats(Path(profile_dir) / f"{args.node}.prof")
+    except (DaemonError, OSError, ValueError) as exc:
+        log.error("%s: cannot run: %s", args.node, exc)
+        return 1
+    except Exception:
+        log.exception("%s: failed", args.node)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

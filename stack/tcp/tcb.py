@@ -1,0 +1,438 @@
+"""The transmission control block: the variables of one connection (RFC 9293 3.3.1) and the one
+way out, shared by the role modules that make up a TcpConnection.
+
+`Tcb` holds every variable and what is derived from them (MSS, FlightSize, buffers), the one
+method that changes state (`_transition`, through the table of stack.tcp.transitions) and the one
+that emits a segment (`_emit`). The roles (handshake, sender, receiver, recovery, timers) are
+mixins over this one object: they read and write the same attributes directly, as the RFC's
+pseudo-code does, and cost no extra indirection on the per-segment path. The methods a role
+calls in another role are declared at the bottom of this class and implemented there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from stack import seq
+from stack.config import TcpConfig
+from stack.tcp import congestion
+from stack.tcp.reassembly import OutOfOrderQueue
+from stack.tcp.rtt import RttEstimator
+from stack.tcp.scoreboard import Scoreboard
+from stack.tcp.state import CAN_SEND, SYNCHRONIZED, State
+from stack.tcp.transitions import OBSERVERS, Event, next_state
+from stack.trace import CongestionEvent, Drop, RttEvent, StateChange, TimerEvent, Trace, conn_id
+from stack.wire.tcp import ACK, SYN, Nop, Sack, TcpOption, TcpSegment, Timestamps
+
+TIMER_SLACK = 1e-6  # an asyncio loop may call us a hair before the deadline it was given
+MAX_WSCALE = 14  # RFC 7323 2.3
+TS_HZ = 1000  # timestamp clock: 1 ms per tick (RFC 7323 5.4 allows 1 ms to 1 s)
+
+
+class ListenerLink(Protocol):
+    """What a passively opened connection tells the listener that made it (stack.tcp.listener).
+    `conn` is the TcpConnection itself (Any here: this module imports nothing above it)."""
+
+    def can_accept(self) -> bool: ...
+
+    def established(self, conn: Any) -> None: ...
+
+    def forget(self, conn: Any) -> None: ...
+
+    def overflow(self) -> None: ...
+
+
+class ChallengeAckLimiter:
+    """Host-wide rate limit on RFC 5961 challenge ACKs (section 7): at most `per_second`."""
+
+    def __init__(self, per_second: int) -> None:
+        self.per_second = per_second
+        self._window_start = -1.0
+        self._count = 0
+
+    def allow(self, now: float) -> bool:
+        if now - self._window_start >= 1.0:
+            self._window_start = now
+            self._count = 0
+        if self._count >= self.per_second:
+            return False
+        self._count += 1
+        return True
+
+
+@dataclass
+class ConnStats:
+    """Counters an application or `tcplab ss` can read (observable, not internal state)."""
+
+    segs_in: int = 0
+    segs_out: int = 0
+    bytes_sent: int = 0  # new data octets, first transmissions
+    bytes_retrans: int = 0
+    bytes_acked: int = 0
+    bytes_received: int = 0  # in-order octets delivered to the receive buffer
+    retransmits: int = 0
+    rto_expiries: int = 0
+    fast_retransmits: int = 0
+    dupacks_in: int = 0
+    challenge_acks: int = 0
+    dsacks_out: int = 0
+    ooo_segments: int = 0
+    zero_window_probes: int = 0
+    keepalive_probes: int = 0
+    drops: dict[str, int] = field(default_factory=dict)
+
+
+class Tcb:
+    def __init__(
+        self,
+        *,
+        local_ip: str,
+        local_port: int,
+        remote_ip: str,
+        remote_port: int,
+        config: TcpConfig,
+        trace: Trace,
+        iss: int,
+        now: float,
+        transmit: Callable[[Any, TcpSegment, float], None],
+        notify: Callable[[Any], None],
+        sched: Callable[[Any], None],
+        challenge: ChallengeAckLimiter,
+        ts_offset: int = 0,
+        listener: ListenerLink | None = None,
+    ) -> None:
+        self.local_ip = local_ip
+        self.local_port = local_port
+        self.remote_ip = remote_ip
+        self.remote_port = remote_port
+        self.id = conn_id(local_ip, local_port, remote_ip, remote_port)
+        self.config = config
+        self.trace = trace
+        # The host's callbacks take the TcpConnection this Tcb is part of, i.e. `self`.
+        self._transmit = transmit
+        self._notify = notify
+        self._sched = sched
+        self._challenge = challenge
+        self.listener = listener
+        self.state = State.CLOSED
+        self.stats = ConnStats()
+        self.created = now
+
+        # Send sequence variables (RFC 9293 3.3.1). snd_max is the highest sequence sent + 1;
+        # snd_nxt is pulled back to snd_una after a retransmission timeout (go-back-N).
+        self.iss = iss
+        self.snd_una = iss
+        self.snd_nxt = iss
+        self.snd_max = iss
+        self.snd_wnd = 0
+        self.snd_wl1 = 0
+        self.snd_wl2 = 0
+        self.max_snd_wnd = 0
+        self.snd_up: int | None = None  # urgent pointer: the octet after the urgent data
+        # Send buffer: every octet from sndq_seq that is not yet acknowledged.
+        self.sndq = bytearray()
+        self.sndq_seq = seq.add(iss, 1)
+        self.fin_queued = False
+        self.push_seq: int | None = None  # PSH goes on the segment ending a write (RFC 9293 3.9.1.2)
+
+        # Receive sequence variables.
+        self.irs = 0
+        self.rcv_nxt = 0
+        self.rcv_adv = 0  # right edge of the window we last advertised (never moves left)
+        self.rcv_up: int | None = None
+        self.rcvq = bytearray()  # in-order data not yet read by the application
+        self.ooo = OutOfOrderQueue(config.ooo_limit)
+        self.fin_received = False
+        self.urgent_mark: int | None = None  # bytes still to read before the urgent octet
+
+        # Negotiated options.
+        self.peer_mss = config.default_peer_mss
+        self.pmtu = config.mtu
+        self.snd_wscale = 0
+        self.rcv_wscale = self._choose_wscale() if config.window_scaling else 0
+        self.ws_ok = False
+        self.sack_ok = False
+        self.ts_ok = False
+        self.ts_offset = ts_offset
+        self.ts_recent = 0
+        self.ts_recent_age = 0.0
+        self.last_ack_sent = 0
+
+        # RTT, retransmission and congestion control.
+        self.rtt = RttEstimator(config.rto_initial, config.rto_min, config.rto_max, config.clock_granularity)
+        self.backoff = 0
+        self.retries = 0
+        self.rtt_seq: int | None = None  # Karn: the segment being timed (no timestamps)
+        self.rtt_time = 0.0
+        self.cc = congestion.create(
+            config.congestion_control, self.mss, config.initial_window_segments * self.mss, now
+        )
+        self.scoreboard = Scoreboard(self.mss, config.dupack_threshold)
+        self.dupacks = 0
+        self.in_recovery = False
+        self.recover = iss  # RFC 6582 "recover"
+        self.high_rxt = iss  # RFC 6675 HighRxt
+        self.rto_recovery = False  # go-back-N after an RTO, until snd_max is acknowledged
+        self.dsack: tuple[int, int] | None = None  # a duplicate to report (RFC 2883)
+        self._partial_ack_seen = False
+
+        # Timers (stack.tcp.timers): absolute deadlines or None.
+        self.rto_at: float | None = None
+        self.persist_at: float | None = None
+        self.persist_backoff = 0
+        self.delack_at: float | None = None
+        self.keepalive_at: float | None = None
+        self.keepalive_probes = 0
+        self.time_wait_at: float | None = None
+        self.fin_wait_2_at: float | None = None
+        self.unacked_segs = 0  # full-sized segments received since our last ACK
+        self.last_recv_time = now
+        self._deadline: float | None = None
+
+        # Socket-level settings (setsockopt) and application-visible status.
+        self.nodelay = not config.nagle
+        self.keepalive = False
+        self.linger_zero = False
+        self.sndbuf = config.sndbuf
+        self.rcvbuf = config.rcvbuf
+        self.error: BaseException | None = None
+        self.write_shut = False
+        self.app_closed = False  # close() was called: orphaned once closed
+        self.accepted = False
+
+    # ------------------------------------------------------------------ derived values
+
+    @property
+    def mss(self) -> int:
+        """Effective send MSS (RFC 9293 3.7.1, RFC 6691): payload octets per segment."""
+        m = min(self.peer_mss, self.pmtu - 40)
+        if self.ts_ok:
+            m -= 12  # NOP, NOP, timestamps ride on every segment
+        return max(m, 64)
+
+    def _sack_option_len(self) -> int:
+        """Octets the SACK option of our next segment takes (2 NOPs, kind, length, 8 a block)."""
+        if not (self.sack_ok and (self.dsack is not None or len(self.ooo))):
+            return 0
+        blocks = min(len(self.ooo) + (self.dsack is not None), 3 if self.ts_ok else 4)
+        return 4 + 8 * blocks
+
+    @property
+    def send_mss(self) -> int:
+        """Payload octets of a full segment now: SACK blocks come out of the payload, as Linux
+        does, since the MSS counts no options (RFC 6691) and a segment must fit the path MTU."""
+        return max(self.mss - self._sack_option_len(), 1)
+
+    @property
+    def flight_size(self) -> int:
+        """FlightSize of RFC 5681: data sent but not yet cumulatively acknowledged."""
+        return seq.sub(self.snd_max, self.snd_una)
+
+    @property
+    def fin_seq(self) -> int:
+        return seq.add(self.sndq_seq, len(self.sndq))
+
+    @property
+    def at_eof(self) -> bool:
+        return self.fin_received and not self.rcvq
+
+    @property
+    def readable(self) -> int:
+        return len(self.rcvq)
+
+    @property
+    def send_space(self) -> int:
+        return max(self.sndbuf - len(self.sndq), 0)
+
+    @property
+    def is_open_for_send(self) -> bool:
+        return self.state in CAN_SEND and not self.write_shut and self.error is None
+
+    @property
+    def connected(self) -> bool:
+        return self.state in SYNCHRONIZED
+
+    def _choose_wscale(self) -> int:
+        shift = 0
+        while (self.config.rcvbuf >> shift) > 0xFFFF and shift < MAX_WSCALE:
+            shift += 1
+        return shift
+
+    def tsval(self, now: float) -> int:
+        return (int(now * TS_HZ) + self.ts_offset) & seq.MASK
+
+    def _ts_to_time(self, tsecr: int, now: float) -> float:
+        ticks = seq.sub(self.tsval(now), tsecr)
+        return now - ticks / TS_HZ
+
+    # ------------------------------------------------------------------ the one state change
+
+    def _transition(self, event: Event, cause: str, now: float) -> None:
+        """Change state as TRANSITIONS says (a pair not in it raises TransitionError); trace it."""
+        old = self.state
+        new = next_state(old, event)
+        if OBSERVERS:
+            for observe in OBSERVERS:
+                observe(old, event)
+        if old is new:
+            return
+        self.state = new
+        if self.trace.enabled:
+            self.trace.emit(StateChange(now, self.id, old.value, new.value, cause))
+        if new is State.CLOSED:
+            self._cancel_all_timers()
+        self._notify(self)
+
+    def _fail(self, error: BaseException, event: Event, cause: str, now: float) -> None:
+        """The connection is over because of error: tell the application, go to CLOSED."""
+        if self.error is None:
+            self.error = error
+        self.sndq.clear()
+        if self.state is not State.CLOSED:
+            self._transition(event, cause, now)
+        self._update_deadline()
+
+    def _give_up(self, now: float, cause: str) -> None:
+        self._fail(TimeoutError("connection timed out"), Event.USER_TIMEOUT, cause, now)
+        if self.listener is not None:
+            self.listener.forget(self)
+
+    # ------------------------------------------------------------------ trace helpers
+
+    def _drop(self, reason: str, now: float, detail: str = "") -> None:
+        self.stats.drops[reason] = self.stats.drops.get(reason, 0) + 1
+        if self.trace.enabled:
+            self.trace.emit(Drop(now, reason, detail, self.id))
+
+    def _cwnd_event(self, why: str, now: float) -> None:
+        if self.trace.enabled:
+            self.trace.emit(
+                CongestionEvent(now, self.id, self.cc.cwnd, self.cc.ssthresh, why, self.flight_size)
+            )
+
+    def _rtt_sample(self, sample: float, now: float) -> None:
+        self.rtt.sample(sample)
+        if self.trace.enabled:
+            srtt = self.rtt.srtt if self.rtt.srtt is not None else sample
+            self.trace.emit(RttEvent(now, self.id, sample, srtt, self.rtt.rttvar, self.rtt.rto))
+
+    # ------------------------------------------------------------------ the one way out
+
+    def _options(self, flags: int, now: float, payload_len: int = 0) -> tuple[TcpOption, ...]:
+        if flags & SYN:
+            return self._syn_options(flags, now)
+        opts: list[TcpOption] = []
+        if self.ts_ok:
+            opts += [Nop(), Nop(), Timestamps(self.tsval(now), self.ts_recent)]
+        if self.sack_ok and (self.dsack is not None or len(self.ooo)):
+            limit = 3 if self.ts_ok else 4
+            # Never past the path MTU: a data segment carries only the blocks that fit.
+            room = self.pmtu - 40 - payload_len - (12 if self.ts_ok else 0)
+            limit = min(limit, max((room - 4) // 8, 0))
+            blocks: list[tuple[int, int]] = []
+            if limit > 0:
+                if self.dsack is not None:
+                    blocks.append(self.dsack)  # RFC 2883: the D-SACK block goes first
+                    self.stats.dsacks_out += 1
+                    self.dsack = None
+                blocks += self.ooo.sack_blocks(limit)
+                opts += [Nop(), Nop(), Sack(tuple(blocks[:limit]))]
+        return tuple(opts)
+
+    def _emit(self, flags: int, seqno: int, now: float, payload: bytes = b"", urgent: int = 0) -> None:
+        ack = self.rcv_nxt if flags & ACK else 0
+        window = self._window_field(bool(flags & SYN))
+        options = self._options(flags, now, len(payload))
+        seg = TcpSegment(
+            self.local_port, self.remote_port, seqno, ack, flags, window, payload, options, urgent
+        )
+        self.stats.segs_out += 1
+        if flags & ACK:
+            self.last_ack_sent = self.rcv_nxt
+            self.delack_at = None
+            self.unacked_segs = 0
+        self._transmit(self, seg, now)
+
+    def _ack_seq(self) -> int:
+        """SEQ of a segment without text (RFC 9293 3.10.7.4: <SEQ=SND.NXT>). SND.NXT in the RFC's
+        sense is snd_max here (snd_nxt is pulled back for go-back-N after an RTO, and a segment
+        below the peer's RCV.NXT is unacceptable, so its ACK would be ignored: both ends in RTO
+        recovery would then ignore each other's ACKs forever). Never beyond the peer's window
+        (a zero-window probe octet may lie there), as Linux's tcp_acceptable_seq."""
+        wnd_end = seq.add(self.snd_una, self.snd_wnd)
+        return self.snd_max if seq.le(self.snd_max, wnd_end) else wnd_end
+
+    def _send_ack(self, now: float) -> None:
+        self._emit(ACK, self._ack_seq(), now)
+
+    def _send_challenge_ack(self, now: float, why: str) -> None:
+        """RFC 5961 sections 3.2, 4.2, 5.2: ACK with our current numbers, rate limited."""
+        if self._challenge.allow(now):
+            self.stats.challenge_acks += 1
+            if self.trace.enabled:
+                self.trace.emit(TimerEvent(now, self.id, "challenge_ack", why))
+            self._send_ack(now)
+        else:
+            self._drop("challenge_ack_limited", now, why)
+
+    # ------------------------------------------------------------------ implemented by the roles
+
+    def _syn_options(self, flags: int, now: float) -> tuple[TcpOption, ...]:  # handshake
+        raise NotImplementedError
+
+    def _send_syn(self, now: float, retransmit: bool = False) -> None:  # handshake
+        raise NotImplementedError
+
+    def _window_field(self, syn: bool) -> int:  # receiver
+        raise NotImplementedError
+
+    def _process_text_and_fin(self, seg: TcpSegment, now: float, seqno: int) -> None:  # receiver
+        raise NotImplementedError
+
+    def _output(self, now: float, force_one: bool = False) -> None:  # sender
+        raise NotImplementedError
+
+    def _send_data(self, start: int, n: int, now: float, force_push: bool = False) -> None:  # sender
+        raise NotImplementedError
+
+    def _retransmit(self, start: int, now: float, why: str) -> None:  # sender
+        raise NotImplementedError
+
+    def _usable_window(self) -> int:  # recovery
+        raise NotImplementedError
+
+    def _recovery_on_ack(self, seg: TcpSegment, ack: int, acked: int, flight_before: int,
+                         now: float) -> None:  # recovery
+        raise NotImplementedError
+
+    def _sack_recovery(self, now: float) -> bool:  # recovery
+        raise NotImplementedError
+
+    def _sacked_end(self, sn: int) -> int:  # recovery
+        raise NotImplementedError
+
+    def _arm_rto(self, now: float, restart: bool = False) -> None:  # timers
+        raise NotImplementedError
+
+    def _arm_persist(self, now: float) -> None:  # timers
+        raise NotImplementedError
+
+    def _update_deadline(self) -> None:  # timers
+        raise NotImplementedError
+
+    def _cancel_all_timers(self) -> None:  # timers
+        raise NotImplementedError
+
+    def _start_keepalive(self, now: float) -> None:  # timers
+        raise NotImplementedError
+
+    def _enter_time_wait(self, now: float, cause: str, event: Event) -> None:  # timers
+        raise NotImplementedError
+
+    def _restart_time_wait(self, now: float) -> None:  # timers
+        raise NotImplementedError
+
+    def abort(self, now: float, cause: str = "call:abort") -> None:  # connection
+        raise NotImplementedError

@@ -36,7 +36,6 @@ log = logging.getLogger("tcplab")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DAEMON_MODULE = "lab.node.daemon"
 DAEMON_START_TIMEOUT = 15.0
-HOSTS_FILE = "hosts"  # in the run directory: /etc/hosts for commands run in the lab's nodes
 STOP_GRACE = 3.0
 
 
@@ -167,7 +166,7 @@ class Lab:
         try:
             lab.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             write_state(state)  # first, so a killed `up` still leaves a record
-            (lab.run_dir / HOSTS_FILE).write_text(hosts_file(plan))
+            (lab.run_dir / kernel.HOSTS_FILE).write_text(kernel.hosts_file(plan))
             lab._realise()
             lab._apply_impairments()
             if start_daemons:
@@ -386,32 +385,15 @@ class Lab:
         return lab_status(self.name, state, self.plan)
 
 
-def hosts_file(plan: LabPlan) -> str:
-    """Every node's name with its address in both families, then this machine's /etc/hosts, so
-    `curl http://server/` (either family) and `curl -6 http://server/` work inside the lab."""
-    try:
-        base = Path("/etc/hosts").read_text()
-    except OSError:
-        base = "127.0.0.1 localhost\n::1 localhost\n"
-    lines = [f"{address} {name}" for name, address in (*plan.hosts().items(), *plan.hosts6().items())]
-    return f"# lab {plan.name}: its nodes first\n" + "".join(line + "\n" for line in lines) + base
-
-
-# Run by `sh -c` in a private mount namespace: the lab's hosts file over /etc/hosts, as
-# `ip netns exec` does with /etc/netns/NAME/hosts; without it (a lab from before), names stay
-# the machine's. Best effort: a command still runs if the bind mount is refused.
-_WITH_HOSTS = 'mount --bind "$0" /etc/hosts 2>/dev/null; exec "$@"'
-
-
 def nsenter_argv(lab: str, node: str, argv: Sequence[str]) -> list[str]:
     """`argv` prefixed to run in the node's network namespace, where node names resolve (see
-    `hosts_file`); mounts stay the caller's but for /etc/hosts, and /sys stays the caller's."""
+    `lab.kernel.netns.hosts_file`); mounts stay the caller's but /etc/hosts, /sys the caller's."""
     ns = netns_name(lab, node)
     if not kernel.namespace_exists(ns):
         raise LabError(f"lab {lab} has no node {node} (no namespace {ns}): is the lab up?")
-    hosts = run_dir(lab) / HOSTS_FILE
+    hosts = run_dir(lab) / kernel.HOSTS_FILE
     if hosts.is_file():
-        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", _WITH_HOSTS, str(hosts), *argv]
+        argv = kernel.with_hosts(hosts, argv)
     return ["nsenter", f"--net={ownership.NETNS_DIR / ns}", "--", *argv]
 
 

@@ -11,13 +11,13 @@ import ipaddress
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from pyroute2 import IPRoute, netns
 
 from lab.kernel.ownership import NETNS_DIR, lab_of_mark, mark
-from lab.model.plan import IfacePlan, LinkPlan, NodePlan, RoutePlan, TunPlan
+from lab.model.plan import IfacePlan, LabPlan, LinkPlan, NodePlan, RoutePlan, TunPlan
 
 CLONE_NEWNET = 0x40000000
 IFA_F_NODAD = 0x02  # linux/if_addr.h: the address is usable at once, no duplicate detection
@@ -281,6 +281,27 @@ def wait_until_ready(ns: str, ifaces: Iterable[IfacePlan], timeout: float = 3.0)
             if not late or time.monotonic() >= deadline:
                 return late
             time.sleep(0.02)
+
+
+HOSTS_FILE = "hosts"  # in the run directory: /etc/hosts for commands run in the lab's nodes
+
+
+def hosts_file(plan: LabPlan) -> str:
+    """Every node's name with its address in both families, then this machine's /etc/hosts, so
+    `curl http://server/` (either family) and `curl -6 http://server/` work inside the lab."""
+    try:
+        base = Path("/etc/hosts").read_text()
+    except OSError:
+        base = "127.0.0.1 localhost\n::1 localhost\n"
+    lines = [f"{address} {name}" for name, address in (*plan.hosts().items(), *plan.hosts6().items())]
+    return f"# lab {plan.name}: its nodes first\n" + "".join(line + "\n" for line in lines) + base
+
+
+def with_hosts(hosts: Path, argv: Sequence[str]) -> list[str]:
+    """`argv` run in a private mount namespace with `hosts` over /etc/hosts, as `ip netns exec`
+    does with /etc/netns/NAME/hosts. Best effort: the command runs even if the mount is refused."""
+    script = 'mount --bind "$0" /etc/hosts 2>/dev/null; exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(hosts), *argv]
 
 
 def node_ifnames(node: NodePlan) -> list[str]:

@@ -276,3 +276,16 @@ def test_too_many_stack_nodes_is_a_topology_error() -> None:
     nodes = {f"s{i}": {"kind": "stack"} for i in range(255)}
     with pytest.raises(TopologyError, match=r"nodes.s254: no free stack address left in 10.2.0.0/24"):
         build_plan(topology_from_data({"name": "many", "nodes": nodes}))
+
+
+def test_hosts_file_names_every_node_in_both_families_first() -> None:
+    from lab.kernel.netns import hosts_file, with_hosts
+
+    text = hosts_file(plan_of("interop"))
+    lines = text.splitlines()
+    assert lines[1:5] == ["10.2.0.1 stack", "10.0.0.2 linux", "fd00:0:2::1 stack", "fd00::2 linux"]
+    assert text.endswith(Path("/etc/hosts").read_text())  # the machine's names still resolve
+    argv = with_hosts(Path("/run/x/hosts"), ["curl", "http://linux/"])
+    assert argv[:4] == ["unshare", "--mount", "--propagation", "private"] and argv[-3:] == [
+        "/run/x/hosts", "curl", "http://linux/"
+    ]

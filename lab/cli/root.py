@@ -44,7 +44,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-stdout = Console()
+# Piped, tables keep whole rows (both address families make them wide), as lab.cli.node does.
+stdout = Console() if sys.stdout.isatty() else Console(width=250)
 stderr = Console(stderr=True, soft_wrap=True)  # messages stay one line each, piped or not
 log = logging.getLogger("tcplab")
 
@@ -118,7 +119,7 @@ def _status_table(status: dict[str, Any]) -> Table:
             daemon = "-"
         ns = node["netns"] if node["netns_present"] else f"{node['netns']} (missing)"
         six = node.get("interfaces6") or {}  # absent in the state of a lab from before IPv6
-        faces = ", ".join(" ".join(filter(None, (k, v, six.get(k)))) for k, v in node["interfaces"].items())
+        faces = "\n".join(" ".join(filter(None, (k, v, six.get(k)))) for k, v in node["interfaces"].items())
         address = "\n".join(filter(None, (node["address"], node.get("address6")))) or "-"
         table.add_row(name, node["kind"], address, ns, faces, daemon)
     return table

@@ -166,6 +166,7 @@ class Lab:
         try:
             lab.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             write_state(state)  # first, so a killed `up` still leaves a record
+            (lab.run_dir / kernel.HOSTS_FILE).write_text(kernel.hosts_file(plan))
             lab._realise()
             lab._apply_impairments()
             if start_daemons:
@@ -196,6 +197,7 @@ class Lab:
                     raise exited from None
             else:
                 kernel.create_namespace(node.netns)
+            kernel.set_sysctls(node.netns, kernel.IPV6_SYSCTLS)  # before any link: see there
             kernel.bring_up_lo(node.netns)
         for link in plan.links:
             a, b = plan.node(link.a.node), plan.node(link.b.node)
@@ -207,6 +209,11 @@ class Lab:
                 kernel.create_tun(node.netns, plan.name, node.tun)
             kernel.set_sysctls(node.netns, kernel.forwarding_sysctls(kernel.node_ifnames(node)))
             kernel.add_routes(node.netns, node.routes)
+            kernel.add_routes(node.netns, node.routes6)
+        for node in plan.nodes.values():
+            late = kernel.wait_until_ready(node.netns, node.interfaces)
+            if late:
+                log.warning("%s: %s not ready yet (carrier, IPv6)", node.netns, ", ".join(late))
 
     def _apply_impairments(self) -> None:
         wanted = [
@@ -355,6 +362,9 @@ class Lab:
     def address_of(self, node: str) -> str:
         return str(self.plan.address_of(node))
 
+    def address6_of(self, node: str) -> str:
+        return str(self.plan.address6_of(node))
+
     def netns_of(self, node: str) -> str:
         return self.plan.node(node).netns
 
@@ -376,10 +386,14 @@ class Lab:
 
 
 def nsenter_argv(lab: str, node: str, argv: Sequence[str]) -> list[str]:
-    """`argv` prefixed to run in the node's network namespace (mounts and /sys stay the caller's)."""
+    """`argv` prefixed to run in the node's network namespace, where node names resolve (see
+    `lab.kernel.netns.hosts_file`); mounts stay the caller's but /etc/hosts, /sys the caller's."""
     ns = netns_name(lab, node)
     if not kernel.namespace_exists(ns):
         raise LabError(f"lab {lab} has no node {node} (no namespace {ns}): is the lab up?")
+    hosts = run_dir(lab) / kernel.HOSTS_FILE
+    if hosts.is_file():
+        argv = kernel.with_hosts(hosts, argv)
     return ["nsenter", f"--net={ownership.NETNS_DIR / ns}", "--", *argv]
 
 
@@ -404,7 +418,9 @@ def lab_status(name: str, state: LabState | None, plan: LabPlan | None = None) -
             "netns": info.get("netns"),
             "netns_present": info.get("netns") in namespaces,
             "address": info.get("address"),
+            "address6": info.get("address6"),
             "interfaces": info.get("interfaces", {}),
+            "interfaces6": info.get("interfaces6", {}),
             "daemon_pid": pid,
             "daemon_alive": bool(pid and _alive(pid)),
         }

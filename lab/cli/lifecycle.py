@@ -36,8 +36,10 @@ def _status_table(status: dict[str, Any]) -> Table:
         else:
             daemon = "-"
         ns = node["netns"] if node["netns_present"] else f"{node['netns']} (missing)"
-        faces = ", ".join(f"{k} {v}" for k, v in node["interfaces"].items())
-        table.add_row(name, node["kind"], node["address"] or "-", ns, faces, daemon)
+        six = node.get("interfaces6") or {}  # absent in the state of a lab from before IPv6
+        faces = "\n".join(" ".join(filter(None, (k, v, six.get(k)))) for k, v in node["interfaces"].items())
+        address = "\n".join(filter(None, (node["address"], node.get("address6")))) or "-"
+        table.add_row(name, node["kind"], address, ns, faces, daemon)
     return table
 
 
@@ -46,7 +48,8 @@ def _links_table(status: dict[str, Any]) -> Table:
     for column in ("link", "subnet", "mtu", "a->b", "b->a"):
         table.add_column(column)
     for link in status["links"]:
-        table.add_row(link["name"], link["subnet"], str(link["mtu"]), link["a_to_b"], link["b_to_a"])
+        subnets = "\n".join(filter(None, (link["subnet"], link.get("subnet6"))))
+        table.add_row(link["name"], subnets, str(link["mtu"]), link["a_to_b"], link["b_to_a"])
     backends = status.get("impairments") or {}
     if backends:
         table.caption = "impairment backend: " + ", ".join(f"{k}: {v}" for k, v in backends.items())

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lab.node.control import ControlClient, ControlError
@@ -143,7 +144,7 @@ def http(
     if json_out:
         _print_json(result)
     else:
-        table = Table(title=f"{node}: {method.upper()} {url}", title_justify="left")
+        table = Table(title=escape(f"{node}: {method.upper()} {url}"), title_justify="left")  # [IPv6]
         for col in ("status", "bytes", "sha256", "connect", "ttfb", "total", "reused"):
             table.add_column(col)
         for r in result["responses"]:
@@ -180,7 +181,7 @@ def echo(
         _print_json(result)
     else:
         verdict = "ok" if result["ok"] else f"MISMATCH at byte {result.get('first_mismatch')}"
-        _stdout().print(f"{node} -> {target}:{port}: sent {result['bytes_sent']}, "
+        _stdout().print(f"{node} -> {escape(target)}:{port}: sent {result['bytes_sent']}, "
                      f"received {result['bytes_received']}, {verdict}; "
                      f"connect {_ms(result['connect_time'])}, round trip {_ms(result['rtt'])}",
                      highlight=False)
@@ -220,7 +221,8 @@ def transfer(
     if json_out:
         _print_json(result)
     else:
-        table = Table(title=f"{node} {'<-' if reverse else '->'} {target}:{port}", title_justify="left")
+        arrow = "<-" if reverse else "->"
+        table = Table(title=escape(f"{node} {arrow} {target}:{port}"), title_justify="left")
         rows = result.get("streams") or []
         keys = [k for k in ("stream", "role", "bytes", "seconds", "goodput_bps", "ok", "detail")
                 if any(k in r for r in rows)]
@@ -311,7 +313,19 @@ def _fmt_ss(key: str, value: Any) -> str:
         return ""
     if key in ("rto", "srtt") and isinstance(value, (int, float)):
         return f"{value * 1000:.1f}ms"
-    return str(value)
+    return escape(str(value))  # "[fd00::1]:80" is an endpoint, not rich markup
+
+
+def ss_table(node: str, result: dict[str, Any]) -> Table:
+    """`tcplab ss`'s table of the daemon's `ss` answer."""
+    table = Table(title=escape(f"{node} ({result.get('address')})"), title_justify="left")
+    for col in SS_COLUMNS:
+        left = col in ("state", "local", "remote", "cc", "options")
+        table.add_column(col.replace("_", "-").replace("retransmits", "retrans"),
+                         justify="left" if left else "right")
+    for row in ss_rows(result):
+        table.add_row(*[_fmt_ss(col, row.get(col)) for col in SS_COLUMNS])
+    return table
 
 
 def ss(
@@ -325,14 +339,7 @@ def ss(
     if json_out:
         _print_json(result)
         return
-    table = Table(title=f"{node} ({result.get('address')})", title_justify="left")
-    for col in SS_COLUMNS:
-        left = col in ("state", "local", "remote", "cc", "options")
-        table.add_column(col.replace("_", "-").replace("retransmits", "retrans"),
-                         justify="left" if left else "right")
-    for row in ss_rows(result):
-        table.add_row(*[_fmt_ss(col, row.get(col)) for col in SS_COLUMNS])
-    _stdout().print(table)
+    _stdout().print(ss_table(node, result))
 
 
 # -- trace ----------------------------------------------------------------------------------------------

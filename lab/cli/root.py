@@ -39,7 +39,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-stdout = Console()
+# Piped, tables keep whole rows (both address families make them wide), as lab.cli.node does.
+stdout = Console() if sys.stdout.isatty() else Console(width=250)
 stderr = Console(stderr=True, soft_wrap=True)  # messages stay one line each, piped or not
 log = logging.getLogger("tcplab")
 

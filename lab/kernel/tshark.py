@@ -112,7 +112,7 @@ capture has no other out-of-order segments."""
 
 _FIELDS = ("frame.number", "frame.protocols", "ip.src", "tcp.srcport", "ip.dst", "tcp.dstport",
            "tcp.seq_raw", "tcp.len", "tcp.flags", "ip.checksum.status", "tcp.checksum.status",
-           "_ws.expert.message", "ip.len")  # fmt: skip
+           "_ws.expert.message", "ip.len", "ipv6.src", "ipv6.dst", "ipv6.plen")  # fmt: skip
 
 
 def _flag_letters(bits: int) -> str:
@@ -143,6 +143,11 @@ def analyse(
             if "_ws.malformed" in r[1].split(":"):
                 report.malformed.append(frame)
             protocols = r[1].split(":")
+            if not r[2] and r[13]:  # IPv6: its addresses, and its length with the 40-byte header
+                r[2], r[4] = r[13], r[14]
+                r[12] = str(int(r[15].split("|")[0]) + 40) if r[15] else ""
+            if "icmpv6" in protocols and "tcp" in protocols:
+                protocols.append("icmp")  # an ICMPv6 error quoting TCP; neighbour discovery is not one
             src = r[2].split("|")[0]
             judged = checked_sources is None or src in checked_sources
             if src and not judged:

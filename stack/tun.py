@@ -123,7 +123,7 @@ class TunDriver:
         self.runtime.deliver(batch)
 
     def transmit(self, packet: bytes) -> None:
-        if packet[16:20] == self.host.address_raw:
+        if packet[16:20] == self.host.address_raw and packet[0] >> 4 == 4:  # IPv4 to ourselves
             self.counters["tx_loopback"] += 1
             self.loop.call_soon(self.runtime.deliver, (packet,), True)  # not inside this pump
             return

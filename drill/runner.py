@@ -21,7 +21,6 @@ silent pass. Shell lines are interpreted by drill.shell (sysctls mapped to stack
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import errno
 import random
 import re
@@ -31,7 +30,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from drill import ast, platform, shell
+from drill import ast, shell
 from drill.icmp import inbound_icmp
 from drill.lexer import ParseError
 from drill.matcher import (
@@ -40,7 +39,6 @@ from drill.matcher import (
     REMOTE_IP,
     REMOTE_PORT,
     Flow,
-    accept,
     describe_actual,
     describe_expected,
     inbound_packet,
@@ -51,7 +49,7 @@ from drill.matcher import (
 from drill.parser import parse_script
 from drill.report import Failure, ScriptResult
 from stack import socket as so
-from stack.config import TcpConfig, linux_profile
+from stack.config import TcpConfig, freebsd_profile, linux_profile
 from stack.driver import StackRuntime
 from stack.errors import ParseError as WireParseError
 from stack.host import Host
@@ -63,7 +61,6 @@ from stack.wire.tcp import TcpSegment, parse_tcp
 
 DEFAULT_TOLERANCE_USECS = 4000  # packetdrill's --tolerance_usecs
 ANY_TIME_LIMIT_USECS = 24 * 3600 * 1_000_000  # how long `*` waits for a packet
-PLATFORM_PREFIX = "platform choice: "  # a failure that is only platform choices (freebsd profile)
 RUNAWAY_PACKETS = 100_000  # unread packets the stack may send before the script fails
 PROFILES = ("linux", "default", "freebsd")
 
@@ -105,13 +102,13 @@ def profile_config(profile: str) -> TcpConfig:
     `linux`: what packetdrill scripts written on Linux assume, Linux 6.x's choices where the RFCs
     leave one (stack.config.linux_profile).
     `default`: the stack's own defaults (TcpConfig()).
-    `freebsd`: FreeBSD's defaults, and its platform choices noted rather than failed at once
-    (drill.platform).
+    `freebsd`: FreeBSD 13/14's defaults and choices where the RFCs leave one, so that the FreeBSD
+    TCP test suite's scripts pass (stack.config.freebsd_profile).
     """
     if profile == "default":
         return TcpConfig()
     if profile == "freebsd":
-        return platform.freebsd_config()
+        return freebsd_profile()
     if profile == "linux":
         return linux_profile()
     raise ValueError(f"unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
@@ -188,9 +185,6 @@ class Runner:
         self.script = script
         self.name = name
         self.config = config if config is not None else profile_config(profile)
-        self.platform_leeway = profile == "freebsd"
-        self.platform: list[tuple[int, str]] = []  # (line, choice): differences let through
-        self._rounded: set[int] = set()  # connections whose buffer the freebsd profile sized
         self.seed = seed
         self.tolerance = tolerance_usecs
         self.bind_port = REMOTE_PORT
@@ -228,10 +222,6 @@ class Runner:
         finally:
             end = loop.time()
             close_loop(loop)
-        self.notes += [f"line {line}: platform choice: {what}" for line, what in self.platform]
-        if failure is None and self.platform:
-            line, what = self.platform[0]
-            failure = Failure(line, f"{PLATFORM_PREFIX}{what}")
         return ScriptResult(
             self.name, failure is None, failure, self.events_done, end, unsupported, tuple(self.notes)
         )
@@ -338,8 +328,6 @@ class Runner:
                     await self._inbound(ev)
             else:
                 await self._syscall(ev)
-            if self.platform_leeway:
-                platform.round_rcvbuf(self.runtime.host, self._rounded)
             self.events_done += 1
         await self._join_blocking(None)
         cleanup = self.script.cleanup_command
@@ -404,34 +392,9 @@ class Runner:
                 expected, actual,
             )  # fmt: skip
         problem = match_outbound(ev, seg, self.flow)
-        if problem is not None and self.platform_leeway:
-            problem = self._platform_choice(ev, seg, problem)
         if problem is not None:
             raise ScriptFailed(ev.line, f"outbound packet mismatch: {problem}", expected, actual)
         self.prev_usecs = lo + self.tol if exact else at
-
-    def _platform_choice(self, ev: ast.PacketEvent, seg: TcpSegment, problem: str) -> str | None:
-        """The freebsd profile: note a difference that is only a platform choice (drill.platform)
-        and let the script go on; any other difference stays the problem."""
-        ports = (seg.src_port, seg.dst_port)
-        conns = self.runtime.host.connections.values()
-        mss = next((c.mss for c in conns if (c.local_port, c.remote_port) == ports), 536)
-        choices: list[str] = []
-        remaining: str | None = problem
-        window = platform.window_choice(ev, seg, mss)
-        if window is not None:
-            choices.append(window)
-            ev = dataclasses.replace(ev, win=seg.window)
-            remaining = match_outbound(ev, seg, self.flow)
-        if remaining is not None and remaining.startswith("option") and platform.syn_layout_only(ev, seg):
-            choices.append(f"SYN option layout ({remaining})")
-            # Everything else (flags, numbers, window) has matched already: options come last.
-            remaining = None
-        if remaining is not None:
-            return remaining
-        self.platform += [(ev.line, choice) for choice in choices]
-        accept(ev, seg, self.flow)
-        return None
 
     async def _inbound(self, ev: ast.PacketEvent | ast.IcmpEvent) -> None:
         lo, _ = self._window(ev.timing)

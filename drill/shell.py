@@ -72,6 +72,11 @@ MAPPED: dict[str, Callable[[str], _Changes]] = {
     "net.inet.tcp.keepcnt": _to("keepalive_count"),
     "net.inet.tcp.rexmit_initial": _ms("rto_initial"),
     "net.inet.tcp.rexmit_min": _ms("rto_min"),
+    "net.inet.tcp.rexmit_slop": _ms("rto_slop"),
+    # FreeBSD offers the window scale that covers sb_max (syncache_add, tcp_connect).
+    "kern.ipc.maxsockbuf": _to("wscale_space"),
+    "net.inet.tcp.rexmit_drop_options": _to("syn_drop_options_after", lambda v: 3 if _int(v) else 0),
+    "net.inet.tcp.icmp_may_rst": _to("icmp_hard_errors", lambda v: bool(_int(v))),
     "net.inet.tcp.msl": _ms("msl"),
     "net.inet.tcp.mssdflt": _to("default_peer_mss"),
     "net.inet.tcp.finwait2_timeout": _ms("fin_wait_2_timeout"),
@@ -107,7 +112,6 @@ MATCHING: dict[str, tuple[frozenset[int], str]] = {
 # sysctls that change nothing the stack has.
 NO_EFFECT: dict[str, str] = {
     "net.inet.tcp.hostcache.purgenow": "the stack keeps no host cache",
-    "kern.ipc.maxsockbuf": "only a bound on buffer sizes",
     "net.inet.tcp.syncookies": "SYN cookies are only a fallback for a full SYN cache",
 }
 

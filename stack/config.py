@@ -104,6 +104,13 @@ class TcpConfig:
     icmp_hard_errors: bool = True
     icmp_prohibited_ttl_hard: bool = False  # FreeBSD's tcp_ctlinput with icmp_may_rst=1
 
+    # RFC 5961: a RST elsewhere than RCV.NXT in the window (section 3.2) and a SYN in a
+    # synchronized state (section 4.2) draw a challenge ACK. Off (FreeBSD's insecure_rst,
+    # insecure_syn): an in-window RST resets, an in-window SYN is answered with a reset and
+    # aborts the connection (RFC 9293 3.10.7.4 without RFC 5961).
+    rfc5961_rst: bool = True
+    rfc5961_syn: bool = True
+
     # RFC 5961 challenge ACKs: at most this many per second per host (Linux: 1000).
     challenge_ack_limit: int = 1000
 

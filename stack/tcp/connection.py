@@ -67,7 +67,7 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Timers):
 
         # Second: RST (RFC 5961 section 3.2: only an exact match resets).
         if flags & RST:
-            if seg.seq != self.rcv_nxt:
+            if seg.seq != self.rcv_nxt and self.config.rfc5961_rst:
                 self._send_challenge_ack(now, "rst_in_window")
                 return
             self._on_reset(now)
@@ -77,6 +77,12 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Timers):
         if flags & SYN:
             if st is State.SYN_RECEIVED and self.listener is not None:
                 self._back_to_listen(now, Event.RCV_SYN, "segment:S")
+                return
+            if not self.config.rfc5961_syn:  # in the window: an error, reset (RFC 793)
+                self._emit(RST | ACK, self._ack_seq(), now)
+                self._fail(ConnectionResetError("connection reset (SYN in window)"), Event.ABORT,
+                           "segment:" + flags_str(flags), now)
+                self._cancel_all_timers()
                 return
             self._send_challenge_ack(now, "syn_in_window")
             return

@@ -104,7 +104,8 @@ class Receiver(Tcb):
 
     def _window_field(self, syn: bool) -> int:
         """The window to advertise: free buffer space with receiver-side SWS avoidance
-        (RFC 9293 3.8.6.2.2); the right edge never moves left (RFC 9293 3.8.6)."""
+        (RFC 9293 3.8.6.2.2), or with `advertise_free_space` the free space as it is (FreeBSD);
+        either way the right edge never moves left (RFC 9293 3.8.6)."""
         free = max(self.rcvbuf - len(self.rcvq), 0)
         cur = max(seq.sub(self.rcv_adv, self.rcv_nxt), 0)
         if self.config.advertise_free_space:  # FreeBSD's tcp_output

@@ -223,6 +223,10 @@ def match_outbound(ev: ast.PacketEvent, seg: TcpSegment, flow: Flow) -> str | No
 
 def _match_options(want: tuple[ast.TcpOption, ...], got_raw: tuple[TcpOption, ...]) -> str | None:
     got = _strip_padding(got_raw, bool(want) and isinstance(want[-1], ast.Eol))
+    # EOL ends the list and padding is zeros (RFC 9293 3.2): on the wire `eol,eol` after the
+    # last option is the one EOL the parse gives back, followed by padding.
+    while len(want) > 1 and isinstance(want[-1], ast.Eol) and isinstance(want[-2], ast.Eol):
+        want = want[:-1]
     if len(got) != len(want):
         return (
             f"options <{format_options(got)}>, expected <{', '.join(map(_script_option_text, want))}>"

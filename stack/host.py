@@ -362,35 +362,41 @@ class Host:
             self.counters["icmp_echo"] += 1
             self._send_ip(ip.src, PROTO_ICMP, icmp.build_icmp(icmp.echo_reply_for(msg)), now)
         elif msg.type == icmp.DEST_UNREACH and msg.code == icmp.FRAG_NEEDED:
-            self._on_frag_needed(msg, now)
+            conn = self._icmp_connection(msg, now)
+            if conn is not None:
+                self.counters["icmp_frag_needed"] += 1
+                conn.on_pmtu(icmp.next_hop_mtu(msg), now)  # RFC 1191
+                self._after(conn)
+        elif msg.type in (icmp.DEST_UNREACH, icmp.TIME_EXCEEDED):
+            conn = self._icmp_connection(msg, now)
+            if conn is not None:
+                self.counters[f"icmp_type_{msg.type}"] += 1
+                conn.on_icmp_error(msg.type, msg.code, now)
+                self._after(conn)
         else:
             self.counters[f"icmp_type_{msg.type}"] += 1
 
-    def _on_frag_needed(self, msg: icmp.IcmpMessage, now: float) -> None:
-        """RFC 1191: find the connection the quoted header belongs to and lower its MSS."""
+    def _icmp_connection(self, msg: icmp.IcmpMessage, now: float) -> TcpConnection | None:
+        """The connection an ICMP error is about: the quoted header's ports name it, and the
+        quoted sequence number must lie in SND.UNA..SND.NXT - 1, or the message is no answer
+        to a segment we sent (RFC 5927 section 4.1, RFC 5961 section 7)."""
         quoted = icmp.quoted_packet(msg)
-        try:
-            inner = parse_ipv4(quoted) if len(quoted) >= 28 else None
-        except ParseError:
-            inner = None
-        if inner is None or inner.protocol != PROTO_TCP or len(inner.payload) < 8:
-            # The quoted packet is truncated (header + 8 bytes), so parse ports by hand.
-            raw = quoted
-            if len(raw) < 28:
-                self._drop("icmp_quote_short", now)
-                return
-            ihl = (raw[0] & 0x0F) * 4
-            dst = ipv4.unpack_addr(bytes(raw[16:20]))
-            sport = int.from_bytes(raw[ihl : ihl + 2], "big")
-            dport = int.from_bytes(raw[ihl + 2 : ihl + 4], "big")
-        else:
-            dst = inner.dst
-            sport = int.from_bytes(inner.payload[0:2], "big")
-            dport = int.from_bytes(inner.payload[2:4], "big")
+        if len(quoted) < 28:  # the quoted IP header and the first 8 octets of TCP
+            self._drop("icmp_quote_short", now)
+            return None
+        ihl = (quoted[0] & 0x0F) * 4
+        if quoted[9] != PROTO_TCP:
+            self._drop("icmp_not_tcp", now)
+            return None
+        dst = ipv4.unpack_addr(bytes(quoted[16:20]))
+        sport = int.from_bytes(quoted[ihl : ihl + 2], "big")
+        dport = int.from_bytes(quoted[ihl + 2 : ihl + 4], "big")
+        seqno = int.from_bytes(quoted[ihl + 4 : ihl + 8], "big")
         conn = self.connections.get((dst, dport, sport))
         if conn is None:
             self._drop("icmp_no_connection", now)
-            return
-        self.counters["icmp_frag_needed"] += 1
-        conn.on_pmtu(icmp.next_hop_mtu(msg), now)
-        self._after(conn)
+            return None
+        if not (seq.le(conn.snd_una, seqno) and seq.lt(seqno, conn.snd_max)):
+            self._drop("icmp_seq_out_of_window", now)
+            return None
+        return conn

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.viz.ladder import build_ladder, render_ladder_text
+from lab.viz.ladder import build_ladder
+from lab.viz.ladder_text import render_ladder_text
 from lab.viz.load import load_pair, pick_connection, read_trace_file
 from lab.viz.nodes import peer_trace_file
 from lab.viz.plot import plot_connection

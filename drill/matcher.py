@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from drill import ast
-from stack.wire.ipv4 import PROTO_TCP, IPv4Packet, build_ipv4, pack_addr
+from stack.wire.segment import tcp_packet
 from stack.wire.tcp import (
     Eol,
     Flags,
@@ -32,7 +32,6 @@ from stack.wire.tcp import (
     TcpSegment,
     Timestamps,
     WindowScale,
-    build_tcp,
     format_options,
 )
 
@@ -123,9 +122,7 @@ def inbound_segment(ev: ast.PacketEvent, flow: Flow) -> TcpSegment:
 
 
 def inbound_packet(ev: ast.PacketEvent, flow: Flow) -> bytes:
-    seg = inbound_segment(ev, flow)
-    data = build_tcp(seg, pack_addr(REMOTE_IP), pack_addr(LOCAL_IP))
-    return build_ipv4(IPv4Packet(REMOTE_IP, LOCAL_IP, PROTO_TCP, data))
+    return tcp_packet(REMOTE_IP, LOCAL_IP, inbound_segment(ev, flow))
 
 
 # --- outbound -------------------------------------------------------------------------------

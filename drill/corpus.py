@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from drill.report import FAIL, PASS, UNSUPPORTED, Failure, ScriptResult
-from drill.runner import PLATFORM_PREFIX, run_file
+from drill.runner import run_file
 
 TOP = 10  # how many constructs / failure reasons a summary lists
 
@@ -71,7 +71,6 @@ def corpus_summary(results: list[ScriptResult]) -> dict[str, object]:
         "scripts": len(results),
         "passed": counts[PASS],
         "failed": counts[FAIL],
-        "failed_platform_only": reasons_starting(results, PLATFORM_PREFIX),
         "unsupported": counts[UNSUPPORTED],
         "by_directory": {
             d: {"passed": c[PASS], "failed": c[FAIL], "unsupported": c[UNSUPPORTED]}
@@ -82,19 +81,11 @@ def corpus_summary(results: list[ScriptResult]) -> dict[str, object]:
     }
 
 
-def reasons_starting(results: list[ScriptResult], prefix: str) -> int:
-    return sum(
-        r.outcome == FAIL and r.failure is not None and r.failure.message.startswith(prefix) for r in results
-    )
-
-
 def summary_text(summary: dict[str, object]) -> str:
     lines = [
         f"{summary['passed']} passed, {summary['failed']} failed, {summary['unsupported']} unsupported "
         f"of {summary['scripts']} scripts"
     ]
-    if summary["failed_platform_only"]:
-        lines.append(f"({summary['failed_platform_only']} of the failures differ only in platform choices)")
     for key, label, field in (
         ("top_unsupported", "top unsupported constructs", "construct"),
         ("top_failures", "top failure reasons", "reason"),

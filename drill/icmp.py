@@ -12,8 +12,9 @@ from __future__ import annotations
 from drill import ast
 from drill.matcher import LOCAL_IP, REMOTE_IP, Flow
 from stack.wire.icmp import IcmpMessage, build_icmp
-from stack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, IPv4Packet, build_ipv4, pack_addr
-from stack.wire.tcp import Flags, TcpSegment, build_tcp
+from stack.wire.ipv4 import PROTO_ICMP
+from stack.wire.segment import ip_packet, tcp_packet
+from stack.wire.tcp import Flags, TcpSegment
 
 _UNREACHABLE = [
     "net_unreachable", "host_unreachable", "protocol_unreachable", "port_unreachable",
@@ -73,11 +74,9 @@ def inbound_icmp(ev: ast.IcmpEvent, flow: Flow) -> bytes:
         raise ValueError("no connection to quote yet: bind() or connect() first")
     icmp_type, code = icmp_numbers(ev.icmp_type, ev.code)
     seq = flow.local_abs(ev.quoted_seq or 0)
-    tcp = build_tcp(
-        TcpSegment(flow.local_port, flow.remote_port, seq, 0, Flags.ACK, 0, b"", (), 0),
-        pack_addr(LOCAL_IP), pack_addr(REMOTE_IP),
-    )  # fmt: skip
-    original = build_ipv4(IPv4Packet(LOCAL_IP, REMOTE_IP, PROTO_TCP, tcp))
+    original = tcp_packet(
+        LOCAL_IP, REMOTE_IP, TcpSegment(flow.local_port, flow.remote_port, seq, 0, Flags.ACK, 0, b"", (), 0)
+    )
     quoted = original[: (original[0] & 0x0F) * 4 + 8]  # the header and 64 bits of data (RFC 792)
     message = IcmpMessage(icmp_type, code, (ev.mtu or 0) & 0xFFFF, quoted)
-    return build_ipv4(IPv4Packet(REMOTE_IP, LOCAL_IP, PROTO_ICMP, build_icmp(message)))
+    return ip_packet(REMOTE_IP, LOCAL_IP, build_icmp(message), PROTO_ICMP)

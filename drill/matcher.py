@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from drill import ast
-from stack.wire.ipv4 import PROTO_TCP, IPv4Packet, build_ipv4, pack_addr
+from stack.wire.segment import tcp_packet
 from stack.wire.tcp import (
     Eol,
     Flags,
@@ -32,7 +32,6 @@ from stack.wire.tcp import (
     TcpSegment,
     Timestamps,
     WindowScale,
-    build_tcp,
     format_options,
 )
 
@@ -123,9 +122,7 @@ def inbound_segment(ev: ast.PacketEvent, flow: Flow) -> TcpSegment:
 
 
 def inbound_packet(ev: ast.PacketEvent, flow: Flow) -> bytes:
-    seg = inbound_segment(ev, flow)
-    data = build_tcp(seg, pack_addr(REMOTE_IP), pack_addr(LOCAL_IP))
-    return build_ipv4(IPv4Packet(REMOTE_IP, LOCAL_IP, PROTO_TCP, data))
+    return tcp_packet(REMOTE_IP, LOCAL_IP, inbound_segment(ev, flow))
 
 
 # --- outbound -------------------------------------------------------------------------------
@@ -223,6 +220,10 @@ def match_outbound(ev: ast.PacketEvent, seg: TcpSegment, flow: Flow) -> str | No
 
 def _match_options(want: tuple[ast.TcpOption, ...], got_raw: tuple[TcpOption, ...]) -> str | None:
     got = _strip_padding(got_raw, bool(want) and isinstance(want[-1], ast.Eol))
+    # EOL ends the list and padding is zeros (RFC 9293 3.2): on the wire `eol,eol` after the
+    # last option is the one EOL the parse gives back, followed by padding.
+    while len(want) > 1 and isinstance(want[-1], ast.Eol) and isinstance(want[-2], ast.Eol):
+        want = want[:-1]
     if len(got) != len(want):
         return (
             f"options <{format_options(got)}>, expected <{', '.join(map(_script_option_text, want))}>"

@@ -28,14 +28,14 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from drill import ast, platform, shell
+from drill import ast, shell
 from drill.lexer import ParseError
 from drill.matcher import LOCAL_IP, REMOTE_IP, Flow
 from drill.parser import parse_script
 from drill.report import Failure, ScriptFailed, ScriptResult, ScriptUnsupported, usecs_text
 from drill.syscalls import Syscalls, check_result
 from drill.wire import Wire
-from stack.config import TcpConfig, linux_profile
+from stack.config import TcpConfig, freebsd_profile, linux_profile
 from stack.driver import StackRuntime
 from stack.host import Host
 from stack.sim.loop import VirtualTimeLoop, close_loop
@@ -43,7 +43,6 @@ from stack.socket import Stack
 
 DEFAULT_TOLERANCE_USECS = 4000  # packetdrill's --tolerance_usecs
 ANY_TIME_LIMIT_USECS = 24 * 3600 * 1_000_000  # how long `*` waits for a packet
-PLATFORM_PREFIX = "platform choice: "  # a failure that is only platform choices (freebsd profile)
 PROFILES = ("linux", "default", "freebsd")
 
 # Script options that need nothing from the runner, and the values it can honour.
@@ -63,13 +62,13 @@ def profile_config(profile: str) -> TcpConfig:
     `linux`: what packetdrill scripts written on Linux assume, Linux 6.x's choices where the RFCs
     leave one (stack.config.linux_profile).
     `default`: the stack's own defaults (TcpConfig()).
-    `freebsd`: FreeBSD's defaults, and its platform choices noted rather than failed at once
-    (drill.platform).
+    `freebsd`: FreeBSD 13/14's defaults and choices where the RFCs leave one, so that the FreeBSD
+    TCP test suite's scripts pass (stack.config.freebsd_profile).
     """
     if profile == "default":
         return TcpConfig()
     if profile == "freebsd":
-        return platform.freebsd_config()
+        return freebsd_profile()
     if profile == "linux":
         return linux_profile()
     raise ValueError(f"unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
@@ -99,8 +98,6 @@ class Runner:
         self.script = script
         self.name = name
         self.config = config if config is not None else profile_config(profile)
-        self.platform_leeway = profile == "freebsd"
-        self._rounded: set[int] = set()  # connections whose buffer the freebsd profile sized
         self.seed = seed
         self.tolerance = tolerance_usecs
         self.flow = Flow()
@@ -115,7 +112,7 @@ class Runner:
     def run(self) -> ScriptResult:
         loop = VirtualTimeLoop()
         self.loop = loop
-        self.wire = Wire(loop, self.flow, lambda: self._line, platform_leeway=self.platform_leeway)
+        self.wire = Wire(loop, self.flow, lambda: self._line)
         host = Host(LOCAL_IP, config=self.config, rng=random.Random(self.seed), isn_key=b"drill")
         self.runtime = StackRuntime(host, loop, self.wire.transmit)
         self.calls = Syscalls(Stack(self.runtime), loop, self.flow)
@@ -133,10 +130,6 @@ class Runner:
         finally:
             end = loop.time()
             close_loop(loop)
-        self.notes += [f"line {line}: platform choice: {what}" for line, what in self.wire.platform]
-        if failure is None and self.wire.platform:
-            line, what = self.wire.platform[0]
-            failure = Failure(line, f"{PLATFORM_PREFIX}{what}")
         return ScriptResult(
             self.name, failure is None, failure, self.events_done, end, unsupported, tuple(self.notes)
         )
@@ -203,8 +196,6 @@ class Runner:
                     await self._inbound(ev)
             else:
                 await self._syscall(ev)
-            if self.platform_leeway:
-                platform.round_rcvbuf(self.runtime.host, self._rounded)
             self.events_done += 1
         await self._join_blocking(None)
         cleanup = self.script.cleanup_command

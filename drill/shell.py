@@ -72,6 +72,13 @@ MAPPED: dict[str, Callable[[str], _Changes]] = {
     "net.inet.tcp.keepcnt": _to("keepalive_count"),
     "net.inet.tcp.rexmit_initial": _ms("rto_initial"),
     "net.inet.tcp.rexmit_min": _ms("rto_min"),
+    "net.inet.tcp.rexmit_slop": _ms("rto_slop"),
+    # FreeBSD offers the window scale that covers sb_max (syncache_add, tcp_connect).
+    "kern.ipc.maxsockbuf": _to("wscale_space"),
+    "net.inet.tcp.rexmit_drop_options": _to("syn_drop_options_after", lambda v: 3 if _int(v) else 0),
+    "net.inet.tcp.insecure_rst": _to("rfc5961_rst", lambda v: not _int(v)),
+    "net.inet.tcp.insecure_syn": _to("rfc5961_syn", lambda v: not _int(v)),
+    "net.inet.tcp.icmp_may_rst": _to("icmp_hard_errors", lambda v: bool(_int(v))),
     "net.inet.tcp.msl": _ms("msl"),
     "net.inet.tcp.mssdflt": _to("default_peer_mss"),
     "net.inet.tcp.finwait2_timeout": _ms("fin_wait_2_timeout"),
@@ -91,8 +98,6 @@ MAPPED: dict[str, Callable[[str], _Changes]] = {
 
 # sysctl name -> (the values that are what the stack does anyway, why).
 MATCHING: dict[str, tuple[frozenset[int], str]] = {
-    "net.inet.tcp.insecure_rst": (frozenset({0}), "RFC 5961 section 3 RST checks"),
-    "net.inet.tcp.insecure_syn": (frozenset({0}), "RFC 5961 section 4 SYN checks"),
     "net.inet.tcp.blackhole": (frozenset({0}), "a RST answers a segment for a closed port"),
     "net.inet.tcp.ecn.enable": (frozenset({0, 2}), "no ECN unless asked (the stack never negotiates ECN)"),
     "net.inet.tcp.fastopen.client_enable": (frozenset({0}), "no TCP Fast Open"),
@@ -107,7 +112,6 @@ MATCHING: dict[str, tuple[frozenset[int], str]] = {
 # sysctls that change nothing the stack has.
 NO_EFFECT: dict[str, str] = {
     "net.inet.tcp.hostcache.purgenow": "the stack keeps no host cache",
-    "kern.ipc.maxsockbuf": "only a bound on buffer sizes",
     "net.inet.tcp.syncookies": "SYN cookies are only a fallback for a full SYN cache",
 }
 

@@ -2,22 +2,19 @@
 
 What the stack transmits is parsed and queued in order (`transmit`, the stack's output); each
 `>` line takes the oldest queued segment and checks its time and fields (`expect`, with
-drill.matcher); each `<` line is built into an IPv4 packet (`inbound`). Under the freebsd
-profile a difference that is only a platform choice (drill.platform) is noted, not failed.
+drill.matcher); each `<` line is built into an IPv4 packet (`inbound`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections import deque
 from collections.abc import Callable
 
-from drill import ast, platform
+from drill import ast
 from drill.icmp import inbound_icmp
 from drill.matcher import (
     Flow,
-    accept,
     describe_actual,
     describe_expected,
     inbound_packet,
@@ -29,7 +26,6 @@ from drill.report import ScriptFailed, usecs_text
 from stack.errors import ParseError as WireParseError
 from stack.host import Host
 from stack.sim.loop import VirtualTimeLoop
-from stack.tcp.connection import TcpConnection
 from stack.wire.ipv4 import PROTO_TCP, pack_addr, parse_ipv4
 from stack.wire.tcp import TcpSegment, parse_tcp
 
@@ -40,13 +36,11 @@ class Wire:
     """The segments the stack sent that no `>` line has taken yet, and the virtual clock."""
 
     def __init__(
-        self, loop: VirtualTimeLoop, flow: Flow, line: Callable[[], int], *, platform_leeway: bool
+        self, loop: VirtualTimeLoop, flow: Flow, line: Callable[[], int]
     ) -> None:
         self.loop = loop
         self.flow = flow
         self.line = line  # the script line being run: a failure in transmit() names it
-        self.platform_leeway = platform_leeway
-        self.platform: list[tuple[int, str]] = []  # (line, choice): differences let through
         self.sent: deque[tuple[int, TcpSegment]] = deque()
         self._waiter: asyncio.Future[None] | None = None
 
@@ -110,34 +104,9 @@ class Wire:
                 expected, actual,
             )  # fmt: skip
         problem = match_outbound(ev, seg, self.flow)
-        if problem is not None and self.platform_leeway:
-            problem = self._platform_choice(ev, seg, problem, host)
         if problem is not None:
             raise ScriptFailed(ev.line, f"outbound packet mismatch: {problem}", expected, actual)
         return at
-
-    def _platform_choice(self, ev: ast.PacketEvent, seg: TcpSegment, problem: str, host: Host) -> str | None:
-        """The freebsd profile: note a difference that is only a platform choice (drill.platform)
-        and let the script go on; any other difference stays the problem."""
-        ports = (seg.src_port, seg.dst_port)
-        conns = [c for c in host.connections.values() if isinstance(c, TcpConnection)]  # no TIME_WAIT record
-        mss = next((c.mss for c in conns if (c.local_port, c.remote_port) == ports), 536)
-        choices: list[str] = []
-        remaining: str | None = problem
-        window = platform.window_choice(ev, seg, mss)
-        if window is not None:
-            choices.append(window)
-            ev = dataclasses.replace(ev, win=seg.window)
-            remaining = match_outbound(ev, seg, self.flow)
-        if remaining is not None and remaining.startswith("option") and platform.syn_layout_only(ev, seg):
-            choices.append(f"SYN option layout ({remaining})")
-            # Everything else (flags, numbers, window) has matched already: options come last.
-            remaining = None
-        if remaining is not None:
-            return remaining
-        self.platform += [(ev.line, choice) for choice in choices]
-        accept(ev, seg, self.flow)
-        return None
 
     def inbound(self, ev: ast.PacketEvent | ast.IcmpEvent) -> bytes:
         """The IPv4 packet a `<` line describes."""

@@ -1,12 +1,15 @@
 """Every tunable of the stack in one place, with defaults close to Linux where the issue asks.
 
 `TcpConfig` is per connection (a listener's copy is inherited by what it accepts; socket options
-override fields of a connection's copy). `linux_profile()` is the profile packetdrill scripts assume.
+override fields of a connection's copy). `linux_profile()` is the profile packetdrill scripts assume;
+`freebsd_profile()` the one the FreeBSD TCP test suite's scripts assume. The stack's role modules
+read only these fields, never a profile's name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,8 +27,26 @@ class TcpConfig:
     # (tcp_select_initial_window) scales for the largest buffer autotuning may reach,
     # net.ipv4.tcp_rmem[2] (6 MB: wscale 7). None: scale for rcvbuf alone (RFC 7323 2.3).
     wscale_space: int | None = None
+    # Scale for wscale_space even when SO_RCVBUF fixed the buffer (FreeBSD scales for
+    # kern.ipc.maxsockbuf whatever the socket's buffer: syncache_add, tcp_connect).
+    wscale_space_always: bool = False
+    # Once the MSS is known, round the receive buffer up to a multiple of it (FreeBSD's
+    # tcp_mss(): 65536 -> 65700 with MSS 1460), so that the window is whole segments.
+    rcvbuf_round_to_mss: bool = False
+    # Accept and keep text up to the free buffer space even past the right edge advertised, as
+    # FreeBSD (tcp_input: RCV.WND = max(sbspace, RCV.ADV - RCV.NXT)); RCV.WND is the receiver's
+    # own variable (RFC 9293 3.3.1), the advertised edge only what it could say in 16 bits.
+    rcv_wnd_is_free_space: bool = False
+    # Every segment advertises the free buffer space (0 below min(RCV.BUFF/4, MSS); the right
+    # edge never moves left), as FreeBSD's tcp_output; else the right edge moves only by the
+    # SWS amount (RFC 9293 3.8.6.2.2). Either way a read sends a window update only for that.
+    advertise_free_space: bool = False
+    rst_window_zero: bool = False  # the window field of a RST we send (no receiver reads it)
 
-    # Options offered on SYN.
+    # Options offered on SYN, and their layout, which RFC 9293 3.1 leaves to the sender:
+    # "linux" (MSS, SACK-permitted, timestamps, NOP, window scale: tcp_options_write) or "bsd"
+    # (MSS, NOP + window scale, SACK-permitted, NOPs + timestamps, EOL padding: tcp_addoptions).
+    syn_option_layout: Literal["linux", "bsd"] = "linux"
     window_scaling: bool = True  # RFC 7323
     sack: bool = True  # RFC 2018
     timestamps: bool = True  # RFC 7323
@@ -35,13 +56,18 @@ class TcpConfig:
     rto_initial: float = 1.0  # RFC 6298 2.1
     rto_min: float = 0.2  # Linux's TCP_RTO_MIN
     rto_max: float = 120.0
+    rto_slop: float = 0.0  # added to every RTO but the initial one (FreeBSD's rexmit_slop)
     rto_min_in_variance: bool = False  # RTO = SRTT + max(4*RTTVAR, rto_min), as Linux
     clock_granularity: float = 0.001  # G of RFC 6298
     syn_retries: int = 6  # Linux tcp_syn_retries
+    # From this retransmission of a SYN on, offer only the MSS, in case a middlebox drops SYNs
+    # with options (FreeBSD's rexmit_drop_options: the third); 0: never.
+    syn_drop_options_after: int = 0
     synack_retries: int = 5  # Linux tcp_synack_retries
     data_retries: int = 15  # Linux tcp_retries2: about 15 minutes with the RTO capped at 120 s
     delack_timeout: float = 0.2  # RFC 1122 4.2.3.2 / RFC 9293 3.8.6.3 (at most 500 ms)
     delack_segments: int = 2  # ACK at least every second full-sized segment
+    delack_any_size: bool = False  # count every data segment toward that, whatever its size (FreeBSD)
     quickack_segments: int = 0  # ACK the first N data segments at once (Linux quick-ack; 0 = off)
     # A read sends a window update only if the window at least doubles (Linux tcp_cleanup_rbuf),
     # beyond the SWS rule of RFC 9293 3.8.6.2.2 that always applies.
@@ -54,6 +80,15 @@ class TcpConfig:
     keepalive_idle: float = 7200.0
     keepalive_interval: float = 75.0
     keepalive_count: int = 9
+    # Simultaneous close: the ACK of the peer's FIN that takes us to CLOSING re-sends our FIN
+    # with it (FreeBSD's tcp_output); else a pure ACK at SND.NXT (RFC 9293 3.10.7.4, eighth step).
+    closing_ack_resends_fin: bool = False
+    # TIME-WAIT answers any segment but an exact duplicate ACK with an ACK, whatever the window,
+    # and drops one without ACK (FreeBSD's tcp_twcheck); else RFC 9293 3.10.7.4's checks.
+    time_wait_acks_all: bool = False
+    # An acceptable RST in CLOSING or LAST-ACK reports ECONNRESET (FreeBSD); RFC 9293 3.10.7.4
+    # only closes the connection.
+    rst_error_when_closing: bool = False
     fin_wait_2_timeout: float | None = 60.0  # orphaned FIN_WAIT_2 (Linux tcp_fin_timeout)
 
     # Sender behaviour.
@@ -63,6 +98,18 @@ class TcpConfig:
     congestion_control: str = "cubic"
     limited_transmit: bool = True  # RFC 3042
     dupack_threshold: int = 3  # RFC 5681
+
+    # ICMP protocol or port unreachable abort a connection in SYN-SENT (RFC 1122 4.2.3.9,
+    # RFC 5461 section 4); administratively prohibited and TTL exceeded too with the second.
+    icmp_hard_errors: bool = True
+    icmp_prohibited_ttl_hard: bool = False  # FreeBSD's tcp_ctlinput with icmp_may_rst=1
+
+    # RFC 5961: a RST elsewhere than RCV.NXT in the window (section 3.2) and a SYN in a
+    # synchronized state (section 4.2) draw a challenge ACK. Off (FreeBSD's insecure_rst,
+    # insecure_syn): an in-window RST resets, an in-window SYN is answered with a reset and
+    # aborts the connection (RFC 9293 3.10.7.4 without RFC 5961).
+    rfc5961_rst: bool = True
+    rfc5961_syn: bool = True
 
     # RFC 5961 challenge ACKs: about this many per second per host, the budget of each second
     # drawn at random from [limit/2, 3*limit/2) (Linux's tcp_challenge_ack_limit; 0: none).
@@ -98,7 +145,7 @@ def linux_profile(**changes: object) -> TcpConfig:
     """Behave like Linux 6.x where the RFCs leave a choice, so that packetdrill scripts written on
     Linux pass and the stack can stand in for a Linux host: quick-ACK mode and a 40 ms delayed-ACK
     timer, window updates after a read only when the window doubles, Linux's window scale, RTO =
-    SRTT + max(4*RTTVAR, rto_min), Minshall's Nagle, empty zero-window probes. README.md, "The two
+    SRTT + max(4*RTTVAR, rto_min), Minshall's Nagle, empty zero-window probes. README.md, "The
     profiles", lists each difference from TcpConfig() and why."""
     linux = TcpConfig(
         delack_timeout=0.04,
@@ -111,3 +158,33 @@ def linux_profile(**changes: object) -> TcpConfig:
         persist_max=120.0,  # TCP_RTO_MAX
     )
     return linux.with_(**changes)
+
+
+def freebsd_profile(**changes: object) -> TcpConfig:
+    """Behave like FreeBSD 13/14 where the RFCs leave a choice, so that the FreeBSD TCP test
+    suite's scripts pass: its defaults (recvspace 64 KB, sendspace 32 KB, delacktime 100 ms,
+    rexmit_min 30 ms, rexmit_slop 200 ms, keepcnt 8), the BSD SYN option layout, a window
+    scale for kern.ipc.maxsockbuf (2 MB: wscale 6), a receive buffer rounded to whole segments,
+    RCV.WND and the window advertised as the free buffer space, a zero RST window, a delayed
+    ACK for every second segment of any size. README.md, "The profiles", lists each."""
+    freebsd = TcpConfig(
+        rcvbuf=65536,
+        sndbuf=32768,
+        delack_timeout=0.1,
+        rto_min=0.03,
+        rto_slop=0.2,
+        keepalive_count=8,
+        syn_option_layout="bsd",
+        wscale_space=2 * 1024 * 1024,
+        wscale_space_always=True,
+        rcvbuf_round_to_mss=True,
+        rcv_wnd_is_free_space=True,
+        advertise_free_space=True,
+        rst_window_zero=True,
+        delack_any_size=True,
+        closing_ack_resends_fin=True,
+        time_wait_acks_all=True,
+        rst_error_when_closing=True,
+        icmp_prohibited_ttl_hard=True,
+    )
+    return freebsd.with_(**changes)

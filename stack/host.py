@@ -23,15 +23,16 @@ from stack.guard import Bounds
 from stack.host6 import Ipv6Layer
 from stack.inet import canonical, is_ipv6
 from stack.martian import MartianFilter
+from stack.passive_open import PassiveOpen
 from stack.tcp.connection import TcpConnection
 from stack.tcp.isn import IsnGenerator
 from stack.tcp.listener import Listener
 from stack.tcp.ratelimit import ChallengeAckLimiter
 from stack.tcp.state import State
-from stack.tcp.time_wait import TimeWaitRecord
+from stack.tcp.time_wait import TimeWaitRecord, can_stand_in
 from stack.timer_heap import TimerHeap
 from stack.trace import Drop, PacketEvent, SegmentEvent, Trace, conn_id
-from stack.wire import icmp
+from stack.wire import icmp, ipv4
 from stack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, IPv4Packet, build_ipv4, pack_addr, parse_ipv4
 from stack.wire.tcp import ACK, RST, SYN, TcpSegment, build_tcp, flags_str, format_options, parse_tcp
 
@@ -40,7 +41,7 @@ ConnKey = tuple[str, int, int]  # (remote ip, remote port, local port)
 Entry = TcpConnection | TimeWaitRecord  # what the table holds: orphans in TIME_WAIT are records
 
 
-class Host:
+class Host(PassiveOpen):
     def __init__(
         self,
         address: str,
@@ -266,7 +267,7 @@ class Host:
         stays with the application)."""
         self.bounds.enforce(conn, self._clock, self.counters)
         key = (conn.remote_ip, conn.remote_port, conn.local_port)
-        if conn.state is State.TIME_WAIT and conn.app_closed and isinstance(conn, TcpConnection):
+        if conn.state is State.TIME_WAIT and isinstance(conn, TcpConnection) and can_stand_in(conn):
             if self.connections.get(key) is conn:
                 record = TimeWaitRecord(conn, self._transmit, self._sched, self.challenge)
                 self.connections[key] = record
@@ -337,66 +338,6 @@ class Host:
             return
         self._reset_closed(src, seg, now, "closed_port")
 
-    def _on_listen(self, listener: Listener, src: str, seg: TcpSegment, now: float) -> None:
-        """RFC 9293 3.10.7.2, LISTEN state; SYN cookies past the SYN queue (RFC 4987 3.6)."""
-        flags = seg.flags
-        if flags & RST:
-            self._drop("listen_rst", now)
-            return
-        if flags & ACK:
-            if not flags & SYN and self._cookie_ack(listener, src, seg, now):
-                return
-            self._reset_closed(src, seg, now, "listen_ack")
-            return
-        if not flags & SYN:
-            self._drop("listen_no_syn", now)
-            return
-        if not listener.can_accept():
-            self._overflow(listener, now)
-            return
-        mode = self.config.syncookies
-        if mode == 2 or (mode == 1 and listener.syn_queue_full()):
-            synack, cid = self.cookie_open.answer(listener, src, seg, now)
-            self._transmit_segment(src, synack, cid, now)
-            return
-        if listener.syn_queue_full():
-            self._overflow(listener, now)
-            return
-        conn = self._new_connection(seg.dst_port, src, seg.src_port, listener.config, now, listener)
-        self._open_passive(conn, listener, seg, now)
-
-    def _cookie_ack(self, listener: Listener, src: str, ack: TcpSegment, now: float) -> bool:
-        """An ACK to a listener: True if it carried a valid SYN cookie (the connection opens, or
-        the ACK is dropped for a full accept queue); False if not (the caller resets it)."""
-        opening = self.cookie_open.check(listener, src, ack, now)
-        if opening is None:
-            return False
-        if not listener.can_accept():
-            self._overflow(listener, now)  # the peer retransmits; its ACK may find room later
-            return True
-        self.cookie_open.opened(opening, now)
-        conn = self._new_connection(ack.dst_port, src, ack.src_port, listener.config, now, listener,
-                                    iss=opening.iss, ts_offset=opening.ts_offset)
-        self._open_passive(conn, listener, opening.syn, now, by_cookie=True)
-        conn.on_segment(ack, now)  # the handshake's last ACK, this time to the connection
-        self._after(conn)
-        return True
-
-    def _overflow(self, listener: Listener, now: float) -> None:
-        listener.overflows += 1
-        self._drop("listen_overflow", now, f"port {listener.port}")
-
-    def _open_passive(self, conn: TcpConnection, listener: Listener, syn: TcpSegment, now: float,
-                      *, by_cookie: bool = False) -> None:
-        conn.nodelay = listener.nodelay
-        conn.keepalive = listener.keepalive
-        self.connections[(conn.remote_ip, conn.remote_port, conn.local_port)] = conn
-        listener.add_half_open(conn)
-        if by_cookie:
-            conn.open_by_cookie(syn, now)  # its SYN-ACK went with the cookie
-        else:
-            conn.open_passive(syn, now)
-
     def _reset_closed(self, src: str, seg: TcpSegment, now: float, reason: str) -> None:
         """RFC 9293 3.10.7.1: answer a segment for no connection with a RST, never a RST."""
         self._drop(reason, now)
@@ -430,21 +371,41 @@ class Host:
             self.counters["icmp_echo"] += 1
             self._send_ip(ip.src, PROTO_ICMP, icmp.build_icmp(icmp.echo_reply_for(msg)), now)
         elif msg.type == icmp.DEST_UNREACH and msg.code == icmp.FRAG_NEEDED:
-            self._on_frag_needed(msg, now)
+            conn = self._icmp_connection(msg, now)
+            if conn is not None:
+                self.counters["icmp_frag_needed"] += 1
+                conn.on_pmtu(icmp.next_hop_mtu(msg), now)  # RFC 1191
+                self._after(conn)
+        elif msg.type in (icmp.DEST_UNREACH, icmp.TIME_EXCEEDED):
+            conn = self._icmp_connection(msg, now)
+            if conn is not None:
+                self.counters[f"icmp_type_{msg.type}"] += 1
+                conn.on_icmp_error(msg.type, msg.code, now)
+                self._after(conn)
         else:
             self.counters[f"icmp_type_{msg.type}"] += 1
 
-    def _on_frag_needed(self, msg: icmp.IcmpMessage, now: float) -> None:
-        """RFC 1191: find the connection the quoted header belongs to and lower its MSS."""
-        ports = icmp.quoted_tcp_ports(msg)
-        if ports is None:
+    def _icmp_connection(self, msg: icmp.IcmpMessage, now: float) -> TcpConnection | None:
+        """The connection an ICMP error is about: the quoted header's ports name it, and the
+        quoted sequence number must lie in SND.UNA..SND.NXT - 1, or the message is no answer
+        to a segment we sent (RFC 5927 section 4.1, RFC 5961 section 7)."""
+        quoted = icmp.quoted_packet(msg)
+        if len(quoted) < 28:  # the quoted IP header and the first 8 octets of TCP
             self._drop("icmp_quote_short", now)
-            return
-        dst, sport, dport = ports
+            return None
+        ihl = (quoted[0] & 0x0F) * 4
+        if quoted[9] != PROTO_TCP:
+            self._drop("icmp_not_tcp", now)
+            return None
+        dst = ipv4.unpack_addr(bytes(quoted[16:20]))
+        sport = int.from_bytes(quoted[ihl : ihl + 2], "big")
+        dport = int.from_bytes(quoted[ihl + 2 : ihl + 4], "big")
+        seqno = int.from_bytes(quoted[ihl + 4 : ihl + 8], "big")
         conn = self.connections.get((dst, dport, sport))
         if not isinstance(conn, TcpConnection):  # none, or TIME_WAIT: nothing left to send
             self._drop("icmp_no_connection", now)
-            return
-        self.counters["icmp_frag_needed"] += 1
-        conn.on_pmtu(icmp.next_hop_mtu(msg), now)
-        self._after(conn)
+            return None
+        if not (seq.le(conn.snd_una, seqno) and seq.lt(seqno, conn.snd_max)):
+            self._drop("icmp_seq_out_of_window", now)
+            return None
+        return conn

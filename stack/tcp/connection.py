@@ -14,6 +14,8 @@ the table of stack.tcp.transitions.
 
 from __future__ import annotations
 
+import errno
+
 from stack import seq
 from stack.inet import endpoint
 from stack.tcp import congestion
@@ -27,6 +29,7 @@ from stack.tcp.tcb import ConnStats, ListenerLink
 from stack.tcp.timers import Timers
 from stack.tcp.transitions import Event
 from stack.trace import TimerEvent
+from stack.wire.icmp import ADMIN_PROHIBITED, DEST_UNREACH, PORT_UNREACH, PROTO_UNREACH, TIME_EXCEEDED
 from stack.wire.tcp import ACK, FIN, RST, SYN, URG, TcpSegment, flags_str
 
 __all__ = ["ChallengeAckLimiter", "ConnStats", "ListenerLink", "TcpConnection"]
@@ -56,6 +59,8 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Timers):
             if again is None:
                 return
             seg = again
+        elif st is State.TIME_WAIT and self.config.time_wait_acks_all and self._time_wait_answer(seg, now):
+            return
         flags = seg.flags
 
         # First: the sequence number (and PAWS, RFC 7323 5.3).
@@ -64,7 +69,7 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Timers):
 
         # Second: RST (RFC 5961 section 3.2: only an exact match resets).
         if flags & RST:
-            if seg.seq != self.rcv_nxt:
+            if seg.seq != self.rcv_nxt and self.config.rfc5961_rst:
                 self._send_challenge_ack(now, "rst_in_window")
                 return
             self._on_reset(now)
@@ -74,6 +79,12 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Timers):
         if flags & SYN:
             if st is State.SYN_RECEIVED and self.listener is not None:
                 self._back_to_listen(now, Event.RCV_SYN, "segment:S")
+                return
+            if not self.config.rfc5961_syn:  # in the window: an error, reset (RFC 793)
+                self._emit(RST | ACK, self._ack_seq(), now)
+                self._fail(ConnectionResetError("connection reset (SYN in window)"), Event.ABORT,
+                           "segment:" + flags_str(flags), now)
+                self._cancel_all_timers()
                 return
             self._send_challenge_ack(now, "syn_in_window")
             return
@@ -115,7 +126,8 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Timers):
         if st is State.SYN_RECEIVED:
             refused = ConnectionRefusedError("connection refused")
             self._fail(refused, Event.RCV_RST_ACTIVE_OPEN, "segment:R", now)
-        elif st in (State.CLOSING, State.LAST_ACK, State.TIME_WAIT):
+        elif st is State.TIME_WAIT or (
+                st in (State.CLOSING, State.LAST_ACK) and not self.config.rst_error_when_closing):
             self._transition(Event.RCV_RST, "segment:R", now)
         else:
             self._fail(ConnectionResetError("connection reset by peer"), Event.RCV_RST, "segment:R", now)
@@ -315,6 +327,29 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Timers):
         if self.flight_size and self.state in SYNCHRONIZED:
             self.snd_nxt = self.snd_una  # resend in smaller segments, no congestion response
             self._output(now, force_one=True)
+        self._update_deadline()
+
+    def on_icmp_error(self, icmp_type: int, code: int, now: float) -> None:
+        """An ICMP error about a segment we sent (the host checked its quoted sequence number).
+        A hard error aborts a connection in SYN_SENT (RFC 1122 4.2.3.9, RFC 5461 section 4):
+        protocol or port unreachable; with `icmp_prohibited_ttl_hard`, also administratively
+        prohibited and TTL exceeded in transit (FreeBSD's icmp_may_rst). The others, and every
+        error in a synchronized state, are soft (RFC 5461 section 4): nothing changes."""
+        if self.state is not State.SYN_SENT or not self.config.icmp_hard_errors:
+            return
+        error: OSError
+        if icmp_type == DEST_UNREACH and code in (PROTO_UNREACH, PORT_UNREACH):
+            error = ConnectionRefusedError("connection refused (ICMP unreachable)")
+        elif not self.config.icmp_prohibited_ttl_hard:
+            return
+        elif icmp_type == DEST_UNREACH and code in ADMIN_PROHIBITED:
+            error = ConnectionRefusedError("connection refused (ICMP administratively prohibited)")
+        elif icmp_type == TIME_EXCEEDED and code == 0:
+            error = OSError(errno.EHOSTUNREACH, "no route to host (ICMP TTL exceeded)")
+        else:
+            return
+        self._fail(error, Event.ABORT, f"icmp:{icmp_type}/{code}", now)
+        self._cancel_all_timers()
         self._update_deadline()
 
     # ------------------------------------------------------------------ introspection

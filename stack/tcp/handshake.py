@@ -18,6 +18,7 @@ from stack.wire.tcp import (
     FIN,
     RST,
     SYN,
+    Eol,
     Mss,
     Nop,
     SackPermitted,
@@ -34,6 +35,8 @@ def _discard(conn: object, seg: TcpSegment, now: float) -> None:
 
 
 class Handshake(Tcb):
+    syn_text: bytes = b""  # text of a SYN received in SYN_SENT, held until ESTABLISHED
+
     def open_active(self, now: float) -> None:
         """Active OPEN (RFC 9293 3.10.1): send SYN, enter SYN_SENT."""
         self.ts_ok = False
@@ -83,21 +86,33 @@ class Handshake(Tcb):
 
     def _syn_options(self, flags: int, now: float) -> tuple[TcpOption, ...]:
         cfg = self.config
-        # Linux's SYN layout: MSS, SACK-permitted, timestamps, NOP, window scale.
         syn_ack = bool(flags & ACK)
         use_sack = cfg.sack and (self.sack_ok or not syn_ack)
         use_ts = cfg.timestamps and (self.ts_ok or not syn_ack)
         use_ws = cfg.window_scaling and (self.ws_ok or not syn_ack)
-        opts: list[TcpOption] = [Mss(cfg.mtu - self.ip_overhead)]
-        if use_sack and use_ts:
-            opts += [SackPermitted(), Timestamps(self.tsval(now), self.ts_recent if syn_ack else 0)]
-        elif use_ts:
-            opts += [Nop(), Nop(), Timestamps(self.tsval(now), self.ts_recent if syn_ack else 0)]
+        mss = cfg.mtu - self.ip_overhead  # our MSS option: the MTU less IP and TCP headers
+        if not syn_ack and self._syn_options_dropped():
+            return (Mss(mss),)
+        ts = Timestamps(self.tsval(now), self.ts_recent if syn_ack else 0) if use_ts else None
+        if cfg.syn_option_layout == "bsd":
+            return _bsd_layout(mss, self.rcv_wscale if use_ws else None, use_sack, ts)
+        # Linux's SYN layout: MSS, SACK-permitted, timestamps, NOP, window scale.
+        opts: list[TcpOption] = [Mss(mss)]
+        if use_sack and ts is not None:
+            opts += [SackPermitted(), ts]
+        elif ts is not None:
+            opts += [Nop(), Nop(), ts]
         elif use_sack:
             opts += [Nop(), Nop(), SackPermitted()]
         if use_ws:
             opts += [Nop(), WindowScale(self.rcv_wscale)]
         return tuple(opts)
+
+    def _syn_options_dropped(self) -> bool:
+        """Our SYN went out with the MSS alone (`syn_drop_options_after`): then no window
+        scale, SACK or timestamps, whatever the SYN-ACK says (RFC 7323 2.2, RFC 2018 2)."""
+        after = self.config.syn_drop_options_after
+        return after > 0 and self.state is State.SYN_SENT and self.retries >= after
 
     def _send_syn(self, now: float, retransmit: bool = False) -> None:
         flags = SYN | ACK if self.state is State.SYN_RECEIVED else SYN
@@ -114,20 +129,23 @@ class Handshake(Tcb):
         mss = syn.mss
         self.peer_mss = mss if mss else cfg.default_peer_mss
         ws = syn.wscale
-        if cfg.window_scaling and ws is not None:
+        bare = self._syn_options_dropped()
+        if cfg.window_scaling and ws is not None and not bare:
             self.ws_ok = True
             self.snd_wscale = min(ws, MAX_WSCALE)  # RFC 7323 2.3: treat larger as 14
         else:
             self.ws_ok = False
             self.rcv_wscale = 0
-        self.sack_ok = cfg.sack and syn.sack_permitted
+        self.sack_ok = cfg.sack and syn.sack_permitted and not bare
         ts = syn.timestamps
-        if cfg.timestamps and ts is not None:
+        if cfg.timestamps and ts is not None and not bare:
             self.ts_ok = True
             self.ts_recent = ts.tsval
             self.ts_recent_age = now
         else:
             self.ts_ok = False
+        if cfg.rcvbuf_round_to_mss:  # FreeBSD's tcp_mss(): the buffer holds whole segments
+            self.rcvbuf = -(-self.rcvbuf // self.mss) * self.mss
         self.cc.on_mss_change(self.mss)
         self.cc.set_initial_window(self.config.initial_window_segments * self.mss)
         self.scoreboard = Scoreboard(self.mss, cfg.dupack_threshold)
@@ -182,8 +200,12 @@ class Handshake(Tcb):
             self._start_keepalive(now)
             if seg.payload or flags & FIN:
                 # Data in a SYN-ACK is rare but legal; its first octet follows the SYN's
-                # sequence number (RFC 9293 3.3.1: the SYN occupies SEG.SEQ).
+                # sequence number (RFC 9293 3.3.1: the SYN occupies SEG.SEQ). The ACK that
+                # completes the handshake goes at once (RFC 9293 3.10.7.3: "form an ACK
+                # segment ... and send it"), not after the delayed-ACK timer.
                 self._process_text_and_fin(seg, now, seq.add(seg.seq, 1))
+                if self.delack_at is not None:
+                    self._send_ack(now)
             else:
                 self._send_ack(now)
             self._output(now)
@@ -193,6 +215,9 @@ class Handshake(Tcb):
             self.max_snd_wnd = self.snd_wnd
             self.snd_wl1 = seg.seq
             self._transition(Event.RCV_SYN, "segment:S", now)
+            # RFC 9293 3.10.7.3: text in the SYN is queued for processing once ESTABLISHED
+            # (within the window our SYN offered; its FIN is not kept: the peer resends it).
+            self.syn_text = seg.payload[: max(seq.sub(self.rcv_adv, self.rcv_nxt), 0)]
             self._emit(SYN | ACK, self.iss, now)
             self._arm_rto(now, restart=True)
 
@@ -235,6 +260,10 @@ class Handshake(Tcb):
         self.rto_at = None
         self._transition(Event.RCV_ACK_OF_SYN, "segment:" + flags_str(seg.flags), now)
         self._start_keepalive(now)
+        if self.syn_text:  # the text of a simultaneous open's SYN, queued until now
+            text, self.syn_text = self.syn_text, b""
+            queued = dataclasses.replace(seg, seq=self.rcv_nxt, flags=ACK, payload=text)
+            self._process_text_and_fin(queued, now, self.rcv_nxt)
         if self.listener is not None:
             self.listener.established(self)
         if self.write_shut:
@@ -252,3 +281,26 @@ class Handshake(Tcb):
         if self.listener is not None:
             self.listener.forget(self)
         self._update_deadline()
+
+
+def _bsd_layout(mss: int, wscale: int | None, sack: bool, ts: Timestamps | None) -> tuple[TcpOption, ...]:
+    """The SYN options as 4.4BSD's tcp_addoptions (FreeBSD) lays them out: MSS; NOPs until the
+    length is odd, window scale; NOPs until even, SACK-permitted; NOPs until it is 2 mod 4,
+    timestamps; EOLs to a multiple of four octets."""
+    opts: list[TcpOption] = [Mss(mss)]
+    length = 4
+    if wscale is not None:
+        opts.append(Nop())
+        opts.append(WindowScale(wscale))
+        length += 4
+    if sack:
+        opts.append(SackPermitted())
+        length += 2
+    if ts is not None:
+        while length % 4 != 2:
+            opts.append(Nop())
+            length += 1
+        opts.append(ts)
+        length += 10
+    opts += [Eol()] * (-length % 4)
+    return tuple(opts)

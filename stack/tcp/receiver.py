@@ -9,14 +9,14 @@ from stack import seq
 from stack.tcp.state import CAN_RECEIVE_TEXT, SYNCHRONIZED, State
 from stack.tcp.tcb import Tcb
 from stack.tcp.transitions import Event
-from stack.wire.tcp import FIN, RST, SYN, TcpSegment, flags_str
+from stack.wire.tcp import ACK, FIN, RST, SYN, TcpSegment, flags_str
 
 
 class Receiver(Tcb):
     def _acceptable(self, seg: TcpSegment) -> bool:
         """The four-case acceptability test of RFC 9293 3.10.7.4."""
         seg_len = seg.seg_len
-        rcv_wnd = max(seq.sub(self.rcv_adv, self.rcv_nxt), 0)
+        rcv_wnd = self._rcv_wnd()
         if seg_len == 0:
             if rcv_wnd == 0:
                 return seg.seq == self.rcv_nxt
@@ -25,6 +25,16 @@ class Receiver(Tcb):
             return False
         last = seq.add(seg.seq, seg_len - 1)
         return seq.in_window(seg.seq, self.rcv_nxt, rcv_wnd) or seq.in_window(last, self.rcv_nxt, rcv_wnd)
+
+    def _rcv_wnd(self) -> int:
+        """RCV.WND: what we advertised (the right edge never moves left); with
+        `rcv_wnd_is_free_space`, the free buffer space when larger (FreeBSD's tcp_input), but
+        for a passive open's SYN_RECEIVED (FreeBSD's syncache entry knows only what it offered)."""
+        wnd = max(seq.sub(self.rcv_adv, self.rcv_nxt), 0)
+        syncache = self.state is State.SYN_RECEIVED and self.listener is not None
+        if self.config.rcv_wnd_is_free_space and not syncache:
+            wnd = max(wnd, self.rcvbuf - len(self.rcvq))
+        return wnd
 
     def _check_sequence(self, seg: TcpSegment, now: float) -> bool:
         """PAWS and the first check (RFC 9293 3.10.7.4). False: the segment is done with."""
@@ -63,6 +73,22 @@ class Receiver(Tcb):
         else:
             self._drop("oow_ack_limited", now, why)
 
+    def _time_wait_answer(self, seg: TcpSegment, now: float) -> bool:
+        """TIME-WAIT as FreeBSD's tcp_twcheck (`time_wait_acks_all`), for a segment without RST or
+        SYN: one without ACK is dropped, any but an exact duplicate ACK gets an ACK, whatever the
+        window; a FIN just left of RCV.NXT restarts 2*MSL. True when done with the segment."""
+        flags = seg.flags
+        if flags & (RST | SYN):
+            return False  # the checks of RFC 9293 3.10.7.4 and RFC 5961 apply
+        if not flags & ACK:
+            self._drop("no_ack", now)
+            return True
+        if flags & FIN and seq.add(seg.seq, len(seg.payload) + 1) == self.rcv_nxt:
+            self._restart_time_wait(now)
+        if flags != ACK or seg.payload or seg.seq != self.rcv_nxt or seg.ack != self.snd_max:
+            self._send_ack(now)
+        return True
+
     def _update_ts_recent(self, seg: TcpSegment, now: float) -> None:
         """RFC 7323 4.3: remember the timestamp to echo if the segment covers Last.ACK.sent.
         Called only once the fifth check has accepted the segment's ACK: a segment that is
@@ -89,10 +115,14 @@ class Receiver(Tcb):
 
     def _window_field(self, syn: bool) -> int:
         """The window to advertise: free buffer space with receiver-side SWS avoidance
-        (RFC 9293 3.8.6.2.2); the right edge never moves left (RFC 9293 3.8.6)."""
+        (RFC 9293 3.8.6.2.2), or with `advertise_free_space` the free space as it is (FreeBSD);
+        either way the right edge never moves left (RFC 9293 3.8.6)."""
         free = max(self.rcvbuf - len(self.rcvq), 0)
         cur = max(seq.sub(self.rcv_adv, self.rcv_nxt), 0)
-        target = free if free - cur >= self._sws_threshold() else cur
+        if self.config.advertise_free_space:  # FreeBSD's tcp_output
+            target = max(free if free >= min(self.rcvbuf // 4, self.mss) else 0, cur)
+        else:
+            target = free if free - cur >= self._sws_threshold() else cur
         if syn:
             wnd = min(target, 0xFFFF)  # RFC 7323 2.2: the window of a SYN is never scaled
             adv = wnd
@@ -148,8 +178,7 @@ class Receiver(Tcb):
                     self.dsack = (start, self.rcv_nxt)
                 payload = payload[cut:]
             start = self.rcv_nxt
-        rcv_wnd = max(seq.sub(self.rcv_adv, self.rcv_nxt), 0)
-        room = rcv_wnd - seq.sub(start, self.rcv_nxt)
+        room = self._rcv_wnd() - seq.sub(start, self.rcv_nxt)
         if len(payload) > room:
             payload = payload[: max(room, 0)]
             fin = False  # the FIN lies beyond the window
@@ -186,7 +215,9 @@ class Receiver(Tcb):
                 self._on_fin(now, "segment:" + flags_str(seg.flags))
                 return
             if payload:
-                self._ack_data(len(payload), now, immediate=filled_hole)
+                # At once for data that fills a hole (RFC 5681 4.2) or carries a D-SACK report
+                # (RFC 2883 section 4): the next in-order segment would supersede the report.
+                self._ack_data(len(payload), now, immediate=filled_hole or self.dsack is not None)
             return
 
         # Out of order: keep it (bounded), and ACK at once with SACK blocks (RFC 5681 4.2).
@@ -220,7 +251,7 @@ class Receiver(Tcb):
         self.rcv_ssthresh = min(self.rcv_ssthresh + 2 * self.mss, self.rcvbuf)
         if self.config.quickack_segments and self._quickack_on_data(n, now):
             immediate = True
-        if n >= self.mss:
+        if n >= self.mss or self.config.delack_any_size:
             self.unacked_segs += 1
         else:
             self.unacked_segs += 1 if n * 2 >= self.mss else 0
@@ -244,5 +275,8 @@ class Receiver(Tcb):
                 self._transition(Event.RCV_FIN, cause, now)
         elif st is State.FIN_WAIT_2:
             self._enter_time_wait(now, cause, Event.RCV_FIN)
-        self._send_ack(now)
+        if st is State.FIN_WAIT_1 and self.state is State.CLOSING and self.config.closing_ack_resends_fin:
+            self._emit(FIN | ACK, self.fin_seq, now)  # FreeBSD's tcp_output: the FIN again, with the ACK
+        else:
+            self._send_ack(now)
         self._notify(self)

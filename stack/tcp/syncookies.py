@@ -89,7 +89,7 @@ def wscale_for(config: TcpConfig) -> int:
     """The shift a connection with this configuration announces (Handshake._choose_wscale's rule:
     the receive buffer, or with `wscale_space` the most Linux's autotuning may reach)."""
     space = config.rcvbuf
-    if config.wscale_space is not None and not config.rcvbuf_locked:
+    if config.wscale_space is not None and (config.wscale_space_always or not config.rcvbuf_locked):
         space = max(space, config.wscale_space)
     shift = 0
     while (space >> shift) > 0xFFFF and shift < MAX_WSCALE:

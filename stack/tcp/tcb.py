@@ -26,7 +26,7 @@ from stack.tcp.scoreboard import Scoreboard
 from stack.tcp.state import CAN_SEND, SYNCHRONIZED, State
 from stack.tcp.transitions import Event, take
 from stack.trace import CongestionEvent, Drop, RttEvent, StateChange, TimerEvent, Trace, conn_id
-from stack.wire.tcp import ACK, SYN, Nop, Sack, TcpOption, TcpSegment, Timestamps
+from stack.wire.tcp import ACK, RST, SYN, Nop, Sack, TcpOption, TcpSegment, Timestamps
 
 TIMER_SLACK = 1e-6  # an asyncio loop may call us a hair before the deadline it was given
 MAX_WSCALE = 14  # RFC 7323 2.3
@@ -331,7 +331,7 @@ class Tcb:
 
     def _emit(self, flags: int, seqno: int, now: float, payload: bytes = b"", urgent: int = 0) -> None:
         ack = self.rcv_nxt if flags & ACK else 0
-        window = self._window_field(bool(flags & SYN))
+        window = 0 if flags & RST and self.config.rst_window_zero else self._window_field(bool(flags & SYN))
         options = self._options(flags, now, len(payload))
         seg = TcpSegment(
             self.local_port, self.remote_port, seqno, ack, flags, window, payload, options, urgent

@@ -28,6 +28,14 @@ from stack.wire.tcp import ACK, FIN, RST, SYN, Nop, TcpOption, TcpSegment, Times
 PAWS_IDLE = 24 * 86400  # RFC 7323 5.5: TS.Recent older than 24 days is no reference
 
 
+def can_stand_in(conn: TcpConnection) -> bool:
+    """Whether a record may replace conn: the application let go of it, and its settings are the
+    ones the record answers by (RFC 9293 with RFC 5961). A connection of the freebsd profile
+    (time_wait_acks_all, no RFC 5961 checks) keeps its own object through TIME_WAIT."""
+    cfg = conn.config
+    return conn.app_closed and not cfg.time_wait_acks_all and cfg.rfc5961_rst and cfg.rfc5961_syn
+
+
 class TimeWaitRecord:
     __slots__ = (
         "__weakref__",

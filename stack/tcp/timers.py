@@ -78,7 +78,10 @@ class Timers(Tcb):
 
     def _arm_rto(self, now: float, restart: bool = False) -> None:
         if self.rto_at is None or restart:
-            self.rto_at = now + min(self.rtt.rto * (1 << self.backoff), self.config.rto_max)
+            rto = self.rtt.rto * (1 << self.backoff)
+            if self.backoff or self.rtt.srtt is not None:
+                rto += self.config.rto_slop  # FreeBSD's TCPT_RANGESET: all but the initial RTO
+            self.rto_at = now + min(rto, self.config.rto_max)
 
     def _arm_persist(self, now: float) -> None:
         base = max(self.rtt.rto, self.config.persist_min)

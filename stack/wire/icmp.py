@@ -7,16 +7,17 @@ from dataclasses import dataclass
 
 from stack.checksum import internet_checksum
 from stack.errors import ParseError
-from stack.wire import ipv4
 
 ECHO_REPLY = 0
 DEST_UNREACH = 3
 ECHO_REQUEST = 8
 TIME_EXCEEDED = 11
 
-# Destination Unreachable codes (RFC 792).
+# Destination Unreachable codes (RFC 792; 9, 10: RFC 1122 3.2.2.1; 13: RFC 1812 5.2.7.1).
+PROTO_UNREACH = 2
 PORT_UNREACH = 3
 FRAG_NEEDED = 4
+ADMIN_PROHIBITED = (9, 10, 13)  # network, host, communication administratively prohibited
 
 HEADER = struct.Struct("!BBHI")
 HEADER_LEN = 8
@@ -71,23 +72,3 @@ def quoted_packet(msg: IcmpMessage) -> bytes:
         return b""
     ihl = (p[0] & 0x0F) * 4
     return p[: ihl + 8]
-
-
-def quoted_tcp_ports(msg: IcmpMessage) -> tuple[str, int, int] | None:
-    """(destination, source port, destination port) of the TCP segment an error message quotes,
-    or None when the quote is too short to hold them. The quote is often truncated (header + 8
-    octets), so the ports are read by hand when the quoted packet does not parse whole."""
-    quoted = quoted_packet(msg)
-    if len(quoted) < 28:
-        return None
-    try:
-        inner: ipv4.IPv4Packet | None = ipv4.parse_ipv4(quoted)
-    except ParseError:
-        inner = None
-    if inner is None or inner.protocol != ipv4.PROTO_TCP or len(inner.payload) < 8:
-        ihl = (quoted[0] & 0x0F) * 4
-        dst = ipv4.unpack_addr(bytes(quoted[16:20]))
-        ports = quoted[ihl : ihl + 4]
-    else:
-        dst, ports = inner.dst, inner.payload[0:4]
-    return dst, int.from_bytes(ports[0:2], "big"), int.from_bytes(ports[2:4], "big")

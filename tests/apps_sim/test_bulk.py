@@ -32,10 +32,10 @@ def test_bulk_both_directions_at_once(profile: str) -> None:
     down = BulkClientOptions(host="server", port=PORT, direction="recv", bytes=2_999_999, streams=2, seed=20)
 
     async def scenario() -> tuple[BulkResult, BulkResult, BulkServer]:
-        server = await BulkServer(BulkServerOptions(port=PORT), conn_stats=_stats).start(lab.server_net)
+        server = await BulkServer(BulkServerOptions(port=PORT), conn_stats=_stats).start(lab.stack_b)
         sent, received = await asyncio.gather(
-            run_client(lab.client_net, up, conn_stats=_stats),
-            run_client(lab.client_net, down, conn_stats=_stats),
+            run_client(lab.stack_a, up, conn_stats=_stats),
+            run_client(lab.stack_a, down, conn_stats=_stats),
         )
         await lab.settle()
         server.close()
@@ -63,8 +63,8 @@ def test_bulk_both_directions_at_once(profile: str) -> None:
         ("sender", 1_499_999, True), ("sender", 1_500_000, True),
     ]  # fmt: skip
     # The four transfers overlapped in time: data flowed both ways over the link at once.
-    client_out = [s.time for s in lab.client_sink.segments("out") if s.len]
-    server_out = [s.time for s in lab.server_sink.segments("out") if s.len]
+    client_out = [s.time for s in lab.sink_a.segments("out") if s.len]
+    server_out = [s.time for s in lab.sink_b.segments("out") if s.len]
     assert max(client_out[0], server_out[0]) < min(client_out[-1], server_out[-1])
     if profile == "lossy":
         lab.assert_impaired()
@@ -93,8 +93,8 @@ def test_slow_reader_closes_the_window_and_drain_waits(profile: str) -> None:
         await close_writer(writer)
 
     async def scenario() -> list[float]:
-        server = await lab.server_net.start_server(slow_reader, "0.0.0.0", PORT)
-        reader, writer = await lab.client_net.open_connection("server", PORT)
+        server = await lab.stack_b.start_server(slow_reader, "0.0.0.0", PORT)
+        reader, writer = await lab.stack_a.open_connection("server", PORT)
         loop = asyncio.get_running_loop()
         waits = []
         for pos in range(0, n, 65536):
@@ -125,9 +125,9 @@ def test_slow_reader_closes_the_window_and_drain_waits(profile: str) -> None:
     buffered = config.sndbuf + config.rcvbuf + 2 * 2**16 + HIGH_WATER
     assert sum(waits) > 0.9 * (n - buffered) / SLOW_READ * SLOW_PERIOD, sum(waits)
     # The receiver advertised a zero window, then opened it again as the reader caught up.
-    windows = [s.win for s in lab.server_sink.segments("out") if "S" not in s.flags]
+    windows = [s.win for s in lab.sink_b.segments("out") if "S" not in s.flags]
     assert 0 in windows
     assert windows[-1] > 0 or any(w > 0 for w in windows[windows.index(0) :])
     # The sender waited it out with its persist timer, probing the closed window.
-    assert any(t.timer == "persist" for t in lab.client_sink.of(TimerEvent))
+    assert any(t.timer == "persist" for t in lab.sink_a.of(TimerEvent))
     lab.assert_impaired()

@@ -9,18 +9,19 @@ import pytest
 
 from lab.node.apps.echo import EchoClientOptions, EchoResult, EchoServer, run_client
 from lab.node.apps.payload import payload
+from tests.two_hosts import TwoHosts
 
-from .helpers import PROFILES, SimLab, assert_all_finished, connections, make_lab
+from .helpers import PROFILES, assert_all_finished, connections, make_lab
 
 PORT = 7
 ACTIVE_CLOSE = ["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT", "CLOSED"]
 PASSIVE_CLOSE = ["LISTEN", "SYN_RECEIVED", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"]
 
 
-def _echo(lab: SimLab, options: list[EchoClientOptions]) -> tuple[list[EchoResult], EchoServer]:
+def _echo(lab: TwoHosts, options: list[EchoClientOptions]) -> tuple[list[EchoResult], EchoServer]:
     async def scenario() -> tuple[list[EchoResult], EchoServer]:
-        server = await EchoServer().start(lab.server_net, "0.0.0.0", PORT)
-        results = await asyncio.gather(*(run_client(lab.client_net, o) for o in options))
+        server = await EchoServer().start(lab.stack_b, "0.0.0.0", PORT)
+        results = await asyncio.gather(*(run_client(lab.stack_a, o) for o in options))
         await lab.settle()  # TIME_WAIT waited out on the virtual clock
         server.close()
         await server.wait_closed()
@@ -29,9 +30,9 @@ def _echo(lab: SimLab, options: list[EchoClientOptions]) -> tuple[list[EchoResul
     return lab.run(scenario(), timeout=900)
 
 
-def _check_paths(lab: SimLab, profile: str, n: int) -> None:
-    client_paths = assert_all_finished(lab.client_sink, expect=n)
-    server_paths = assert_all_finished(lab.server_sink, expect=n)
+def _check_paths(lab: TwoHosts, profile: str, n: int) -> None:
+    client_paths = assert_all_finished(lab.sink_a, expect=n)
+    server_paths = assert_all_finished(lab.sink_b, expect=n)
     if profile == "clean":
         assert all(p == ACTIVE_CLOSE for p in client_paths), client_paths
         assert all(p == PASSIVE_CLOSE for p in server_paths), server_paths
@@ -58,7 +59,7 @@ def test_echo_returns_every_byte(profile: str, size: int) -> None:
     assert server.connections == 1
     _check_paths(lab, profile, 1)
     # The client's data segments carried at least the whole message (more with retransmissions).
-    sent = sum(s.len for s in lab.client_sink.segments("out"))
+    sent = sum(s.len for s in lab.sink_a.segments("out"))
     assert sent >= size
     if size >= 300_000:
         lab.assert_impaired()
@@ -77,7 +78,7 @@ def test_fifty_concurrent_echo_clients(profile: str) -> None:
     _check_paths(lab, profile, 50)
     lab.assert_impaired()
     # Fifty distinct connections (client ports) on each side.
-    assert len({c.split(">")[0] for c in connections(lab.client_sink)}) == 50
+    assert len({c.split(">")[0] for c in connections(lab.sink_a)}) == 50
 
 
 def test_echo_of_a_file_and_a_message(tmp_path: Path) -> None:
@@ -87,10 +88,10 @@ def test_echo_of_a_file_and_a_message(tmp_path: Path) -> None:
     path.write_bytes(body)
 
     async def scenario() -> list[EchoResult]:
-        server = await EchoServer().start(lab.server_net, "0.0.0.0", PORT)
+        server = await EchoServer().start(lab.stack_b, "0.0.0.0", PORT)
         from_file = EchoClientOptions(host="server", port=PORT, file=path)
         message = EchoClientOptions(host="server", port=PORT, message="hello, stack")
-        results = [await run_client(lab.client_net, from_file), await run_client(lab.client_net, message)]
+        results = [await run_client(lab.stack_a, from_file), await run_client(lab.stack_a, message)]
         server.close()
         await server.wait_closed()
         return results

@@ -14,8 +14,9 @@ from lab.node.apps import payload
 from lab.node.apps.http_client import HttpClient, HttpResponse
 from lab.node.apps.http_server import HttpServer, HttpServerOptions
 from lab.node.apps.net import close_writer
+from tests.two_hosts import TwoHosts
 
-from .helpers import PROFILES, SimLab, assert_all_finished, connections, make_lab, sha256, syns_out
+from .helpers import PROFILES, assert_all_finished, connections, make_lab, sha256, syns_out
 
 PORT = 80
 _T = TypeVar("_T")
@@ -23,8 +24,8 @@ BOTH = pytest.mark.parametrize("profile", ["clean", "lossy"])
 
 
 @contextlib.asynccontextmanager
-async def http_server(lab: SimLab, root: Path | None = None) -> AsyncIterator[HttpServer]:
-    server = await HttpServer(HttpServerOptions(port=PORT, root=root)).start(lab.server_net)
+async def http_server(lab: TwoHosts, root: Path | None = None) -> AsyncIterator[HttpServer]:
+    server = await HttpServer(HttpServerOptions(port=PORT, root=root)).start(lab.stack_b)
     try:
         yield server
     finally:
@@ -34,7 +35,7 @@ async def http_server(lab: SimLab, root: Path | None = None) -> AsyncIterator[Ht
 
 
 def run_with_server(
-    lab: SimLab, body: Callable[[HttpServer], Coroutine[Any, Any, _T]], root: Path | None = None
+    lab: TwoHosts, body: Callable[[HttpServer], Coroutine[Any, Any, _T]], root: Path | None = None
 ) -> tuple[_T, HttpServer]:
     async def scenario() -> tuple[_T, HttpServer]:
         async with http_server(lab, root) as server:
@@ -55,7 +56,7 @@ def test_get_files_from_a_directory(profile: str, tmp_path: Path) -> None:
     lab = make_lab(seed=11, profile=PROFILES[profile])
 
     async def body(server: HttpServer) -> list[HttpResponse]:
-        async with HttpClient(lab.client_net, "server", PORT) as client:
+        async with HttpClient(lab.stack_a, "server", PORT) as client:
             return [
                 await client.request("GET", "/data.bin"),
                 await client.request("GET", "/"),
@@ -72,8 +73,8 @@ def test_get_files_from_a_directory(profile: str, tmp_path: Path) -> None:
     assert (head.status, head.body, head.header("content-length")) == (200, b"", str(len(data)))
     assert (missing.status, delete.status) == (404, 405)
     assert server.connections == 1  # all five on one connection
-    assert_all_finished(lab.client_sink, expect=1)
-    assert_all_finished(lab.server_sink, expect=1)
+    assert_all_finished(lab.sink_a, expect=1)
+    assert_all_finished(lab.sink_b, expect=1)
 
 
 @BOTH
@@ -82,17 +83,17 @@ def test_get_five_megabytes_of_generated_bytes(profile: str) -> None:
     lab = make_lab(seed=12, profile=PROFILES[profile])
 
     async def body(server: HttpServer) -> HttpResponse:
-        async with HttpClient(lab.client_net, "server", PORT, keep_body=False) as client:
+        async with HttpClient(lab.stack_a, "server", PORT, keep_body=False) as client:
             return await client.request("GET", f"/bytes/{n}?seed=4")
 
     response, _ = run_with_server(lab, body)
     assert response.status == 200
     assert (response.body_length, response.sha256) == (n, payload.sha256(n, 4))
     assert response.header("content-length") == str(n)
-    assert_all_finished(lab.client_sink, expect=1)
-    assert_all_finished(lab.server_sink, expect=1)
+    assert_all_finished(lab.sink_a, expect=1)
+    assert_all_finished(lab.sink_b, expect=1)
     # The body really crossed the link: the server's data segments carried at least n bytes.
-    assert sum(s.len for s in lab.server_sink.segments("out")) >= n
+    assert sum(s.len for s in lab.sink_b.segments("out")) >= n
 
 
 @BOTH
@@ -101,7 +102,7 @@ def test_post_echo_with_length_and_chunked(profile: str) -> None:
     lab = make_lab(seed=13, profile=PROFILES[profile])
 
     async def body(server: HttpServer) -> list[HttpResponse]:
-        async with HttpClient(lab.client_net, "server", PORT) as client:
+        async with HttpClient(lab.stack_a, "server", PORT) as client:
             sized = await client.request("POST", "/echo", {"Content-Type": "application/x-test"}, data)
             chunks = (data[i : i + 7000] for i in range(0, len(data), 7000))
             chunked = await client.request("POST", "/echo", None, chunks)
@@ -112,7 +113,7 @@ def test_post_echo_with_length_and_chunked(profile: str) -> None:
     assert (sized.status, sized.body, sized.header("content-type")) == (200, data, "application/x-test")
     assert (chunked.status, chunked.body) == (200, data)
     assert (empty.status, empty.body) == (200, b"")
-    assert_all_finished(lab.client_sink, expect=1)
+    assert_all_finished(lab.sink_a, expect=1)
 
 
 @BOTH
@@ -120,7 +121,7 @@ def test_hundred_requests_on_one_kept_alive_connection(profile: str) -> None:
     lab = make_lab(seed=14, profile=PROFILES[profile])
 
     async def body(server: HttpServer) -> tuple[list[HttpResponse], int]:
-        async with HttpClient(lab.client_net, "server", PORT) as client:
+        async with HttpClient(lab.stack_a, "server", PORT) as client:
             responses = [await client.request("GET", f"/bytes/{100 * i}?seed={i}") for i in range(100)]
             return responses, client.connections
 
@@ -130,11 +131,11 @@ def test_hundred_requests_on_one_kept_alive_connection(profile: str) -> None:
     assert [r.reused for r in responses] == [False] + [True] * 99
     assert opened == 1 and server.connections == 1 and server.requests == 100
     # The trace shows exactly one handshake: one SYN out of the client, one connection each side.
-    assert syns_out(lab.client_sink) == 1
-    assert len(connections(lab.client_sink)) == 1
-    assert sum(1 for s in lab.server_sink.segments("in") if s.flags == "S") == 1
-    assert_all_finished(lab.client_sink, expect=1)
-    assert_all_finished(lab.server_sink, expect=1)
+    assert syns_out(lab.sink_a) == 1
+    assert len(connections(lab.sink_a)) == 1
+    assert sum(1 for s in lab.sink_b.segments("in") if s.flags == "S") == 1
+    assert_all_finished(lab.sink_a, expect=1)
+    assert_all_finished(lab.sink_b, expect=1)
 
 
 MALFORMED = {
@@ -153,7 +154,7 @@ def test_malformed_requests_get_an_error_and_a_close(profile: str) -> None:
     lab = make_lab(seed=15, profile=PROFILES[profile])
 
     async def raw(request: bytes) -> bytes:
-        reader, writer = await lab.client_net.open_connection("server", PORT)
+        reader, writer = await lab.stack_a.open_connection("server", PORT)
         writer.write(request)
         await writer.drain()
         answer = await reader.read()  # everything up to the server's FIN
@@ -162,7 +163,7 @@ def test_malformed_requests_get_an_error_and_a_close(profile: str) -> None:
 
     async def body(server: HttpServer) -> tuple[dict[str, bytes], HttpResponse]:
         answers = {name: await raw(request) for name, (request, _) in MALFORMED.items()}
-        async with HttpClient(lab.client_net, "server", PORT) as client:  # the server survived
+        async with HttpClient(lab.stack_a, "server", PORT) as client:  # the server survived
             after = await client.request("GET", "/bytes/10")
         return answers, after
 
@@ -173,8 +174,8 @@ def test_malformed_requests_get_an_error_and_a_close(profile: str) -> None:
         assert b"connection: close" in answers[name].lower(), name
     assert after.status == 200 and after.body == payload.payload(10)
     assert server.connections == len(MALFORMED) + 1
-    client_paths = assert_all_finished(lab.client_sink, expect=len(MALFORMED) + 1)
-    server_paths = assert_all_finished(lab.server_sink, expect=len(MALFORMED) + 1)
+    client_paths = assert_all_finished(lab.sink_a, expect=len(MALFORMED) + 1)
+    server_paths = assert_all_finished(lab.sink_b, expect=len(MALFORMED) + 1)
     # The server closed each bad connection first (its FIN), the client then closed its side.
     assert all("FIN_WAIT_1" in p for p in server_paths[: len(MALFORMED)]), server_paths
     assert all("CLOSE_WAIT" in p for p in client_paths[: len(MALFORMED)]), client_paths
@@ -185,8 +186,8 @@ def test_idle_connection_closed_by_the_server_is_replaced(profile: str) -> None:
     lab = make_lab(seed=16, profile=PROFILES[profile])
 
     async def scenario() -> tuple[list[HttpResponse], int, HttpServer]:
-        server = await HttpServer(HttpServerOptions(port=PORT, idle_timeout=5.0)).start(lab.server_net)
-        async with HttpClient(lab.client_net, "server", PORT) as client:
+        server = await HttpServer(HttpServerOptions(port=PORT, idle_timeout=5.0)).start(lab.stack_b)
+        async with HttpClient(lab.stack_a, "server", PORT) as client:
             first = await client.request("GET", "/bytes/1000")
             await asyncio.sleep(10.0)  # past the server's idle timeout: it closes its side
             second = await client.request("GET", "/bytes/2000")
@@ -202,7 +203,7 @@ def test_idle_connection_closed_by_the_server_is_replaced(profile: str) -> None:
     # The stale connection failed before any response; the request went again on a new one.
     assert (second.status, second.body, second.reused) == (200, payload.payload(2000), False)
     assert opened == 2 and server.connections == 2 and server.requests == 2
-    first_server, second_server = (lab.server_sink.transitions(c) for c in connections(lab.server_sink))
+    first_server, second_server = (lab.sink_b.transitions(c) for c in connections(lab.sink_b))
     assert first_server[:4] == ["LISTEN", "SYN_RECEIVED", "ESTABLISHED", "FIN_WAIT_1"]  # server closed
     assert second_server[-1] == "CLOSED" and "ESTABLISHED" in second_server
-    assert lab.client_sink.transitions(connections(lab.client_sink)[0])[3] == "CLOSE_WAIT"
+    assert lab.sink_a.transitions(connections(lab.sink_a)[0])[3] == "CLOSE_WAIT"

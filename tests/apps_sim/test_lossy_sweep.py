@@ -21,14 +21,14 @@ def test_echo_and_http_together_over_a_lossy_link(seed: int) -> None:
     lab = make_lab(seed=seed, profile=LOSSY)
 
     async def fetch(i: int) -> list[HttpResponse]:
-        async with HttpClient(lab.client_net, "server", 80, keep_body=False) as client:
+        async with HttpClient(lab.stack_a, "server", 80, keep_body=False) as client:
             return [await client.request("GET", f"/bytes/{40_000 * i + k}?seed={i}") for k in range(2)]
 
     async def scenario() -> tuple[list[EchoResult], list[list[HttpResponse]]]:
-        echo = await EchoServer().start(lab.server_net, "0.0.0.0", 7)
-        http = await HttpServer(HttpServerOptions(port=80)).start(lab.server_net)
+        echo = await EchoServer().start(lab.stack_b, "0.0.0.0", 7)
+        http = await HttpServer(HttpServerOptions(port=80)).start(lab.stack_b)
         echoes = [
-            run_echo(lab.client_net, EchoClientOptions(host="server", port=7, size=60_000 + i, seed=i))
+            run_echo(lab.stack_a, EchoClientOptions(host="server", port=7, size=60_000 + i, seed=i))
             for i in range(3)
         ]
         results = await asyncio.gather(asyncio.gather(*echoes), asyncio.gather(*(fetch(i) for i in range(3))))
@@ -46,6 +46,6 @@ def test_echo_and_http_together_over_a_lossy_link(seed: int) -> None:
             n = 40_000 * i + k
             assert (response.status, response.body_length) == (200, n)
             assert response.sha256 == payload.sha256(n, i)
-    assert_all_finished(lab.client_sink)
-    assert_all_finished(lab.server_sink)
+    assert_all_finished(lab.sink_a)
+    assert_all_finished(lab.sink_b)
     lab.assert_impaired()

@@ -51,10 +51,10 @@ def test_registry_runs_client_against_server(case: str, profile: str) -> None:
     lab = make_lab(seed=41, profile=PROFILES[profile])
 
     async def scenario() -> dict[str, Any]:
-        server = asyncio.create_task(server_spec.run(lab.server_net, server_spec.parse(server_raw)))
+        server = asyncio.create_task(server_spec.run(lab.stack_b, server_spec.parse(server_raw)))
         await asyncio.sleep(0.001)  # the server is listening
         try:
-            result = await client_spec.run(lab.client_net, client_spec.parse(client_raw))
+            result = await client_spec.run(lab.stack_a, client_spec.parse(client_raw))
         finally:
             server.cancel()  # servers run until cancelled, then close what they have open
             with contextlib.suppress(asyncio.CancelledError):
@@ -80,5 +80,5 @@ def test_registry_runs_client_against_server(case: str, profile: str) -> None:
             assert report["bytes"] == client_raw["bytes"]
         else:  # 0.5 s at 100 Mbit/s is 6.25 MB; 5% loss costs most of that (Mathis: ~6 Mbit/s)
             assert report["bytes"] > (3_000_000 if profile == "clean" else 200_000), report
-    assert_all_finished(lab.client_sink)
-    assert_all_finished(lab.server_sink)
+    assert_all_finished(lab.sink_a)
+    assert_all_finished(lab.sink_b)

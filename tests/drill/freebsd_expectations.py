@@ -84,80 +84,16 @@ _UNSUPPORTED = [
 
 _FAIL = [
     (
-        r"rcv-icmp/rcv-icmp-hard-error",
-        "missing feature: ICMP hard errors (port, protocol unreachable, administratively prohibited, "
-        "TTL exceeded) abort a connection in SYN-SENT (RFC 1122 4.2.3.9, RFC 5461 section 4; "
-        "FreeBSD's icmp_may_rst=1); the stack acts on Fragmentation Needed only (stack/host.py)",
-    ),
-    (
         r"expected S?E",
         "missing feature: ECN (RFC 3168): the peer's SYN asks for ECN and FreeBSD (ecn.enable=2) "
         "agrees; the stack never negotiates ECN",
     ),
     (r"parse error", "the upstream script does not parse (a typo in the corpus)"),
     (
-        r"SYN option layout",
-        "platform: SYN option layout (FreeBSD: mss,nop,wscale 6,sackOK,TS; "
-        "mss,sackOK,eol,eol) differs from the stack's (Linux's) layout; later lines all match",
-    ),
-    (
-        r"overlapping-",
-        "stack bug (issue 11 part 1): no D-SACK for a partly duplicated segment, and "
-        "no immediate ACK for it (RFC 2883 section 4, RFC 5681 section 4.2)",
-    ),
-    (
-        r"reordering-",
-        "platform: FreeBSD ACKs every second segment of any size at once; the stack's "
-        "delayed ACK waits for two full-sized segments (RFC 5681 section 4.2, RFC 1122 4.2.3.2)",
-    ),
-    (
-        r"snd-syn/",
-        "platform: FreeBSD retransmits a SYN after 1 s, then 2.2 s (the backed-off RTO plus "
-        "rexmit_slop, 200 ms); the stack after 1 s, then 2 s (RFC 6298 5.5)",
-    ),
-    (
-        r"flags \., expected F\.",
-        "platform: in CLOSING FreeBSD answers the peer's FIN with its own "
-        "FIN again; the stack sends a pure ACK at SND.NXT (RFC 9293 3.10.7.4, eighth step)",
-    ),
-    (
-        r"rcv-fin-time-wait",
-        "platform: a FIN without ACK in TIME-WAIT: FreeBSD drops it before "
-        "any other check; to the stack it is outside its window (left of RCV.NXT, or past a right edge "
-        "smaller than FreeBSD's) and gets an ACK (RFC 9293 3.10.7.4, first step)",
-    ),
-    (
-        r"right-edge",
-        "platform: FreeBSD's receive window is its 65700-byte buffer, beyond the 65535 "
-        "it can advertise unscaled; the stack's window is what it advertised, so a segment at "
-        "FreeBSD's right edge is outside it (RFC 5961 section 3 drops it silently)",
-    ),
-    (
         r"rcv-syn-ack-listen",
         "platform: FreeBSD drops a SYN-ACK in LISTEN; the stack answers "
-        "<SEQ=SEG.ACK><CTL=RST> (RFC 9293 3.10.7.2)",
-    ),
-    (
-        r"rcv-ack-time-wait.*middle",
-        "platform: FreeBSD ACKs an in-window pure ACK above RCV.NXT in "
-        "TIME-WAIT; the stack sends nothing (RFC 9293 3.10.7.4 asks no ACK for it)",
-    ),
-    (
-        r"rcv-rst-last-ack.*SO_ERROR",
-        "platform: FreeBSD reports ECONNRESET for a RST in LAST-ACK; "
-        "RFC 9293 3.10.7.4 only closes the connection (the stack reports nothing)",
-    ),
-    (
-        r"rcv-syn(-fin)?-with-data-syn-sent",
-        "stack bug (stack/tcp/connection.py): the data of a SYN received in SYN-SENT (simultaneous "
-        "open) is dropped, so read() finds nothing; RFC 9293 3.10.7.3 says queue the text for "
-        "processing once ESTABLISHED",
-    ),
-    (
-        r"rcv-syn-ack-with-data-syn-sent",
-        "stack bug (stack/tcp/connection.py): a SYN-ACK carrying "
-        "data gets its ACK only when the delayed-ACK timer fires; RFC 9293 3.10.7.3 (SYN-SENT) says "
-        "form the ACK and send it",
+        "<SEQ=SEG.ACK><CTL=RST> (RFC 9293 3.10.7.2), and its listener has no setting for "
+        "FreeBSD's choice yet",
     ),
 ]
 

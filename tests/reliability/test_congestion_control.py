@@ -13,12 +13,12 @@ from stack.config import TcpConfig
 from stack.sim import LinkProfile
 from stack.socket import IPPROTO_TCP, TCP_CONGESTION
 from stack.trace import CongestionEvent, MemorySink
+from tests.two_hosts import two_hosts
 
 from .helpers import (
     PORT,
     drop_data_packets,
     drop_segment_repeatedly,
-    make_pair,
     peer_addr,
     run_transfer,
     smss,
@@ -48,7 +48,7 @@ def per_round_max(events: list[CongestionEvent], t0: float, rounds: int) -> list
 
 def bulk(cc: str, drop: set[int] | None = None, repeat: int | None = None, size: int = 4_000_000,
          seed: int = 3) -> tuple[MemorySink, list[float]]:
-    pair = make_pair(seed, LinkProfile(delay=DELAY, rate=1e9), config=BIG.with_(congestion_control=cc))
+    pair = two_hosts(seed, LinkProfile(delay=DELAY, rate=1e9), config=BIG.with_(congestion_control=cc))
     link = pair.net.duplex("a", "b").forward
     drops: list[float] = []
     if drop:
@@ -121,7 +121,7 @@ def test_rto_sets_cwnd_to_one_segment_then_slow_start(cc: str) -> None:
 
 
 def test_congestion_control_per_host_and_per_socket() -> None:
-    pair = make_pair(5, LinkProfile(delay=0.01), config=TcpConfig(congestion_control="newreno"),
+    pair = two_hosts(5, LinkProfile(delay=0.01), config=TcpConfig(congestion_control="newreno"),
                      config_b=TcpConfig())  # b: the default, cubic
 
     async def main() -> tuple[str, str, str, str]:

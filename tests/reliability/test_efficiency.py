@@ -9,8 +9,9 @@ import pytest
 
 from stack.config import TcpConfig
 from stack.sim import LinkProfile
+from tests.two_hosts import two_hosts
 
-from .helpers import make_pair, run_transfer
+from .helpers import run_transfer
 
 MSS = 1448
 DELAY = 0.010  # one way: RTT 20 ms
@@ -19,7 +20,7 @@ RATE = 100e6  # far above the loss-limited rate
 
 def goodput(cc: str, p: float, size: int, seed: int) -> float:
     """Octets per virtual second, a -> b, random loss p on the data direction only."""
-    pair = make_pair(seed, LinkProfile(delay=DELAY, loss=p, rate=RATE),
+    pair = two_hosts(seed, LinkProfile(delay=DELAY, loss=p, rate=RATE),
                      reverse=LinkProfile(delay=DELAY, rate=RATE),
                      config=TcpConfig(congestion_control=cc, msl=0.5), trace=False)
     res = run_transfer(pair, size, 0, seed=seed)

@@ -22,9 +22,10 @@ import pytest
 from stack.config import TcpConfig
 from stack.sim import LinkProfile
 from stack.trace import MemorySink, StateChange
+from tests.two_hosts import two_hosts
 
 from . import helpers
-from .helpers import digest, make_pair, run_transfer
+from .helpers import digest, run_transfer
 
 SEEDS = int(os.environ.get("RELIABILITY_SEEDS", "500"))
 SEEDS_IPV6 = int(os.environ.get("RELIABILITY_SEEDS_IPV6", "50"))
@@ -107,7 +108,7 @@ def clean_close_problems(sink: MemorySink, name: str) -> list[str]:
 
 
 def run_case(case: Case) -> tuple[int, float]:
-    pair = make_pair(case.seed, case.profile, config=case.config_a, config_b=case.config_b,
+    pair = two_hosts(case.seed, case.profile, config=case.config_a, config_b=case.config_b,
                      states_only=True)
     try:
         try:

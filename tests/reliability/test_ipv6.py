@@ -12,29 +12,15 @@ from stack.config import TcpConfig
 from stack.inet import AF_INET, AF_INET6
 from stack.sim import LinkProfile, Network
 from stack.socket import Stack
-from stack.trace import MemorySink, PacketEvent, StateChange, TimerEvent, Trace
+from stack.trace import PacketEvent, StateChange, TimerEvent
+from tests.two_hosts import A_ADDR, A_ADDR6, B_ADDR, B_ADDR6, routed_two_hosts, two_hosts
 
-from . import helpers
-from .helpers import A_ADDR, A_ADDR6, B_ADDR, B_ADDR6, Pair, run_transfer
-
-
-def routed_pair(seed: int, mtu: int) -> Pair:
-    """a - r - b, the r-b link carrying at most `mtu` octets; both hosts dual-stack."""
-    net = Network(seed)
-    sink_a, sink_b = MemorySink(), MemorySink()
-    a = net.add_host("a", A_ADDR, address6=A_ADDR6, config=TcpConfig(msl=0.5), trace=Trace([sink_a]))
-    b = net.add_host("b", B_ADDR, address6=B_ADDR6, config=TcpConfig(msl=0.5), trace=Trace([sink_b]))
-    net.add_router("r", "10.0.1.254", "fd00:1::fe")
-    net.connect("a", "r", LinkProfile(delay=0.005))
-    net.connect("r", "b", LinkProfile(delay=0.005, mtu=mtu))
-    net.route("a", via="r")
-    net.route("b", via="r")
-    return Pair(net, a, b, sink_a, sink_b, Stack(a.runtime), Stack(b.runtime))
+from .helpers import run_transfer
 
 
 @pytest.mark.parametrize("family", ["ipv6"], indirect=True)
 def test_packet_too_big_lowers_the_mss_and_the_data_arrives(family: str) -> None:
-    pair = routed_pair(23, mtu=1280)
+    pair = routed_two_hosts(23, mtu=1280, config=TcpConfig(msl=0.5))
     res = run_transfer(pair, 300_000, 200_000, seed=23)
     assert res.got_ab == res.sent_ab and res.got_ba == res.sent_ba
     pmtu = [e for e in pair.sink_a.of(TimerEvent) if e.timer == "pmtu"]
@@ -52,7 +38,7 @@ def test_packet_too_big_lowers_the_mss_and_the_data_arrives(family: str) -> None
 def test_packet_too_big_below_1280_is_ignored(family: str) -> None:
     """RFC 8201 section 4: a Packet Too Big reporting less than 1280 is discarded; the link then
     simply drops the big packets (a black hole), which the drop counter shows."""
-    pair = routed_pair(5, mtu=1000)
+    pair = routed_two_hosts(5, mtu=1000, config=TcpConfig(msl=0.5))
 
     async def main() -> None:
         await pair.stack_b.start_server(lambda r, w: None, port=9)
@@ -67,7 +53,7 @@ def test_packet_too_big_below_1280_is_ignored(family: str) -> None:
 
 
 def test_router_forwards_ipv6_with_the_hop_limit_one_lower() -> None:
-    pair = routed_pair(1, mtu=1500)
+    pair = routed_two_hosts(1, mtu=1500, config=TcpConfig(msl=0.5))
     seen: list[int] = []
     pair.net.taps.append(lambda t, src, dst, p: seen.append(p[7]) if (src, dst) == ("r", "b") else None)
 
@@ -88,7 +74,7 @@ def test_router_forwards_ipv6_with_the_hop_limit_one_lower() -> None:
 
 def test_both_families_between_the_same_hosts_at_once() -> None:
     """One listener serves an IPv4 and an IPv6 client; each connection is its own family."""
-    pair = helpers.make_pair(3, LinkProfile(delay=0.01))
+    pair = two_hosts(3, LinkProfile(delay=0.01))
 
     async def main() -> list[bytes]:
         async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -114,7 +100,7 @@ def test_both_families_between_the_same_hosts_at_once() -> None:
 
 
 def test_af_inet6_listener_accepts_both_families_and_names_them_like_linux() -> None:
-    pair = helpers.make_pair(8, LinkProfile(delay=0.01))
+    pair = two_hosts(8, LinkProfile(delay=0.01))
 
     async def main() -> list[tuple[object, ...]]:
         listener = pair.stack_b.socket(AF_INET6)
@@ -146,7 +132,7 @@ def test_af_inet6_listener_accepts_both_families_and_names_them_like_linux() -> 
 
 
 def test_address_family_mismatches_are_refused_with_one_line() -> None:
-    pair = helpers.make_pair(9, LinkProfile(delay=0.01))
+    pair = two_hosts(9, LinkProfile(delay=0.01))
 
     async def main() -> list[int]:
         codes = []
@@ -172,7 +158,7 @@ def test_address_family_mismatches_are_refused_with_one_line() -> None:
 
 
 def test_mapped_address_and_names_on_an_af_inet6_socket_go_over_ipv4() -> None:
-    pair = helpers.make_pair(10, LinkProfile(delay=0.01))
+    pair = two_hosts(10, LinkProfile(delay=0.01))
     a = Stack(pair.a.runtime, names={"b": B_ADDR, "both": B_ADDR}, names6={"both": B_ADDR6})
 
     async def main() -> list[tuple[object, ...]]:

@@ -7,7 +7,7 @@ import asyncio
 import statistics
 
 from stack.config import TcpConfig
-from stack.sim import LinkProfile, Network
+from stack.sim import LinkProfile
 from stack.socket import (
     IPPROTO_TCP,
     MSG_OOB,
@@ -19,20 +19,20 @@ from stack.socket import (
     TCP_KEEPINTVL,
     TCP_NODELAY,
     Socket,
-    Stack,
 )
 from stack.tcp.state import State
-from stack.trace import MemorySink, RttEvent, StateChange, TimerEvent, Trace
+from stack.trace import RttEvent, StateChange, TimerEvent
 from stack.wire.ipv4 import PROTO_TCP, pack_addr, parse_ipv4
 from stack.wire.tcp import Flags, Timestamps, parse_tcp
+from tests.two_hosts import B_ADDR, TwoHosts, routed_two_hosts, two_hosts
 
-from .helpers import A_ADDR, B_ADDR, PORT, Pair, Rig, digest, make_pair, payload, run_transfer
+from .helpers import PORT, Rig, digest, payload, run_transfer
 
 # ---------------------------------------------------------------- timestamps
 
 
 def test_timestamp_rtt_samples_match_the_link_rtt() -> None:
-    pair = make_pair(21, LinkProfile(delay=0.03, rate=1e9), config=TcpConfig(msl=0.5))
+    pair = two_hosts(21, LinkProfile(delay=0.03, rate=1e9), config=TcpConfig(msl=0.5))
     run_transfer(pair, 600_000, 0, seed=21)
     samples = [e.sample for e in pair.sink_a.of(RttEvent)]
     med = statistics.median(samples)
@@ -65,7 +65,7 @@ def test_paws_drops_a_segment_with_an_old_timestamp() -> None:
 
 
 def test_msg_oob_sets_urg_and_the_pointer_after_the_urgent_data_delivered_inline() -> None:
-    pair = make_pair(22, LinkProfile(delay=0.01), config=TcpConfig(msl=0.5))
+    pair = two_hosts(22, LinkProfile(delay=0.01), config=TcpConfig(msl=0.5))
     seen: list[tuple[int, int, int]] = []  # (flags, urgent pointer, payload length) a -> b
 
     def tap(_t: float, src: str, _dst: str, packet: bytes) -> None:
@@ -106,16 +106,8 @@ def test_msg_oob_sets_urg_and_the_pointer_after_the_urgent_data_delivered_inline
 
 
 def test_pmtu_frag_needed_lowers_the_mss_and_the_data_arrives() -> None:
-    net = Network(23)
-    sink_a, sink_b = MemorySink(), MemorySink()
-    a = net.add_host("a", A_ADDR, config=TcpConfig(msl=0.5), trace=Trace([sink_a]))
-    b = net.add_host("b", B_ADDR, config=TcpConfig(msl=0.5), trace=Trace([sink_b]))
-    net.add_router("r", "10.0.1.254")
-    net.connect("a", "r", LinkProfile(delay=0.005))
-    net.connect("r", "b", LinkProfile(delay=0.005, mtu=1280))
-    net.route("a", via="r")
-    net.route("b", via="r")
-    pair = Pair(net, a, b, sink_a, sink_b, Stack(a.runtime), Stack(b.runtime))
+    pair = routed_two_hosts(23, mtu=1280, config=TcpConfig(msl=0.5), ipv6=False)
+    net, sink_a = pair.net, pair.sink_a
     res = run_transfer(pair, 300_000, 200_000, seed=23)
     assert res.got_ab == res.sent_ab and res.got_ba == res.sent_ba
     pmtu = [e for e in sink_a.of(TimerEvent) if e.timer == "pmtu"]
@@ -128,12 +120,12 @@ def test_pmtu_frag_needed_lowers_the_mss_and_the_data_arrives() -> None:
 # ---------------------------------------------------------------- errors and options via sockets
 
 
-def _dead_after_connect(pair: Pair) -> None:
+def _dead_after_connect(pair: TwoHosts) -> None:
     pair.net.duplex("a", "b").set_profile(LinkProfile(delay=0.01, loss=1.0))
 
 
 def test_connect_to_a_black_hole_raises_timeout_error_after_syn_retries() -> None:
-    pair = make_pair(24, LinkProfile(delay=0.01, loss=1.0), config=TcpConfig(syn_retries=6))
+    pair = two_hosts(24, LinkProfile(delay=0.01, loss=1.0), config=TcpConfig(syn_retries=6))
 
     async def main() -> float:
         s = pair.stack_a.socket()
@@ -146,7 +138,7 @@ def test_connect_to_a_black_hole_raises_timeout_error_after_syn_retries() -> Non
     assert pair.net.run(main(), timeout=1000) == 127.0  # 1+2+4+8+16+32+64
 
 
-def _connected(pair: Pair, sock_setup: list[tuple[int, int, int]] | None = None
+def _connected(pair: TwoHosts, sock_setup: list[tuple[int, int, int]] | None = None
                ) -> tuple[Socket, Socket]:
     async def main() -> tuple[Socket, Socket]:
         listener = pair.stack_b.socket()
@@ -163,7 +155,7 @@ def _connected(pair: Pair, sock_setup: list[tuple[int, int, int]] | None = None
 
 
 def test_data_retries_exhausted_raise_timeout_error_for_the_app() -> None:
-    pair = make_pair(25, LinkProfile(delay=0.01), config=TcpConfig(data_retries=4, timestamps=False))
+    pair = two_hosts(25, LinkProfile(delay=0.01), config=TcpConfig(data_retries=4, timestamps=False))
     client, _server = _connected(pair)
     _dead_after_connect(pair)
 
@@ -183,7 +175,7 @@ def test_data_retries_exhausted_raise_timeout_error_for_the_app() -> None:
 
 
 def test_keepalive_socket_options_dead_peer_timeout_error() -> None:
-    pair = make_pair(26, LinkProfile(delay=0.01))
+    pair = two_hosts(26, LinkProfile(delay=0.01))
     opts = [(SOL_SOCKET, SO_KEEPALIVE, 1), (IPPROTO_TCP, TCP_KEEPIDLE, 10),
             (IPPROTO_TCP, TCP_KEEPINTVL, 2), (IPPROTO_TCP, TCP_KEEPCNT, 3)]
     client, _server = _connected(pair, opts)
@@ -203,7 +195,7 @@ def test_keepalive_socket_options_dead_peer_timeout_error() -> None:
 
 
 def test_keepalive_live_peer_connection_stays() -> None:
-    pair = make_pair(27, LinkProfile(delay=0.01))
+    pair = two_hosts(27, LinkProfile(delay=0.01))
     opts = [(SOL_SOCKET, SO_KEEPALIVE, 1), (IPPROTO_TCP, TCP_KEEPIDLE, 10),
             (IPPROTO_TCP, TCP_KEEPINTVL, 2), (IPPROTO_TCP, TCP_KEEPCNT, 3)]
     client, _server = _connected(pair, opts)
@@ -213,7 +205,7 @@ def test_keepalive_live_peer_connection_stays() -> None:
 
 
 def test_keepalive_options_read_back_with_getsockopt() -> None:
-    pair = make_pair(29, LinkProfile(delay=0.01))
+    pair = two_hosts(29, LinkProfile(delay=0.01))
     opts = [(IPPROTO_TCP, TCP_KEEPIDLE, 10), (IPPROTO_TCP, TCP_KEEPINTVL, 2), (IPPROTO_TCP, TCP_KEEPCNT, 3)]
     client, server = _connected(pair, opts)
     assert [client.getsockopt(level, opt) for level, opt, _ in opts] == [10, 2, 3]
@@ -224,7 +216,7 @@ def test_keepalive_options_read_back_with_getsockopt() -> None:
 
 
 def test_recv_msg_peek_returns_the_data_and_leaves_it_queued() -> None:
-    pair = make_pair(30, LinkProfile(delay=0.01))
+    pair = two_hosts(30, LinkProfile(delay=0.01))
     client, server = _connected(pair)
 
     async def main() -> list[bytes]:
@@ -236,7 +228,7 @@ def test_recv_msg_peek_returns_the_data_and_leaves_it_queued() -> None:
 
 
 def _small_writes(nodelay: bool) -> list[int]:
-    pair = make_pair(28, LinkProfile(delay=0.05))
+    pair = two_hosts(28, LinkProfile(delay=0.05))
     client, _ = _connected(pair, [(IPPROTO_TCP, TCP_NODELAY, 1)] if nodelay else [])
     conn = client.conn
     assert conn is not None
@@ -257,7 +249,7 @@ def test_nagle_by_default_and_tcp_nodelay_via_setsockopt() -> None:
 
 
 def test_closed_states_in_trace_after_transfer_with_small_msl() -> None:
-    pair = make_pair(29, LinkProfile(delay=0.01), config=TcpConfig(msl=0.25))
+    pair = two_hosts(29, LinkProfile(delay=0.01), config=TcpConfig(msl=0.25))
     res = run_transfer(pair, 10_000, 10_000, seed=29)
     assert digest(res.got_ab) == digest(payload(29 * 2 + 1, 10_000))
     pair.net.run_for(1.0)

@@ -13,12 +13,12 @@ from stack.tcp.connection import TcpConnection
 from stack.tcp.state import State
 from stack.trace import CongestionEvent, Retransmit, TimerEvent
 from stack.wire.tcp import Flags
+from tests.two_hosts import two_hosts
 
 from .helpers import (
     Rig,
     drop_data_packets,
     drop_segment_repeatedly,
-    make_pair,
     peer_addr,
     run_transfer,
     smss,
@@ -143,7 +143,7 @@ def _recovery(sack: bool) -> tuple[int, float, list[str], int]:
     """Bulk 300 kB a->b over a clean 40 ms RTT link with LOST dropped; returns (retransmits,
     time from the first retransmission to the end of recovery, why of each, lost count)."""
     cfg = TcpConfig(sack=sack, congestion_control="newreno", msl=0.5)
-    pair = make_pair(11, LinkProfile(delay=0.02, rate=50e6), config=cfg)
+    pair = two_hosts(11, LinkProfile(delay=0.02, rate=50e6), config=cfg)
     dropped = drop_data_packets(pair.net.duplex("a", "b").forward, LOST)
     res = run_transfer(pair, 300_000, 0, seed=11)
     assert res.got_ab == res.sent_ab
@@ -169,7 +169,7 @@ def test_rto_during_sack_recovery_still_delivers_everything() -> None:
     """The fast retransmission is lost too: the RTO fires with SACK state on the scoreboard,
     go-back-N resends, and the transfer completes intact."""
     cfg = TcpConfig(sack=True, msl=0.5)
-    pair = make_pair(12, LinkProfile(delay=0.02, rate=50e6), config=cfg)
+    pair = two_hosts(12, LinkProfile(delay=0.02, rate=50e6), config=cfg)
     link = pair.net.duplex("a", "b").forward
     drops = drop_segment_repeatedly(link, 30, times=3)  # first copy, fast retransmit, first RTO
     drop_data_packets(link, {33, 35})  # more holes in the same window, SACKed around
@@ -216,7 +216,7 @@ def test_zero_window_end_to_end_nothing_lost() -> None:
     """The receiving application does not read for 30 s: the window closes, the sender probes
     (persist timer), then reading resumes and every octet and the FIN arrive."""
     cfg = TcpConfig(rcvbuf=16 * 1024, msl=0.5)
-    pair = make_pair(13, LinkProfile(delay=0.02), config=cfg)
+    pair = two_hosts(13, LinkProfile(delay=0.02), config=cfg)
     data = b"".join(i.to_bytes(4, "big") for i in range(50_000))  # 200 kB
 
     async def main() -> bytes:
@@ -249,7 +249,7 @@ def test_go_back_n_after_rto_skips_what_the_receiver_sacked() -> None:
     """Two holes, each losing its fast/SACK retransmission too: the RTO resends the first, and
     go-back-N (snd_nxt pulled back to SND.UNA) then jumps over the SACKed octets straight to the
     second hole: exactly the two lost segments are resent, nothing the receiver holds."""
-    pair = make_pair(12, LinkProfile(delay=0.02, rate=50e6), config=TcpConfig(sack=True, msl=0.5))
+    pair = two_hosts(12, LinkProfile(delay=0.02, rate=50e6), config=TcpConfig(sack=True, msl=0.5))
     link = pair.net.duplex("a", "b").forward
     first = drop_segment_repeatedly(link, 30, times=2)
     second = drop_segment_repeatedly(link, 36, times=2)

@@ -9,9 +9,8 @@ import pytest
 
 from stack.config import TcpConfig
 from stack.sim.link import LinkProfile
-from stack.sim.network import Network
-from stack.socket import Stack
-from stack.trace import MemorySink, PacketEvent, SegmentEvent, Trace
+from stack.trace import PacketEvent, SegmentEvent
+from tests.two_hosts import two_hosts
 
 from . import helpers
 
@@ -21,12 +20,10 @@ pytestmark = pytest.mark.usefixtures("family")  # over IPv4 and over IPv6
 @pytest.mark.parametrize("timestamps", [True, False])
 def test_echo_over_a_lossy_link_never_sends_an_oversized_packet(timestamps: bool) -> None:
     config = TcpConfig(timestamps=timestamps)
-    sinks = {"a": MemorySink(), "b": MemorySink()}
-    with Network(seed=11) as net:
-        a = net.add_host("a", "10.0.0.1", config=config, trace=Trace([sinks["a"]]), address6="fd00::1")
-        b = net.add_host("b", "10.0.0.2", config=config, trace=Trace([sinks["b"]]), address6="fd00::2")
-        # The link itself refuses anything over 1500 bytes, as a real one with DF would.
-        net.connect("a", "b", LinkProfile(delay=0.005, loss=0.05, reorder=0.05, mtu=1500))
+    # The link itself refuses anything over 1500 bytes, as a real one with DF would.
+    hosts = two_hosts(11, LinkProfile(delay=0.005, loss=0.05, reorder=0.05, mtu=1500), config=config)
+    sinks = {"a": hosts.sink_a, "b": hosts.sink_b}
+    with hosts.net as net:
         payload = bytes(range(256)) * 4000
 
         async def main() -> bytes:
@@ -36,8 +33,8 @@ def test_echo_over_a_lossy_link_never_sends_an_oversized_packet(timestamps: bool
                     await writer.drain()
                 writer.close()
 
-            await Stack(b.runtime).start_server(echo, port=7)
-            reader, writer = await Stack(a.runtime).open_connection(helpers.peer_addr(), 7)
+            await hosts.stack_b.start_server(echo, port=7)
+            reader, writer = await hosts.stack_a.open_connection(helpers.peer_addr(), 7)
             writer.write(payload)
             writer.write_eof()
             back = await reader.read()

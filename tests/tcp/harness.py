@@ -16,7 +16,6 @@ over IPv6). Under IPv6 the host has both addresses and the peer talks to its IPv
 
 from __future__ import annotations
 
-import random
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -26,14 +25,14 @@ import pytest
 from stack import seq
 from stack.config import TcpConfig
 from stack.host import Host
-from stack.inet import is_ipv6, pack, tcp_overhead
+from stack.inet import tcp_overhead
 from stack.tcp.connection import TcpConnection
 from stack.tcp.listener import Listener
 from stack.tcp.state import State
-from stack.trace import MemorySink, Trace, conn_id
-from stack.wire.ipv4 import PROTO_TCP, IPv4Packet, build_ipv4, parse_ipv4
-from stack.wire.ipv6 import IPv6Packet, build_ipv6, parse_ipv6
-from stack.wire.tcp import Flags, Mss, TcpOption, TcpSegment, build_tcp, flags_str, parse_tcp
+from stack.trace import MemorySink, conn_id
+from stack.wire.segment import tcp_packet
+from stack.wire.tcp import Flags, Mss, TcpOption, TcpSegment, flags_str
+from tests.injection import deliver, fire_next, new_host, run_timers, take_segments
 
 LOCAL_IP = "10.0.0.1"  # the host under test
 REMOTE_IP = "10.0.0.2"  # the peer the test plays
@@ -131,33 +130,15 @@ class FixedIsn:
 
 
 def make_host(config: TcpConfig = PLAIN, iss: int = DEFAULT_ISN[0]) -> tuple[Host, MemorySink]:
-    sink = MemorySink()
     address6 = IPV6.local_ip if FAMILY is IPV6 else None
-    host = Host(LOCAL_IP, config=config, trace=Trace([sink]), rng=random.Random(7), isn_key=b"test",
-                address6=address6)
+    host, sink = new_host(LOCAL_IP, config, isn_key=b"test", address6=address6)
     host.isn = FixedIsn(iss)  # type: ignore[assignment]
     return host, sink
 
 
 def packet(seg: TcpSegment, src: str = REMOTE_IP, dst: str = LOCAL_IP) -> bytes:
     """The IPv4 or IPv6 packet (by the addresses' family) carrying seg, with correct checksums."""
-    return ip_packet(src, dst, build_tcp(seg, pack(src), pack(dst)))
-
-
-def ip_packet(src: str, dst: str, tcp: bytes) -> bytes:
-    """TCP octets (checksum already right) in an IPv4 or IPv6 packet, by the addresses' family."""
-    if is_ipv6(src):
-        return build_ipv6(IPv6Packet(src, dst, PROTO_TCP, tcp))
-    return build_ipv4(IPv4Packet(src, dst, PROTO_TCP, tcp))
-
-
-def parse_packet(raw: bytes) -> tuple[str, str, int, bytes]:
-    """(src, dst, protocol, payload) of an IPv4 or IPv6 packet."""
-    if raw[0] >> 4 == 6:
-        ip6 = parse_ipv6(raw)
-        return ip6.src, ip6.dst, ip6.next_header, ip6.payload
-    ip = parse_ipv4(raw)
-    return ip.src, ip.dst, ip.protocol, ip.payload
+    return tcp_packet(src, dst, seg)
 
 
 class Peer:
@@ -215,16 +196,13 @@ class Peer:
         )
         if seq is None:
             self.seq = _seq_add(self.seq, seg.seg_len)
-        self.host.receive(packet(seg, self.ip, self.host.local_address(self.ip)), self.now)
+        deliver(self.host, self.ip, seg, self.now)
         return seg
 
     def segments(self) -> list[TcpSegment]:
         """Everything the host sent since the last look (all of it must be TCP to us)."""
         box = _MAILBOXES.setdefault(self.host, {})
-        for raw in self.host.take_packets():
-            src, dst, protocol, data = parse_packet(raw)
-            assert protocol == PROTO_TCP and src == self.host.local_address(dst)
-            seg = parse_tcp(data, pack(src), pack(dst))
+        for dst, seg in take_segments(self.host):
             box.setdefault((dst, seg.dst_port, seg.src_port), []).append(seg)
         out = box.pop((self.ip, self.port, self.local_port), [])
         for seg in out:
@@ -313,21 +291,12 @@ class Peer:
 
     def advance(self, to: float) -> None:
         """Move the clock to `to`, firing the host's timers that come due on the way."""
-        while True:
-            d = self.host.deadline()
-            if d is None or d > to:
-                break
-            self.now = d
-            self.host.on_timer(d)
-        self.now = to
+        self.now = run_timers(self.host, self.now, to)
 
     def fire(self) -> float:
         """Jump to the host's next deadline and fire it; return the time."""
-        d = self.host.deadline()
-        assert d is not None, "the host has no timer running"
-        self.now = d
-        self.host.on_timer(d)
-        return d
+        self.now = fire_next(self.host)
+        return self.now
 
 
 def describe(seg: TcpSegment) -> str:

@@ -66,13 +66,6 @@ def test_exact_rst_resets() -> None:
         peer.c().send(b"x", peer.now)
 
 
-def test_inexact_rst_gets_challenge_ack() -> None:
-    peer = close_wait()
-    peer.send("R", seq=peer.seq + 1)
-    peer.expect(".", ack=peer.seq)
-    assert peer.state is State.CLOSE_WAIT
-
-
 def test_fin_rides_on_the_last_data_segment() -> None:
     peer = established_passive(config=PLAIN.with_(nagle=False))
     peer.send("F.")

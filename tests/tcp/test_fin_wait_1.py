@@ -39,13 +39,6 @@ def test_fin_without_ack_of_ours_goes_to_closing(isn: tuple[int, int]) -> None:
     assert peer.transitions()[-2:] == ["FIN_WAIT_1", "CLOSING"]
 
 
-def test_ack_below_fin_stays() -> None:
-    peer = fin_wait_1()
-    peer.send(".", ack=peer.iss + 1)
-    peer.expect_none()
-    assert peer.state is State.FIN_WAIT_1
-
-
 def test_data_after_shutdown_is_still_received() -> None:
     peer = fin_wait_1(how="shutdown")
     peer.send("P.", ack=peer.iss + 1, payload=b"reply")
@@ -54,44 +47,12 @@ def test_data_after_shutdown_is_still_received() -> None:
     assert peer.app_recv() == b"reply"
 
 
-def test_data_after_close_resets() -> None:
-    # RFC 9293 3.10.4 / RFC 2525 2.17: the application closed: nobody will read it.
-    peer = fin_wait_1(how="close")
-    peer.send("P.", ack=peer.iss + 2, payload=b"too late")
-    out = peer.expect_many(1)[0]
-    assert out.flags == 0x14 and out.seq == peer.iss + 2
-    assert peer.state is State.CLOSED
-
-
 def test_fin_ack_with_data_delivers_then_time_wait() -> None:
     peer = fin_wait_1(how="shutdown")
     peer.send("FP.", ack=peer.iss + 2, payload=b"bye")
     peer.expect(".", seq=peer.iss + 2, win=RCVBUF - 4)
     assert peer.state is State.TIME_WAIT
     assert peer.app_recv() == b"bye"
-
-
-def test_fin_is_retransmitted_on_timeout() -> None:
-    peer = fin_wait_1()
-    peer.fire()
-    peer.expect("F.", seq=peer.iss + 1)
-    assert peer.state is State.FIN_WAIT_1
-
-
-def test_exact_rst_resets() -> None:
-    peer = fin_wait_1()
-    peer.send("R", seq=peer.irs + 1)
-    peer.expect_none()
-    assert peer.state is State.CLOSED
-    assert isinstance(peer.c().error, ConnectionResetError)
-
-
-def test_ack_beyond_fin_is_dropped_with_ack() -> None:
-    peer = fin_wait_1()
-    peer.send(".", ack=peer.iss + 3)
-    peer.expect(".", seq=peer.iss + 2)
-    assert peer.state is State.FIN_WAIT_1
-    assert peer.drops("ack_of_unsent_data") == 1
 
 
 def test_send_after_shutdown_is_broken_pipe() -> None:

@@ -12,6 +12,7 @@ from stack.checksum import internet_checksum, pseudo_header_sum
 from stack.inet import is_ipv6, pack, tcp_overhead
 from stack.tcp.state import State
 from stack.wire.ipv4 import PROTO_TCP
+from stack.wire.segment import ip_packet
 from stack.wire.tcp import (
     Eol,
     Flags,
@@ -31,7 +32,6 @@ from .harness import (
     Peer,
     established_active,
     established_passive,
-    ip_packet,
     isns,
     listening,
     our_mss,

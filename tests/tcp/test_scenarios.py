@@ -5,74 +5,56 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import Coroutine, Iterator
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Iterator
 
 import pytest
 
 from stack.config import TcpConfig
-from stack.sim import LinkProfile, Network, SimNode
-from stack.socket import SHUT_WR, SO_LINGER, SOL_SOCKET, Socket, Stack
+from stack.sim import LinkProfile
+from stack.socket import SHUT_WR, SO_LINGER, SOL_SOCKET, Socket
 from stack.tcp.connection import TcpConnection
 from stack.tcp.state import State
-from stack.trace import MemorySink, StateChange, Trace, conn_id
+from stack.trace import MemorySink, StateChange, conn_id
+from stack.wire.segment import tcp_packet
 from stack.wire.tcp import Flags, TcpSegment
+from tests.two_hosts import A_ADDR, B_ADDR, TwoHosts, two_hosts
 
-from .harness import packet
-
-A, B = "10.0.0.1", "10.0.0.2"  # a: client, b: server
+A, B = A_ADDR, B_ADDR  # a: client, b: server
 PORT = 80
 CLIENT_PORT = 40000
-T = TypeVar("T")
 MSL_WAIT = 2 * TcpConfig().msl  # 60 s
 
 ACTIVE_CLOSE = ["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT", "CLOSED"]
 PASSIVE_CLOSE = ["LISTEN", "SYN_RECEIVED", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"]
 
 
-@dataclass
-class Net:
-    net: Network
-    a: SimNode
-    b: SimNode
-    sink_a: MemorySink
-    sink_b: MemorySink
-    stack_a: Stack
-    stack_b: Stack
+def client_id(port: int = CLIENT_PORT) -> str:
+    return conn_id(A, port, B, PORT)
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.net.run(coro, timeout=600)
 
-    def client_id(self, port: int = CLIENT_PORT) -> str:
-        return conn_id(A, port, B, PORT)
+def server_id(port: int = CLIENT_PORT) -> str:
+    return conn_id(B, PORT, A, port)
 
-    def server_id(self, port: int = CLIENT_PORT) -> str:
-        return conn_id(B, PORT, A, port)
 
-    def change_times(self, sink: MemorySink, cid: str) -> dict[str, float]:
-        return {e.new: e.time for e in sink.of(StateChange) if e.conn == cid}
+def change_times(sink: MemorySink, cid: str) -> dict[str, float]:
+    return {e.new: e.time for e in sink.of(StateChange) if e.conn == cid}
 
 
 @pytest.fixture
-def net() -> Iterator[Net]:
-    network = Network(seed=1)
-    sink_a, sink_b = MemorySink(), MemorySink()
-    a = network.add_host("a", A, trace=Trace([sink_a]))
-    b = network.add_host("b", B, trace=Trace([sink_b]))
-    network.connect("a", "b", LinkProfile(delay=0.005))
-    yield Net(network, a, b, sink_a, sink_b, Stack(a.runtime), Stack(b.runtime))
-    network.close()
+def net() -> Iterator[TwoHosts]:
+    hosts = two_hosts(1, LinkProfile(delay=0.005), ipv6=False)
+    yield hosts
+    hosts.net.close()
 
 
-async def server_socket(n: Net, backlog: int = 8) -> Socket:
+async def server_socket(n: TwoHosts, backlog: int = 8) -> Socket:
     s = n.stack_b.socket()
     s.bind(("", PORT))
     s.listen(backlog)
     return s
 
 
-async def client_socket(n: Net, port: int = CLIENT_PORT) -> Socket:
+async def client_socket(n: TwoHosts, port: int = CLIENT_PORT) -> Socket:
     c = n.stack_a.socket()
     c.bind(("", port))
     await c.aconnect((B, PORT))
@@ -88,7 +70,7 @@ async def recv_all(sock: Socket) -> bytes:
         out += data
 
 
-def test_open_and_client_closes_first(net: Net) -> None:
+def test_open_and_client_closes_first(net: TwoHosts) -> None:
     async def main() -> bytes:
         srv = await server_socket(net)
         cli = await client_socket(net)
@@ -104,14 +86,14 @@ def test_open_and_client_closes_first(net: Net) -> None:
         return request + reply
 
     assert net.run(main()).endswith(b"hi")
-    assert net.sink_a.transitions(net.client_id()) == ACTIVE_CLOSE
-    assert net.sink_b.transitions(net.server_id()) == PASSIVE_CLOSE
-    times = net.change_times(net.sink_a, net.client_id())
+    assert net.sink_a.transitions(client_id()) == ACTIVE_CLOSE
+    assert net.sink_b.transitions(server_id()) == PASSIVE_CLOSE
+    times = change_times(net.sink_a, client_id())
     assert times["CLOSED"] - times["TIME_WAIT"] == pytest.approx(MSL_WAIT)  # 2*MSL, in virtual time
     assert not net.a.host.connections and not net.b.host.connections
 
 
-def test_open_and_server_closes_first(net: Net) -> None:
+def test_open_and_server_closes_first(net: TwoHosts) -> None:
     async def main() -> None:
         srv = await server_socket(net)
         cli = await client_socket(net)
@@ -123,13 +105,13 @@ def test_open_and_server_closes_first(net: Net) -> None:
         await asyncio.sleep(MSL_WAIT + 1)
 
     net.run(main())
-    assert net.sink_a.transitions(net.client_id()) == [
+    assert net.sink_a.transitions(client_id()) == [
         "CLOSED", "SYN_SENT", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"]
-    assert net.sink_b.transitions(net.server_id()) == [
+    assert net.sink_b.transitions(server_id()) == [
         "LISTEN", "SYN_RECEIVED", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT", "CLOSED"]
 
 
-def test_simultaneous_open(net: Net) -> None:
+def test_simultaneous_open(net: TwoHosts) -> None:
     now = net.net.now
     ca = net.a.host.connect(B, 6000, now, local_port=5000)
     cb = net.b.host.connect(A, 5000, now, local_port=6000)
@@ -152,7 +134,7 @@ def test_simultaneous_open(net: Net) -> None:
     assert ca.recv(100, net.net.now) == b"from b"
 
 
-def test_simultaneous_close(net: Net) -> None:
+def test_simultaneous_close(net: TwoHosts) -> None:
     async def main() -> tuple[TcpConnection, TcpConnection]:
         srv = await server_socket(net)
         cli = await client_socket(net)
@@ -172,12 +154,12 @@ def test_simultaneous_close(net: Net) -> None:
 
     net.run(main())
     both = ["ESTABLISHED", "FIN_WAIT_1", "CLOSING", "TIME_WAIT", "CLOSED"]
-    assert net.sink_a.transitions(net.client_id())[2:] == both
-    assert net.sink_b.transitions(net.server_id())[2:] == both
+    assert net.sink_a.transitions(client_id())[2:] == both
+    assert net.sink_b.transitions(server_id())[2:] == both
     assert not net.a.host.connections and not net.b.host.connections
 
 
-def test_half_close_with_data_flowing_back(net: Net) -> None:
+def test_half_close_with_data_flowing_back(net: TwoHosts) -> None:
     body = bytes(range(256)) * 400  # 100 KiB
 
     async def main() -> bytes:
@@ -203,16 +185,16 @@ def test_half_close_with_data_flowing_back(net: Net) -> None:
         return got
 
     assert net.run(main()) == body
-    assert net.sink_a.transitions(net.client_id()) == ACTIVE_CLOSE
-    assert net.sink_b.transitions(net.server_id()) == PASSIVE_CLOSE
+    assert net.sink_a.transitions(client_id()) == ACTIVE_CLOSE
+    assert net.sink_b.transitions(server_id()) == PASSIVE_CLOSE
 
 
-def test_old_duplicate_syn_is_reset_and_the_listener_carries_on(net: Net) -> None:
+def test_old_duplicate_syn_is_reset_and_the_listener_carries_on(net: TwoHosts) -> None:
     async def main() -> None:
         srv = await server_socket(net)
         # An old SYN "from" a: a has no such connection, so it answers the SYN-ACK with RST.
         old = TcpSegment(33333, PORT, 123_456, 0, Flags.SYN, 65535)
-        net.net.inject("a", packet(old, A, B))
+        net.net.inject("a", tcp_packet(A, B, old))
         await asyncio.sleep(1.0)
         assert srv.listener is not None and srv.listener.accept() is None
         assert not net.b.host.connections
@@ -231,7 +213,7 @@ def test_old_duplicate_syn_is_reset_and_the_listener_carries_on(net: Net) -> Non
     assert list(net.b.host.connections) == [(A, CLIENT_PORT, PORT)]  # only the real one
 
 
-def test_connection_refused(net: Net) -> None:
+def test_connection_refused(net: TwoHosts) -> None:
     async def main() -> None:
         cli = net.stack_a.socket()
         cli.bind(("", CLIENT_PORT))
@@ -244,7 +226,7 @@ def test_connection_refused(net: Net) -> None:
     assert not net.a.host.connections
 
 
-def test_backlog_overflow_with_many_clients(net: Net) -> None:
+def test_backlog_overflow_with_many_clients(net: TwoHosts) -> None:
     clients = 10
 
     async def main() -> int:
@@ -268,7 +250,7 @@ def test_backlog_overflow_with_many_clients(net: Net) -> None:
     assert len(net.b.host.connections) == clients
 
 
-def test_burst_beyond_the_accept_queue_drops_final_acks_until_accepted(net: Net) -> None:
+def test_burst_beyond_the_accept_queue_drops_final_acks_until_accepted(net: TwoHosts) -> None:
     clients = 6
 
     async def main() -> None:
@@ -287,7 +269,7 @@ def test_burst_beyond_the_accept_queue_drops_final_acks_until_accepted(net: Net)
     assert len(net.b.host.connections) == clients
 
 
-def test_rst_with_inexact_sequence_gets_challenge_ack_and_the_connection_survives(net: Net) -> None:
+def test_rst_with_inexact_sequence_gets_challenge_ack_and_the_connection_survives(net: TwoHosts) -> None:
     async def main() -> None:
         srv = await server_socket(net)
         cli = await client_socket(net)
@@ -295,7 +277,7 @@ def test_rst_with_inexact_sequence_gets_challenge_ack_and_the_connection_survive
         assert cli.conn is not None
         # A blind RST "from" b, in the window but not at RCV.NXT (RFC 5961 3.2).
         forged = TcpSegment(PORT, CLIENT_PORT, (cli.conn.rcv_nxt + 1000) & 0xFFFFFFFF, 0, Flags.RST, 0)
-        net.net.inject("b", packet(forged, B, A))
+        net.net.inject("b", tcp_packet(B, A, forged))
         await asyncio.sleep(0.1)
         assert cli.conn.state is State.ESTABLISHED
         await cli.asendall(b"still here")
@@ -306,7 +288,7 @@ def test_rst_with_inexact_sequence_gets_challenge_ack_and_the_connection_survive
     assert any(e.kind == "TimerEvent" and e.timer == "challenge_ack" for e in net.sink_a.events)
 
 
-def test_abortive_close_resets_the_peer(net: Net) -> None:
+def test_abortive_close_resets_the_peer(net: TwoHosts) -> None:
     async def main() -> None:
         srv = await server_socket(net)
         cli = await client_socket(net)
@@ -317,11 +299,11 @@ def test_abortive_close_resets_the_peer(net: Net) -> None:
             await conn.arecv(10)
 
     net.run(main())
-    assert net.sink_a.transitions(net.client_id())[-2:] == ["ESTABLISHED", "CLOSED"]
-    assert net.sink_b.transitions(net.server_id())[-2:] == ["ESTABLISHED", "CLOSED"]
+    assert net.sink_a.transitions(client_id())[-2:] == ["ESTABLISHED", "CLOSED"]
+    assert net.sink_b.transitions(server_id())[-2:] == ["ESTABLISHED", "CLOSED"]
 
 
-def test_close_with_unread_data_resets_the_peer(net: Net) -> None:
+def test_close_with_unread_data_resets_the_peer(net: TwoHosts) -> None:
     async def main() -> None:
         srv = await server_socket(net)
         cli = await client_socket(net)
@@ -333,4 +315,4 @@ def test_close_with_unread_data_resets_the_peer(net: Net) -> None:
             await cli.arecv(10)
 
     net.run(main())
-    assert "CLOSE_WAIT" not in net.sink_a.transitions(net.client_id())
+    assert "CLOSE_WAIT" not in net.sink_a.transitions(client_id())

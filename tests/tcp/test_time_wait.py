@@ -157,3 +157,15 @@ def test_a_record_nobody_else_holds_ends_through_the_table_traced_once(end: str)
     assert [e.cause for e in closes] == ["timer:time_wait" if end == "2msl" else "segment:R"]
     assert not peer.host.connections
     peer.expect_none()
+
+
+def test_the_freebsd_profile_keeps_its_connection_through_time_wait() -> None:
+    """A record answers by RFC 5961; FreeBSD's TIME_WAIT (tcp_twcheck) ACKs any segment but an
+    exact duplicate ACK, so its connections wait in TIME_WAIT as themselves."""
+    peer = fin_wait_2(how="close")
+    peer.c().config = PLAIN.with_(time_wait_acks_all=True, rfc5961_rst=False, rfc5961_syn=False)
+    peer.send("F.")
+    peer.expect_win = RCVBUF - 1
+    peer.expect(".")
+    assert peer.state is State.TIME_WAIT
+    assert peer.host.find(LOCAL_PORT, remote_ip(), REMOTE_PORT) is peer.c()

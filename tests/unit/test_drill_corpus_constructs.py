@@ -99,7 +99,7 @@ def test_the_cleanup_command_is_noted_and_never_fails_the_script() -> None:
 @pytest.mark.parametrize(
     ("command", "construct"),
     [
-        ("`sysctl -w net.inet.tcp.insecure_rst=1`", "sysctl net.inet.tcp.insecure_rst=1"),
+        ("`sysctl -w net.inet.tcp.drop_synfin=1`", "sysctl net.inet.tcp.drop_synfin=1"),
         ("`sysctl -w net.inet.tcp.fastopen.client_enable=1`", "sysctl net.inet.tcp.fastopen.client_enable=1"),
         ("`tcpdrop -s TIME_WAIT`", "shell command `tcpdrop`"),
     ],
@@ -109,7 +109,7 @@ def test_a_setting_the_stack_cannot_honour_is_unsupported_naming_it(command: str
     result = run_text(script)
     assert result.outcome == "unsupported" and result.unsupported == construct
     assert result.failure is not None and result.failure.line == PASSIVE.count("\n") + 1
-    assert run_text(PASSIVE + "+0 `sysctl -w net.inet.tcp.insecure_rst=0`\n").passed
+    assert run_text(PASSIVE + "+0 `sysctl -w net.inet.tcp.drop_synfin=0`\n").passed
 
 
 def test_shell_interpretation_of_linux_buffer_triples_and_bad_values() -> None:
@@ -120,6 +120,15 @@ def test_shell_interpretation_of_linux_buffer_triples_and_bad_values() -> None:
     }
     assert interpret("sysctl -w net.inet.tcp.delacktime=50").changes == {"delack_timeout": 0.05}
     assert interpret("sysctl -w net.inet.tcp.recvspace=lots").unsupported is not None
+    # FreeBSD settings the stack has (stack.config.freebsd_profile, README "The profiles").
+    assert interpret("sysctl -w net.inet.tcp.insecure_rst=1 net.inet.tcp.insecure_syn=0").changes == {
+        "rfc5961_rst": False,
+        "rfc5961_syn": True,
+    }
+    assert interpret("sysctl -w net.inet.tcp.rexmit_drop_options=1").changes == {"syn_drop_options_after": 3}
+    assert interpret("sysctl -w net.inet.tcp.rexmit_slop=200").changes == {"rto_slop": 0.2}
+    assert interpret("sysctl -w kern.ipc.maxsockbuf=73728").changes == {"wscale_space": 73728}
+    assert interpret("sysctl -w net.inet.tcp.icmp_may_rst=0").changes == {"icmp_hard_errors": False}
 
 
 # --- system calls ----------------------------------------------------------------------------------
@@ -228,20 +237,21 @@ FREEBSD = """\
 """
 
 
-def test_freebsd_profile_notes_platform_choices_and_still_catches_real_mismatches() -> None:
+def test_freebsd_profile_behaves_like_freebsd_and_still_catches_real_mismatches() -> None:
     syn = "+0 > S 0:0(0) win 65535 <mss 1460,nop,wscale 6,sackOK,TS val 100 ecr 0>"
     good = FREEBSD + "+.1 > . 1:1(0) ack 101 win 65535\n"
+    # FreeBSD's SYN layout and wscale, its buffer rounded to 45 segments, its free-space window
+    # and 100 ms delayed ACK: the script passes as it does on FreeBSD.
     result = run_text(good, profile="freebsd")
-    # Only platform choices differ: a failure at the SYN line naming it, never a pass.
-    assert result.outcome == "fail" and result.failure is not None, result.text()
-    assert result.failure.line == _line_of(good, syn) and "platform choice" in result.failure.message
-    assert any("SYN option layout" in n for n in result.notes)
-    assert corpus_summary([result])["failed_platform_only"] == 1
+    assert result.passed, result.text()
     wrong = "+.1 > . 1:1(0) ack 100 win 65535"
     _fails_at(FREEBSD + wrong + "\n", wrong, profile="freebsd")
-    # A SYN with different option values is no platform choice.
+    held_edge = "+.1 > . 1:1(0) ack 101 win 65435"  # the default profile's SWS-held right edge
+    _fails_at(FREEBSD + held_edge + "\n", held_edge, profile="freebsd")
+    # A SYN with different option values, or another layout, fails at the SYN.
     _fails_at(FREEBSD.replace("mss 1460,nop", "mss 1400,nop"), syn.replace("1460", "1400"), profile="freebsd")
-    # Nor are different flags, even on a SYN whose options differ only in layout.
+    linux_layout = syn.replace("nop,wscale 6,sackOK,TS val 100 ecr 0", "sackOK,TS val 100 ecr 0,nop,wscale 6")
+    _fails_at(FREEBSD.replace(syn, linux_layout), linux_layout, profile="freebsd")
     ecn = FREEBSD.replace("> S 0:0(0)", "> SEW 0:0(0)")
     result = run_text(ecn, profile="freebsd")
     assert result.failure is not None and "flags S, expected SEW" in result.failure.message, result.text()

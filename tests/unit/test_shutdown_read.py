@@ -9,21 +9,15 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from stack.config import TcpConfig
-from stack.sim.network import Network
-from stack.socket import SHUT_RD, Stack
-
-
-def _pair(net: Network) -> tuple[Stack, Stack]:
-    a = net.add_host("a", "10.0.0.1", config=TcpConfig())
-    b = net.add_host("b", "10.0.0.2", config=TcpConfig())
-    net.connect("a", "b")
-    return Stack(a.runtime), Stack(b.runtime)
+from stack.sim import LinkProfile
+from stack.socket import SHUT_RD
+from tests.two_hosts import two_hosts
 
 
 def test_streams_shutdown_read_gives_eof_at_once_and_later_data_stays_unread() -> None:
-    with Network(1) as net:
-        sa, sb = _pair(net)
+    hosts = two_hosts(1, LinkProfile(), ipv6=False)
+    with hosts.net as net:
+        sa, sb = hosts.stack_a, hosts.stack_b
         got: list[bytes] = []
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -52,8 +46,9 @@ def test_streams_shutdown_read_gives_eof_at_once_and_later_data_stays_unread() -
 
 
 def test_socket_shutdown_read_returns_queued_data_then_zero_without_blocking() -> None:
-    with Network(2) as net:
-        sa, sb = _pair(net)
+    hosts = two_hosts(2, LinkProfile(), ipv6=False)
+    with hosts.net as net:
+        sa, sb = hosts.stack_a, hosts.stack_b
         got: list[bytes] = []
 
         async def main() -> None:

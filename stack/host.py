@@ -21,12 +21,25 @@ from stack.tcp.isn import IsnGenerator
 from stack.tcp.listener import Listener
 from stack.tcp.state import State
 from stack.trace import Drop, PacketEvent, SegmentEvent, Trace, conn_id
-from stack.wire import icmp, ipv4
+from stack.wire import icmp, ipv4, vnet
 from stack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, IPv4Packet, build_ipv4, pack_addr, parse_ipv4
-from stack.wire.tcp import ACK, RST, SYN, TcpSegment, build_tcp, flags_str, format_options, parse_tcp
+from stack.wire.tcp import (
+    ACK,
+    RST,
+    SYN,
+    TcpSegment,
+    build_tcp,
+    build_tcp_header_partial,
+    flags_str,
+    format_options,
+    parse_tcp,
+)
 
 EPHEMERAL_PORTS = (32768, 60999)  # Linux's default ip_local_port_range
 ConnKey = tuple[str, int, int]  # (remote ip, remote port, local port)
+# The most TCP payload one super-segment carries: its IPv4 packet (header, TCP header with the
+# largest options) must stay within the 16-bit total length, as Linux's GSO_MAX_SIZE 65536 does.
+GSO_MAX_PAYLOAD = 0xFFFF - 20 - 60
 
 
 class Host:
@@ -38,8 +51,14 @@ class Host:
         trace: Trace | None = None,
         rng: random.Random | None = None,
         isn_key: bytes = b"",
+        offload: bool = False,
     ) -> None:
         self.address = address
+        # Offload mode (a TUN device with IFF_VNET_HDR, see stack.tundev): every packet in and out
+        # starts with a virtio-net header; TCP checksums are left to the kernel and data leaves in
+        # TSO super-segments of up to gso_max payload octets.
+        self.offload = offload
+        self.gso_max = GSO_MAX_PAYLOAD if offload else 0
         self.address_raw = pack_addr(address)
         self.config = config or TcpConfig()
         self.trace = trace or Trace()
@@ -58,14 +77,23 @@ class Host:
     # ------------------------------------------------------------------ driver interface
 
     def receive(self, packet: bytes, now: float) -> None:
-        """Process one IPv4 packet. Never raises for bad input: drops and counts it."""
+        """Process one IPv4 packet (in offload mode: one virtio-net header and the packet it
+        describes). Never raises for bad input: drops and counts it."""
+        trusted, gso, partial = False, 0, False
         try:
+            if self.offload:
+                vh = vnet.parse_vnet(packet)
+                # NEEDS_CSUM: the sender left the checksum to the device (nothing to verify);
+                # DATA_VALID: the kernel verified it. A GRO super-segment comes with gso_size.
+                trusted, partial = vh.checksum_trusted, bool(vh.flags & vnet.F_NEEDS_CSUM)
+                gso = vh.gso_size if vh.gso_type != vnet.GSO_NONE else 0
+                packet = memoryview(packet)[vnet.HEADER_LEN:]  # type: ignore[assignment]
             ip = parse_ipv4(packet)
         except ParseError as e:
             self._drop(e.reason, now, e.detail)
             return
         if self.trace.enabled:
-            self.trace.emit(PacketEvent(now, "in", bytes(packet)))
+            self.trace.emit(PacketEvent(now, "in", bytes(packet), gso, partial))
         if ip.dst != self.address:
             self._drop("ip_not_for_us", now, ip.dst)
             return
@@ -74,11 +102,11 @@ class Host:
             return
         if ip.protocol == PROTO_TCP:
             try:
-                seg = parse_tcp(ip.payload, pack_addr(ip.src), self.address_raw)
+                seg = parse_tcp(ip.payload, pack_addr(ip.src), self.address_raw, not trusted)
             except ParseError as e:
                 self._drop(e.reason, now, e.detail)
                 return
-            self._on_tcp(ip.src, seg, now)
+            self._on_tcp(ip.src, seg, now, gso)
         elif ip.protocol == PROTO_ICMP:
             self._on_icmp(ip, now)
         else:
@@ -197,6 +225,7 @@ class Host:
             challenge=self.challenge,
             ts_offset=self.rng.randrange(1 << 32),
             listener=listener,
+            gso_max=self.gso_max,
         )
 
     def ephemeral_port(self, remote_ip: str, remote_port: int) -> int:
@@ -232,32 +261,48 @@ class Host:
     def _send_ip(self, dst: str, protocol: int, payload: bytes, now: float) -> None:
         self._ident = (self._ident + 1) & 0xFFFF
         packet = build_ipv4(IPv4Packet(self.address, dst, protocol, payload, ident=self._ident))
-        self._out.append(packet)
+        self._out.append(vnet.PLAIN + packet if self.offload else packet)
         if self.trace.enabled:
             self.trace.emit(PacketEvent(now, "out", packet))
 
-    def _transmit(self, conn: TcpConnection, seg: TcpSegment, now: float) -> None:
-        self._transmit_segment(conn.remote_ip, seg, conn.id, now)
+    def _transmit(self, conn: TcpConnection, seg: TcpSegment, now: float, gso: int = 0) -> None:
+        self._transmit_segment(conn.remote_ip, seg, conn.id, now, gso)
 
-    def _transmit_segment(self, remote_ip: str, seg: TcpSegment, cid: str, now: float) -> None:
-        data = build_tcp(seg, self.address_raw, pack_addr(remote_ip))
-        t = now
+    def _transmit_segment(self, remote_ip: str, seg: TcpSegment, cid: str, now: float, gso: int = 0) -> None:
         if self.trace.enabled:
             self.trace.emit(
-                SegmentEvent(t, "out", cid, flags_str(seg.flags), seg.seq, seg.ack, seg.window,
-                             len(seg.payload), format_options(seg.options))
+                SegmentEvent(now, "out", cid, flags_str(seg.flags), seg.seq, seg.ack, seg.window,
+                             len(seg.payload), format_options(seg.options), gso)
             )
-        self._send_ip(remote_ip, PROTO_TCP, data, t)
+        if self.offload:
+            self._send_tcp_offload(remote_ip, seg, now, gso)
+            return
+        self._send_ip(remote_ip, PROTO_TCP, build_tcp(seg, self.address_raw, pack_addr(remote_ip)), now)
+
+    def _send_tcp_offload(self, remote_ip: str, seg: TcpSegment, now: float, gso: int) -> None:
+        """One frame: virtio-net header, IPv4 header, TCP header with a partial checksum, payload
+        (joined once: no octet of a 64 KB super-segment is copied twice or summed in Python)."""
+        tcp = build_tcp_header_partial(seg, self.address_raw, pack_addr(remote_ip))
+        ident = self._ident = (self._ident + 1) & 0xFFFF
+        if gso:
+            # The kernel gives the segments of a super-segment consecutive IP idents.
+            self._ident = (ident + (len(seg.payload) - 1) // gso) & 0xFFFF
+        ip = ipv4.ipv4_header(self.address_raw, pack_addr(remote_ip), PROTO_TCP,
+                         ipv4.MIN_HEADER_LEN + len(tcp) + len(seg.payload), ident)
+        frame = b"".join((vnet.tcp_header(ipv4.MIN_HEADER_LEN, len(tcp), gso), ip, tcp, seg.payload))
+        self._out.append(frame)
+        if self.trace.enabled:
+            self.trace.emit(PacketEvent(now, "out", frame[vnet.HEADER_LEN:], gso, True))
 
     # ------------------------------------------------------------------ TCP demultiplexing
 
-    def _on_tcp(self, src: str, seg: TcpSegment, now: float) -> None:
+    def _on_tcp(self, src: str, seg: TcpSegment, now: float, gso: int = 0) -> None:
         key = (src, seg.src_port, seg.dst_port)
         if self.trace.enabled:
             cid = conn_id(self.address, seg.dst_port, src, seg.src_port)
             self.trace.emit(
                 SegmentEvent(now, "in", cid, flags_str(seg.flags), seg.seq, seg.ack, seg.window,
-                             len(seg.payload), format_options(seg.options))
+                             len(seg.payload), format_options(seg.options), gso)
             )
         conn = self.connections.get(key)
         if conn is not None:

@@ -12,14 +12,26 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import IO, Any, Protocol
+
+from stack.wire.vnet import complete_checksum
 
 ConnId = str  # "10.0.0.1:40000>10.0.0.2:80" (local>remote)
 
 
 def conn_id(local_ip: str, local_port: int, remote_ip: str, remote_port: int) -> ConnId:
     return f"{local_ip}:{local_port}>{remote_ip}:{remote_port}"
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +43,9 @@ class Event:
         return type(self).__name__
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        # The fields in declaration order, then "kind" (what dataclasses.asdict gave, without its
+        # deep copy: this runs once per event written to a JSON-lines file).
+        d = {name: getattr(self, name) for name in _field_names(type(self))}
         d["kind"] = self.kind
         return d
 
@@ -54,6 +68,13 @@ class SegmentEvent(Event):
     win: int  # raw window field
     len: int  # payload octets
     options: str = ""
+    gso: int = 0  # a TSO/GRO super-segment: the payload octets of each segment it stands for
+
+    def to_dict(self) -> dict[str, Any]:
+        d = Event.to_dict(self)
+        if not self.gso:
+            del d["gso"]  # per-segment traces read exactly as before offloads existed
+        return d
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +83,15 @@ class PacketEvent(Event):
 
     direction: str
     data: bytes
+    gso: int = 0  # a super-segment (see SegmentEvent.gso)
+    csum_partial: bool = False  # the TCP checksum is partial (offload): complete it to show it
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "time": self.time, "direction": self.direction, "len": len(self.data)}
+        d: dict[str, Any] = {"kind": self.kind, "time": self.time, "direction": self.direction,
+                             "len": len(self.data)}
+        if self.gso:
+            d["gso"] = self.gso
+        return d
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,9 +256,10 @@ class PcapSink:
             usec = round((t - sec) * 1_000_000)
             if usec >= 1_000_000:
                 sec, usec = sec + 1, usec - 1_000_000
-            n = len(event.data)
+            data = complete_checksum(event.data) if event.csum_partial else event.data
+            n = len(data)
             self.out.write(PCAP_RECORD.pack(sec, usec, n, n))
-            self.out.write(event.data)
+            self.out.write(data)
 
     def close(self) -> None:
         self.out.flush()

@@ -10,8 +10,11 @@ is going away is a drop, counted in `counters`, never an exception: TCP recovers
 Malformed packets are the host's business (it drops and counts them under their reason).
 
 The device is opened with IFF_TUN | IFF_NO_PI: raw IPv4 packets, no packet-information header.
-Opening attaches to an existing (persistent) device of that name, or creates one, in the network
-namespace of the calling thread.
+With `offload=True` it is opened through `stack.tundev` with IFF_VNET_HDR and checksum/TSO
+offloads: every read and write then carries a virtio-net header, which the Host (made with
+`offload=True`) reads and writes; a read may return a 64 KB super-segment. Opening attaches to an
+existing (persistent) device of that name, or creates one, in the network namespace of the
+calling thread.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
     from stack.host import Host
 
 READ_SIZE = 65536  # larger than any MTU we configure: one read returns one whole packet
+READ_SIZE_OFFLOAD = 65536 + 64  # a whole 64 KB super-segment and its virtio-net header
 MAX_BATCH = 512
 
 _DROP_ERRNOS = {
@@ -62,6 +66,8 @@ class TunDriver:
     ) -> None:
         self.name = name
         self.host = host
+        self.offload = host.offload  # the device speaks the host's framing
+        self.read_size = READ_SIZE_OFFLOAD if host.offload else READ_SIZE
         self.loop = loop
         self.max_batch = max_batch
         self.runtime = StackRuntime(host, loop, self.transmit)
@@ -81,7 +87,12 @@ class TunDriver:
         """Open the device and start reading. Call from the loop's thread."""
         if self._fd is not None:
             return
-        self._fd, self._dev = open_tun(self.name)
+        if self.offload:
+            from stack.tundev import open_tun_offload
+
+            self._fd, self._dev = open_tun_offload(self.name)
+        else:
+            self._fd, self._dev = open_tun(self.name)
         self.loop.add_reader(self._fd, self._on_readable)
 
     def stop(self) -> None:
@@ -103,9 +114,10 @@ class TunDriver:
             return
         batch: list[bytes] = []
         read = os.read
+        size = self.read_size
         try:
             for _ in range(self.max_batch):
-                batch.append(read(fd, READ_SIZE))
+                batch.append(read(fd, size))
         except BlockingIOError:
             pass
         except OSError as exc:

@@ -73,6 +73,7 @@ class NodePlan:
     tun: TunPlan | None = None
     tcp_config: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
     apps: tuple[App, ...] = ()
+    offload: bool = False  # the daemon opens tun0 with checksum/TSO offloads
 
     @property
     def stack_address(self) -> ipaddress.IPv4Address | None:
@@ -168,6 +169,7 @@ class LabPlan:
             },
             "mtu": plan.tun.mtu,
             "tcp_config": dict(plan.tcp_config),
+            "offload": plan.offload,
             "apps": [app.model_dump() for app in plan.apps],
             "hosts": self.hosts(),
         }
@@ -358,9 +360,11 @@ def build_plan(topo: Topology, seed: int = 0) -> LabPlan:
             routes.append(RoutePlan(ipaddress.IPv4Network(f"{tun.peer}/32"), ipaddress.IPv4Address(gw), dev))
 
         tcp_config: dict[str, object] = {}
+        offload = False
         if name in tuns:
             settings = node.stack.merged_over(topo.defaults.stack) if node.stack else topo.defaults.stack
             tcp_config = settings.tcp_config_changes(tuns[name].mtu) if settings else {"mtu": tuns[name].mtu}
+            offload = bool(settings and settings.offload)
         nodes[name] = NodePlan(
             name=name,
             kind=node.kind,
@@ -370,5 +374,6 @@ def build_plan(topo: Topology, seed: int = 0) -> LabPlan:
             tun=tuns.get(name),
             tcp_config=MappingProxyType(tcp_config),
             apps=node.apps,
+            offload=offload,
         )
     return LabPlan(name=topo.name, nodes=MappingProxyType(nodes), links=tuple(links), seed=seed)

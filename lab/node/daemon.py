@@ -14,6 +14,7 @@ The config file (written by the lab from `LabPlan.daemon_config`) holds:
     stack_address           the host's address (the peer of tun0)
     tun                     {ifname, address (kernel side), peer (= stack_address), mtu}
     tcp_config              `stack.config.TcpConfig` fields (mtu, msl, congestion_control, ...)
+    offload (optional)      true: tun0 with checksum/TSO offloads (`stack.tundev`), false by default
     apps                    [{name, options}] server apps started at boot
     hosts                   {node name: address}, so apps and scripts can name nodes
     trace_files (optional)  {"jsonl": bool, "pcap": bool, "ring": bool}, all true by default (they
@@ -222,6 +223,7 @@ class NodeDaemon:
         self.tcp_config = tcp_config_from(dict(config.get("tcp_config") or {"mtu": self.tun.mtu}))
         self.names: dict[str, str] = {str(k): str(v) for k, v in (config.get("hosts") or {}).items()}
         self.boot_apps: list[dict[str, Any]] = list(config.get("apps") or [])
+        self.offload = bool(config.get("offload", False))
         files = config.get("trace_files") or {}
         self.trace_files: dict[str, bool] = {str(k): bool(v) for k, v in files.items()}
         self.socket_path = run_dir / f"{node}.sock"
@@ -251,7 +253,7 @@ class NodeDaemon:
             sinks.append(PcapSink(pcap, time_offset=time.time() - loop.time()))
         self.trace = Trace(sinks)
         self.host = Host(self.address, config=self.tcp_config, trace=self.trace, rng=random.Random(),
-                         isn_key=os.urandom(16))
+                         isn_key=os.urandom(16), offload=self.offload)
         self.driver = TunDriver(self.tun.ifname, self.host, loop)
         try:
             self.driver.start()
@@ -453,6 +455,7 @@ class NodeDaemon:
             "scripts_running": self._scripts,
             "trace": {"events": self.ring.next_seq, "follow_drops": self.ring.follow_drops},
             "tcp_config": {f.name: getattr(self.tcp_config, f.name) for f in fields(TcpConfig)},
+            "offload": self.offload,
         }
 
     def ss(self) -> dict[str, Any]:

@@ -10,6 +10,11 @@ neighbour that owns the destination if there is one, else along a route set with
 that destination, then the default). Routers have no stack: they decrement the TTL (dropping at
 zero), forward, and answer a too-big packet with DF set with ICMP "fragmentation needed" carrying
 the link's MTU (RFC 1191), which is how Path MTU Discovery is tested over a stack-router-stack chain.
+
+A host added with `offload=True` runs in the TUN driver's offload mode (virtio-net headers, TSO
+super-segments, checksums left to the device): the network models the sending device, cutting
+each super-segment into wire segments with complete checksums (`stack.wire.vnet.segment`) before
+the link; it models no GRO, so such a host receives plain packets, checksums still verified.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from stack.checksum import internet_checksum
 from stack.config import TcpConfig
 from stack.driver import StackRuntime
+from stack.errors import ParseError
 from stack.sim.link import Link, LinkProfile
 from stack.sim.loop import VirtualTimeLoop, close_loop, new_loop
 from stack.sim.loop import run as run_on_loop
 from stack.trace import Trace
+from stack.wire import vnet
 from stack.wire.icmp import build_icmp, frag_needed
 from stack.wire.ipv4 import PROTO_ICMP, IPv4Packet, build_ipv4, pack_addr, unpack_addr
 
@@ -77,6 +84,7 @@ class SimNode(Node):
         self.address = address
         self.host = host
         self.runtime = runtime
+        self.offload = False  # the host speaks virtio-net frames (TSO modelled at its device)
 
 
 class RouterNode(Node):
@@ -133,6 +141,7 @@ class Network:
         config: TcpConfig | None = None,
         trace: Trace | None = None,
         host_factory: HostFactory | None = None,
+        offload: bool = False,
     ) -> SimNode:
         self._check_new(name, (address,))
         factory = _default_host_factory() if host_factory is None else host_factory
@@ -142,9 +151,14 @@ class Network:
             trace=trace,
             rng=random.Random(f"{self.seed}:{name}:rng"),
             isn_key=hashlib.sha256(f"{self.seed}:{name}:isn".encode()).digest(),
+            **({"offload": True} if offload else {}),
         )
-        runtime = StackRuntime(host, self.loop, lambda packet: self._transmit(node, packet))
+        if offload:
+            runtime = StackRuntime(host, self.loop, lambda frame: self._transmit_device(node, frame))
+        else:
+            runtime = StackRuntime(host, self.loop, lambda packet: self._transmit(node, packet))
         node = SimNode(name, address, host, runtime)
+        node.offload = offload
         self._register(node)
         return node
 
@@ -260,6 +274,16 @@ class Network:
         src.links[dst.name] = link
         return link
 
+    def _transmit_device(self, node: Node, frame: bytes) -> None:
+        """An offload host's frame: what its device puts on the wire (see the module docstring)."""
+        try:
+            header = vnet.parse_vnet(frame)
+        except ParseError:
+            self.stats["malformed"] += 1
+            return
+        for packet in vnet.segment(header, frame[vnet.HEADER_LEN :]):
+            self._transmit(node, packet)
+
     def _transmit(self, node: Node, packet: bytes) -> None:
         if len(packet) < 20:
             self.stats["malformed"] += 1
@@ -286,7 +310,7 @@ class Network:
         for tap in self.taps:
             tap(self.loop.time(), src.name, dst.name, packet)
         if isinstance(dst, SimNode):
-            dst.runtime.deliver((packet,))
+            dst.runtime.deliver((vnet.PLAIN + packet if dst.offload else packet,))
         else:
             self._forward(dst, packet)
 

@@ -158,7 +158,7 @@ class Receiver(Tcb):
         """Delayed ACK (RFC 9293 3.8.6.3, RFC 5681 4.2): ACK every second full-sized segment,
         at once for hole-filling data, else within delack_timeout."""
         if n >= self.mss:
-            self.unacked_segs += 1
+            self.unacked_segs += n // self.mss  # a GRO super-segment counts what it stands for
         else:
             self.unacked_segs += 1 if n * 2 >= self.mss else 0
         if immediate or self.unacked_segs >= self.config.delack_segments or self.config.delack_timeout <= 0:

@@ -96,12 +96,13 @@ class Tcb:
         trace: Trace,
         iss: int,
         now: float,
-        transmit: Callable[[Any, TcpSegment, float], None],
+        transmit: Callable[..., None],
         notify: Callable[[Any], None],
         sched: Callable[[Any], None],
         challenge: ChallengeAckLimiter,
         ts_offset: int = 0,
         listener: ListenerLink | None = None,
+        gso_max: int = 0,
     ) -> None:
         self.local_ip = local_ip
         self.local_port = local_port
@@ -111,7 +112,10 @@ class Tcb:
         self.config = config
         self.trace = trace
         # The host's callbacks take the TcpConnection this Tcb is part of, i.e. `self`.
+        # transmit(conn, seg, now) sends one segment; transmit(conn, seg, now, gso) one TSO
+        # super-segment to be cut into segments of gso payload octets (only when gso_max > 0).
         self._transmit = transmit
+        self.gso_max = gso_max  # the most payload one super-segment may carry; 0: no TSO
         self._notify = notify
         self._sched = sched
         self._challenge = challenge
@@ -341,19 +345,26 @@ class Tcb:
                 opts += [Nop(), Nop(), Sack(tuple(blocks[:limit]))]
         return tuple(opts)
 
-    def _emit(self, flags: int, seqno: int, now: float, payload: bytes = b"", urgent: int = 0) -> None:
+    def _emit(self, flags: int, seqno: int, now: float, payload: bytes = b"", urgent: int = 0,
+              gso: int = 0) -> None:
+        """Send one segment now; with gso, one super-segment of segments of gso payload octets
+        each (the options, SACK blocks included, are sized for one of them: each carries them)."""
         ack = self.rcv_nxt if flags & ACK else 0
         window = self._window_field(bool(flags & SYN))
-        options = self._options(flags, now, len(payload))
+        options = self._options(flags, now, gso or len(payload))
         seg = TcpSegment(
             self.local_port, self.remote_port, seqno, ack, flags, window, payload, options, urgent
         )
-        self.stats.segs_out += 1
         if flags & ACK:
             self.last_ack_sent = self.rcv_nxt
             self.delack_at = None
             self.unacked_segs = 0
-        self._transmit(self, seg, now)
+        if gso:
+            self.stats.segs_out += -(-len(payload) // gso)
+            self._transmit(self, seg, now, gso)
+        else:
+            self.stats.segs_out += 1
+            self._transmit(self, seg, now)
 
     def _ack_seq(self) -> int:
         """SEQ of a segment without text (RFC 9293 3.10.7.4: <SEQ=SND.NXT>). SND.NXT in the RFC's
@@ -394,7 +405,8 @@ class Tcb:
     def _output(self, now: float, force_one: bool = False) -> None:  # sender
         raise NotImplementedError
 
-    def _send_data(self, start: int, n: int, now: float, force_push: bool = False) -> None:  # sender
+    def _send_data(self, start: int, n: int, now: float, force_push: bool = False,
+                   gso: int = 0) -> None:  # sender
         raise NotImplementedError
 
     def _retransmit(self, start: int, now: float, why: str) -> None:  # sender

@@ -305,6 +305,25 @@ def build_tcp(seg: TcpSegment, src: bytes, dst: bytes) -> bytes:
     return bytes(buf)
 
 
+def build_tcp_header_partial(seg: TcpSegment, src: bytes, dst: bytes) -> bytes:
+    """The TCP header of `seg` (options included, payload not) with a *partial* checksum: the
+    folded pseudo-header sum for the whole segment, which the kernel completes over header and
+    payload (checksum offload, `stack.wire.vnet` NEEDS_CSUM). No payload octet is summed here."""
+    opts = encode_options(seg.options) if seg.options else b""
+    if len(opts) & 3:
+        opts += bytes(4 - (len(opts) & 3))
+    if len(opts) > MAX_OPTIONS_LEN:
+        raise ValueError(f"TCP options take {len(opts)} octets, more than {MAX_OPTIONS_LEN}")
+    hlen = MIN_HEADER_LEN + len(opts)
+    s = pseudo_header_sum(src, dst, _PROTO_TCP, hlen + len(seg.payload))
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    return HEADER.pack(
+        seg.src_port, seg.dst_port, seg.seq, seg.ack, (hlen // 4) << 4, int(seg.flags) & 0xFF,
+        seg.window, s, seg.urgent,
+    ) + opts
+
+
 _OPTION_NAMES = {Eol: "eol", Nop: "nop", SackPermitted: "sackOK"}
 
 

@@ -46,7 +46,8 @@ def _log_tail(lab: Lab, node: str) -> str:
 
 
 @contextmanager
-def daemons(lab: Lab, trace_files: dict[str, bool], profile_dir: Path | None = None) -> Iterator[None]:
+def daemons(lab: Lab, trace_files: dict[str, bool], profile_dir: Path | None = None,
+            offload: bool = False) -> Iterator[None]:
     """Run both nodes' daemons (bulk-server on the server) for the duration of the block."""
     extra = {"TCPLAB_DAEMON_PROFILE": str(profile_dir)} if profile_dir is not None else {}
     env = child_env(extra)
@@ -55,6 +56,7 @@ def daemons(lab: Lab, trace_files: dict[str, bool], profile_dir: Path | None = N
         for node in NODES:
             config = lab.plan.daemon_config(node, str(lab.run_dir))
             config["trace_files"] = dict(trace_files)
+            config["offload"] = offload
             config["apps"] = [{"name": "bulk-server", "options": {"port": PORT}}] if node == "server" else []
             path = lab.run_dir / f"{node}.json"
             path.write_text(json.dumps(config, indent=2))
@@ -129,22 +131,25 @@ TRACE_MODES: dict[str, dict[str, bool]] = {
 }
 
 
-def measure(lab: Lab, seconds: float = 3.0, *, trace: str = "files-off") -> dict[str, Any]:
-    """Goodput with the daemons' trace in mode `trace` (a key of TRACE_MODES)."""
-    with daemons(lab, TRACE_MODES[trace]):
+def measure(lab: Lab, seconds: float = 3.0, *, trace: str = "files-off", offload: bool = False
+            ) -> dict[str, Any]:
+    """Goodput with the daemons' trace in mode `trace` (a key of TRACE_MODES), tun0 with TUN
+    offloads (TSO super-segments, see stack.tundev) or without."""
+    with daemons(lab, TRACE_MODES[trace], offload=offload):
         figures = run_bulk(lab, seconds)
+    figures["offload"] = offload
     if TRACE_MODES[trace]["jsonl"] or TRACE_MODES[trace]["pcap"]:
         sizes = [(lab.run_dir / f"{n}{ext}") for n in NODES for ext in (".trace.jsonl", ".pcap")]
         figures["trace_file_bytes"] = sum(p.stat().st_size for p in sizes if p.exists())
     return figures
 
 
-def profile(lab: Lab, seconds: float, out_dir: Path) -> dict[str, Any]:
+def profile(lab: Lab, seconds: float, out_dir: Path, offload: bool = False) -> dict[str, Any]:
     """A bulk run with both daemons under cProfile (trace files off); figures and .prof paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for node in NODES:
         (out_dir / f"{node}.prof").unlink(missing_ok=True)
-    with daemons(lab, TRACE_MODES["files-off"], profile_dir=out_dir):
+    with daemons(lab, TRACE_MODES["files-off"], profile_dir=out_dir, offload=offload):
         figures = run_bulk(lab, seconds)
     figures["profiles"] = {n: str(out_dir / f"{n}.prof") for n in NODES if (out_dir / f"{n}.prof").exists()}
     return figures

@@ -11,7 +11,7 @@ import heapq
 import itertools
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from stack import seq
 from stack.config import TcpConfig
@@ -70,6 +70,7 @@ class Host:
         self.listeners: dict[int, Listener] = {}
         self._out: list[bytes] = []
         self._events: dict[object, None] = {}  # insertion-ordered set
+        self._batch_acks: dict[TcpConnection, None] | None = None  # inside receive_batch
         self._timers: list[tuple[float, int, TcpConnection]] = []
         self._tick = itertools.count()
         self._ident = self.rng.randrange(0x10000)
@@ -111,6 +112,24 @@ class Host:
             self._on_icmp(ip, now)
         else:
             self._drop("ip_protocol", now, str(ip.protocol))
+
+    def receive_batch(self, packets: Iterable[bytes], now: float) -> None:
+        """Process packets read together (one TUN read): as `receive` each, except that in-order
+        data is acknowledged once per connection at the end of the batch (Tcb._ack_in_batch)."""
+        self._batch_acks = {}
+        try:
+            for packet in packets:
+                self.receive(packet, now)
+        finally:
+            pending, self._batch_acks = self._batch_acks, None
+        for conn in pending:
+            conn.flush_ack(now)
+
+    def _defer_ack(self, conn: TcpConnection) -> bool:
+        if self._batch_acks is None:
+            return False
+        self._batch_acks[conn] = None
+        return True
 
     def take_packets(self) -> list[bytes]:
         out, self._out = self._out, []
@@ -226,6 +245,7 @@ class Host:
             ts_offset=self.rng.randrange(1 << 32),
             listener=listener,
             gso_max=self.gso_max,
+            defer_ack=self._defer_ack,
         )
 
     def ephemeral_port(self, remote_ip: str, remote_port: int) -> int:

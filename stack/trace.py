@@ -85,10 +85,21 @@ class PacketEvent(Event):
     data: bytes
     gso: int = 0  # a super-segment (see SegmentEvent.gso)
     csum_partial: bool = False  # the TCP checksum is partial (offload): complete it to show it
+    orig_len: int = 0  # data is the first octets of a packet this long (0: data is all of it)
+
+    @property
+    def length(self) -> int:
+        return self.orig_len or len(self.data)
+
+    def truncated(self, snaplen: int) -> PacketEvent:
+        """This event keeping only the first snaplen octets of its packet (pcap's caplen)."""
+        if len(self.data) <= snaplen:
+            return self
+        return PacketEvent(self.time, self.direction, self.data[:snaplen], self.gso, False, self.length)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"kind": self.kind, "time": self.time, "direction": self.direction,
-                             "len": len(self.data)}
+                             "len": self.length}
         if self.gso:
             d["gso"] = self.gso
         return d
@@ -171,6 +182,13 @@ class Trace:
         for sink in self.sinks:
             sink.write(event)
 
+    def flush(self) -> None:
+        """Let batching sinks write what they hold (JsonLinesSink, PcapSink with batch > 1)."""
+        for sink in self.sinks:
+            flush = getattr(sink, "flush", None)
+            if flush is not None:
+                flush()
+
     def close(self) -> None:
         for sink in self.sinks:
             sink.close()
@@ -222,18 +240,38 @@ class MemorySink:
 
 
 class JsonLinesSink:
-    """One JSON object per line; PacketEvents are written as their length only."""
+    """One JSON object per line; PacketEvents are written as their length only.
 
-    def __init__(self, out: IO[str], kinds: Callable[[Event], bool] | None = None) -> None:
+    With batch > 1 events are held (frozen, so nothing changes under them) and serialized
+    `batch` at a time, or when `flush()` or `close()` is called: the encoding then runs in one
+    go after the packets of the moment have left, off the per-segment path."""
+
+    def __init__(self, out: IO[str], kinds: Callable[[Event], bool] | None = None, batch: int = 1) -> None:
         self.out = out
         self.keep = kinds
+        self.batch = batch
+        self._held: list[Event] = []
 
     def write(self, event: Event) -> None:
         if self.keep is None or self.keep(event):
-            self.out.write(json.dumps(event.to_dict(), separators=(",", ":")) + "\n")
+            if self.batch <= 1:
+                self.out.write(_line(event))
+                return
+            self._held.append(event)
+            if len(self._held) >= self.batch:
+                self._write_held()
+
+    def _write_held(self) -> None:
+        held, self._held = self._held, []
+        self.out.write("".join(map(_line, held)))
+
+    def flush(self) -> None:
+        if self._held:
+            self._write_held()
+        self.out.flush()
 
     def close(self) -> None:
-        self.out.flush()
+        self.flush()
 
 
 PCAP_GLOBAL = struct.Struct("<IHHiIII")
@@ -242,27 +280,51 @@ LINKTYPE_IPV4 = 228  # raw IPv4, no link-layer header
 
 
 class PcapSink:
-    """Writes every PacketEvent to a classic pcap file (microsecond timestamps, raw IPv4)."""
+    """Writes every PacketEvent to a classic pcap file (microsecond timestamps, raw IPv4).
+    With batch > 1, records are written `batch` at a time (see JsonLinesSink)."""
 
-    def __init__(self, out: IO[bytes], snaplen: int = 65535, time_offset: float = 0.0) -> None:
+    def __init__(
+        self, out: IO[bytes], snaplen: int = 65535, time_offset: float = 0.0, batch: int = 1
+    ) -> None:
         self.out = out
         self.time_offset = time_offset
+        self.batch = batch
+        self._held: list[PacketEvent] = []
         out.write(PCAP_GLOBAL.pack(0xA1B2C3D4, 2, 4, 0, 0, snaplen, LINKTYPE_IPV4))
 
     def write(self, event: Event) -> None:
         if isinstance(event, PacketEvent):
-            t = event.time + self.time_offset
-            sec = int(t)
-            usec = round((t - sec) * 1_000_000)
-            if usec >= 1_000_000:
-                sec, usec = sec + 1, usec - 1_000_000
-            data = complete_checksum(event.data) if event.csum_partial else event.data
-            n = len(data)
-            self.out.write(PCAP_RECORD.pack(sec, usec, n, n))
-            self.out.write(data)
+            if self.batch <= 1:
+                self.out.write(self._record(event))
+                return
+            self._held.append(event)
+            if len(self._held) >= self.batch:
+                self._write_held()
+
+    def _record(self, event: PacketEvent) -> bytes:
+        t = event.time + self.time_offset
+        sec = int(t)
+        usec = round((t - sec) * 1_000_000)
+        if usec >= 1_000_000:
+            sec, usec = sec + 1, usec - 1_000_000
+        data = complete_checksum(event.data) if event.csum_partial else event.data
+        return PCAP_RECORD.pack(sec, usec, len(data), event.orig_len or len(data)) + data
+
+    def _write_held(self) -> None:
+        held, self._held = self._held, []
+        self.out.write(b"".join(map(self._record, held)))
+
+    def flush(self) -> None:
+        if self._held:
+            self._write_held()
+        self.out.flush()
 
     def close(self) -> None:
-        self.out.flush()
+        self.flush()
+
+
+def _line(event: Event) -> str:
+    return json.dumps(event.to_dict(), separators=(",", ":")) + "\n"
 
 
 def read_jsonl(lines: Iterable[str]) -> Iterator[dict[str, Any]]:

@@ -66,6 +66,8 @@ log = logging.getLogger("tcplab.daemon")
 NETNS_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000
 RING_SIZE = 100_000
+TRACE_BATCH = 256  # events the trace files hold before encoding them in one go (and each second)
+RING_SNAPLEN = 128  # octets of a packet the ring keeps: the headers, not the payload
 CLOSE_GRACE = 1.0  # seconds open connections get to finish their close on shutdown
 APP_STOP_GRACE = 1.0
 FOLLOW_HEARTBEAT = 1.0
@@ -142,6 +144,8 @@ class RingSink:
         self._loop_thread = threading.get_ident()
 
     def write(self, event: Event) -> None:
+        if type(event) is PacketEvent:
+            event = event.truncated(RING_SNAPLEN)  # 100,000 super-segments would be 6 GB
         item = (self.next_seq, event)
         self.next_seq += 1
         self.events.append(item)
@@ -245,12 +249,12 @@ class NodeDaemon:
             jsonl = open(self.run_dir / f"{self.node}.trace.jsonl", "w", buffering=1 << 16)  # noqa: SIM115
             self._files.append(jsonl)
             # Whole packets go to the pcap; the JSON lines keep every other event (segments too).
-            sinks.append(JsonLinesSink(jsonl, lambda e: not isinstance(e, PacketEvent)))
+            sinks.append(JsonLinesSink(jsonl, lambda e: not isinstance(e, PacketEvent), batch=TRACE_BATCH))
         if self.trace_files.get("pcap", True):
             pcap = open(self.run_dir / f"{self.node}.pcap", "wb")  # noqa: SIM115
             self._files.append(pcap)
             # pcap timestamps are wall-clock; the host's clock is the loop's (monotonic).
-            sinks.append(PcapSink(pcap, time_offset=time.time() - loop.time()))
+            sinks.append(PcapSink(pcap, time_offset=time.time() - loop.time(), batch=TRACE_BATCH))
         self.trace = Trace(sinks)
         self.host = Host(self.address, config=self.tcp_config, trace=self.trace, rng=random.Random(),
                          isn_key=os.urandom(16), offload=self.offload)
@@ -279,6 +283,7 @@ class NodeDaemon:
         """Trace files reach the disk within a second (someone may be reading them live)."""
         while True:
             await asyncio.sleep(1.0)
+            self.trace.flush()
             for f in self._files:
                 f.flush()
 

@@ -262,6 +262,15 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Timers):
         assert err is not None
         return type(err)(*err.args)
 
+    def flush_ack(self, now: float) -> None:
+        """The host's batch of received packets is done: send the ACK deferred in it, if no
+        segment has carried it since (see Tcb._ack_in_batch)."""
+        if self.ack_pending:
+            self.ack_pending = False
+            if self.state in SYNCHRONIZED:
+                self._send_ack(now)
+                self._update_deadline()
+
     def output(self, now: float) -> None:
         """Send what may go now (after a socket option such as TCP_NODELAY changed)."""
         self._output(now)

@@ -161,8 +161,10 @@ class Receiver(Tcb):
             self.unacked_segs += n // self.mss  # a GRO super-segment counts what it stands for
         else:
             self.unacked_segs += 1 if n * 2 >= self.mss else 0
-        if immediate or self.unacked_segs >= self.config.delack_segments or self.config.delack_timeout <= 0:
+        if immediate:
             self._send_ack(now)
+        elif self.unacked_segs >= self.config.delack_segments or self.config.delack_timeout <= 0:
+            self._ack_in_batch(now)
         elif self.delack_at is None:
             self.delack_at = now + self.config.delack_timeout
 

@@ -103,6 +103,7 @@ class Tcb:
         ts_offset: int = 0,
         listener: ListenerLink | None = None,
         gso_max: int = 0,
+        defer_ack: Callable[[Any], bool] | None = None,
     ) -> None:
         self.local_ip = local_ip
         self.local_port = local_port
@@ -116,6 +117,10 @@ class Tcb:
         # super-segment to be cut into segments of gso payload octets (only when gso_max > 0).
         self._transmit = transmit
         self.gso_max = gso_max  # the most payload one super-segment may carry; 0: no TSO
+        # defer_ack(conn): True when the host is processing a batch of packets read together and
+        # will call conn.flush_ack at its end (see _ack_in_batch).
+        self._defer_ack = defer_ack
+        self.ack_pending = False
         self._notify = notify
         self._sched = sched
         self._challenge = challenge
@@ -173,6 +178,11 @@ class Tcb:
         self.cc = congestion.create(
             config.congestion_control, self.mss, config.initial_window_segments * self.mss, now
         )
+        if gso_max:
+            # With TSO the peer acknowledges whole super-segments (GRO): one ACK for up to 45
+            # segments is the normal case, not an ACK-division risk. RFC 3465 2.2's L = 2 would
+            # hold slow start to a few percent a round trip; count every segment acked, as Linux.
+            self.cc.abc_limit = max(gso_max // self.cc.mss, 2)
         self.scoreboard = Scoreboard(self.mss, config.dupack_threshold)
         self.dupacks = 0
         self.in_recovery = False
@@ -359,6 +369,7 @@ class Tcb:
             self.last_ack_sent = self.rcv_nxt
             self.delack_at = None
             self.unacked_segs = 0
+            self.ack_pending = False
         if gso:
             self.stats.segs_out += -(-len(payload) // gso)
             self._transmit(self, seg, now, gso)
@@ -377,6 +388,17 @@ class Tcb:
 
     def _send_ack(self, now: float) -> None:
         self._emit(ACK, self._ack_seq(), now)
+
+    def _ack_in_batch(self, now: float) -> None:
+        """The ACK that in-order data calls for: at once, or, while the host processes a batch of
+        packets read together (one TUN read), once at the batch's end for all of them: a stretch
+        ACK, as Linux sends after GRO merged the same packets (RFC 5681 4.2 asks for an ACK every
+        second full-sized segment; this trades that SHOULD for one write per batch). A data
+        segment sent meanwhile carries the acknowledgment, and then no ACK goes at all."""
+        if self._defer_ack is not None and self._defer_ack(self):
+            self.ack_pending = True
+        else:
+            self._send_ack(now)
 
     def _send_challenge_ack(self, now: float, why: str) -> None:
         """RFC 5961 sections 3.2, 4.2, 5.2: ACK with our current numbers, rate limited."""

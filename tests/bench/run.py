@@ -1,12 +1,14 @@
 """Run every benchmark once and print one table of figures and ratios measured in the same run.
 
-    python -m tests.bench.run [--seconds 3] [--json FILE] [--no-profile] [--sim-only]
+    python -m tests.bench.run [--seconds 3] [--repeat 3] [--json FILE] [--no-profile] [--sim-only]
     make bench
 
 As root (with /dev/net/tun) it brings up a two-node lab (`topologies/two-node.yaml`, daemons
 started by the benchmark itself), measures in order: the raw TUN ceiling, the kernel's TCP on the
-veth, the stack over TUN (trace files off, trace files on, no trace at all), the stack under
-cProfile (hot spots), then the stack on the simulated network; and always tears the lab down.
+veth, the stack over TUN (trace files off, trace files on, no trace at all; then with TUN offloads,
+no trace and trace files on), the stack under cProfile (hot spots), then the stack on the
+simulated network; and always tears the lab down. With --repeat N every stack row is measured N
+times, interleaved, and the table gives the median (the JSON keeps every run).
 Without root it runs only the simulated-network benchmark and says so.
 
 Ratios: stack goodput / TUN ceiling (bytes per second) and stack goodput / kernel TCP. Compare
@@ -38,6 +40,17 @@ STACK_ROWS = (
     ("stack_files_on", "files-on", "stack over TUN, trace files on"),
     ("stack_no_trace", "none", "stack over TUN, no trace sink"),
 )
+# The same with tun0's checksum/TSO offloads on (stack.tundev): super-segments of up to 64 KB.
+OFFLOAD_ROWS = (
+    ("stack_offload_no_trace", "none", "stack over TUN, offloads on, no trace sink"),
+    ("stack_offload_files_on", "files-on", "stack over TUN, offloads on, trace files on"),
+)
+# Same-run ratios beyond /TUN and /kernel: what trace files cost, what offloads gain.
+PAIR_RATIOS = (
+    ("stack_files_on", "stack_no_trace"),
+    ("stack_offload_files_on", "stack_offload_no_trace"),
+    ("stack_offload_no_trace", "stack_no_trace"),
+)
 
 
 def _attempt(results: dict[str, Any], key: str, fn: Callable[[], dict[str, Any]]) -> None:
@@ -50,7 +63,32 @@ def _attempt(results: dict[str, Any], key: str, fn: Callable[[], dict[str, Any]]
         traceback.print_exc(file=sys.stderr)
 
 
-def run_lab(seconds: float, kernel_tool: str, profile: bool, profile_dir: Path) -> dict[str, Any]:
+def measure_stack_rows(results: dict[str, Any], lab: Any, seconds: float, repeat: int) -> None:
+    """Every stack row `repeat` times, rows interleaved (drift on a busy machine hits them alike);
+    each row's figures are those of its median run, with every run's goodput in `runs`."""
+    from tests.bench import stack_goodput
+
+    rows = [(key, mode, False) for key, mode, _ in STACK_ROWS]
+    rows += [(key, mode, True) for key, mode, _ in OFFLOAD_ROWS]
+    runs: dict[str, list[dict[str, Any]]] = {key: [] for key, _, _ in rows}
+    for _ in range(repeat):
+        for key, mode, offload in rows:
+            one: dict[str, Any] = {}
+            run = functools.partial(stack_goodput.measure, lab, seconds, trace=mode, offload=offload)
+            _attempt(one, key, run)
+            runs[key].append(one[key])
+    for key, got in runs.items():
+        good = sorted((r for r in got if "error" not in r), key=lambda r: r["bytes_per_s"])
+        if not good:
+            results[key] = got[-1]
+            continue
+        results[key] = dict(good[(len(good) - 1) // 2])
+        results[key]["runs"] = [round(r["bytes_per_s"]) for r in good]
+        results[key]["failed_runs"] = len(got) - len(good)
+
+
+def run_lab(seconds: float, kernel_tool: str, profile: bool, profile_dir: Path, repeat: int = 1
+            ) -> dict[str, Any]:
     from lab.lab import Lab
     from tests.bench import kernel_tcp, stack_goodput, tun_ceiling
 
@@ -60,8 +98,7 @@ def run_lab(seconds: float, kernel_tool: str, profile: bool, profile_dir: Path) 
     try:
         _attempt(results, "tun_ceiling", lambda: tun_ceiling.measure(lab, seconds))
         _attempt(results, "kernel_tcp", lambda: kernel_tcp.measure(lab, seconds, kernel_tool))
-        for key, mode, _label in STACK_ROWS:
-            _attempt(results, key, functools.partial(stack_goodput.measure, lab, seconds, trace=mode))
+        measure_stack_rows(results, lab, seconds, repeat)
         if profile:
             _attempt(results, "stack_profiled", lambda: stack_goodput.profile(lab, seconds, profile_dir))
     finally:
@@ -81,10 +118,13 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
 
     ceiling, kernel = rate("tun_ceiling"), rate("kernel_tcp")
     out: dict[str, float | None] = {}
-    for key, _, _ in STACK_ROWS:  # the simulated network has no TUN or kernel to compare with
+    for key, _, _ in STACK_ROWS + OFFLOAD_ROWS:  # the simulated network has no TUN or kernel
         stack = rate(key)
         out[f"{key}/tun_ceiling"] = stack / ceiling if stack and ceiling else None
         out[f"{key}/kernel_tcp"] = stack / kernel if stack and kernel else None
+    for a, b in PAIR_RATIOS:
+        ra, rb = rate(a), rate(b)
+        out[f"{a}/{b}"] = ra / rb if ra and rb else None
     if ceiling and kernel:
         out["tun_ceiling/kernel_tcp"] = ceiling / kernel
     return out
@@ -122,7 +162,7 @@ def table(results: dict[str, Any], r: dict[str, float | None]) -> str:
         f"writer {_num(tun.get('writer_pps'), ',.0f')} pkts/s")
     kern = results.get("kernel_tcp", {})
     add("kernel_tcp", f"kernel TCP on the veth ({kern.get('tool', '?')})", None, kern.get("note", ""))
-    for key, _mode, label in STACK_ROWS:
+    for key, _mode, label in STACK_ROWS + OFFLOAD_ROWS:
         row = results.get(key, {})
         segs = row.get("segments_out")
         pps = segs / row["seconds"] if segs and row.get("seconds") else None
@@ -131,6 +171,8 @@ def table(results: dict[str, Any], r: dict[str, float | None]) -> str:
             note += ", NOT VERIFIED"
         if row.get("trace_file_bytes"):
             note += f", {row['trace_file_bytes'] / 1e6:.1f} MB of trace files"
+        if len(row.get("runs", ())) > 1:
+            note += f", median of {len(row['runs'])}"
         add(key, label, pps, note)
     prof = results.get("stack_profiled", {})
     if prof and "error" not in prof:
@@ -144,6 +186,12 @@ def table(results: dict[str, Any], r: dict[str, float | None]) -> str:
                        enumerate(zip(row, widths, strict=True))).rstrip() for row in rows]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
+
+
+def pair_ratio_text(r: dict[str, float | None]) -> str:
+    """The same-run ratios of PAIR_RATIOS, one line."""
+    parts = [f"{a} / {b} = {_num(r.get(f'{a}/{b}'), '.3f')}" for a, b in PAIR_RATIOS]
+    return "ratios: " + ";  ".join(parts)
 
 
 def hot_spot_text(results: dict[str, Any], limit: int = 12) -> str:
@@ -170,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     parser.add_argument("--kernel-tool", choices=["auto", "iperf3", "python"], default="auto")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile run")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each stack row (median shown)")
     parser.add_argument("--profile-dir", type=Path, default=Path("/tmp/tcplab-bench-profile"))
     parser.add_argument("--sim-only", action="store_true", help="only the simulated-network benchmark")
     args = parser.parse_args(argv)
@@ -182,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     print("tcplab benchmark", file=sys.stderr)
     if problem is None:
-        results.update(run_lab(args.seconds, args.kernel_tool, not args.no_profile, args.profile_dir))
+        results.update(run_lab(args.seconds, args.kernel_tool, not args.no_profile, args.profile_dir,
+                               max(args.repeat, 1)))
     _attempt(results, "sim", lambda: sim_goodput.measure(args.sim_bytes))
     r = ratios(results)
     load = os.getloadavg()
@@ -194,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results, r))
     print("/TUN = goodput / raw TUN ceiling (bytes/s);  /kernel = goodput / kernel TCP on the same veth;"
           "  retr = retransmitted segments")
+    print(pair_ratio_text(r))
     if results.get("hot_spots"):
         print(hot_spot_text(results))
     if args.json:

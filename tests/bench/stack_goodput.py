@@ -47,7 +47,7 @@ def _log_tail(lab: Lab, node: str) -> str:
 
 @contextmanager
 def daemons(lab: Lab, trace_files: dict[str, bool], profile_dir: Path | None = None,
-            offload: bool = False) -> Iterator[None]:
+            offload: bool = False, buffers: int | None = None) -> Iterator[None]:
     """Run both nodes' daemons (bulk-server on the server) for the duration of the block."""
     extra = {"TCPLAB_DAEMON_PROFILE": str(profile_dir)} if profile_dir is not None else {}
     env = child_env(extra)
@@ -57,6 +57,8 @@ def daemons(lab: Lab, trace_files: dict[str, bool], profile_dir: Path | None = N
             config = lab.plan.daemon_config(node, str(lab.run_dir))
             config["trace_files"] = dict(trace_files)
             config["offload"] = offload
+            if buffers is not None:
+                config["tcp_config"] = {**config["tcp_config"], "sndbuf": buffers, "rcvbuf": buffers}
             config["apps"] = [{"name": "bulk-server", "options": {"port": PORT}}] if node == "server" else []
             path = lab.run_dir / f"{node}.json"
             path.write_text(json.dumps(config, indent=2))
@@ -131,13 +133,15 @@ TRACE_MODES: dict[str, dict[str, bool]] = {
 }
 
 
-def measure(lab: Lab, seconds: float = 3.0, *, trace: str = "files-off", offload: bool = False
-            ) -> dict[str, Any]:
+def measure(lab: Lab, seconds: float = 3.0, *, trace: str = "files-off", offload: bool = False,
+            buffers: int | None = None) -> dict[str, Any]:
     """Goodput with the daemons' trace in mode `trace` (a key of TRACE_MODES), tun0 with TUN
-    offloads (TSO super-segments, see stack.tundev) or without."""
-    with daemons(lab, TRACE_MODES[trace], offload=offload):
+    offloads (TSO super-segments, see stack.tundev) or without, and SO_SNDBUF/SO_RCVBUF of
+    `buffers` octets on both nodes (None: the stack's default)."""
+    with daemons(lab, TRACE_MODES[trace], offload=offload, buffers=buffers):
         figures = run_bulk(lab, seconds)
     figures["offload"] = offload
+    figures["buffers"] = buffers
     if TRACE_MODES[trace]["jsonl"] or TRACE_MODES[trace]["pcap"]:
         sizes = [(lab.run_dir / f"{n}{ext}") for n in NODES for ext in (".trace.jsonl", ".pcap")]
         figures["trace_file_bytes"] = sum(p.stat().st_size for p in sizes if p.exists())

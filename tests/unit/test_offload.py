@@ -51,7 +51,10 @@ def _transfer(net: Network, sa: Stack, sb: Stack, payload: bytes) -> bytes:
     return net.run(main(), timeout=600)
 
 
-@pytest.mark.parametrize("profile", [LinkProfile(delay=0.001), LinkProfile(delay=0.002, loss=0.02, reorder=0.02)])
+LOSSY = LinkProfile(delay=0.002, loss=0.02, reorder=0.02)
+
+
+@pytest.mark.parametrize("profile", [LinkProfile(delay=0.001), LOSSY])
 def test_sim_cuts_super_segments_and_data_arrives_intact(profile: LinkProfile) -> None:
     sink_a, sink_b = MemorySink(), MemorySink()
     payload = random.Random(1).randbytes(600_000)

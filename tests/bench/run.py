@@ -32,7 +32,7 @@ if __package__ in (None, ""):  # run as `python tests/bench/run.py`: make the re
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lab.kernel.netns import privilege_problem
-from tests.bench import sim_goodput
+from tests.bench import conn_memory, sim_goodput
 
 TOPOLOGY = "topologies/two-node.yaml"
 STACK_ROWS = (
@@ -188,6 +188,17 @@ def table(results: dict[str, Any], r: dict[str, float | None]) -> str:
     return "\n".join(lines)
 
 
+def memory_text(results: dict[str, Any]) -> str:
+    """The connection-memory figure (tests.bench.conn_memory), one line."""
+    mem = results.get("conn_memory")
+    if not mem:
+        return "memory: not measured"
+    if "error" in mem:
+        return f"memory: FAILED: {mem['error'][:80]}"
+    return (f"memory: {mem['bytes_per_connection'] / 1000:.2f} KB per idle established connection "
+            f"({mem['established']:,} + {mem['server_side']:,} on two simulated hosts, tracemalloc)")
+
+
 def pair_ratio_text(r: dict[str, float | None]) -> str:
     """The same-run ratios of PAIR_RATIOS, one line."""
     parts = [f"{a} / {b} = {_num(r.get(f'{a}/{b}'), '.3f')}" for a, b in PAIR_RATIOS]
@@ -219,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kernel-tool", choices=["auto", "iperf3", "python"], default="auto")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile run")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each stack row (median shown)")
+    parser.add_argument("--connections", type=int, default=10_000,
+                        help="idle connections for the memory figure (0: skip it)")
     parser.add_argument("--profile-dir", type=Path, default=Path("/tmp/tcplab-bench-profile"))
     parser.add_argument("--sim-only", action="store_true", help="only the simulated-network benchmark")
     args = parser.parse_args(argv)
@@ -234,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         results.update(run_lab(args.seconds, args.kernel_tool, not args.no_profile, args.profile_dir,
                                max(args.repeat, 1)))
     _attempt(results, "sim", lambda: sim_goodput.measure(args.sim_bytes))
+    if args.connections:
+        _attempt(results, "conn_memory", lambda: conn_memory.measure(args.connections))
     r = ratios(results)
     load = os.getloadavg()
     print(f"\ntcplab benchmark: {args.seconds:g} s per lab measurement, {os.cpu_count()} cores, "
@@ -245,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     print("/TUN = goodput / raw TUN ceiling (bytes/s);  /kernel = goodput / kernel TCP on the same veth;"
           "  retr = retransmitted segments")
     print(pair_ratio_text(r))
+    print(memory_text(results))
     if results.get("hot_spots"):
         print(hot_spot_text(results))
     if args.json:

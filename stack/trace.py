@@ -82,7 +82,7 @@ class PacketEvent(Event):
     """A whole IP packet in or out of the host (what the pcap sink writes)."""
 
     direction: str
-    data: bytes
+    data: bytes | memoryview  # the packet (a read-only view of the frame it came in)
     gso: int = 0  # a super-segment (see SegmentEvent.gso)
     csum_partial: bool = False  # the TCP checksum is partial (offload): complete it to show it
     orig_len: int = 0  # data is the first octets of a packet this long (0: data is all of it)
@@ -95,7 +95,8 @@ class PacketEvent(Event):
         """This event keeping only the first snaplen octets of its packet (pcap's caplen)."""
         if len(self.data) <= snaplen:
             return self
-        return PacketEvent(self.time, self.direction, self.data[:snaplen], self.gso, False, self.length)
+        head = bytes(self.data[:snaplen])
+        return PacketEvent(self.time, self.direction, head, self.gso, False, self.length)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"kind": self.kind, "time": self.time, "direction": self.direction,

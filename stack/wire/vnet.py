@@ -70,17 +70,16 @@ def tcp_header(ip_hlen: int, tcp_hlen: int, gso_size: int = 0) -> bytes:
     )
 
 
-def complete_checksum(packet: bytes | bytearray) -> bytes:
+def complete_checksum(packet: bytes | bytearray | memoryview) -> bytes:
     """An IPv4/TCP packet with a partial TCP checksum, made whole (what the kernel does before the
-    packet reaches a wire, and what a capture file must show)."""
-    buf = bytearray(packet)
-    ihl = (buf[0] & 0x0F) * 4
-    total = int.from_bytes(buf[2:4], "big")
-    buf[ihl + TCP_CSUM_OFFSET : ihl + TCP_CSUM_OFFSET + 2] = b"\0\0"
-    init = pseudo_header_sum(bytes(buf[12:16]), bytes(buf[16:20]), buf[9], total - ihl)
-    csum = internet_checksum(memoryview(buf)[ihl:total], init)
-    buf[ihl + TCP_CSUM_OFFSET : ihl + TCP_CSUM_OFFSET + 2] = csum.to_bytes(2, "big")
-    return bytes(buf)
+    packet reaches a wire, and what a capture file must show). The field holds the pseudo-header
+    sum already, so the sum from csum_start to the end, complemented, is the checksum."""
+    view = memoryview(packet)
+    ihl = (view[0] & 0x0F) * 4
+    total = int.from_bytes(view[2:4], "big")
+    at = ihl + TCP_CSUM_OFFSET
+    csum = internet_checksum(view[ihl:total])
+    return b"".join((view[:at], csum.to_bytes(2, "big"), view[at + 2 : total]))
 
 
 def segment(header: VnetHeader, packet: bytes) -> list[bytes]:
@@ -107,5 +106,10 @@ def segment(header: VnetHeader, packet: bytes) -> list[bytes]:
         buf[ihl + 4 : ihl + 8] = ((seqno + off) & 0xFFFFFFFF).to_bytes(4, "big")
         if i != len(pieces) - 1:
             buf[ihl + 13] = flags & ~0x09  # FIN and PSH ride on the last segment only
-        out.append(complete_checksum(bytes(buf) + piece))
+        # The partial sum was for the whole super-segment's length: sum this piece afresh.
+        buf[ihl + TCP_CSUM_OFFSET : ihl + TCP_CSUM_OFFSET + 2] = b"\0\0"
+        init = pseudo_header_sum(bytes(buf[12:16]), bytes(buf[16:20]), buf[9], thl + len(piece))
+        csum = internet_checksum(bytes(buf[ihl:]) + piece, init)
+        buf[ihl + TCP_CSUM_OFFSET : ihl + TCP_CSUM_OFFSET + 2] = csum.to_bytes(2, "big")
+        out.append(bytes(buf) + piece)
     return out

@@ -167,6 +167,10 @@ def table(results: dict[str, Any], r: dict[str, float | None]) -> str:
         segs = row.get("segments_out")
         pps = segs / row["seconds"] if segs and row.get("seconds") else None
         note = f"srtt {_num((row.get('srtt') or 0) * 1000, '.1f')} ms"
+        cpu = row.get("cpu") or {}
+        if cpu:  # sender/receiver daemons: share of the run on a CPU / waiting for one
+            note += ", cpu " + " ".join(f"{c.get('on_cpu', 0):.0%}+{c.get('run_queue', 0):.0%}q"
+                                        for c in cpu.values())
         if row.get("verified") is False:
             note += ", NOT VERIFIED"
         if row.get("trace_file_bytes"):

@@ -98,12 +98,34 @@ def _client(lab: Lab, node: str) -> ControlClient:
     return ControlClient(lab.run_dir / f"{node}.sock", timeout=10)
 
 
+def _schedstat(pid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of a process's main thread
+    (/proc/PID/schedstat); zeros where the kernel does not keep them."""
+    try:
+        on_cpu, waiting = Path(f"/proc/{pid}/schedstat").read_text().split()[:2]
+        return int(on_cpu) / 1e9, int(waiting) / 1e9
+    except (OSError, ValueError):
+        return 0.0, 0.0
+
+
 def run_bulk(lab: Lab, seconds: float) -> dict[str, Any]:
-    """One bulk transfer client → server for `seconds` with the daemons running; figures and counters."""
+    """One bulk transfer client → server for `seconds` with the daemons running; figures and counters.
+
+    `cpu` says where each daemon's time went (from /proc/PID/schedstat over the transfer): on a
+    CPU, waiting in the run queue for one (a busy machine), and the rest waiting for packets."""
     timeout = seconds + 30
     client = ControlClient(lab.run_dir / "client.sock", timeout=timeout + 5)
     options = {"host": "server", "port": PORT, "seconds": seconds, "direction": "send"}
+    pids = {node: lab.state.daemons.get(node, 0) for node in NODES}
+    before = {node: _schedstat(pid) for node, pid in pids.items()}
+    t0 = time.monotonic()
     result = client.call("run_app", {"name": "bulk-client", "options": options, "timeout": timeout})
+    wall = time.monotonic() - t0
+    cpu = {}
+    for node, pid in pids.items():
+        on_cpu, waiting = (a - b for a, b in zip(_schedstat(pid), before[node], strict=True))
+        cpu[node] = {"on_cpu": round(on_cpu / wall, 3), "run_queue": round(waiting / wall, 3),
+                     "idle": round(max(wall - on_cpu - waiting, 0) / wall, 3)}
     status = {node: _client(lab, node).call("status") for node in NODES}
     streams = result.get("streams") or []
     stats = [s.get("stats") or {} for s in streams]
@@ -123,6 +145,7 @@ def run_bulk(lab: Lab, seconds: float) -> dict[str, Any]:
         "tx_drops": tun_client.get("tx_drops", 0) + tun_server.get("tx_drops", 0),
         "server_rx_per_batch": tun_server.get("rx_packets", 0) / max(1, tun_server.get("rx_batches", 0)),
         "client_rx_per_batch": tun_client.get("rx_packets", 0) / max(1, tun_client.get("rx_batches", 0)),
+        "cpu": cpu,
     }
 
 

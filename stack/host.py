@@ -298,7 +298,15 @@ class Host:
         if self.offload:
             self._send_tcp_offload(remote_ip, seg, now, gso)
             return
-        self._send_ip(remote_ip, PROTO_TCP, build_tcp(seg, self.address_raw, pack_addr(remote_ip)), now)
+        dst = pack_addr(remote_ip)
+        tcp = build_tcp(seg, self.address_raw, dst)
+        self._ident = ident = (self._ident + 1) & 0xFFFF
+        # The header build_ipv4 would make (DF, TTL 64), without an IPv4Packet per segment.
+        total = ipv4.MIN_HEADER_LEN + len(tcp)
+        packet = ipv4.ipv4_header(self.address_raw, dst, PROTO_TCP, total, ident) + tcp
+        self._out.append(packet)
+        if self.trace.enabled:
+            self.trace.emit(PacketEvent(now, "out", packet))
 
     def _send_tcp_offload(self, remote_ip: str, seg: TcpSegment, now: float, gso: int) -> None:
         """One frame: virtio-net header, IPv4 header, TCP header with a partial checksum, payload
@@ -319,13 +327,13 @@ class Host:
 
     def _on_tcp(self, src: str, seg: TcpSegment, now: float, gso: int = 0) -> None:
         key = (src, seg.src_port, seg.dst_port)
+        conn = self.connections.get(key)
         if self.trace.enabled:
-            cid = conn_id(self.address, seg.dst_port, src, seg.src_port)
+            cid = conn.id if conn is not None else conn_id(self.address, seg.dst_port, src, seg.src_port)
             self.trace.emit(
                 SegmentEvent(now, "in", cid, flags_str(seg.flags), seg.seq, seg.ack, seg.window,
                              len(seg.payload), format_options(seg.options), gso)
             )
-        conn = self.connections.get(key)
         if conn is not None:
             # RFC 6191 / RFC 9293 3.10.7.4 note: a new SYN may reuse a TIME_WAIT 4-tuple when its
             # sequence number is above the old connection's.

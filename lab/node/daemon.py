@@ -67,7 +67,8 @@ NETNS_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000
 RING_SIZE = 100_000
 TRACE_BATCH = 256  # events the trace files hold before encoding them in one go (and each second)
-RING_SNAPLEN = 128  # octets of a packet the ring keeps: the headers, not the payload
+RING_SNAPLEN = 128  # octets of a super-segment the ring keeps: the headers, not the payload
+RING_WHOLE = 2048  # packets up to this long (every MTU-sized one) are kept whole
 CLOSE_GRACE = 1.0  # seconds open connections get to finish their close on shutdown
 APP_STOP_GRACE = 1.0
 FOLLOW_HEARTBEAT = 1.0
@@ -144,7 +145,7 @@ class RingSink:
         self._loop_thread = threading.get_ident()
 
     def write(self, event: Event) -> None:
-        if type(event) is PacketEvent:
+        if type(event) is PacketEvent and len(event.data) > RING_WHOLE:
             event = event.truncated(RING_SNAPLEN)  # 100,000 super-segments would be 6 GB
         item = (self.next_seq, event)
         self.next_seq += 1

@@ -203,6 +203,20 @@ def memory_text(results: dict[str, Any]) -> str:
             f"({mem['established']:,} + {mem['server_side']:,} on two simulated hosts, tracemalloc)")
 
 
+def http_text(results: dict[str, Any]) -> str:
+    """wrk against the stack's HTTP server (tests.bench.http_wrk), one line."""
+    w = results.get("http_wrk")
+    if not w:
+        return "http: not measured"
+    if "error" in w:
+        return f"http: FAILED: {w['error'][:80]}"
+    ka, fresh = w["keepalive"], w["new_connections"]
+    return (f"http (wrk on a kernel node, {w['connections']} connections, trace files on): "
+            f"keep-alive {_num(ka['requests_per_s'], ',.0f')} requests/s "
+            f"({ka['socket_errors']} socket errors); new connections "
+            f"{_num(fresh['requests_per_s'], ',.0f')}/s ({fresh['socket_errors']} socket errors)")
+
+
 def pair_ratio_text(r: dict[str, float | None]) -> str:
     """The same-run ratios of PAIR_RATIOS, one line."""
     parts = [f"{a} / {b} = {_num(r.get(f'{a}/{b}'), '.3f')}" for a, b in PAIR_RATIOS]
@@ -234,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kernel-tool", choices=["auto", "iperf3", "python"], default="auto")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile run")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each stack row (median shown)")
+    parser.add_argument("--wrk-seconds", type=float, default=5.0,
+                        help="length of each wrk run against the stack's HTTP server (0: skip)")
     parser.add_argument("--connections", type=int, default=10_000,
                         help="idle connections for the memory figure (0: skip it)")
     parser.add_argument("--profile-dir", type=Path, default=Path("/tmp/tcplab-bench-profile"))
@@ -250,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     if problem is None:
         results.update(run_lab(args.seconds, args.kernel_tool, not args.no_profile, args.profile_dir,
                                max(args.repeat, 1)))
+        if args.wrk_seconds:
+            from tests.bench import http_wrk
+
+            _attempt(results, "http_wrk", lambda: http_wrk.measure(args.wrk_seconds))
     _attempt(results, "sim", lambda: sim_goodput.measure(args.sim_bytes))
     if args.connections:
         _attempt(results, "conn_memory", lambda: conn_memory.measure(args.connections))
@@ -265,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
           "  retr = retransmitted segments")
     print(pair_ratio_text(r))
     print(memory_text(results))
+    print(http_text(results))
     if results.get("hot_spots"):
         print(hot_spot_text(results))
     if args.json:

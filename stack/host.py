@@ -29,7 +29,6 @@ from stack.wire.tcp import (
     SYN,
     TcpSegment,
     build_tcp,
-    build_tcp_header_partial,
     flags_str,
     format_options,
     parse_tcp,
@@ -309,19 +308,14 @@ class Host:
             self.trace.emit(PacketEvent(now, "out", packet))
 
     def _send_tcp_offload(self, remote_ip: str, seg: TcpSegment, now: float, gso: int) -> None:
-        """One frame: virtio-net header, IPv4 header, TCP header with a partial checksum, payload
-        (joined once: no octet of a 64 KB super-segment is copied twice or summed in Python)."""
-        tcp = build_tcp_header_partial(seg, self.address_raw, pack_addr(remote_ip))
         ident = self._ident = (self._ident + 1) & 0xFFFF
         if gso:
             # The kernel gives the segments of a super-segment consecutive IP idents.
             self._ident = (ident + (len(seg.payload) - 1) // gso) & 0xFFFF
-        ip = ipv4.ipv4_header(self.address_raw, pack_addr(remote_ip), PROTO_TCP,
-                         ipv4.MIN_HEADER_LEN + len(tcp) + len(seg.payload), ident)
-        frame = b"".join((vnet.tcp_header(ipv4.MIN_HEADER_LEN, len(tcp), gso), ip, tcp, seg.payload))
+        frame = vnet.tcp_frame(seg, self.address_raw, pack_addr(remote_ip), ident, gso)
         self._out.append(frame)
         if self.trace.enabled:
-            self.trace.emit(PacketEvent(now, "out", frame[vnet.HEADER_LEN:], gso, True))
+            self.trace.emit(PacketEvent(now, "out", memoryview(frame)[vnet.HEADER_LEN :], gso, True))
 
     # ------------------------------------------------------------------ TCP demultiplexing
 

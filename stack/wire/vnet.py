@@ -24,6 +24,9 @@ from dataclasses import dataclass
 
 from stack.checksum import internet_checksum, pseudo_header_sum
 from stack.errors import ParseError
+from stack.wire.ipv4 import MIN_HEADER_LEN as IP_HEADER_LEN
+from stack.wire.ipv4 import PROTO_TCP, ipv4_header
+from stack.wire.tcp import TcpSegment, build_tcp_header_partial
 
 HEADER = struct.Struct("<BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
 HEADER_LEN = HEADER.size  # 10: what TUNSETVNETHDRSZ is given
@@ -68,6 +71,15 @@ def tcp_header(ip_hlen: int, tcp_hlen: int, gso_size: int = 0) -> bytes:
         F_NEEDS_CSUM, GSO_TCPV4 if gso_size else GSO_NONE, ip_hlen + tcp_hlen if gso_size else 0,
         gso_size, ip_hlen, TCP_CSUM_OFFSET,
     )
+
+
+def tcp_frame(seg: TcpSegment, src: bytes, dst: bytes, ident: int, gso: int = 0) -> bytes:
+    """What a TUN with offloads is given for one TCP segment (gso: a super-segment): this header,
+    an IPv4 header, the TCP header with a partial checksum, the payload, joined once (no octet of
+    a 64 KB super-segment is copied twice or summed in Python)."""
+    tcp = build_tcp_header_partial(seg, src, dst)
+    ip = ipv4_header(src, dst, PROTO_TCP, IP_HEADER_LEN + len(tcp) + len(seg.payload), ident)
+    return b"".join((tcp_header(IP_HEADER_LEN, len(tcp), gso), ip, tcp, seg.payload))
 
 
 def complete_checksum(packet: bytes | bytearray | memoryview) -> bytes:

@@ -10,6 +10,7 @@ Sinks: `MemorySink` (tests), `JsonLinesSink` (the lab's run directory), `PcapSin
 from __future__ import annotations
 
 import json
+import re
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
@@ -329,8 +330,27 @@ class PcapSink:
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
+# Strings that JSON writes as they are: no quote, backslash, control or non-ASCII character.
+_PLAIN = re.compile(r'[^"\\\x00-\x1f\x7f-\U0010ffff]*')
+
+
 def _line(event: Event) -> str:
+    if type(event) is SegmentEvent:
+        return _segment_line(event)
     return _ENCODE(event.to_dict()) + "\n"
+
+
+def _segment_line(e: SegmentEvent) -> str:
+    """The JSON line of the most frequent event, formatted directly: the same bytes as the
+    encoder gives (keys in field order, repr of numbers, ASCII strings as they are), in a
+    fraction of the time. Anything unusual goes through the encoder."""
+    if not (_PLAIN.fullmatch(e.conn) and _PLAIN.fullmatch(e.options) and _PLAIN.fullmatch(e.flags)
+            and _PLAIN.fullmatch(e.direction) and type(e.time) is float):
+        return _ENCODE(e.to_dict()) + "\n"
+    gso = f',"gso":{e.gso}' if e.gso else ""
+    return (f'{{"time":{e.time!r},"direction":"{e.direction}","conn":"{e.conn}","flags":"{e.flags}",'
+            f'"seq":{e.seq},"ack":{e.ack},"win":{e.win},"len":{e.len},"options":"{e.options}"{gso},'
+            f'"kind":"SegmentEvent"}}\n')
 
 
 def read_jsonl(lines: Iterable[str]) -> Iterator[dict[str, Any]]:

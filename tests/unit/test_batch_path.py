@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 
 from lab.node.daemon import RING_SNAPLEN, RingSink
 from stack.host import Host
@@ -109,3 +110,19 @@ def test_the_daemon_ring_keeps_packet_headers_only() -> None:
         assert kept.to_dict()["len"] == 65000 and kept.to_dict()["gso"] == 1448
     finally:
         loop.close()
+
+
+def test_segment_lines_are_the_encoders_bytes_even_for_odd_strings() -> None:
+    out = io.StringIO()
+    sink = JsonLinesSink(out)
+    cases = [
+        SegmentEvent(1234.5678, "out", "10.0.0.1:4>10.0.0.2:80", ".", 1, 2, 512, 1448, "nop,TS val 1 ecr 2"),
+        SegmentEvent(0.0, "in", "a", "S.", 0, 0, 0, 0, "", gso=1448),
+        SegmentEvent(1e-7, "in", 'q"uote', "S", 1, 2, 3, 4, "back\\slash"),
+        SegmentEvent(5.0, "in", "\u00e9", "S", 1, 2, 3, 4, "\x01"),
+        SegmentEvent(1e20, "in", "c", "S", 1, 2, 3, 4, ""),
+    ]
+    for event in cases:
+        sink.write(event)
+    expected = "".join(json.dumps(e.to_dict(), separators=(",", ":")) + "\n" for e in cases)
+    assert out.getvalue() == expected

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import random
 import struct
 
@@ -17,7 +18,7 @@ from stack.host import Host
 from stack.sim.link import LinkProfile
 from stack.sim.network import Network
 from stack.socket import Stack
-from stack.trace import MemorySink, PacketEvent, PcapSink, SegmentEvent, Trace
+from stack.trace import CongestionEvent, MemorySink, PacketEvent, PcapSink, SegmentEvent, Trace
 from stack.wire import vnet
 from stack.wire.ipv4 import PROTO_TCP, IPv4Packet, build_ipv4, pack_addr, parse_ipv4
 from stack.wire.tcp import ACK, PSH, TcpSegment, build_tcp, parse_tcp
@@ -127,8 +128,8 @@ def test_plain_frame_checksum_still_verified_and_short_frame_dropped() -> None:
 def test_two_offload_hosts_pass_super_segments_whole() -> None:
     """Frames handed over unchanged (GSO in, GRO out): the receiver takes a super-segment as one
     segment, its ACKs count the segments it stands for, and the bytes arrive in order."""
-    sink_b = MemorySink()
-    ha, hb = Host(A, offload=True), Host(B, offload=True, trace=Trace([sink_b]))
+    sink_a, sink_b = MemorySink(), MemorySink()
+    ha, hb = Host(A, offload=True, trace=Trace([sink_a])), Host(B, offload=True, trace=Trace([sink_b]))
     hb.listen(80)
     now = 0.0
     conn = ha.connect(B, 80, now)
@@ -162,6 +163,11 @@ def test_two_offload_hosts_pass_super_segments_whole() -> None:
     assert supers and max(e.len for e in supers) > 20 * 1448
     # Far fewer packets than segments: the point of offloads.
     assert len(sink_b.segments("in")) < len(data) // 1448 // 4
+    # Slow start counts every segment an ACK of a super-segment covers (RFC 3465's L = 2 would
+    # allow two): some ACK grew cwnd by more than two segments at once.
+    cwnds = [e.cwnd for e in sink_a.of(CongestionEvent)]
+    grown = [b - a for a, b in itertools.pairwise(cwnds)]
+    assert max(grown) > 2 * 1448
 
 
 def test_pcap_shows_super_segment_with_complete_checksum() -> None:

@@ -11,7 +11,6 @@ from stack.tcp.congestion.base import ABC_LIMIT, CongestionControl, register
 __all__ = ["ABC_LIMIT", "NewReno", "loss_ssthresh", "slow_start"]
 
 
-
 def slow_start(cc: CongestionControl, acked: int) -> int:
     """Grow `cc.cwnd` for `acked` octets in slow start; return the octets left for avoidance.
 

@@ -4,12 +4,13 @@
     make bench
 
 As root (with /dev/net/tun) it brings up a two-node lab (`topologies/two-node.yaml`, daemons
-started by the benchmark itself), measures in order: the raw TUN ceiling, the kernel's TCP on the
-veth, the stack over TUN (trace files off, trace files on, no trace at all; then with TUN offloads,
-no trace and trace files on), the stack under cProfile (hot spots), then the stack on the
-simulated network; and always tears the lab down. With --repeat N every stack row is measured N
-times, interleaved, and the table gives the median (the JSON keeps every run).
-Without root it runs only the simulated-network benchmark and says so.
+started by the benchmark itself), measures in order: the kernel's TCP on the veth, then in rounds
+the raw TUN ceiling and the stack over TUN (trace files off, trace files on, no trace at all; then
+with TUN offloads, no trace and trace files on), the stack under cProfile (hot spots); tears the
+lab down; then wrk against the stack's HTTP server (its own lab, `tests.bench.http_wrk`). Then the
+stack on the simulated network and the memory of idle connections. With --repeat N there are N
+rounds and the table gives each row's median (the JSON keeps every run).
+Without root it runs only the simulated-network benchmarks and says so.
 
 Ratios: stack goodput / TUN ceiling (bytes per second) and stack goodput / kernel TCP. Compare
 ratios across runs, not absolute figures: the machines are shared and drift.
@@ -64,17 +65,21 @@ def _attempt(results: dict[str, Any], key: str, fn: Callable[[], dict[str, Any]]
 
 
 def measure_stack_rows(results: dict[str, Any], lab: Any, seconds: float, repeat: int) -> None:
-    """Every stack row `repeat` times, rows interleaved (drift on a busy machine hits them alike);
-    each row's figures are those of its median run, with every run's goodput in `runs`."""
-    from tests.bench import stack_goodput
+    """The TUN ceiling and every stack row `repeat` times, in rounds (drift on a busy machine hits
+    the rows of a round alike); each row's figures are those of its median run, with every run's
+    goodput in `runs`."""
+    from tests.bench import stack_goodput, tun_ceiling
 
-    rows = [(key, mode, False) for key, mode, _ in STACK_ROWS]
-    rows += [(key, mode, True) for key, mode, _ in OFFLOAD_ROWS]
-    runs: dict[str, list[dict[str, Any]]] = {key: [] for key, _, _ in rows}
+    rows: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("tun_ceiling", functools.partial(tun_ceiling.measure, lab, seconds))]
+    rows += [(key, functools.partial(stack_goodput.measure, lab, seconds, trace=mode))
+             for key, mode, _ in STACK_ROWS]
+    rows += [(key, functools.partial(stack_goodput.measure, lab, seconds, trace=mode, offload=True))
+             for key, mode, _ in OFFLOAD_ROWS]
+    runs: dict[str, list[dict[str, Any]]] = {key: [] for key, _ in rows}
     for _ in range(repeat):
-        for key, mode, offload in rows:
+        for key, run in rows:
             one: dict[str, Any] = {}
-            run = functools.partial(stack_goodput.measure, lab, seconds, trace=mode, offload=offload)
             _attempt(one, key, run)
             runs[key].append(one[key])
     for key, got in runs.items():
@@ -90,13 +95,12 @@ def measure_stack_rows(results: dict[str, Any], lab: Any, seconds: float, repeat
 def run_lab(seconds: float, kernel_tool: str, profile: bool, profile_dir: Path, repeat: int = 1
             ) -> dict[str, Any]:
     from lab.lab import Lab
-    from tests.bench import kernel_tcp, stack_goodput, tun_ceiling
+    from tests.bench import kernel_tcp, stack_goodput
 
     results: dict[str, Any] = {}
     name = f"bench{os.getpid() % 100000}"
     lab = Lab.up(TOPOLOGY, name, start_daemons=False)
     try:
-        _attempt(results, "tun_ceiling", lambda: tun_ceiling.measure(lab, seconds))
         _attempt(results, "kernel_tcp", lambda: kernel_tcp.measure(lab, seconds, kernel_tool))
         measure_stack_rows(results, lab, seconds, repeat)
         if profile:

@@ -276,9 +276,9 @@ class NodeDaemon:
                 raise DaemonError(f"app {app.get('name')!r}: {exc}") from None
         self._flusher = loop.create_task(self._flush_periodically())
         self._server = await control.serve_control(self.socket_path, self.dispatch)
-        log.info("%s up: stack %s on %s (%s peer %s, mtu %d), apps %s, control %s", self.node, self.address,
-                 self.tun.ifname, self.tun.address, self.tun.peer, self.tun.mtu,
-                 ", ".join(self.apps) or "none", self.socket_path)
+        log.info("%s up: stack %s on %s (%s peer %s, mtu %d, offloads %s), apps %s, control %s", self.node,
+                 self.address, self.tun.ifname, self.tun.address, self.tun.peer, self.tun.mtu,
+                 "on" if self.offload else "off", ", ".join(self.apps) or "none", self.socket_path)
 
     async def _flush_periodically(self) -> None:
         """Trace files reach the disk within a second (someone may be reading them live)."""

@@ -93,7 +93,9 @@ class Host:
             self._drop(e.reason, now, e.detail)
             return
         if self.trace.enabled:
-            # (In offload mode a view of the frame: no copy of a 64 KB super-segment per event.)
+            # (In offload mode a view of the frame: no copy of a 64 KB super-segment per event.
+            # The pcap completes a partial checksum where TCP keeps it; other protocols as read.)
+            partial = partial and ip.protocol == PROTO_TCP
             self.trace.emit(PacketEvent(now, "in", packet, gso, partial))
         if ip.dst != self.address:
             self._drop("ip_not_for_us", now, ip.dst)

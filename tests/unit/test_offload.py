@@ -202,3 +202,14 @@ def test_offload_hosts_in_the_sim_are_explicit() -> None:
     with Network(1) as net:
         node = net.add_host("a", A, config=TcpConfig())
         assert node.offload is False and node.host.offload is False
+
+
+def test_partial_checksum_of_another_protocol_is_not_rewritten_in_the_pcap() -> None:
+    """Only TCP's checksum field is known to the pcap sink: a UDP packet read with NEEDS_CSUM
+    is recorded exactly as it came (and dropped by the host, which speaks no UDP)."""
+    out = io.BytesIO()
+    host = Host(A, offload=True, trace=Trace([PcapSink(out)]))
+    udp = build_ipv4(IPv4Packet(B, A, 17, bytes(range(40))))
+    host.receive(_frame(udp, vnet.F_NEEDS_CSUM), 0.0)
+    assert out.getvalue()[24 + 16 :] == udp
+    assert host.counters["ip_protocol"] == 1

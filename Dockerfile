@@ -10,12 +10,12 @@
 #   TSHARK  1 to add tshark (about 100 MB more) for reading the lab's pcaps inside the container.
 ARG BASE=python:3.11-slim-bookworm
 
-# ---- build: compile NetfilterQueue (no wheel exists) and install tcplab into a venv ------------
+# ---- build: compile python-pytun (no wheel exists) and install tcplab into a venv -------------
 FROM ${BASE} AS build
 ARG DEBIAN_FRONTEND=noninteractive
 RUN set -eux; \
     apt-get update; \
-    apt-get install -y --no-install-recommends gcc libc6-dev libnetfilter-queue-dev; \
+    apt-get install -y --no-install-recommends gcc libc6-dev; \
     # The official python images carry Python.h; a plain Debian base needs python3-dev for it.
     python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
       || apt-get install -y --no-install-recommends python3-dev; \
@@ -31,19 +31,19 @@ COPY pyproject.toml README.md ./
 RUN set -eux; \
     mkdir stack drill lab; touch stack/__init__.py drill/__init__.py lab/__init__.py; \
     pip install -e ".[${EXTRAS}]"; \
-    python -c 'import netfilterqueue, pyroute2, pytun'
+    python -c 'import pyroute2, pytun'
 
 # ---- runtime: the system tools the lab drives, the venv, the source ----------------------------
 FROM ${BASE}
 ARG DEBIAN_FRONTEND=noninteractive
 ARG TSHARK=0
 # iproute2: `ip`/`tc` for looking around; iptables: the NFQUEUE rules of the link emulator;
-# libnetfilter-queue1: NetfilterQueue's runtime library; util-linux: nsenter (tcplab exec);
+# util-linux: nsenter (tcplab exec);
 # tcpdump: captures on the lab's links; procps: ps/pkill for looking at node daemons.
 RUN set -eux; \
     apt-get update; \
     apt-get install -y --no-install-recommends \
-      iproute2 iptables nftables libnetfilter-queue1 util-linux tcpdump procps; \
+      iproute2 iptables nftables util-linux tcpdump procps; \
     if [ "$TSHARK" = 1 ]; then apt-get install -y --no-install-recommends tshark; fi; \
     rm -rf /var/lib/apt/lists/*
 

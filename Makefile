@@ -3,7 +3,8 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := iproute2 iptables nftables libnetfilter-queue-dev tcpdump tshark socat netcat-openbsd wrk nginx-light curl
+# docker.io and debootstrap: container nodes; their tests start dockerd and build a small local image.
+APT_PACKAGES := iproute2 iptables nftables tcpdump tshark socat netcat-openbsd wrk nginx-light curl docker.io debootstrap
 STAMP := $(VENV)/.installed
 
 .PHONY: demo demo-sim test lint bench deps sysdeps clean

@@ -1,8 +1,10 @@
 """packetdrill-compatible scripts for the stack: a tool for the stack, usable without a lab.
 
 It imports `stack` alone (tests/unit/test_layers.py); `tcplab drill` (lab.cli.drill) runs it.
-Modules: `lexer`, `parser` -> `ast`; `matcher` (expected vs. sent segments); `runner` (a script
-against the stack on a virtual clock); `report` (results and their summary).
+Modules: `lexer`, `tokens`, `parser` (with `packet_grammar`, `syscall_grammar`) -> `ast`;
+`matcher` (expected vs. sent segments); `runner` (a script against the stack on a virtual clock),
+with `wire` (packets in and out) and `syscalls` (system calls on the stack's sockets); `report`
+(results and their summary).
 
 `parse_script(text)` / `parse_file(path)` return a `drill.ast.Script` or raise `ParseError`
 (with line and column). `run_file(path)` / `run_text(text)` / `run_script(script)` run a script

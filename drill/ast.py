@@ -162,25 +162,63 @@ class PacketEvent:
 
 
 @dataclass(frozen=True, kw_only=True)
+class IcmpEvent:
+    """An inbound ICMP message, `< icmp unreachable frag_needed mtu 1200 [1:1461(1460)]`: type and
+    code by packetdrill's names (drill.icmp), and the start sequence number of the quoted
+    segment the stack sent (None when no segment is quoted)."""
+
+    line: int
+    timing: Timing
+    icmp_type: str
+    code: str | None = None
+    mtu: int | None = None
+    quoted_seq: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class UnsupportedEvent:
     """Valid packetdrill this runner cannot execute; the runner must fail the script on it.
 
-    `timing` is None only for the script's initial shell command (see Script.init_command).
+    """
+
+    line: int
+    timing: Timing
+    what: str  # e.g. "%{ }% code block", "UDP packet"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShellEvent:
+    """A backquoted shell command: `sysctl -w net.inet.tcp.sack.enable=1`.
+
+    The runner maps what it can (sysctl settings, drill.shell) and notes or refuses the rest.
+    `timing` is None for the untimed command packetdrill allows before the first event.
     """
 
     line: int
     timing: Timing | None
-    what: str  # e.g. "%{ }% code block", "shell command `...`", "UDP packet"
+    command: str
 
 
-Event = SyscallEvent | PacketEvent | UnsupportedEvent
+@dataclass(frozen=True, kw_only=True)
+class CodeEvent:
+    """A `%{ ... }%` block (packetdrill runs it as Python against TCP_INFO); the runner knows
+    only `assert tcpi_state == TCPI_<STATE>` and makes any other code unsupported."""
+
+    line: int
+    timing: Timing
+    code: str
+
+
+Event = SyscallEvent | PacketEvent | IcmpEvent | ShellEvent | CodeEvent | UnsupportedEvent
 
 
 @dataclass(frozen=True)
 class Script:
     """A whole script: `--name=value` options (value None for a bare `--name`), the untimed
-    shell command packetdrill allows before the first event, and the events in order."""
+    shell command packetdrill allows before the first event, the events in order, and the
+    untimed cleanup command packetdrill allows after the last one."""
 
     options: dict[str, str | None] = field(default_factory=dict)
-    init_command: UnsupportedEvent | None = None
+    init_command: ShellEvent | None = None
     events: tuple[Event, ...] = ()
+    cleanup_command: ShellEvent | None = None

@@ -3,8 +3,9 @@
 Numbering follows packetdrill. The script's remote end chooses its own sequence numbers, so the
 sequence numbers of inbound packets (and the ACK numbers and SACK blocks of outbound ones, which
 refer to them) are used as written. The stack's numbers are relative to its ISN, learned from
-the first SYN or SYN-ACK it sends: an outbound `1:1001(1000)` is ISN+1..ISN+1001 on the wire, an
-inbound `ack 1001` and `sack 1001:2001` likewise.
+the SYN or SYN-ACK it sends: an outbound `1:1001(1000)` is ISN+1..ISN+1001 on the wire, an
+inbound `ack 1001` and `sack 1001:2001` likewise (when the script writes that SYN with a
+non-zero number, as packetdrill allows, all of them are offset by it).
 
 Timestamps: the script's inbound TS val is sent as written; its TS ecr names the TS val the
 script wrote on an outbound line, and is replaced by the value the stack really sent on that line
@@ -187,17 +188,18 @@ def _script_option_text(o: ast.TcpOption) -> str:
     return "sack " + " ".join(f"{a}:{b}" for a, b in o.blocks)
 
 
-def learn(seg: TcpSegment, flow: Flow) -> None:
-    """Take the stack's ISN and port from a SYN or SYN-ACK it sent."""
+def learn(seg: TcpSegment, flow: Flow, script_isn: int = 0) -> None:
+    """Take the stack's ISN and port from a SYN or SYN-ACK it sent. The script may give that SYN
+    a non-zero sequence number (`> S. 1000:1000(0)`): its numbers are then relative to that."""
     if seg.flags & Flags.SYN:
-        flow.local_isn = seg.seq
+        flow.local_isn = (seg.seq - script_isn) & MASK
         flow.local_port = seg.src_port
 
 
 def match_outbound(ev: ast.PacketEvent, seg: TcpSegment, flow: Flow) -> str | None:
     """None when seg is what the `>` line expects, else what differs (first difference)."""
     if seg.flags & Flags.SYN:
-        learn(seg, flow)
+        learn(seg, flow, ev.seq_start)
     want_flags = script_flags(ev.flags)
     if seg.flags != want_flags:
         return f"flags {flags_text(seg.flags)}, expected {ev.flags}"
@@ -215,7 +217,7 @@ def match_outbound(ev: ast.PacketEvent, seg: TcpSegment, flow: Flow) -> str | No
     want = ev.options
     problem = None if isinstance(want, ast.Elided) else _match_options(want or (), seg.options)
     if problem is None:
-        _remember_ts(ev, seg, flow)
+        accept(ev, seg, flow)
     return problem
 
 
@@ -246,7 +248,8 @@ def _match_options(want: tuple[ast.TcpOption, ...], got_raw: tuple[TcpOption, ..
     return None
 
 
-def _remember_ts(ev: ast.PacketEvent, seg: TcpSegment, flow: Flow) -> None:
+def accept(ev: ast.PacketEvent, seg: TcpSegment, flow: Flow) -> None:
+    """seg is taken as the packet of ev: remember its TS val under the script's name for it."""
     ts = seg.timestamps
     if ts is None:
         return

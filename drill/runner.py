@@ -4,7 +4,8 @@ One stack Host at 192.168.0.1 (packetdrill's local address) runs on a VirtualTim
 plays the remote end, 192.0.2.1. Its `<` lines are built into IPv4 packets and delivered at their
 script time; what the stack transmits is queued, and each `>` line takes the oldest queued packet
 and checks it (flags, sequence numbers, ack, window, urgent pointer, options in order: see
-drill.matcher). System calls go to the stack's socket API (stack.socket).
+drill.wire and drill.matcher). System calls go to the stack's socket API (drill.syscalls). This
+module keeps the script's clock and runs its events in order.
 
 Timing (packetdrill's rules): script time 0 is the start of the run. An absolute time is from the
 start, `+x` from the previous event's (start) time, `*` any time, `a~b` a range. A `>` line must be seen
@@ -13,54 +14,37 @@ the time it was seen becomes the previous event's time. A blocking call `a...b n
 at a, the script carries on meanwhile, and it must have returned at b (within the tolerance) by
 the next system call or the end of the script. A call written without `...` must not block.
 
-Anything the runner cannot do (a shell command, a %{ }% block, a tcpi_ struct, a socket option
-or system call the stack lacks) fails the script with a message naming the line: never a silent
-pass.
+Anything the runner cannot do (a %{ }% block, a tcpi_ struct, a socket option or system call
+the stack lacks, IPv6) ends the script as unsupported, naming the construct and the line: never a
+silent pass. Shell lines are interpreted by drill.shell (sysctls mapped to stack settings).
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import random
 import re
-import struct
 import traceback
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from drill import ast
+from drill import ast, platform, shell
 from drill.lexer import ParseError
-from drill.matcher import (
-    LOCAL_IP,
-    PASSIVE_REMOTE_PORT,
-    REMOTE_IP,
-    REMOTE_PORT,
-    Flow,
-    describe_actual,
-    describe_expected,
-    inbound_packet,
-    learn,
-    match_outbound,
-    note_sent,
-)
+from drill.matcher import LOCAL_IP, REMOTE_IP, Flow
 from drill.parser import parse_script
-from drill.report import Failure, ScriptResult
-from stack import socket as so
+from drill.report import Failure, ScriptFailed, ScriptResult, ScriptUnsupported, usecs_text
+from drill.syscalls import Syscalls, check_result
+from drill.wire import Wire
 from stack.config import TcpConfig, linux_profile
 from stack.driver import StackRuntime
-from stack.errors import ParseError as WireParseError
 from stack.host import Host
 from stack.sim.loop import VirtualTimeLoop, close_loop
-from stack.socket import Socket, Stack
-from stack.tcp.state import State
-from stack.wire.ipv4 import PROTO_TCP, pack_addr, parse_ipv4
-from stack.wire.tcp import TcpSegment, parse_tcp
+from stack.socket import Stack
 
 DEFAULT_TOLERANCE_USECS = 4000  # packetdrill's --tolerance_usecs
 ANY_TIME_LIMIT_USECS = 24 * 3600 * 1_000_000  # how long `*` waits for a packet
-PROFILES = ("linux", "default")
+PLATFORM_PREFIX = "platform choice: "  # a failure that is only platform choices (freebsd profile)
+PROFILES = ("linux", "default", "freebsd")
 
 # Script options that need nothing from the runner, and the values it can honour.
 _OPTION_VALUES: dict[str, set[str | None]] = {
@@ -69,81 +53,26 @@ _OPTION_VALUES: dict[str, set[str | None]] = {
     "remote_ip": {REMOTE_IP},
     "address_family": {"AF_INET"},
 }
-_INT_OPTIONS = ("tolerance_usecs", "bind_port", "connect_port", "speaker_port")
-
-O_RDWR = 0x2
-O_NONBLOCK = 0x800
-
-_SOCKOPTS: dict[str, tuple[int, int]] = {
-    "SO_REUSEADDR": (so.SOL_SOCKET, so.SO_REUSEADDR),
-    "SO_KEEPALIVE": (so.SOL_SOCKET, so.SO_KEEPALIVE),
-    "SO_LINGER": (so.SOL_SOCKET, so.SO_LINGER),
-    "SO_RCVBUF": (so.SOL_SOCKET, so.SO_RCVBUF),
-    "SO_SNDBUF": (so.SOL_SOCKET, so.SO_SNDBUF),
-    "SO_ERROR": (so.SOL_SOCKET, so.SO_ERROR),
-    "TCP_NODELAY": (so.IPPROTO_TCP, so.TCP_NODELAY),
-    "TCP_KEEPIDLE": (so.IPPROTO_TCP, so.TCP_KEEPIDLE),
-    "TCP_KEEPINTVL": (so.IPPROTO_TCP, so.TCP_KEEPINTVL),
-    "TCP_KEEPCNT": (so.IPPROTO_TCP, so.TCP_KEEPCNT),
-}
-_LEVELS = {"SOL_SOCKET": so.SOL_SOCKET, "IPPROTO_TCP": so.IPPROTO_TCP, "SOL_TCP": so.IPPROTO_TCP}
-_GETTABLE = {"SO_KEEPALIVE", "SO_RCVBUF", "SO_SNDBUF", "SO_ERROR", "TCP_NODELAY", "SO_REUSEADDR"}
-_SHUT = {"SHUT_RD": so.SHUT_RD, "SHUT_WR": so.SHUT_WR, "SHUT_RDWR": so.SHUT_RDWR}
+_INT_OPTIONS = ("tolerance_usecs", "bind_port", "connect_port", "speaker_port", "mtu")
+_TCPI_STATE = re.compile(r"assert\s+tcpi_state\s*==\s*TCPI_([A-Z_0-9]+)")
 
 
 def profile_config(profile: str) -> TcpConfig:
     """The stack's settings for a profile.
 
-    `linux`: what packetdrill scripts written on Linux assume: initial window 10 segments, RTO
-    min 200 ms and initial RTO 1 s, SYN options MSS, SACK-permitted, timestamps, NOP, window scale
-    (stack.config.linux_profile), 6 SYN retries, and the delayed ACK timer at 40 ms, Linux's
-    minimum ATO (TCP_DELACK_MIN), where the stack's own default is 200 ms.
+    `linux`: what packetdrill scripts written on Linux assume, Linux 6.x's choices where the RFCs
+    leave one (stack.config.linux_profile).
     `default`: the stack's own defaults (TcpConfig()).
+    `freebsd`: FreeBSD's defaults, and its platform choices noted rather than failed at once
+    (drill.platform).
     """
     if profile == "default":
         return TcpConfig()
+    if profile == "freebsd":
+        return platform.freebsd_config()
     if profile == "linux":
-        return linux_profile(delack_timeout=0.04)
+        return linux_profile()
     raise ValueError(f"unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
-
-
-class ScriptFailed(Exception):
-    def __init__(self, line: int, message: str, expected: str | None = None, actual: str | None = None):
-        super().__init__(message)
-        self.failure = Failure(line, message, expected, actual)
-
-
-class _SysError(Exception):
-    """A system call's -1 result with its errno name."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.name = name
-
-
-def _errno_name(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and isinstance(exc.errno, int) and exc.errno in errno.errorcode:
-        return errno.errorcode[exc.errno]
-    for kind, name in (
-        (ConnectionRefusedError, "ECONNREFUSED"),
-        (ConnectionResetError, "ECONNRESET"),
-        (ConnectionAbortedError, "ECONNABORTED"),
-        (BrokenPipeError, "EPIPE"),
-        (TimeoutError, "ETIMEDOUT"),
-    ):
-        if isinstance(exc, kind):
-            return name
-    return "EIO"
-
-
-def _usecs_text(usecs: float) -> str:
-    return f"{usecs / 1e6:.6f}"
-
-
-@dataclass
-class _Fd:
-    sock: Socket
-    nonblocking: bool = False
 
 
 @dataclass
@@ -170,31 +99,33 @@ class Runner:
         self.script = script
         self.name = name
         self.config = config if config is not None else profile_config(profile)
+        self.platform_leeway = profile == "freebsd"
+        self._rounded: set[int] = set()  # connections whose buffer the freebsd profile sized
         self.seed = seed
         self.tolerance = tolerance_usecs
-        self.bind_port = REMOTE_PORT
-        self.connect_port = REMOTE_PORT
         self.flow = Flow()
-        self.sent: deque[tuple[int, TcpSegment]] = deque()
-        self.fds: dict[int, _Fd] = {}
         self.blocking: _Blocking | None = None
         self.prev_usecs = 0
         self.events_done = 0
-        self._waiter: asyncio.Future[None] | None = None
         self._line = 0
+        self.notes: list[str] = []
 
     # --- entry point ------------------------------------------------------------------------
 
     def run(self) -> ScriptResult:
         loop = VirtualTimeLoop()
         self.loop = loop
+        self.wire = Wire(loop, self.flow, lambda: self._line, platform_leeway=self.platform_leeway)
         host = Host(LOCAL_IP, config=self.config, rng=random.Random(self.seed), isn_key=b"drill")
-        self.runtime = StackRuntime(host, loop, self._transmit)
-        self.stack = Stack(self.runtime)
+        self.runtime = StackRuntime(host, loop, self.wire.transmit)
+        self.calls = Syscalls(Stack(self.runtime), loop, self.flow)
         failure: Failure | None = None
+        unsupported: str | None = None
         try:
             self._check_options()
             loop.run_until_complete(self._main())
+        except ScriptUnsupported as e:
+            failure, unsupported = e.failure, e.construct
         except ScriptFailed as e:
             failure = e.failure
         except Exception as e:  # a stack bug surfacing through a callback or call
@@ -202,7 +133,13 @@ class Runner:
         finally:
             end = loop.time()
             close_loop(loop)
-        return ScriptResult(self.name, failure is None, failure, self.events_done, end)
+        self.notes += [f"line {line}: platform choice: {what}" for line, what in self.wire.platform]
+        if failure is None and self.wire.platform:
+            line, what = self.wire.platform[0]
+            failure = Failure(line, f"{PLATFORM_PREFIX}{what}")
+        return ScriptResult(
+            self.name, failure is None, failure, self.events_done, end, unsupported, tuple(self.notes)
+        )
 
     def _check_options(self) -> None:
         for key, value in self.script.options.items():
@@ -212,61 +149,32 @@ class Runner:
                 if key == "tolerance_usecs" and self.tolerance is None:
                     self.tolerance = int(value)
                 elif key == "bind_port":
-                    self.bind_port = int(value)
+                    self.calls.bind_port = int(value)
                 elif key in ("connect_port", "speaker_port"):
-                    self.connect_port = int(value)
+                    self.calls.connect_port = int(value)
+                elif key == "mtu":  # the local interface's MTU: our MSS option follows it
+                    self.runtime.host.config = self.runtime.host.config.with_(mtu=int(value))
             elif key in _OPTION_VALUES and value in _OPTION_VALUES[key]:
                 continue
+            elif key in _OPTION_VALUES:  # --ip_version=ipv6: the stack is IPv4 only for now
+                raise ScriptUnsupported(0, f"--{key}={value}")
             else:
-                shown = f"--{key}" if value is None else f"--{key}={value}"
-                raise ScriptFailed(0, f"unsupported script option {shown}")
+                raise ScriptUnsupported(0, f"script option --{key}")
         if self.tolerance is None:
             self.tolerance = DEFAULT_TOLERANCE_USECS
         if self.script.init_command is not None:
-            cmd = self.script.init_command
-            raise ScriptFailed(cmd.line, f"unsupported: {cmd.what}")
+            self._shell(self.script.init_command)
+
+    def _shell(self, ev: ast.ShellEvent) -> None:
+        action = shell.interpret(ev.command)
+        if action.unsupported is not None:
+            raise ScriptUnsupported(ev.line, action.unsupported)
+        self.notes += [f"line {ev.line}: {note}" for note in action.notes]
+        self.runtime.host.config = shell.apply(self.runtime.host.config, action)
 
     @property
     def tol(self) -> int:
         return self.tolerance if self.tolerance is not None else DEFAULT_TOLERANCE_USECS
-
-    # --- the wire ---------------------------------------------------------------------------
-
-    def _now(self) -> int:
-        return round(self.loop.time() * 1e6)
-
-    def _transmit(self, packet: bytes) -> None:
-        try:
-            ip = parse_ipv4(packet)
-            if ip.protocol != PROTO_TCP:
-                raise ScriptFailed(self._line, f"the stack sent a non-TCP packet (protocol {ip.protocol})")
-            seg = parse_tcp(ip.payload, pack_addr(ip.src), pack_addr(ip.dst))
-        except WireParseError as e:
-            raise ScriptFailed(self._line, f"the stack sent a malformed packet: {e}") from None
-        note_sent(seg, self.flow)
-        self.sent.append((self._now(), seg))
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def _sleep_until(self, usecs: int) -> None:
-        if usecs > self._now():
-            fut: asyncio.Future[None] = self.loop.create_future()
-            handle = self.loop.call_at(usecs / 1e6, _resolve, fut)
-            try:
-                await fut
-            finally:
-                handle.cancel()
-
-    async def _wait_packet(self, until_usecs: int) -> None:
-        """Until the stack sends something or the clock passes until_usecs."""
-        fut: asyncio.Future[None] = self.loop.create_future()
-        self._waiter = fut
-        handle = self.loop.call_at((until_usecs + 1) / 1e6, _resolve, fut)
-        try:
-            await fut
-        finally:
-            handle.cancel()
-            self._waiter = None
 
     # --- events -----------------------------------------------------------------------------
 
@@ -274,16 +182,50 @@ class Runner:
         for ev in self.script.events:
             self._line = ev.line
             if isinstance(ev, ast.UnsupportedEvent):
-                raise ScriptFailed(ev.line, f"unsupported: {ev.what}")
-            if isinstance(ev, ast.PacketEvent):
+                raise ScriptUnsupported(ev.line, ev.what)
+            if isinstance(ev, ast.ShellEvent):
+                assert ev.timing is not None  # only the untimed init command has none
+                lo, _ = self._window(ev.timing)
+                await self.wire.sleep_until(lo)
+                self.prev_usecs = lo
+                self._shell(ev)
+            elif isinstance(ev, ast.CodeEvent):
+                lo, _ = self._window(ev.timing)
+                await self.wire.sleep_until(lo)
+                self.prev_usecs = lo
+                self._code(ev)
+            elif isinstance(ev, ast.IcmpEvent):
+                await self._inbound(ev)
+            elif isinstance(ev, ast.PacketEvent):
                 if ev.direction is ast.Direction.OUT:
                     await self._outbound(ev)
                 else:
                     await self._inbound(ev)
             else:
                 await self._syscall(ev)
+            if self.platform_leeway:
+                platform.round_rcvbuf(self.runtime.host, self._rounded)
             self.events_done += 1
         await self._join_blocking(None)
+        cleanup = self.script.cleanup_command
+        if cleanup is not None:  # after the test: it can only be noted, never fail the script
+            action = shell.interpret(cleanup.command)
+            what = action.notes or (f"{action.unsupported} not run",)
+            self.notes += [f"line {cleanup.line}: cleanup: {note}" for note in what]
+
+    def _code(self, ev: ast.CodeEvent) -> None:
+        """`%{ assert tcpi_state == TCPI_X }%`: the state of the socket under test (as packetdrill,
+        the socket of the latest system call); any other code is unsupported."""
+        match = _TCPI_STATE.fullmatch(ev.code.strip())
+        if match is None:
+            raise ScriptUnsupported(ev.line, "%{ }% code block")
+        sock = self.calls.socket_under_test()
+        if sock is None:
+            raise ScriptFailed(ev.line, "tcpi_state: no socket under test")
+        state = sock.conn.state.name if sock.conn else "LISTEN" if sock.listener else "CLOSED"
+        want = match.group(1)
+        if state != want:
+            raise ScriptFailed(ev.line, f"tcpi_state is TCPI_{state}", f"TCPI_{want}", f"TCPI_{state}")
 
     def _window(self, t: ast.Timing) -> tuple[int, int]:
         """The script times [lo, hi] an event is due at (hi is lo but for `*` and ranges)."""
@@ -297,7 +239,7 @@ class Runner:
         if t.kind is ast.TimeKind.RELATIVE_RANGE:
             end = t.end_usecs if t.end_usecs is not None else t.usecs
             return prev + t.usecs, prev + end
-        now = self._now()
+        now = self.wire.now()
         return now, now + ANY_TIME_LIMIT_USECS
 
     async def _outbound(self, ev: ast.PacketEvent) -> None:
@@ -307,57 +249,33 @@ class Runner:
             lo, hi = lo - self.tol, hi + self.tol
         else:
             lo = 0
-        expected = describe_expected(ev)
-        while not self.sent:
-            if self._now() > hi:
-                raise ScriptFailed(
-                    ev.line, f"expected a packet by t={_usecs_text(hi)}, got nothing",
-                    expected, f"nothing sent by t={_usecs_text(self._now())}",
-                )  # fmt: skip
-            await self._wait_packet(hi)
-        at, seg = self.sent.popleft()
-        learn(seg, self.flow)
-        actual = f"{describe_actual(seg, self.flow)} at t={_usecs_text(at)}"
-        if at < lo or at > hi:
-            want = _usecs_text(lo + self.tol) if exact else f"{_usecs_text(lo)}~{_usecs_text(hi)}"
-            raise ScriptFailed(
-                ev.line,
-                f"packet at t={_usecs_text(at)}, expected at t={want} (tolerance {self.tol} us)",
-                expected, actual,
-            )  # fmt: skip
-        problem = match_outbound(ev, seg, self.flow)
-        if problem is not None:
-            raise ScriptFailed(ev.line, f"outbound packet mismatch: {problem}", expected, actual)
+        at = await self.wire.expect(ev, lo, hi, exact, self.tol, self.runtime.host)
         self.prev_usecs = lo + self.tol if exact else at
 
-    async def _inbound(self, ev: ast.PacketEvent) -> None:
+    async def _inbound(self, ev: ast.PacketEvent | ast.IcmpEvent) -> None:
         lo, _ = self._window(ev.timing)
-        await self._sleep_until(lo)
+        await self.wire.sleep_until(lo)
         self.prev_usecs = lo
-        try:
-            packet = inbound_packet(ev, self.flow)
-        except ValueError as e:
-            raise ScriptFailed(ev.line, f"cannot inject the packet: {e}") from None
-        self.runtime.deliver([packet])
+        self.runtime.deliver([self.wire.inbound(ev)])
 
     async def _syscall(self, ev: ast.SyscallEvent) -> None:
         start, _ = self._window(ev.timing)
-        await self._sleep_until(start)
+        await self.wire.sleep_until(start)
         await self._join_blocking(ev)
-        if self._now() > start + self.tol:
+        if self.wire.now() > start + self.tol:
             raise ScriptFailed(
-                ev.line, f"{ev.name}() could not start at t={_usecs_text(start)}: the blocking call "
-                f"before it returned at t={_usecs_text(self._now())}",
+                ev.line, f"{ev.name}() could not start at t={usecs_text(start)}: the blocking call "
+                f"before it returned at t={usecs_text(self.wire.now())}",
             )  # fmt: skip
         self.prev_usecs = start
         self._line = ev.line
-        task = self.loop.create_task(self._call(ev))
+        task = self.loop.create_task(self.calls.call(ev))
         if ev.timing.block_end_usecs is not None:
             end = ev.timing.block_end_usecs
             if ev.timing.kind is ast.TimeKind.RELATIVE:
                 end += start - ev.timing.usecs
             blocking = _Blocking(ev, task, end)
-            task.add_done_callback(lambda _t: setattr(blocking, "done_usecs", self._now()))
+            task.add_done_callback(lambda _t: setattr(blocking, "done_usecs", self.wire.now()))
             self.blocking = blocking
             await asyncio.sleep(0)
             return
@@ -368,7 +286,7 @@ class Runner:
                 ev.line, f"{ev.name}() blocked; the script expects it to return at once "
                 "(write `start...end` for a blocking call)",
             )  # fmt: skip
-        self._check_result(ev, task)
+        check_result(ev, task)
 
     async def _join_blocking(self, next_ev: ast.SyscallEvent | None) -> None:
         b = self.blocking
@@ -376,297 +294,32 @@ class Runner:
             return
         self.blocking = None
         if not b.task.done():
-            limit = max(b.end_usecs + self.tol - self._now(), 0)
+            limit = max(b.end_usecs + self.tol - self.wire.now(), 0)
             await asyncio.wait({b.task}, timeout=limit / 1e6)
         self._line = b.event.line
         if not b.task.done():
             b.task.cancel()
             raise ScriptFailed(
                 b.event.line,
-                f"{b.event.name}() still blocked at t={_usecs_text(self._now())}, expected it to return "
-                f"at t={_usecs_text(b.end_usecs)}",
+                f"{b.event.name}() still blocked at t={usecs_text(self.wire.now())}, expected it to return "
+                f"at t={usecs_text(b.end_usecs)}",
             )
-        done = b.done_usecs if b.done_usecs is not None else self._now()
+        done = b.done_usecs if b.done_usecs is not None else self.wire.now()
         if abs(done - b.end_usecs) > self.tol:
             raise ScriptFailed(
                 b.event.line,
-                f"{b.event.name}() returned at t={_usecs_text(done)}, expected at "
-                f"t={_usecs_text(b.end_usecs)} (tolerance {self.tol} us)",
+                f"{b.event.name}() returned at t={usecs_text(done)}, expected at "
+                f"t={usecs_text(b.end_usecs)} (tolerance {self.tol} us)",
             )
-        self._check_result(b.event, b.task)
+        check_result(b.event, b.task)
         if next_ev is not None:
             self._line = next_ev.line
-
-    def _check_result(self, ev: ast.SyscallEvent, task: asyncio.Task[int]) -> None:
-        exc = task.exception()
-        if isinstance(exc, ScriptFailed):
-            raise exc
-        want = f"{ev.result}" + (f" {ev.errno}" if ev.errno else "")
-        if isinstance(exc, _SysError):
-            got = f"-1 {exc.name}"
-            if ev.result == -1 and (ev.errno is None or ev.errno == exc.name):
-                return
-        elif exc is not None:
-            raise ScriptFailed(ev.line, f"{ev.name}() made the stack raise {type(exc).__name__}: {exc}")
-        else:
-            value = task.result()
-            got = str(value)
-            if value == ev.result and ev.errno is None:
-                return
-        raise ScriptFailed(ev.line, f"{ev.name}() returned {got}, expected {want}", f"= {want}", f"= {got}")
-
-    # --- system calls -----------------------------------------------------------------------
-
-    async def _call(self, ev: ast.SyscallEvent) -> int:
-        handler = getattr(self, f"_sys_{ev.name}", None)
-        if handler is None:
-            raise ScriptFailed(ev.line, f"unsupported system call {ev.name}()")
-        try:
-            result: int = await handler(ev)
-        except (ScriptFailed, _SysError):
-            raise
-        except OSError as e:
-            raise _SysError(_errno_name(e)) from None
-        return result
-
-    def _arg(self, ev: ast.SyscallEvent, i: int) -> ast.Expr:
-        if i >= len(ev.args):
-            raise ScriptFailed(ev.line, f"{ev.name}() needs at least {i + 1} arguments")
-        return ev.args[i]
-
-    def _int_arg(self, ev: ast.SyscallEvent, i: int) -> int:
-        arg = self._arg(ev, i)
-        if isinstance(arg, ast.IntLit):
-            return arg.value
-        if isinstance(arg, ast.ListExpr) and len(arg.items) == 1 and isinstance(arg.items[0], ast.IntLit):
-            return arg.items[0].value
-        raise ScriptFailed(ev.line, f"{ev.name}() argument {i + 1}: expected an integer")
-
-    def _fd(self, ev: ast.SyscallEvent) -> _Fd:
-        fd = self._int_arg(ev, 0)
-        entry = self.fds.get(fd)
-        if entry is None:
-            raise _SysError("EBADF")
-        return entry
-
-    def _sym(self, ev: ast.SyscallEvent, i: int) -> tuple[str, ...]:
-        arg = self._arg(ev, i)
-        if isinstance(arg, ast.Symbols):
-            return arg.names
-        raise ScriptFailed(ev.line, f"{ev.name}() argument {i + 1}: expected a symbolic constant")
-
-    async def _sys_socket(self, ev: ast.SyscallEvent) -> int:
-        kind = self._arg(ev, 1)
-        if not (isinstance(kind, ast.Symbols) and kind.names[0] == "SOCK_STREAM"):
-            raise ScriptFailed(ev.line, "unsupported: only SOCK_STREAM sockets")
-        family = self._arg(ev, 0)
-        if isinstance(family, ast.Symbols) and family.names != ("AF_INET",):
-            raise ScriptFailed(ev.line, f"unsupported address family {'|'.join(family.names)}")
-        fd = 3
-        while fd in self.fds:
-            fd += 1
-        self.fds[fd] = _Fd(self.stack.socket(), nonblocking="SOCK_NONBLOCK" in kind.names)
-        return fd
-
-    async def _sys_bind(self, ev: ast.SyscallEvent) -> int:
-        entry = self._fd(ev)
-        entry.sock.bind(("0.0.0.0", self.bind_port))
-        self.flow.local_port = self.bind_port
-        self.flow.remote_port = PASSIVE_REMOTE_PORT
-        return 0
-
-    async def _sys_listen(self, ev: ast.SyscallEvent) -> int:
-        entry = self._fd(ev)
-        entry.sock.listen(self._int_arg(ev, 1))
-        if self.flow.local_port is None:
-            self.flow.local_port = entry.sock.getsockname()[1]
-            self.flow.remote_port = PASSIVE_REMOTE_PORT
-        return 0
-
-    async def _sys_accept(self, ev: ast.SyscallEvent) -> int:
-        entry = self._fd(ev)
-        listener = entry.sock.listener
-        if listener is None:
-            raise _SysError("EINVAL")
-        if entry.nonblocking and not listener.accept_queue:
-            raise _SysError("EAGAIN")
-        child, _ = await entry.sock.aaccept()
-        fd = 3
-        while fd in self.fds:
-            fd += 1
-        self.fds[fd] = _Fd(child)
-        return fd
-
-    async def _sys_connect(self, ev: ast.SyscallEvent) -> int:
-        entry = self._fd(ev)
-        sock = entry.sock
-        self.flow.remote_port = self.connect_port
-        address = (REMOTE_IP, self.connect_port)
-        if sock.conn is not None:
-            conn = sock.conn
-            if conn.connected:
-                raise _SysError("EISCONN")
-            if conn.error is not None:
-                raise _SysError(_errno_name(conn.error))
-            raise _SysError("EALREADY")
-        if not entry.nonblocking:
-            await sock.aconnect(address)
-            return 0
-        task = self.loop.create_task(sock.aconnect(address))
-        task.add_done_callback(_consume)
-        await asyncio.sleep(0)
-        if task.done() and task.exception() is None:
-            return 0
-        raise _SysError("EINPROGRESS")
-
-    def _conn_fd(self, ev: ast.SyscallEvent) -> _Fd:
-        entry = self._fd(ev)
-        if entry.sock.conn is None:
-            raise _SysError("ENOTCONN")
-        return entry
-
-    async def _sys_write(self, ev: ast.SyscallEvent) -> int:
-        entry = self._conn_fd(ev)
-        data = self._payload(ev)
-        conn = entry.sock.conn
-        assert conn is not None
-        if entry.nonblocking:
-            if conn.is_open_for_send and conn.send_space == 0:
-                raise _SysError("EAGAIN")
-            return await entry.sock.asend(data)
-        sent = 0
-        while sent < len(data):
-            sent += await entry.sock.asend(data[sent:])
-        return sent
-
-    async def _sys_send(self, ev: ast.SyscallEvent) -> int:
-        flags = self._arg(ev, 3) if len(ev.args) > 3 else ast.IntLit(0)
-        if not (isinstance(flags, ast.IntLit) and flags.value == 0):
-            raise ScriptFailed(ev.line, "unsupported: send() flags other than 0")
-        return await self._sys_write(ev)
-
-    def _payload(self, ev: ast.SyscallEvent) -> bytes:
-        arg = self._arg(ev, 1)
-        if isinstance(arg, ast.StringLit):
-            return arg.value.encode("latin-1")
-        return bytes(self._int_arg(ev, 2))
-
-    async def _sys_read(self, ev: ast.SyscallEvent) -> int:
-        entry = self._conn_fd(ev)
-        conn = entry.sock.conn
-        assert conn is not None
-        n = self._int_arg(ev, 2)
-        if entry.nonblocking and not (
-            conn.readable or conn.at_eof or conn.error is not None or conn.state is State.CLOSED
-        ):
-            raise _SysError("EAGAIN")
-        data = await entry.sock.arecv(n)
-        expect = self._arg(ev, 1)
-        if isinstance(expect, ast.StringLit):
-            want = expect.value.encode("latin-1")
-            if (data[: len(want)] if expect.prefix else data) != want:
-                raise ScriptFailed(ev.line, f"read() data {data!r}, expected {want!r}")
-        return len(data)
-
-    async def _sys_recv(self, ev: ast.SyscallEvent) -> int:
-        flags = self._arg(ev, 3) if len(ev.args) > 3 else ast.IntLit(0)
-        if not (isinstance(flags, ast.IntLit) and flags.value == 0):
-            raise ScriptFailed(ev.line, "unsupported: recv() flags other than 0")
-        return await self._sys_read(ev)
-
-    async def _sys_close(self, ev: ast.SyscallEvent) -> int:
-        entry = self._fd(ev)
-        entry.sock.close()
-        del self.fds[self._int_arg(ev, 0)]
-        return 0
-
-    async def _sys_shutdown(self, ev: ast.SyscallEvent) -> int:
-        entry = self._conn_fd(ev)
-        names = self._sym(ev, 1)
-        if len(names) != 1 or names[0] not in _SHUT:
-            raise ScriptFailed(ev.line, f"shutdown(): unknown how {'|'.join(names)}")
-        entry.sock.shutdown(_SHUT[names[0]])
-        return 0
-
-    async def _sys_fcntl(self, ev: ast.SyscallEvent) -> int:
-        entry = self._fd(ev)
-        cmd = self._sym(ev, 1)
-        if cmd == ("F_GETFL",):
-            return O_RDWR | (O_NONBLOCK if entry.nonblocking else 0)
-        if cmd == ("F_SETFL",):
-            arg = self._arg(ev, 2)
-            if isinstance(arg, ast.Symbols):
-                unknown = set(arg.names) - {"O_RDWR", "O_NONBLOCK", "O_RDONLY", "O_WRONLY"}
-                if unknown:
-                    raise ScriptFailed(ev.line, f"unsupported fcntl flag {', '.join(sorted(unknown))}")
-                entry.nonblocking = "O_NONBLOCK" in arg.names
-            else:
-                entry.nonblocking = bool(self._int_arg(ev, 2) & O_NONBLOCK)
-            return 0
-        raise ScriptFailed(ev.line, f"unsupported fcntl command {'|'.join(cmd)}")
-
-    def _sockopt(self, ev: ast.SyscallEvent) -> tuple[str, int, int]:
-        level_names, names = self._sym(ev, 1), self._sym(ev, 2)
-        level = _LEVELS.get(level_names[0]) if len(level_names) == 1 else None
-        name = names[0] if len(names) == 1 else "|".join(names)
-        known = _SOCKOPTS.get(name)
-        if level is None or known is None or known[0] != level:
-            raise ScriptFailed(
-                ev.line, f"unsupported socket option {'|'.join(level_names)}/{name} in {ev.name}()"
-            )
-        return name, known[0], known[1]
-
-    async def _sys_setsockopt(self, ev: ast.SyscallEvent) -> int:
-        entry = self._fd(ev)
-        name, level, option = self._sockopt(ev)
-        arg = self._arg(ev, 3)
-        value: int | bytes
-        if isinstance(arg, ast.RawStruct):
-            if name != "SO_LINGER":
-                raise ScriptFailed(ev.line, f"setsockopt({name}): a struct is only understood for SO_LINGER")
-            fields = _struct_fields(arg.text)
-            try:
-                value = struct.pack("ii", fields["l_onoff"], fields["l_linger"])
-            except KeyError:
-                raise ScriptFailed(ev.line, "SO_LINGER needs {l_onoff=..., l_linger=...}") from None
-        else:
-            value = self._int_arg(ev, 3)
-        entry.sock.setsockopt(level, option, value)
-        return 0
-
-    async def _sys_getsockopt(self, ev: ast.SyscallEvent) -> int:
-        entry = self._fd(ev)
-        name, level, option = self._sockopt(ev)
-        if name not in _GETTABLE:
-            raise ScriptFailed(ev.line, f"unsupported: getsockopt({name})")
-        actual = 0 if name == "SO_REUSEADDR" else entry.sock.getsockopt(level, option)
-        arg = self._arg(ev, 3)
-        if not isinstance(arg, ast.Elided):
-            want = self._int_arg(ev, 3)
-            if actual != want:
-                message = f"getsockopt({name}) gave [{actual}], expected [{want}]"
-                raise ScriptFailed(ev.line, message, f"[{want}]", f"[{actual}]")
-        return 0
 
 
 def _origin(exc: BaseException) -> str:
     """ (at file:line)" of the innermost frame of exc's traceback."""
     frames = traceback.extract_tb(exc.__traceback__)
     return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
-
-
-def _resolve(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-def _consume(task: asyncio.Task[None]) -> None:
-    if not task.cancelled():
-        task.exception()  # retrieved: a failed non-blocking connect is reported through SO_ERROR
-
-
-def _struct_fields(text: str) -> dict[str, int]:
-    return {k: int(v, 0) for k, v in re.findall(r"(\w+)\s*=\s*(-?(?:0x[0-9a-fA-F]+|\d+))", text)}
 
 
 # --- convenience ------------------------------------------------------------------------------
@@ -679,20 +332,34 @@ def run_script(
 
 
 def run_text(
-    text: str, *, name: str = "<script>", profile: str = "linux", tolerance_usecs: int | None = None
+    text: str,
+    *,
+    name: str = "<script>",
+    profile: str = "linux",
+    tolerance_usecs: int | None = None,
+    defines: frozenset[str] = frozenset(),
 ) -> ScriptResult:
-    """Parse and run; a script that does not parse fails at the line of the parse error."""
+    """Parse (`#ifdef NAME` active for NAME in defines) and run; a script that does not parse
+    fails at the line of the parse error."""
     try:
-        script = parse_script(text)
+        script = parse_script(text, defines)
     except ParseError as e:
         return ScriptResult(name, False, Failure(e.line, f"parse error: {e}"))
     return run_script(script, name=name, profile=profile, tolerance_usecs=tolerance_usecs)
 
 
-def run_file(path: str | Path, *, profile: str = "linux", tolerance_usecs: int | None = None) -> ScriptResult:
+def run_file(
+    path: str | Path,
+    *,
+    profile: str = "linux",
+    tolerance_usecs: int | None = None,
+    defines: frozenset[str] = frozenset(),
+    name: str | None = None,
+) -> ScriptResult:
     p = Path(path)
+    shown = str(p) if name is None else name
     try:
         text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        return ScriptResult(str(p), False, Failure(0, f"cannot read the script: {e}"))
-    return run_text(text, name=str(p), profile=profile, tolerance_usecs=tolerance_usecs)
+    except (OSError, UnicodeDecodeError) as e:
+        return ScriptResult(shown, False, Failure(0, f"cannot read the script: {e}"))
+    return run_text(text, name=shown, profile=profile, tolerance_usecs=tolerance_usecs, defines=defines)

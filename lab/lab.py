@@ -23,8 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, cast
 
+from lab.kernel import container, ownership, requirements
 from lab.kernel import netns as kernel
-from lab.kernel import ownership
 from lab.kernel.state import LabState, labs_with_state, read_state, run_dir, write_state
 from lab.model.impairment import Impairment
 from lab.model.names import netns_name
@@ -117,6 +117,7 @@ class Lab:
     def __init__(self, plan: LabPlan, state: LabState) -> None:
         self.plan = plan
         self.state = state
+        self._base = Path.cwd()  # where a container's relative bind sources are (the topology's folder)
 
     @property
     def name(self) -> str:
@@ -154,20 +155,26 @@ class Lab:
             raise LabError(problem)
         if ownership.lab_namespaces(plan.name) or read_state(plan.name) is not None:
             raise LabError(f"lab {plan.name} is already up (or left over): run `tcplab down {plan.name}`")
+        problem = requirements.up_problem(plan)  # before anything exists: nothing to roll back
+        if problem:
+            raise LabError(problem)
 
-        state = LabState(lab=plan.name, topology=source, plan=plan.summary())
+        state = LabState(lab=plan.name, topology=source, seed=seed, plan=plan.summary())
         state.namespaces = [n.netns for n in plan.nodes.values()]
         lab = cls(plan, state)
+        lab._base = Path(source).parent if source else Path.cwd()
         try:
             lab.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             write_state(state)  # first, so a killed `up` still leaves a record
+            (lab.run_dir / kernel.HOSTS_FILE).write_text(kernel.hosts_file(plan))
             lab._realise()
             lab._apply_impairments()
             if start_daemons:
                 lab._start_daemons()
+            lab._wait_containers()
             write_state(state)
         except BaseException as exc:  # Ctrl-C included: never leave half a lab behind
-            log.error("up %s failed (%s): rolling back", plan.name, exc)
+            log.debug("up %s failed (%s): rolling back", plan.name, exc)
             try:
                 Lab.down(plan.name)
             except Exception as cleanup:
@@ -179,7 +186,18 @@ class Lab:
     def _realise(self) -> None:
         plan = self.plan
         for node in plan.nodes.values():
-            kernel.create_namespace(node.netns)
+            if node.container is not None:
+                pid = container.start(plan.name, node.name, node.container, self._base)
+                try:
+                    kernel.attach_namespace(node.netns, pid)
+                except kernel.RealiseError:
+                    exited = container.exited_error(plan.name, node.name)  # the usual reason
+                    if exited is None:
+                        raise
+                    raise exited from None
+            else:
+                kernel.create_namespace(node.netns)
+            kernel.set_sysctls(node.netns, kernel.IPV6_SYSCTLS)  # before any link: see there
             kernel.bring_up_lo(node.netns)
         for link in plan.links:
             a, b = plan.node(link.a.node), plan.node(link.b.node)
@@ -191,6 +209,11 @@ class Lab:
                 kernel.create_tun(node.netns, plan.name, node.tun)
             kernel.set_sysctls(node.netns, kernel.forwarding_sysctls(kernel.node_ifnames(node)))
             kernel.add_routes(node.netns, node.routes)
+            kernel.add_routes(node.netns, node.routes6)
+        for node in plan.nodes.values():
+            late = kernel.wait_until_ready(node.netns, node.interfaces)
+            if late:
+                log.warning("%s: %s not ready yet (carrier, IPv6)", node.netns, ", ".join(late))
 
     def _apply_impairments(self) -> None:
         wanted = [
@@ -257,6 +280,12 @@ class Lab:
                 f"daemons of {', '.join(missing)} gave no control socket in {DAEMON_START_TIMEOUT:g}s"
             )
 
+    def _wait_containers(self) -> None:
+        """Every container node still runs (and listens on its `ports`) once its links are up."""
+        for node in self.plan.nodes.values():
+            if node.container is not None:
+                container.wait_ready(self.plan.name, node.name, node.container)
+
     # -- finding a running lab ---------------------------------------------------------------
 
     @classmethod
@@ -271,12 +300,13 @@ class Lab:
         topo = load_topology(topo_path)
         if topo.name != name:
             topo = topo.renamed(name)
-        return cls(build_plan(topo, seed=0), state)
+        return cls(build_plan(topo, seed=state.seed), state)
 
     @staticmethod
     def running() -> list[str]:
         """Names of labs that are up, by state file or by discovery."""
-        return sorted(set(labs_with_state()) | set(ownership.lab_namespaces()))
+        found = set(labs_with_state()) | set(ownership.lab_namespaces())
+        return sorted(found | set(container.labs_with_containers()))
 
     # -- tearing down ------------------------------------------------------------------------
 
@@ -289,6 +319,7 @@ class Lab:
         """
         state = read_state(name)
         state_pids = {name: list(state.daemons.values())} if state else {}
+        containers = container.remove_lab_containers(name)  # before their processes are hunted
         found = ownership.discover(name, state_pids).get(name, ownership.Found(name))
         killed = terminate(sorted(found.pids))
         # A process may have entered a namespace while we waited: look once more.
@@ -306,7 +337,10 @@ class Lab:
             killed += terminate(late)
         strays = kernel.remove_marked_links(name)
         shutil.rmtree(run_dir(name), ignore_errors=True)
-        return {"lab": name, "namespaces": namespaces, "killed": killed, "stray_links": strays}
+        return {
+            "lab": name, "namespaces": namespaces, "killed": killed, "stray_links": strays,
+            "containers": containers,
+        }  # fmt: skip
 
     @classmethod
     def down_all(cls) -> list[dict[str, Any]]:
@@ -327,6 +361,9 @@ class Lab:
 
     def address_of(self, node: str) -> str:
         return str(self.plan.address_of(node))
+
+    def address6_of(self, node: str) -> str:
+        return str(self.plan.address6_of(node))
 
     def netns_of(self, node: str) -> str:
         return self.plan.node(node).netns
@@ -349,10 +386,14 @@ class Lab:
 
 
 def nsenter_argv(lab: str, node: str, argv: Sequence[str]) -> list[str]:
-    """`argv` prefixed to run in the node's network namespace (mounts and /sys stay the caller's)."""
+    """`argv` prefixed to run in the node's network namespace, where node names resolve (see
+    `lab.kernel.netns.hosts_file`); mounts stay the caller's but /etc/hosts, /sys the caller's."""
     ns = netns_name(lab, node)
     if not kernel.namespace_exists(ns):
         raise LabError(f"lab {lab} has no node {node} (no namespace {ns}): is the lab up?")
+    hosts = run_dir(lab) / kernel.HOSTS_FILE
+    if hosts.is_file():
+        argv = kernel.with_hosts(hosts, argv)
     return ["nsenter", f"--net={ownership.NETNS_DIR / ns}", "--", *argv]
 
 
@@ -377,10 +418,14 @@ def lab_status(name: str, state: LabState | None, plan: LabPlan | None = None) -
             "netns": info.get("netns"),
             "netns_present": info.get("netns") in namespaces,
             "address": info.get("address"),
+            "address6": info.get("address6"),
             "interfaces": info.get("interfaces", {}),
+            "interfaces6": info.get("interfaces6", {}),
             "daemon_pid": pid,
             "daemon_alive": bool(pid and _alive(pid)),
         }
+        if info.get("kind") == "container":
+            nodes[node_name].update(container.describe(name, node_name))
     return {
         "lab": name,
         "run_dir": str(run_dir(name)),
@@ -415,5 +460,6 @@ def leftovers(name: str, runs: Path | None = None) -> dict[str, object]:
         "processes": procs,
         "root_links": marked,
         "run_dir": ((runs / name) if runs is not None else run_dir(name)).exists(),
+        "containers": [c.name for c in container.lab_containers(name)],
     }
     return {k: v for k, v in found.items() if v}

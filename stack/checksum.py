@@ -1,4 +1,4 @@
-"""The Internet checksum (RFC 1071) and the IPv4 pseudo-header sum (RFC 9293 section 3.1).
+"""The Internet checksum (RFC 1071) and the pseudo-header sums of IPv4 and IPv6 (RFC 9293 3.1, RFC 8200 8.1).
 
 Speed matters: this runs on every packet. Because 2**16 == 1 (mod 0xffff), the one's-complement
 sum of the 16-bit words of a buffer is congruent, modulo 0xffff, to the buffer read as one big
@@ -28,9 +28,13 @@ def internet_checksum(data: bytes | bytearray | memoryview, initial: int = 0) ->
 
 
 def pseudo_header_sum(src: bytes, dst: bytes, protocol: int, length: int) -> int:
-    """Unfolded sum of the IPv4 pseudo-header (src, dst, zero, protocol, length) to pass as
-    `initial` to `internet_checksum` for TCP/UDP."""
-    s = int.from_bytes(src, "big")
-    d = int.from_bytes(dst, "big")
-    # A true word sum (not reduced mod 0xffff), so that it is non-zero whenever a word is.
-    return (s >> 16) + (s & 0xFFFF) + (d >> 16) + (d & 0xFFFF) + protocol + length
+    """Partial sum of the pseudo-header to pass as `initial` to `internet_checksum` for TCP,
+    UDP or ICMPv6: IPv4's (src, dst, zero, protocol, length; RFC 9293 3.1) for 4-octet
+    addresses, IPv6's (src, dst, 32-bit upper-layer length, zeros, next header; RFC 8200 8.1)
+    for 16-octet ones.
+
+    Both are the same sum: each address read as one integer is congruent to the sum of its
+    16-bit words modulo 0xffff (see the module docstring), and so is a 32-bit length. The
+    protocol is never zero, so the result is non-zero whenever a word is.
+    """
+    return int.from_bytes(src, "big") % 0xFFFF + int.from_bytes(dst, "big") % 0xFFFF + protocol + length

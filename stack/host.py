@@ -1,5 +1,9 @@
 """A host: IPv4 in and out, ICMP echo, TCP demultiplexing, listeners and the port table.
 
+With an IPv6 address too (`address6`), version-6 packets go to its IPv6 layer (`stack.host6`),
+which hands TCP segments back here: one connection table and one listener per port serve both
+families (a listener accepts IPv4 and IPv6 clients, as a Linux socket bound to `::` does).
+
 Sans-I/O, like everything in the core: see `stack.driver` for how a driver pumps it. A malformed
 packet never raises out of `receive`: it is dropped, counted in `counters` under its reason, and
 traced as a Drop event.
@@ -13,9 +17,11 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from stack import seq
+from stack import seq, tunpath
 from stack.config import TcpConfig
 from stack.errors import ParseError
+from stack.host6 import Ipv6Layer
+from stack.inet import canonical, is_ipv6
 from stack.tcp.connection import ChallengeAckLimiter, TcpConnection
 from stack.tcp.isn import IsnGenerator
 from stack.tcp.listener import Listener
@@ -23,16 +29,7 @@ from stack.tcp.state import State
 from stack.trace import Drop, PacketEvent, SegmentEvent, Trace, conn_id
 from stack.wire import icmp, ipv4, vnet
 from stack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, IPv4Packet, build_ipv4, pack_addr, parse_ipv4
-from stack.wire.tcp import (
-    ACK,
-    RST,
-    SYN,
-    TcpSegment,
-    build_tcp,
-    flags_str,
-    format_options,
-    parse_tcp,
-)
+from stack.wire.tcp import ACK, RST, SYN, TcpSegment, build_tcp, flags_str, format_options, parse_tcp
 
 EPHEMERAL_PORTS = (32768, 60999)  # Linux's default ip_local_port_range
 ConnKey = tuple[str, int, int]  # (remote ip, remote port, local port)
@@ -50,15 +47,19 @@ class Host:
         trace: Trace | None = None,
         rng: random.Random | None = None,
         isn_key: bytes = b"",
+        address6: str | None = None,
         offload: bool = False,
     ) -> None:
         self.address = address
-        # Offload mode (a TUN device with IFF_VNET_HDR, see stack.tundev): every packet in and out
-        # starts with a virtio-net header; TCP checksums are left to the kernel and data leaves in
-        # TSO super-segments of up to gso_max payload octets.
+        # Offload mode (a TUN device with IFF_VNET_HDR, see stack.tunpath): every packet in and
+        # out starts with a virtio-net header; IPv4 TCP checksums are left to the kernel and data
+        # leaves in TSO super-segments of up to gso_max payload octets.
         self.offload = offload
         self.gso_max = GSO_MAX_PAYLOAD if offload else 0
         self.address_raw = pack_addr(address)
+        self.address6 = canonical(address6) if address6 is not None else None
+        if self.address6 is not None and not is_ipv6(self.address6):
+            raise ValueError(f"address6 must be an IPv6 address, got {address6!r}")
         self.config = config or TcpConfig()
         self.trace = trace or Trace()
         self.rng = rng or random.Random(0)
@@ -69,25 +70,29 @@ class Host:
         self.listeners: dict[int, Listener] = {}
         self._out: list[bytes] = []
         self._events: dict[object, None] = {}  # insertion-ordered set
-        self._batch_acks: dict[TcpConnection, None] | None = None  # inside receive_batch
+        self._batch = tunpath.BatchAcks()
         self._timers: list[tuple[float, int, TcpConnection]] = []
         self._tick = itertools.count()
         self._ident = self.rng.randrange(0x10000)
+        self.ip6 = None if self.address6 is None else Ipv6Layer(self, self.address6, isn_key + b"flow")
+        # RFC 1122 4.2.3.9: the last ICMP soft error of a connection, reported if it times out.
+        self.soft_errors: dict[TcpConnection, OSError] = {}
 
     # ------------------------------------------------------------------ driver interface
 
     def receive(self, packet: bytes, now: float) -> None:
-        """Process one IPv4 packet (in offload mode: one virtio-net header and the packet it
+        """Process one IP packet (in offload mode: one virtio-net header and the packet it
         describes). Never raises for bad input: drops and counts it."""
         trusted, gso, partial = False, 0, False
         try:
             if self.offload:
-                vh = vnet.parse_vnet(packet)
-                # NEEDS_CSUM: the sender left the checksum to the device (nothing to verify);
-                # DATA_VALID: the kernel verified it. A GRO super-segment comes with gso_size.
-                trusted, partial = vh.checksum_trusted, bool(vh.flags & vnet.F_NEEDS_CSUM)
-                gso = vh.gso_size if vh.gso_type != vnet.GSO_NONE else 0
-                packet = memoryview(packet)[vnet.HEADER_LEN:]  # type: ignore[assignment]
+                packet, trusted, gso, partial = tunpath.unframe(packet)  # type: ignore[assignment]
+            if packet[:1] and packet[0] >> 4 == 6:
+                if self.ip6 is None:
+                    self._drop("ip6_no_address", now)
+                else:
+                    self.ip6.receive(packet, now, trusted, gso, partial)
+                return
             ip = parse_ipv4(packet)
         except ParseError as e:
             self._drop(e.reason, now, e.detail)
@@ -117,21 +122,8 @@ class Host:
 
     def receive_batch(self, packets: Iterable[bytes], now: float) -> None:
         """Process packets read together (one TUN read): as `receive` each, except that in-order
-        data is acknowledged once per connection at the end of the batch (Tcb._ack_in_batch)."""
-        self._batch_acks = {}
-        try:
-            for packet in packets:
-                self.receive(packet, now)
-        finally:
-            pending, self._batch_acks = self._batch_acks, None
-        for conn in pending:
-            conn.flush_ack(now)
-
-    def _defer_ack(self, conn: TcpConnection) -> bool:
-        if self._batch_acks is None:
-            return False
-        self._batch_acks[conn] = None
-        return True
+        data is acknowledged once per connection at the end of the batch (stack.tunpath)."""
+        self._batch.receive(self, packets, now)
 
     def take_packets(self) -> list[bytes]:
         out, self._out = self._out, []
@@ -197,6 +189,8 @@ class Host:
         setup: Callable[[TcpConnection], None] | None = None,
     ) -> TcpConnection:
         """Active open. `setup` may adjust the connection (socket options) before the SYN goes."""
+        remote_ip = canonical(remote_ip)
+        self.local_address(remote_ip)  # this host must speak the remote's family
         if local_port is None:
             local_port = self.ephemeral_port(remote_ip, remote_port)
         elif (remote_ip, remote_port, local_port) in self.connections:
@@ -216,6 +210,14 @@ class Host:
     def find(self, local_port: int, remote_ip: str, remote_port: int) -> TcpConnection | None:
         return self.connections.get((remote_ip, remote_port, local_port))
 
+    def local_address(self, remote_ip: str) -> str:
+        """Our address of remote_ip's family (ENETUNREACH if we have none)."""
+        if not is_ipv6(remote_ip):
+            return self.address
+        if self.address6 is None:
+            raise OSError(101, f"Network is unreachable: this host has no IPv6 address for {remote_ip}")
+        return self.address6
+
     # ------------------------------------------------------------------ internals
 
     def _owns(self, conn: TcpConnection) -> bool:
@@ -230,9 +232,10 @@ class Host:
         now: float,
         listener: Listener | None,
     ) -> TcpConnection:
-        iss = self.isn.isn(now, self.address, local_port, remote_ip, remote_port)
+        local_ip = self.local_address(remote_ip)
+        iss = self.isn.isn(now, local_ip, local_port, remote_ip, remote_port)
         return TcpConnection(
-            local_ip=self.address,
+            local_ip=local_ip,
             local_port=local_port,
             remote_ip=remote_ip,
             remote_port=remote_port,
@@ -246,8 +249,8 @@ class Host:
             challenge=self.challenge,
             ts_offset=self.rng.randrange(1 << 32),
             listener=listener,
-            gso_max=self.gso_max,
-            defer_ack=self._defer_ack,
+            gso_max=0 if is_ipv6(remote_ip) else self.gso_max,  # TSO6 is off (stack.tunpath)
+            defer_ack=self._batch.defer,
         )
 
     def ephemeral_port(self, remote_ip: str, remote_port: int) -> int:
@@ -274,6 +277,9 @@ class Host:
             key = (conn.remote_ip, conn.remote_port, conn.local_port)
             if self.connections.get(key) is conn:
                 del self.connections[key]
+            soft = self.soft_errors.pop(conn, None)
+            if soft is not None and isinstance(conn.error, TimeoutError):
+                conn.error = soft
 
     def _drop(self, reason: str, now: float, detail: str = "") -> None:
         self.counters[reason] += 1
@@ -283,9 +289,13 @@ class Host:
     def _send_ip(self, dst: str, protocol: int, payload: bytes, now: float) -> None:
         self._ident = (self._ident + 1) & 0xFFFF
         packet = build_ipv4(IPv4Packet(self.address, dst, protocol, payload, ident=self._ident))
-        self._out.append(vnet.PLAIN + packet if self.offload else packet)
+        self._queue(packet)
         if self.trace.enabled:
             self.trace.emit(PacketEvent(now, "out", packet))
+
+    def _queue(self, packet: bytes) -> None:
+        """Queue one complete IP packet (of either family) for the driver."""
+        self._out.append(vnet.PLAIN + packet if self.offload else packet)
 
     def _transmit(self, conn: TcpConnection, seg: TcpSegment, now: float, gso: int = 0) -> None:
         self._transmit_segment(conn.remote_ip, seg, conn.id, now, gso)
@@ -296,8 +306,11 @@ class Host:
                 SegmentEvent(now, "out", cid, flags_str(seg.flags), seg.seq, seg.ack, seg.window,
                              len(seg.payload), format_options(seg.options), gso)
             )
+        if self.ip6 is not None and is_ipv6(remote_ip):
+            self.ip6.send_tcp(remote_ip, seg, now)
+            return
         if self.offload:
-            self._send_tcp_offload(remote_ip, seg, now, gso)
+            tunpath.send_tcp_offload(self, remote_ip, seg, now, gso)
             return
         dst = pack_addr(remote_ip)
         tcp = build_tcp(seg, self.address_raw, dst)
@@ -309,15 +322,6 @@ class Host:
         if self.trace.enabled:
             self.trace.emit(PacketEvent(now, "out", packet))
 
-    def _send_tcp_offload(self, remote_ip: str, seg: TcpSegment, now: float, gso: int) -> None:
-        ident = self._ident = (self._ident + 1) & 0xFFFF
-        if gso:
-            # The kernel gives the segments of a super-segment consecutive IP idents.
-            self._ident = (ident + (len(seg.payload) - 1) // gso) & 0xFFFF
-        frame = vnet.tcp_frame(seg, self.address_raw, pack_addr(remote_ip), ident, gso)
-        self._out.append(frame)
-        if self.trace.enabled:
-            self.trace.emit(PacketEvent(now, "out", memoryview(frame)[vnet.HEADER_LEN :], gso, True))
 
     # ------------------------------------------------------------------ TCP demultiplexing
 
@@ -325,7 +329,8 @@ class Host:
         key = (src, seg.src_port, seg.dst_port)
         conn = self.connections.get(key)
         if self.trace.enabled:
-            cid = conn.id if conn is not None else conn_id(self.address, seg.dst_port, src, seg.src_port)
+            cid = conn.id if conn is not None else conn_id(self.local_address(src), seg.dst_port, src,
+                                                            seg.src_port)
             self.trace.emit(
                 SegmentEvent(now, "in", cid, flags_str(seg.flags), seg.seq, seg.ack, seg.window,
                              len(seg.payload), format_options(seg.options), gso)
@@ -382,7 +387,8 @@ class Host:
                 seg.dst_port, seg.src_port, 0, seq.add(seg.seq, seg.seg_len), RST | ACK, 0
             )
         self.counters["rst_sent"] += 1
-        self._transmit_segment(src, rst, conn_id(self.address, seg.dst_port, src, seg.src_port), now)
+        cid = conn_id(self.local_address(src), seg.dst_port, src, seg.src_port)
+        self._transmit_segment(src, rst, cid, now)
 
     # ------------------------------------------------------------------ ICMP
 

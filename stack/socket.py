@@ -15,9 +15,17 @@ Urgent data: `send(data, MSG_OOB)` queues `data` in the stream as usual and mark
 urgent: the segments that carry it (and any sent before it) have URG set, and the urgent pointer
 points to the octet just after the last urgent octet (RFC 6093; SEG.SEQ + pointer). The receiver
 gets urgent data inline, in order, with the rest of the stream, as Linux does with SO_OOBINLINE:
-no octet is taken out of band, and the `flags` of `recv` are ignored (MSG_OOB included). The only
+no octet is taken out of band, and the `flags` of `recv` other than MSG_PEEK are ignored (MSG_OOB
+included); MSG_PEEK returns the data without consuming it. The only
 trace of urgency on the receiving side is `sock.conn.urgent_mark`: how many octets the
 application still has to read before the last urgent one (None when no urgent data is pending).
+
+IPv6: `stack.socket(AF_INET6)` makes an IPv6 socket; its addresses are Python's 4-tuples
+(host, port, flowinfo, scope_id). A listening socket of either family accepts clients of both
+families (one listener per port serves the host), the way a Linux socket bound to `::` with
+IPV6_V6ONLY off does; an AF_INET6 socket names an IPv4 peer as "::ffff:10.0.0.1" (RFC 4291
+2.5.5.2) and may connect to such a mapped address (or a name of an IPv4 address), which goes over
+IPv4. An address literal whose family is not the socket's is refused with EAFNOSUPPORT.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from typing import Any, TypeVar
 
 from stack.config import TcpConfig
 from stack.driver import StackRuntime
+from stack.inet import AF_INET, AF_INET6, canonical, is_ipv6, mapped
 from stack.streams import ClientConnected, StackServer, open_connection, start_server, wait_connected
 from stack.tcp import congestion
 from stack.tcp.connection import TcpConnection
@@ -55,27 +64,42 @@ TCP_KEEPINTVL = getattr(_pysocket, "TCP_KEEPINTVL", 5)
 TCP_KEEPCNT = getattr(_pysocket, "TCP_KEEPCNT", 6)
 TCP_CONGESTION = getattr(_pysocket, "TCP_CONGESTION", 13)
 MSG_OOB = _pysocket.MSG_OOB
+MSG_PEEK = _pysocket.MSG_PEEK
 SHUT_RD = _pysocket.SHUT_RD
 SHUT_WR = _pysocket.SHUT_WR
 SHUT_RDWR = _pysocket.SHUT_RDWR
+Address = tuple[str, int] | tuple[str, int, int, int]  # AF_INET, AF_INET6
 
 
 class Stack:
     """The application's view of one host of the stack."""
 
-    def __init__(self, runtime: StackRuntime, names: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, runtime: StackRuntime, names: dict[str, str] | None = None,
+        names6: dict[str, str] | None = None,
+    ) -> None:
         self.runtime = runtime
         self.names = dict(names or {})  # node name -> address, so apps can say "server"
+        self.names6 = dict(names6 or {})  # node name -> IPv6 address
 
     @property
     def address(self) -> str:
         return self.runtime.host.address
 
-    def resolve(self, host: str) -> str:
-        return self.names.get(host, host)
+    @property
+    def address6(self) -> str | None:
+        return self.runtime.host.address6
 
-    def socket(self) -> Socket:
-        return Socket(self)
+    def resolve(self, host: str, family: int = 0) -> str:
+        """A node name or an address literal ("10.0.0.2", "fd00::2", "[fd00::2]") to the
+        canonical address; ValueError (one line) for anything else. A name with addresses of
+        both families gives the IPv4 one, or the IPv6 one when family is AF_INET6."""
+        if family == AF_INET6:
+            return canonical(self.names6.get(host) or self.names.get(host, host))
+        return canonical(self.names.get(host) or self.names6.get(host, host))
+
+    def socket(self, family: int = AF_INET) -> Socket:
+        return Socket(self, family)
 
     async def open_connection(
         self, host: str, port: int, *, limit: int = 2**16
@@ -86,6 +110,9 @@ class Stack:
         self, client_connected_cb: ClientConnected, host: str | None = None, port: int = 0,
         *, backlog: int = 128, limit: int = 2**16,
     ) -> StackServer:
+        if host not in (None, "", "0.0.0.0", "::"):
+            if self.resolve(host) not in (self.address, self.address6):
+                raise OSError(errno.EADDRNOTAVAIL, f"Cannot assign requested address {host}")
         if port == 0:
             port = self.runtime.host.ephemeral_port("0.0.0.0", 0)
         return await start_server(self.runtime, client_connected_cb, port, backlog=backlog, limit=limit)
@@ -104,7 +131,12 @@ class Stack:
 class Socket:
     """A TCP socket of the stack with the methods of Python's socket.socket."""
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Stack, family: int = AF_INET) -> None:
+        if family not in (AF_INET, AF_INET6):
+            raise OSError(errno.EAFNOSUPPORT, f"address family {family} not supported (AF_INET, AF_INET6)")
+        if family == AF_INET6 and stack.address6 is None:
+            raise OSError(errno.EAFNOSUPPORT, "this host has no IPv6 address")
+        self.family = family
         self.stack = stack
         self.runtime = stack.runtime
         self.host = stack.runtime.host
@@ -149,7 +181,8 @@ class Socket:
         elif level == SOL_SOCKET and option in (SO_SNDBUF, SO_RCVBUF):
             size = value if isinstance(value, int) else int.from_bytes(value, 'little')
             name = "sndbuf" if option == SO_SNDBUF else "rcvbuf"
-            self._config = self._config.with_(**{name: size})
+            locked = {"rcvbuf_locked": True} if option == SO_RCVBUF else {}
+            self._config = self._config.with_(**{name: size}, **locked)
             if conn is not None:
                 setattr(conn, name, size)
         elif level == IPPROTO_TCP and option == TCP_NODELAY:
@@ -195,29 +228,50 @@ class Socket:
             return 0
         if level == IPPROTO_TCP and option == TCP_NODELAY:
             return int(self._nodelay)
+        if level == IPPROTO_TCP and option in (TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT):
+            cfg = conn.config if conn is not None else self._config
+            keepalive = {TCP_KEEPIDLE: cfg.keepalive_idle, TCP_KEEPINTVL: cfg.keepalive_interval}
+            return int(keepalive.get(option, cfg.keepalive_count))  # seconds, or the probe count
         if level == SOL_SOCKET and option == SO_LINGER:
             return int(self._linger_zero)
         raise OSError(92, f"option ({level}, {option}) not supported by the stack")
 
     # -- addresses
 
-    def bind(self, address: tuple[str, int]) -> None:
-        ip, port = address
-        if ip not in ("", "0.0.0.0", self.host.address):
+    def bind(self, address: Address) -> None:
+        ip, port = address[0], address[1]
+        if self.family == AF_INET:
+            ours: tuple[str | None, ...] = ("", "0.0.0.0", self.host.address)
+        else:
+            ours = ("", "::", self.host.address6)
+        if ip not in ours and (not ip or canonical(ip) not in ours):
             raise OSError(99, f"Cannot assign requested address {ip}")
         self._port = port or None
 
-    def getsockname(self) -> tuple[str, int]:
-        if self.conn is not None:
-            return (self.conn.local_ip, self.conn.local_port)
-        if self.listener is not None:
-            return (self.host.address, self.listener.port)
-        return (self.host.address, self._port or 0)
+    def _name(self, ip: str, port: int) -> Address:
+        """An address as this socket's family spells it (see the module docstring)."""
+        return (mapped(ip), port, 0, 0) if self.family == AF_INET6 else (ip, port)
 
-    def getpeername(self) -> tuple[str, int]:
+    def getsockname(self) -> Address:
+        if self.conn is not None:
+            return self._name(self.conn.local_ip, self.conn.local_port)
+        port = self.listener.port if self.listener is not None else self._port or 0
+        return ("::", port, 0, 0) if self.family == AF_INET6 else (self.host.address, port)
+
+    def getpeername(self) -> Address:
         if self.conn is None:
             raise OSError(107, "Transport endpoint is not connected")
-        return (self.conn.remote_ip, self.conn.remote_port)
+        return self._name(self.conn.remote_ip, self.conn.remote_port)
+
+    def _remote(self, name: str) -> str:
+        """The address to connect to: of the socket's family, or on AF_INET6 an IPv4 address
+        given mapped ("::ffff:10.0.0.2") or by name (as getaddrinfo's AI_V4MAPPED does)."""
+        ip = self.stack.resolve(name, self.family)
+        v4_mapped = self.family == AF_INET6 and not is_ipv6(ip) and name != ip
+        if is_ipv6(ip) != (self.family == AF_INET6) and not v4_mapped:
+            want = "AF_INET6" if is_ipv6(ip) else "AF_INET (or ::ffff:" + ip + " on AF_INET6)"
+            raise OSError(errno.EAFNOSUPPORT, f"Address family not supported: {name} needs {want}")
+        return ip
 
     def info(self) -> dict[str, object]:
         """The connection's ss-style information (state, queues, srtt, cwnd, ...)."""
@@ -238,18 +292,18 @@ class Socket:
         conn.linger_zero = self._linger_zero
         conn.keepalive = self._keepalive
 
-    async def aconnect(self, address: tuple[str, int]) -> None:
-        ip, port = address
-        conn = self.host.connect(self.stack.resolve(ip), port, self.runtime.now(),
+    async def aconnect(self, address: Address) -> None:
+        ip, port = self._remote(address[0]), address[1]
+        conn = self.host.connect(ip, port, self.runtime.now(),
                                  local_port=self._port, config=self._config, setup=self._setup)
         self.conn = conn
         self.runtime.pump()
         await self._with_timeout(wait_connected(self.runtime, conn))
 
-    def connect(self, address: tuple[str, int]) -> None:
+    def connect(self, address: Address) -> None:
         self.stack.run(self.aconnect(address))
 
-    async def aaccept(self) -> tuple[Socket, tuple[str, int]]:
+    async def aaccept(self) -> tuple[Socket, Address]:
         listener = self.listener
         if listener is None:
             raise OSError(22, "Invalid argument: socket is not listening")
@@ -264,7 +318,7 @@ class Socket:
                 await self.runtime.wait_for_change(listener)
 
         conn = await self._with_timeout(wait())
-        child = Socket(self.stack)
+        child = Socket(self.stack, self.family)
         child.conn = conn
         child._config = conn.config
         child._nodelay = conn.nodelay
@@ -274,9 +328,9 @@ class Socket:
         if conn.keepalive:
             conn.set_keepalive(True, self.runtime.now())
             self._after(conn)
-        return child, (conn.remote_ip, conn.remote_port)
+        return child, self._name(conn.remote_ip, conn.remote_port)
 
-    def accept(self) -> tuple[Socket, tuple[str, int]]:
+    def accept(self) -> tuple[Socket, Address]:
         return self.stack.run(self.aaccept())
 
     async def asend(self, data: bytes | bytearray | memoryview, flags: int = 0) -> int:
@@ -310,12 +364,14 @@ class Socket:
 
         async def wait() -> bytes:
             while True:
+                if conn.readable and flags & MSG_PEEK:
+                    return bytes(conn.rcvq[:bufsize])  # left queued: no window update either
                 if conn.readable:
                     data = conn.recv(bufsize, self.runtime.now())
                     self._after()
                     return data
-                if conn.at_eof:
-                    return b""
+                if conn.at_eof or conn.read_shut:
+                    return b""  # after shutdown(SHUT_RD): 0 at once, as Linux and the BSDs
                 if conn.error is not None:
                     raise type(conn.error)(*conn.error.args)
                 if conn.state is State.CLOSED:
@@ -329,9 +385,13 @@ class Socket:
 
     def shutdown(self, how: int) -> None:
         conn = self._require_conn()
+        if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
+            raise OSError(22, f"Invalid argument: shutdown how={how}")
+        if how in (SHUT_RD, SHUT_RDWR):
+            conn.shutdown_read(self.runtime.now())
         if how in (SHUT_WR, SHUT_RDWR):
             conn.shutdown(self.runtime.now())
-            self._after()
+        self._after()
 
     def close(self) -> None:
         if self._closed:
@@ -374,8 +434,6 @@ class Socket:
 
 
 def _errno_of(err: BaseException) -> int:
-    import errno
-
     codes: dict[type[BaseException], int] = {
         ConnectionRefusedError: errno.ECONNREFUSED,
         ConnectionResetError: errno.ECONNRESET,

@@ -9,10 +9,12 @@ connection's send buffer is full, writes wait in the transport and `drain()` wai
 from __future__ import annotations
 
 import asyncio
+import socket as _pysocket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from stack.driver import StackRuntime
+from stack.inet import is_ipv6
 from stack.tcp.connection import TcpConnection
 from stack.tcp.listener import Listener
 from stack.tcp.state import State
@@ -49,8 +51,8 @@ class TcpTransport(asyncio.Transport):
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         c = self.conn
         return {
-            "peername": (c.remote_ip, c.remote_port),
-            "sockname": (c.local_ip, c.local_port),
+            "peername": _sockaddr(c.remote_ip, c.remote_port),
+            "sockname": _sockaddr(c.local_ip, c.local_port),
             "tcp_connection": c,
             "socket": None,
         }.get(name, default)
@@ -92,6 +94,20 @@ class TcpTransport(asyncio.Transport):
     def write_eof(self) -> None:
         self._eof_requested = True
         self._on_change()
+
+    def shutdown(self, how: int) -> None:
+        """shutdown(2) for a streams user (`writer.transport.shutdown(socket.SHUT_RD)`): SHUT_RD
+        gives the reader EOF once what was queued is delivered (reader.read() returns b"" at
+        once); data arriving later stays in the connection, unread, as on Linux. SHUT_WR is
+        write_eof(); SHUT_RDWR both."""
+        if how not in (_pysocket.SHUT_RD, _pysocket.SHUT_WR, _pysocket.SHUT_RDWR):
+            raise ValueError(f"shutdown: invalid how={how}")
+        if how in (_pysocket.SHUT_RD, _pysocket.SHUT_RDWR):
+            self.conn.shutdown_read(self.runtime.now())
+        if how in (_pysocket.SHUT_WR, _pysocket.SHUT_RDWR):
+            self.write_eof()
+        else:
+            self._on_change()
 
     def can_write_eof(self) -> bool:
         return True
@@ -145,11 +161,12 @@ class TcpTransport(asyncio.Transport):
         conn = self.conn
         now = self.runtime.now()
         # Deliver what arrived, unless the reader asked us to stop (its buffer is full).
-        while not self._reading_paused and conn.readable:
+        while not self._reading_paused and not self._eof_delivered and conn.readable:
             data = conn.recv(READ_CHUNK, now)
             self.runtime.host.app_call(conn)
             self._protocol.data_received(data)
-        if conn.at_eof and not self._eof_delivered and not self._reading_paused:
+        eof = conn.at_eof or (conn.read_shut and not conn.readable)
+        if eof and not self._eof_delivered and not self._reading_paused:
             self._eof_delivered = True
             keep_open = self._protocol.eof_received()
             if not keep_open:
@@ -174,6 +191,11 @@ class TcpTransport(asyncio.Transport):
         self.runtime.unwatch(self.conn)
         error = exc if isinstance(exc, Exception) or exc is None else ConnectionError(str(exc))
         self.runtime.loop.call_soon(self._protocol.connection_lost, error)
+
+
+def _sockaddr(ip: str, port: int) -> tuple[str, int] | tuple[str, int, int, int]:
+    """What asyncio's transports give: a 4-tuple (host, port, flowinfo, scope_id) for IPv6."""
+    return (ip, port, 0, 0) if is_ipv6(ip) else (ip, port)
 
 
 def _make_streams(

@@ -16,13 +16,21 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import IO, Any, Protocol
 
+from stack.inet import endpoint, split_endpoint
 from stack.wire.vnet import complete_checksum
 
-ConnId = str  # "10.0.0.1:40000>10.0.0.2:80" (local>remote)
+ConnId = str  # "10.0.0.1:40000>10.0.0.2:80" or "[fd00::1]:40000>[fd00::2]:80" (local>remote)
 
 
 def conn_id(local_ip: str, local_port: int, remote_ip: str, remote_port: int) -> ConnId:
-    return f"{local_ip}:{local_port}>{remote_ip}:{remote_port}"
+    """IPv6 addresses in brackets (RFC 3986 3.2.2), so the port after the last colon is the port."""
+    return f"{endpoint(local_ip, local_port)}>{endpoint(remote_ip, remote_port)}"
+
+
+def split_conn_id(cid: ConnId) -> tuple[tuple[str, int], tuple[str, int]]:
+    """The inverse of conn_id: ((local ip, port), (remote ip, port))."""
+    local, _, remote = cid.partition(">")
+    return split_endpoint(local), split_endpoint(remote)
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
@@ -278,11 +286,13 @@ class JsonLinesSink:
 
 PCAP_GLOBAL = struct.Struct("<IHHiIII")
 PCAP_RECORD = struct.Struct("<IIII")
-LINKTYPE_IPV4 = 228  # raw IPv4, no link-layer header
+LINKTYPE_RAW = 101  # raw IP, no link-layer header: the version nibble tells IPv4 from IPv6
+LINKTYPE_IPV4 = 228  # raw IPv4 only (what this sink wrote before it carried IPv6)
 
 
 class PcapSink:
-    """Writes every PacketEvent to a classic pcap file (microsecond timestamps, raw IPv4).
+    """Writes every PacketEvent to a classic pcap file (microsecond timestamps, raw IP of both
+    versions: LINKTYPE_RAW, which tcpdump, tshark and scapy read as IPv4 or IPv6 per packet).
     With batch > 1, records are written `batch` at a time (see JsonLinesSink)."""
 
     def __init__(
@@ -292,7 +302,7 @@ class PcapSink:
         self.time_offset = time_offset
         self.batch = batch
         self._held: list[PacketEvent] = []
-        out.write(PCAP_GLOBAL.pack(0xA1B2C3D4, 2, 4, 0, 0, snaplen, LINKTYPE_IPV4))
+        out.write(PCAP_GLOBAL.pack(0xA1B2C3D4, 2, 4, 0, 0, snaplen, LINKTYPE_RAW))
 
     def write(self, event: Event) -> None:
         if isinstance(event, PacketEvent):

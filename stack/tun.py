@@ -9,12 +9,13 @@ Transmit is one `os.write` per IP packet. A full device queue (EAGAIN, ENOBUFS) 
 is going away is a drop, counted in `counters`, never an exception: TCP recovers from loss.
 Malformed packets are the host's business (it drops and counts them under their reason).
 
-The device is opened with IFF_TUN | IFF_NO_PI: raw IPv4 packets, no packet-information header.
-With `offload=True` it is opened through `stack.tundev` with IFF_VNET_HDR and checksum/TSO
+The device is opened with IFF_TUN | IFF_NO_PI: raw IP packets (IPv4 or IPv6, told apart by the
+version nibble: the host does), no packet-information header.
+With `offload=True` it is opened through `stack.tundev` with IFF_VNET_HDR and checksum/TSO4
 offloads: every read and write then carries a virtio-net header, which the Host (made with
-`offload=True`) reads and writes; a read may return a 64 KB super-segment. Opening attaches to an
-existing (persistent) device of that name, or creates one, in the network namespace of the
-calling thread.
+`offload=True`) reads and writes; a read may return a 64 KB IPv4 super-segment (IPv6 packets come
+and go one segment each: TSO6 is not enabled). Opening attaches to an existing (persistent)
+device of that name, or creates one, in the network namespace of the calling thread.
 """
 
 from __future__ import annotations

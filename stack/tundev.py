@@ -27,7 +27,7 @@ IFF_VNET_HDR = 0x4000
 
 TUN_F_CSUM = 0x01  # we take packets with a partial checksum (NEEDS_CSUM)
 TUN_F_TSO4 = 0x02  # ... and IPv4 TCP super-segments (GSO_TCPV4)
-TUN_F_TSO6 = 0x04  # (IPv6: not enabled while the stack speaks IPv4 only)
+TUN_F_TSO6 = 0x04  # not enabled: IPv6 goes one segment at a time (see stack.tunpath)
 
 OFFLOADS = TUN_F_CSUM | TUN_F_TSO4
 _IFREQ = struct.Struct("16sH22x")  # ifr_name, ifr_flags, the rest of the union

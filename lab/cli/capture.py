@@ -35,6 +35,7 @@ def register(app: typer.Typer) -> None:
         """Record a node's packets to a pcap: tcpdump on a link, or the stack node's own sink."""
         cli.require_lab_privileges()
         from lab.kernel import capture as cap
+        from lab.kernel import tshark
         from lab.lab import Lab
 
         running = Lab.attach(cli.pick_lab(lab))
@@ -63,7 +64,7 @@ def register(app: typer.Typer) -> None:
                               dropped_by_kernel=stats.dropped_by_kernel)  # fmt: skip
             report["output"] = str(path)
             if check:
-                report["check"] = cap.analyse(path).summary()
+                report["check"] = tshark.analyse(path).summary()
         except cap.CaptureError as exc:
             cli.fail(str(exc))
         if json_out:

@@ -8,9 +8,11 @@ one document with `client.transitions` and `server.transitions`.
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from lab.cli import root as cli
@@ -18,7 +20,8 @@ from lab.cli import root as cli
 
 def show(result: dict[str, Any]) -> None:
     req = result["request"]
-    out = cli.stdout
+    # Piped or in CI: no terminal width to respect, and a digest cut in two cannot be compared.
+    out = cli.stdout if sys.stdout.isatty() else Console(soft_wrap=True, width=200)
     where = "simulated network" if result["mode"] == "sim" else f"lab {result.get('lab', '')}"
     out.print(f"[bold]tcplab demo[/bold] on the {where}")
     out.print(

@@ -1,8 +1,10 @@
-"""`tcplab drill SCRIPT.pkt...`: run packetdrill scripts against the stack.
+"""`tcplab drill SCRIPT.pkt...` / `tcplab drill --corpus DIR`: run packetdrill scripts against the stack.
 
 Registered by `register(app)`, the hook lab.cli.root uses for its command modules; the
 interpreter itself is the top-level package `drill`.
-Exit status: 0 when every script passed, 1 when one failed, 2 on a usage error.
+Exit status: 0 when every script passed, 1 when one failed or was unsupported, 2 on a usage
+error. With --corpus every script under DIR runs (in parallel processes) and a summary follows:
+counts, per directory with --json, the top unsupported constructs and failure reasons.
 """
 
 from __future__ import annotations
@@ -15,20 +17,27 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from drill.corpus import corpus_summary, find_scripts, run_corpus, summary_text
 from drill.report import ScriptResult, summary
 from drill.runner import PROFILES, run_file
 
 
 def run_scripts(
-    scripts: list[Path], *, profile: str = "linux", tolerance_usecs: int | None = None
+    scripts: list[Path],
+    *,
+    profile: str = "linux",
+    tolerance_usecs: int | None = None,
+    defines: frozenset[str] = frozenset(),
 ) -> list[ScriptResult]:
-    return [run_file(p, profile=profile, tolerance_usecs=tolerance_usecs) for p in scripts]
+    return [run_file(p, profile=profile, tolerance_usecs=tolerance_usecs, defines=defines) for p in scripts]
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def drill(
-        scripts: Annotated[list[Path], typer.Argument(help="packetdrill scripts (.pkt) to run.")],
+        scripts: Annotated[
+            list[Path] | None, typer.Argument(help="packetdrill scripts (.pkt) to run.")
+        ] = None,
         json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
         profile: Annotated[
             str, typer.Option(help=f"Stack settings: {' or '.join(PROFILES)} (linux: what scripts assume).")
@@ -36,25 +45,58 @@ def register(app: typer.Typer) -> None:
         tolerance_usecs: Annotated[
             int | None, typer.Option(help="Timing tolerance (default: the script's, else 4000).")
         ] = None,
-        node: Annotated[
-            str | None, typer.Option(help="Run against a stack node of a running lab over TUN.")
+        corpus: Annotated[
+            Path | None, typer.Option(help="Run every .pkt script under this directory and summarise.")
         ] = None,
+        define: Annotated[
+            list[str] | None, typer.Option(help="Make `#ifdef NAME` blocks active (repeatable).")
+        ] = None,
+        jobs: Annotated[int | None, typer.Option(help="Processes for --corpus (default: CPUs).")] = None,
     ) -> None:
         """Run packetdrill scripts against the stack on a virtual clock."""
-        _drill(scripts, json_out, profile, tolerance_usecs, node)
+        defines = frozenset(define or ())
+        if corpus is not None:
+            _corpus(corpus, json_out, profile, tolerance_usecs, defines, jobs)
+        else:
+            _drill(scripts or [], json_out, profile, tolerance_usecs, defines)
+
+
+def _corpus(
+    root: Path, json_out: bool, profile: str, tolerance: int | None, defines: frozenset[str], jobs: int | None
+) -> None:
+    err = Console(stderr=True, soft_wrap=True)
+    if profile not in PROFILES:
+        err.print(f"tcplab: unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
+        raise typer.Exit(2)
+    if not root.is_dir() or not find_scripts(root):
+        err.print(f"tcplab: --corpus {root}: not a directory holding .pkt scripts")
+        raise typer.Exit(2)
+    results = run_corpus(root, profile=profile, tolerance_usecs=tolerance, defines=defines, jobs=jobs)
+    data = corpus_summary(results)
+    if json_out:
+        out = {"results": [r.to_json() for r in results], "summary": data}
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+    else:
+        sys.stdout.write(summary_text(data) + "\n")
+    if data["passed"] != data["scripts"]:
+        raise typer.Exit(1)
 
 
 def _drill(
-    scripts: list[Path], json_out: bool, profile: str, tolerance_usecs: int | None, node: str | None
+    scripts: list[Path],
+    json_out: bool,
+    profile: str,
+    tolerance_usecs: int | None,
+    defines: frozenset[str],
 ) -> None:
     err = Console(stderr=True, soft_wrap=True)
-    if node is not None:
-        err.print("tcplab: drill --node: not yet implemented (scripts run on the simulated network only)")
+    if not scripts:
+        err.print("tcplab: drill needs scripts (.pkt) or --corpus DIR")
         raise typer.Exit(2)
     if profile not in PROFILES:
         err.print(f"tcplab: unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
         raise typer.Exit(2)
-    results = run_scripts(scripts, profile=profile, tolerance_usecs=tolerance_usecs)
+    results = run_scripts(scripts, profile=profile, tolerance_usecs=tolerance_usecs, defines=defines)
     if json_out:
         data = {"results": [r.to_json() for r in results], "summary": summary(results)}
         sys.stdout.write(json.dumps(data, indent=2) + "\n")

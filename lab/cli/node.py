@@ -19,16 +19,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TextIO
 from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lab.node.control import ControlClient, ControlError
 
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)  # messages stay one line each, piped or not
 
 
 def _stdout() -> Console:
@@ -44,7 +45,7 @@ TimeoutOpt = Annotated[float, typer.Option(help="Seconds to wait for the result.
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    stderr.print(f"tcplab: {message}", markup=False, highlight=False)
+    stderr.print(f"tcplab: {message}", markup=False, highlight=False, soft_wrap=True)  # one whole line
     raise typer.Exit(code)
 
 
@@ -143,7 +144,7 @@ def http(
     if json_out:
         _print_json(result)
     else:
-        table = Table(title=f"{node}: {method.upper()} {url}", title_justify="left")
+        table = Table(title=escape(f"{node}: {method.upper()} {url}"), title_justify="left")  # [IPv6]
         for col in ("status", "bytes", "sha256", "connect", "ttfb", "total", "reused"):
             table.add_column(col)
         for r in result["responses"]:
@@ -180,7 +181,7 @@ def echo(
         _print_json(result)
     else:
         verdict = "ok" if result["ok"] else f"MISMATCH at byte {result.get('first_mismatch')}"
-        _stdout().print(f"{node} -> {target}:{port}: sent {result['bytes_sent']}, "
+        _stdout().print(f"{node} -> {escape(target)}:{port}: sent {result['bytes_sent']}, "
                      f"received {result['bytes_received']}, {verdict}; "
                      f"connect {_ms(result['connect_time'])}, round trip {_ms(result['rtt'])}",
                      highlight=False)
@@ -220,7 +221,8 @@ def transfer(
     if json_out:
         _print_json(result)
     else:
-        table = Table(title=f"{node} {'<-' if reverse else '->'} {target}:{port}", title_justify="left")
+        arrow = "<-" if reverse else "->"
+        table = Table(title=escape(f"{node} {arrow} {target}:{port}"), title_justify="left")
         rows = result.get("streams") or []
         keys = [k for k in ("stream", "role", "bytes", "seconds", "goodput_bps", "ok", "detail")
                 if any(k in r for r in rows)]
@@ -311,7 +313,19 @@ def _fmt_ss(key: str, value: Any) -> str:
         return ""
     if key in ("rto", "srtt") and isinstance(value, (int, float)):
         return f"{value * 1000:.1f}ms"
-    return str(value)
+    return escape(str(value))  # "[fd00::1]:80" is an endpoint, not rich markup
+
+
+def ss_table(node: str, result: dict[str, Any]) -> Table:
+    """`tcplab ss`'s table of the daemon's `ss` answer."""
+    table = Table(title=escape(f"{node} ({result.get('address')})"), title_justify="left")
+    for col in SS_COLUMNS:
+        left = col in ("state", "local", "remote", "cc", "options")
+        table.add_column(col.replace("_", "-").replace("retransmits", "retrans"),
+                         justify="left" if left else "right")
+    for row in ss_rows(result):
+        table.add_row(*[_fmt_ss(col, row.get(col)) for col in SS_COLUMNS])
+    return table
 
 
 def ss(
@@ -325,14 +339,7 @@ def ss(
     if json_out:
         _print_json(result)
         return
-    table = Table(title=f"{node} ({result.get('address')})", title_justify="left")
-    for col in SS_COLUMNS:
-        left = col in ("state", "local", "remote", "cc", "options")
-        table.add_column(col.replace("_", "-").replace("retransmits", "retrans"),
-                         justify="left" if left else "right")
-    for row in ss_rows(result):
-        table.add_row(*[_fmt_ss(col, row.get(col)) for col in SS_COLUMNS])
-    _stdout().print(table)
+    _stdout().print(ss_table(node, result))
 
 
 # -- trace ----------------------------------------------------------------------------------------------
@@ -367,17 +374,33 @@ def trace(
         str, typer.Option("--format", help="events, ladder (text) or svg (a sequence diagram).")
     ] = "events",
     conn: Annotated[str | None, typer.Option(help="With ladder/svg: the connection to draw.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here, not stdout (as ladder and plot do).")
+    ] = None,
 ) -> None:
     """Trace events of NODE's stack: state changes, segments, drops, retransmissions, cwnd, RTT."""
+    if output is not None:
+        with output.open("w", encoding="utf-8") as out:
+            _trace(node, follow, kind, limit, since, lab, socket, json_out, fmt, conn, out)
+        stderr.print(f"wrote {output}", markup=False, highlight=False)
+    else:
+        _trace(node, follow, kind, limit, since, lab, socket, json_out, fmt, conn, sys.stdout)
+
+
+def _trace(
+    node: str, follow: bool, kind: list[str] | None, limit: int, since: int, lab: str | None,
+    socket: Path | None, json_out: bool, fmt: str, conn: str | None, out: TextIO,
+) -> None:
     if fmt in ("ladder", "svg"):
-        from lab.viz.ladder import render_ladder_svg, render_ladder_text
+        from lab.viz.ladder_svg import render_ladder_svg
+        from lab.viz.ladder_text import render_ladder_text
         from lab.viz.load import TraceError
         from lab.viz.nodes import node_trace_file, peer_trace_file
 
         try:
             path = node_trace_file(node, lab)
             render = render_ladder_svg if fmt == "svg" else render_ladder_text
-            sys.stdout.write(render(path, peer_trace_file(path), conn))
+            out.write(render(path, peer_trace_file(path), conn))
         except (ValueError, TraceError) as exc:
             _fail(str(exc))
         return
@@ -387,7 +410,7 @@ def trace(
 
     def show(event: dict[str, Any]) -> None:
         line = json.dumps(event, default=str) if json_out else format_event(event)
-        sys.stdout.write(line + "\n")
+        out.write(line + "\n")
 
     args: dict[str, Any] = {"since": since, "limit": limit, "kinds": kind or None}
     if not follow:
@@ -399,7 +422,7 @@ def trace(
         for msg in ControlClient(sock, timeout=None).stream("trace", args, timeout=None):
             if msg.get("stream") == "event":
                 show(msg["data"])
-                sys.stdout.flush()
+                out.flush()
             elif "stream" not in msg:
                 break
     except ControlError as exc:

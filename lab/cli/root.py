@@ -10,9 +10,10 @@ module in the package `lab/cli/` that defines
         @app.command()
         def demo(...) -> None: ...
 
-Every module there is imported and registered when this module loads, in name order; no edit to
-this file is needed. Helpers for them live here: `require_lab_privileges()`, `pick_lab(name)`,
-`fail(message)`, `print_json(data)`, `stdout`/`stderr` consoles.
+Every module there is imported and registered when this module loads, in name order (`lifecycle`,
+the commands on a lab as a whole, first: they lead the help); no edit to this file is needed.
+Helpers for them live here: `require_lab_privileges()`, `pick_lab(name)`, `fail(message)`,
+`print_json(data)`, `stdout`/`stderr` consoles, `DEFAULT_TOPOLOGY`.
 """
 
 from __future__ import annotations
@@ -21,18 +22,14 @@ import importlib
 import json
 import logging
 import pkgutil
-import subprocess
 import sys
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from lab.kernel.netns import privilege_problem
-from lab.kernel.state import read_state
-from lab.lab import Lab, LabError, lab_status, nsenter_argv
-from lab.model.topology import TopologyError
+from lab.lab import Lab
 
 DEFAULT_TOPOLOGY = "two-node.yaml"
 
@@ -42,8 +39,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-stdout = Console()
-stderr = Console(stderr=True)
+# Piped, tables keep whole rows (both address families make them wide), as lab.cli.node does.
+stdout = Console() if sys.stdout.isatty() else Console(width=250)
+stderr = Console(stderr=True, soft_wrap=True)  # messages stay one line each, piped or not
 log = logging.getLogger("tcplab")
 
 
@@ -51,8 +49,19 @@ log = logging.getLogger("tcplab")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    stderr.print(f"tcplab: {message}", markup=False, highlight=False)
+    stderr.print(f"tcplab: {message}", markup=False, highlight=False, soft_wrap=True)  # one whole line
     raise typer.Exit(code)
+
+
+def one_line_error(exc: BaseException) -> str:
+    """An unexpected error as one line; a permission error says which privileges the lab needs."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, PermissionError) or "Operation not permitted" in text or "EPERM" in text:
+        text += (
+            " (the lab needs root with CAP_SYS_ADMIN and CAP_NET_ADMIN: in a container, "
+            "--cap-add SYS_ADMIN --cap-add NET_ADMIN --device /dev/net/tun)"
+        )
+    return text
 
 
 def require_lab_privileges() -> None:
@@ -89,134 +98,9 @@ def _main(
     )
 
 
-# -- up / down / status / exec -----------------------------------------------------------------
-
-
-def _status_table(status: dict[str, Any]) -> Table:
-    table = Table(title=f"lab {status['lab']}", title_justify="left")
-    for column in ("node", "kind", "address", "namespace", "interfaces", "daemon"):
-        table.add_column(column)
-    for name, node in status["nodes"].items():
-        if node["daemon_pid"]:
-            daemon = f"{node['daemon_pid']} ({'alive' if node['daemon_alive'] else 'dead'})"
-        else:
-            daemon = "-"
-        ns = node["netns"] if node["netns_present"] else f"{node['netns']} (missing)"
-        faces = ", ".join(f"{k} {v}" for k, v in node["interfaces"].items())
-        table.add_row(name, node["kind"], node["address"] or "-", ns, faces, daemon)
-    return table
-
-
-def _links_table(status: dict[str, Any]) -> Table:
-    table = Table(title="links", title_justify="left")
-    for column in ("link", "subnet", "mtu", "a->b", "b->a"):
-        table.add_column(column)
-    for link in status["links"]:
-        table.add_row(link["name"], link["subnet"], str(link["mtu"]), link["a_to_b"], link["b_to_a"])
-    backends = status.get("impairments") or {}
-    if backends:
-        table.caption = "impairment backend: " + ", ".join(f"{k}: {v}" for k, v in backends.items())
-    return table
-
-
-def _show(status: dict[str, Any]) -> None:
-    stdout.print(_status_table(status))
-    if status["links"]:
-        stdout.print(_links_table(status))
-
-
-@app.command()
-def up(
-    topology: Annotated[
-        str, typer.Argument(help="Topology file (default: the two-node lab).")
-    ] = DEFAULT_TOPOLOGY,
-    name: Annotated[
-        str | None, typer.Option(help="Run under another lab name (two labs from one file).")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the link emulators.")] = 0,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the lab's status as JSON.")] = False,
-) -> None:
-    """Bring a lab up: namespaces, links, addresses, routes, impairments, node daemons."""
-    require_lab_privileges()
-    try:
-        with stderr.status(f"bringing up {topology}", spinner="dots"):
-            lab = Lab.up(topology, name=name, seed=seed)
-    except (TopologyError, LabError) as exc:
-        fail(str(exc))
-    status = lab.status()
-    if json_out:
-        print_json(status)
-    else:
-        _show(status)
-
-
-@app.command()
-def down(
-    lab: Annotated[
-        str | None, typer.Argument(help="The lab to tear down (default: the only one up).")
-    ] = None,
-    all_labs: Annotated[bool, typer.Option("--all", help="Tear down every lab.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print what was removed as JSON.")] = False,
-) -> None:
-    """Tear a lab down: stop its processes, delete its namespaces and run files. Idempotent."""
-    require_lab_privileges()
-    if all_labs:
-        reports = Lab.down_all()
-    elif lab is None and not Lab.running():
-        reports = []  # nothing up: down is idempotent, so this is success
-    else:
-        reports = [Lab.down(pick_lab(lab))]
-    if json_out:
-        print_json(reports)
-        return
-    if not reports:
-        stderr.print("tcplab: no lab was up")
-    for report in reports:
-        stderr.print(
-            f"tcplab: {report['lab']} down: {len(report['namespaces'])} namespaces, "
-            f"{len(report['killed'])} processes stopped",
-            highlight=False,
-        )
-
-
-@app.command()
-def status(
-    lab: Annotated[str | None, typer.Argument(help="One lab (default: every lab that is up).")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
-) -> None:
-    """Show labs: nodes, kinds, addresses, namespaces, daemons, links and impairment backends."""
-    require_lab_privileges()
-    names = [lab] if lab else Lab.running()
-    statuses = [lab_status(n, read_state(n)) for n in names]
-    if json_out:
-        print_json(statuses)
-        return
-    if not statuses:
-        stderr.print("tcplab: no lab is up")
-    for one in statuses:
-        _show(one)
-
-
-@app.command(
-    "exec",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-)
-def exec_(
-    node: Annotated[str, typer.Argument(help="The node whose namespace runs the command.")],
-    command: Annotated[list[str], typer.Argument(help="The command, after --.")],
-    lab: Annotated[str | None, typer.Option(help="The lab (needed when several are up).")] = None,
-) -> None:
-    """Run any command inside a node's network namespace: tcplab exec NODE -- CMD..."""
-    require_lab_privileges()
-    name = pick_lab(lab)
-    try:
-        argv = nsenter_argv(name, node, command)
-    except LabError as exc:
-        fail(str(exc))
-    raise typer.Exit(subprocess.run(argv, check=False).returncode)
-
-
 # -- command modules ---------------------------------------------------------------------------
+
+FIRST = ("lifecycle",)  # up, down, status, exec: registered first, so they lead `tcplab --help`
 
 
 def _register_command_modules() -> None:
@@ -224,7 +108,8 @@ def _register_command_modules() -> None:
         package = importlib.import_module("lab.cli")
     except ImportError:
         return
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+    modules = sorted(pkgutil.iter_modules(package.__path__), key=lambda m: (m.name not in FIRST, m.name))
+    for info in modules:
         if info.name.startswith("_"):
             continue  # __main__ runs the app
         module = importlib.import_module(f"lab.cli.{info.name}")

@@ -1,7 +1,10 @@
 """`tcplab ladder`, `tcplab plot`, `tcplab demo-traces`: pictures of TCP drawn from trace files.
 
-    tcplab ladder TRACE.jsonl [--peer OTHER.jsonl] [--format text|svg] [--output FILE] [--conn ID]
-    tcplab plot TRACE.jsonl [--output FILE.png] [--conn ID]
+    tcplab ladder TRACE.jsonl|--node NODE [--peer OTHER.jsonl] [--format text|svg] [-o FILE] [--conn ID]
+    tcplab plot TRACE.jsonl|--node NODE [-o FILE.png] [--conn ID]
+
+A bare name that is not a file (`tcplab ladder stack`) means the running lab's node, and says so
+when a directory of that name is here; `--node` says it explicitly.
     tcplab demo-traces DIR [--loss P] [--body N]   # the sim demo's two traces, no root needed
 
 `--demo` on `ladder` and `plot` draws the sim demo's exchange directly (client's trace, with the
@@ -25,6 +28,7 @@ def register(app: typer.Typer) -> None:
         trace: Annotated[Path | None, typer.Argument(help="A trace file (JSON lines) or a lab node.")] = None,
         peer: Annotated[Path | None, typer.Option(help="The other end's trace.")] = None,
         lab: Annotated[str | None, typer.Option(help="The lab, when TRACE names a node.")] = None,
+        node: Annotated[str | None, typer.Option(help="A running lab's node (instead of TRACE).")] = None,
         fmt: Annotated[str, typer.Option("--format", help="text or svg.")] = "text",
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here, not stdout.")] = None,
         conn: Annotated[str | None, typer.Option(help="Connection (local>remote, or a unique part).")] = None,
@@ -34,11 +38,12 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="With --demo: seed of the simulated network.")] = 1,
     ) -> None:
         """The sequence (ladder) diagram of one connection of a trace."""
-        from lab.viz.ladder import render_ladder_svg, render_ladder_text
+        from lab.viz.ladder_svg import render_ladder_svg
+        from lab.viz.ladder_text import render_ladder_text
 
         if fmt not in ("text", "svg", "ladder"):
             cli.fail(f"unknown format {fmt!r}: use text or svg")
-        source, other = _sources(trace, peer, demo, loss, body, seed, lab)
+        source, other = _sources(trace, peer, demo, loss, body, seed, lab, node)
         render = render_ladder_svg if fmt == "svg" else render_ladder_text
         try:
             drawing = render(source, other, conn)
@@ -54,6 +59,7 @@ def register(app: typer.Typer) -> None:
     def plot(
         trace: Annotated[Path | None, typer.Argument(help="A trace file (JSON lines) or a lab node.")] = None,
         lab: Annotated[str | None, typer.Option(help="The lab, when TRACE names a node.")] = None,
+        node: Annotated[str | None, typer.Option(help="A running lab's node (instead of TRACE).")] = None,
         output: Annotated[Path, typer.Option("--output", "-o", help="PNG, SVG or PDF, by extension.")] = Path(
             "tcp.png"
         ),
@@ -70,10 +76,10 @@ def register(app: typer.Typer) -> None:
             from lab.viz import demo_traces
 
             source: TraceSource = demo_traces(seed=seed, body_bytes=body, loss=loss).server
-        elif trace is None:
-            cli.fail("name a trace file (or use --demo)")
+        elif trace is None and node is None:
+            cli.fail("name a trace file or --node NODE (or use --demo)")
         else:
-            source = _node_or_file(trace, lab)
+            source = _node_or_file(trace, lab, node)
         if output.suffix.lower() not in (".png", ".svg", ".pdf"):
             cli.fail(f"{output}: the extension must be .png, .svg or .pdf")
         try:
@@ -96,27 +102,30 @@ def register(app: typer.Typer) -> None:
             cli.stdout.print(str(path), markup=False, highlight=False)
 
 
-def _node_or_file(trace: Path, lab: str | None) -> Path:
+def _node_or_file(trace: Path | None, lab: str | None, node: str | None = None) -> Path:
     from lab.viz.nodes import resolve_trace
 
     try:
-        return resolve_trace(trace, lab)
+        path, note = resolve_trace(trace or Path(), lab, node)
     except ValueError as exc:
         cli.fail(str(exc))
+    if note:
+        cli.stderr.print(f"tcplab: {note}", markup=False, highlight=False, soft_wrap=True)
+    return path
 
 
 def _sources(
     trace: Path | None, peer: Path | None, demo: bool, loss: float, body: int, seed: int,
-    lab: str | None = None,
+    lab: str | None = None, node: str | None = None,
 ) -> tuple[TraceSource, TraceSource | None]:
     if demo:
         from lab.viz import demo_traces
 
         traces = demo_traces(seed=seed, body_bytes=body, loss=loss)
         return traces.client, traces.server
-    if trace is None:
-        cli.fail("name a trace file or a lab node (or use --demo)")
-    path = _node_or_file(trace, lab)
+    if trace is None and node is None:
+        cli.fail("name a trace file or --node NODE (or use --demo)")
+    path = _node_or_file(trace, lab, node)
     if peer is None and path != trace:  # a node: draw the far end from its own trace when it has one
         from lab.viz.nodes import peer_trace_file
 

@@ -33,6 +33,7 @@ class LabState(BaseModel):
 
     lab: str
     topology: str | None = None  # the file it came from, when there was one
+    seed: int = 0  # of the link emulators (`up --seed`), so `attach` plans the same seeds
     created: float = Field(default_factory=time.time)
     namespaces: list[str] = Field(default_factory=list)
     daemons: dict[str, int] = Field(default_factory=dict)  # node -> pid

@@ -1,39 +1,52 @@
 """Resolve a Topology into an immutable LabPlan: every name, address, MTU and route, before any
 kernel object exists. Realisation (lab.kernel.netns) only carries a plan out; it decides nothing.
 
-Addressing (deterministic, so a plan is a pure function of its topology):
-- link i gets 10.1.i.0/24 unless the file gives addresses: endpoint a is .1, endpoint b is .2;
-- stack node k (k-th stack node in file order) answers on its *stack address* 10.2.0.(k+1), which
-  no kernel owns. Its namespace holds tun0, point-to-point, kernel side 10.254.0.(k+1), peer = the
-  stack address; the namespace forwards (ip_forward=1) between its links and tun0. Other nodes
-  reach the stack address via that node's link address as next hop.
+Addressing (deterministic, so a plan is a pure function of its topology). Every lab is dual-stack:
+each IPv4 address below has an IPv6 twin from the ULA range fd00::/8 (RFC 4193), numbered the same
+way, so a topology file needs no edit to get IPv6:
+- link i gets 10.1.i.0/24 and fd00:0:0:i::/64 (i in hex) unless the file gives `addresses` /
+  `addresses6`: endpoint a is .1 / ::1, endpoint b is .2 / ::2 (explicit subnets are skipped);
+- stack node k (k-th stack node in file order) answers on its *stack address* 10.2.0.(k+1) and
+  fd00:0:2::(k+1), which no kernel owns. Its namespace holds tun0, point-to-point, kernel side
+  10.254.0.(k+1) and fd00:0:254::(k+1), peer = the stack address; the namespace forwards (both
+  families) between its links and tun0. Other nodes reach the stack address via that node's link
+  address as next hop.
 Two labs never collide although both use these same numbers: every address lives only inside the
-lab's own namespaces, and nothing of a lab is in the root namespace.
+lab's own namespaces, and nothing of a lab is in the root namespace. (RFC 4193 wants a random
+global ID; a fixed one is fine for addresses that never leave the lab, and keeps plans stable.)
 
-Routes: each node gets one route per subnet it is not attached to and one /32 per other stack
-address, with the next hop on a shortest path (BFS over the node graph, links in file order).
-Routers and stack-node namespaces forward, so multi-hop paths work through either.
+Routes, per family (`routes` IPv4, `routes6` IPv6): each node gets one route per link subnet it is
+not attached to and one host route (/32, /128) per other stack address, with the next hop on a
+shortest path (BFS over the node graph, links in file order). Routers and stack-node namespaces
+forward, so multi-hop paths work through either.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
+from lab.model.container import ContainerPlan
 from lab.model.impairment import Impairment
 from lab.model.names import netns_name
-from lab.model.topology import App, Topology, TopologyError, check_topology
+from lab.model.topology import App, Node, Topology, TopologyError, check_topology
 
 LINK_POOL = ipaddress.IPv4Network("10.1.0.0/16")
 STACK_POOL = ipaddress.IPv4Network("10.2.0.0/24")
 TUN_POOL = ipaddress.IPv4Network("10.254.0.0/24")
+LINK_POOL6 = ipaddress.IPv6Network("fd00::/48")
+STACK_POOL6 = ipaddress.IPv6Network("fd00:0:2::/64")
+TUN_POOL6 = ipaddress.IPv6Network("fd00:0:254::/64")
+LINK_PREFIX6 = 64
 TUN_IFNAME = "tun0"
 
-Kind = Literal["stack", "kernel", "router"]
+Kind = Literal["stack", "kernel", "router", "container"]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -45,13 +58,15 @@ class IfacePlan:
     link: int  # index into LabPlan.links
     peer_node: str
     peer_address: ipaddress.IPv4Address
+    address6: ipaddress.IPv6Interface
+    peer_address6: ipaddress.IPv6Address
     egress: Impairment | None  # what this end's sending direction suffers
 
 
 @dataclass(frozen=True)
 class RoutePlan:
-    dst: ipaddress.IPv4Network
-    gateway: ipaddress.IPv4Address
+    dst: IPNetwork
+    gateway: IPAddress  # of the same family as dst
     dev: str
 
 
@@ -60,6 +75,8 @@ class TunPlan:
     local: ipaddress.IPv4Address  # the kernel's side of tun0
     peer: ipaddress.IPv4Address  # the stack address
     mtu: int
+    local6: ipaddress.IPv6Address  # the kernel's side of tun0, IPv6
+    peer6: ipaddress.IPv6Address  # the stack's IPv6 address
     ifname: str = TUN_IFNAME
 
 
@@ -70,14 +87,21 @@ class NodePlan:
     netns: str
     interfaces: tuple[IfacePlan, ...]
     routes: tuple[RoutePlan, ...]
+    routes6: tuple[RoutePlan, ...]
     tun: TunPlan | None = None
     tcp_config: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
     apps: tuple[App, ...] = ()
+    container: ContainerPlan | None = None  # kind: container (lab.kernel.container)
     offload: bool = False  # the daemon opens tun0 with checksum/TSO offloads
 
     @property
     def stack_address(self) -> ipaddress.IPv4Address | None:
         return self.tun.peer if self.tun else None
+
+    @property
+    def address6(self) -> str | None:
+        """A stack node's IPv6 stack address (what `stack.host.Host(..., address6=)` takes)."""
+        return str(self.tun.peer6) if self.tun else None
 
     def iface(self, ifname: str) -> IfacePlan:
         for iface in self.interfaces:
@@ -102,6 +126,10 @@ class LinkPlan:
     def subnet(self) -> ipaddress.IPv4Network:
         return self.a.address.network
 
+    @property
+    def subnet6(self) -> ipaddress.IPv6Network:
+        return self.a.address6.network
+
 
 @dataclass(frozen=True)
 class LabPlan:
@@ -120,14 +148,21 @@ class LabPlan:
         except KeyError:
             raise KeyError(f"no node {name!r} in lab {self.name}; nodes: {', '.join(self.nodes)}") from None
 
+    def _addressed(self, node: str) -> NodePlan:
+        plan = self.node(node)
+        if plan.tun is None and not plan.interfaces:
+            raise KeyError(f"node {node!r} has no links, so no address")
+        return plan
+
     def address_of(self, node: str) -> ipaddress.IPv4Address:
         """Where apps reach `node`: its stack address, or a kernel/router node's first link address."""
-        plan = self.node(node)
-        if plan.stack_address is not None:
-            return plan.stack_address
-        if not plan.interfaces:
-            raise KeyError(f"node {node!r} has no links, so no address")
-        return plan.interfaces[0].address.ip
+        plan = self._addressed(node)
+        return plan.tun.peer if plan.tun else plan.interfaces[0].address.ip
+
+    def address6_of(self, node: str) -> ipaddress.IPv6Address:
+        """`address_of` for IPv6: the stack's IPv6 address, or the first link's IPv6 address."""
+        plan = self._addressed(node)
+        return plan.tun.peer6 if plan.tun else plan.interfaces[0].address6.ip
 
     def link(self, name: str) -> LinkPlan:
         for link in self.links:
@@ -141,13 +176,11 @@ class LabPlan:
 
     def hosts(self) -> dict[str, str]:
         """Node name -> address apps should target, so a node name works as a host name."""
-        out: dict[str, str] = {}
-        for name in self.nodes:
-            try:
-                out[name] = str(self.address_of(name))
-            except KeyError:
-                continue
-        return out
+        return {n: str(self.address_of(n)) for n, p in self.nodes.items() if p.tun or p.interfaces}
+
+    def hosts6(self) -> dict[str, str]:
+        """`hosts` for IPv6: node name -> the IPv6 address apps should target."""
+        return {n: str(self.address6_of(n)) for n, p in self.nodes.items() if p.tun or p.interfaces}
 
     def daemon_config(self, node: str, run_dir: str) -> dict[str, Any]:
         """The JSON a stack node's daemon reads: who it is, tun0, the stack's settings, its apps."""
@@ -161,10 +194,13 @@ class LabPlan:
             "netns": plan.netns,
             "run_dir": run_dir,
             "stack_address": str(plan.tun.peer),
+            "stack_address6": str(plan.tun.peer6),
             "tun": {
                 "ifname": plan.tun.ifname,
                 "address": str(plan.tun.local),
                 "peer": str(plan.tun.peer),
+                "address6": str(plan.tun.local6),
+                "peer6": str(plan.tun.peer6),
                 "mtu": plan.tun.mtu,
             },
             "mtu": plan.tun.mtu,
@@ -172,6 +208,7 @@ class LabPlan:
             "offload": plan.offload,
             "apps": [app.model_dump() for app in plan.apps],
             "hosts": self.hosts(),
+            "hosts6": self.hosts6(),
         }
 
     def summary(self) -> dict[str, Any]:
@@ -183,8 +220,12 @@ class LabPlan:
                     "kind": n.kind,
                     "netns": n.netns,
                     "address": str(self.address_of(n.name)) if (n.interfaces or n.tun) else None,
+                    "address6": str(self.address6_of(n.name)) if (n.interfaces or n.tun) else None,
                     "interfaces": {i.ifname: str(i.address) for i in n.interfaces},
+                    "interfaces6": {i.ifname: str(i.address6) for i in n.interfaces},
                     "routes": [f"{r.dst} via {r.gateway} dev {r.dev}" for r in n.routes],
+                    "routes6": [f"{r.dst} via {r.gateway} dev {r.dev}" for r in n.routes6],
+                    **({"image": n.container.image} if n.container else {}),
                 }
                 for n in self.nodes.values()
             },
@@ -194,6 +235,7 @@ class LabPlan:
                     "a": f"{link.a.node}:{link.a.ifname}",
                     "b": f"{link.b.node}:{link.b.ifname}",
                     "subnet": str(link.subnet),
+                    "subnet6": str(link.subnet6),
                     "mtu": link.mtu,
                     "a_to_b": link.a.egress.describe() if link.a.egress else "none",
                     "b_to_a": link.b.egress.describe() if link.b.egress else "none",
@@ -203,10 +245,57 @@ class LabPlan:
         }
 
 
-def _auto_subnets(taken: list[ipaddress.IPv4Network]) -> Iterator[ipaddress.IPv4Network]:
-    for subnet in LINK_POOL.subnets(new_prefix=24):
-        if not any(subnet.overlaps(t) for t in taken):
-            yield subnet
+def _link_subnets(
+    topo: Topology, field: Literal["addresses", "addresses6"], pool: IPNetwork, prefix: int,
+    reserved: tuple[IPNetwork, ...],
+) -> list[IPNetwork | None]:
+    """Per link, its automatic subnet of one family, or None where the file gives `field`.
+
+    Given subnets must not overlap each other or the `reserved` pools; automatic ones are the
+    pool's subnets in order, skipping any a given one overlaps."""
+    given: list[IPNetwork] = []
+    for i, link in enumerate(topo.links):
+        addresses = getattr(link, field)
+        if addresses is None:
+            continue
+        net: IPNetwork = addresses[0].network
+        for other in reserved:
+            if net.overlaps(other):
+                raise TopologyError(
+                    f"links[{i}].{field}: {net} overlaps {other}, reserved for stack addresses"
+                )
+        for j, earlier in enumerate(topo.links[:i]):
+            theirs = getattr(earlier, field)
+            if theirs and theirs[0].network.overlaps(net):
+                raise TopologyError(f"links[{i}].{field}: {net} overlaps links[{j}].{field}")
+        given.append(net)
+    free = (s for s in pool.subnets(new_prefix=prefix) if not any(s.overlaps(g) for g in given))
+    out: list[IPNetwork | None] = []
+    for i, link in enumerate(topo.links):
+        if getattr(link, field) is not None:
+            out.append(None)
+            continue
+        subnet = next(free, None)
+        if subnet is None:
+            raise TopologyError(f"links[{i}]: no free subnet left in {pool}")
+        out.append(subnet)
+    return out
+
+
+def _stack_addresses(
+    topo: Topology, field: Literal["address", "address6"], pool: IPNetwork
+) -> dict[str, IPAddress]:
+    """Stack node -> its stack address of one family: given in the file, else the pool's next free one."""
+    used = {getattr(n, field) for n in topo.nodes.values() if getattr(n, field) is not None}
+    free = (h for h in pool.hosts() if h not in used)
+    out: dict[str, IPAddress] = {}
+    for name, node in topo.nodes.items():
+        if node.kind == "stack":
+            address = getattr(node, field) or next(free, None)
+            if address is None:
+                raise TopologyError(f"nodes.{name}: no free stack address left in {pool}")
+            out[name] = address
+    return out
 
 
 def _interface_names(topo: Topology) -> list[tuple[str, str]]:
@@ -263,23 +352,39 @@ def _first_hops(topo: Topology, source: str) -> dict[str, _Hop]:
     return hops
 
 
+def _routes(
+    name: str, faces: list[IfacePlan], links: list[LinkPlan], stack: dict[str, IPNetwork],
+    first: dict[str, _Hop], family: int,
+) -> tuple[RoutePlan, ...]:
+    """`name`'s routes of one family: to every link subnet it is not on, then to every other stack
+    address (`stack`: node -> host network), via the first hop of a shortest path."""
+    own = {f.link for f in faces}
+
+    def route(dst: IPNetwork, target: str) -> RoutePlan:
+        mine = next(f for f in faces if f.link == first[target].link)
+        return RoutePlan(dst, mine.peer_address if family == 4 else mine.peer_address6, mine.ifname)
+
+    routes: list[RoutePlan] = []
+    for lp in links:
+        reachable = [n for n in (lp.a.node, lp.b.node) if n in first]
+        if lp.index not in own and reachable:
+            target = min(reachable, key=lambda n: first[n].distance)
+            routes.append(route(lp.subnet if family == 4 else lp.subnet6, target))
+    routes += [route(dst, other) for other, dst in stack.items() if other != name and other in first]
+    return tuple(routes)
+
+
+def _container_plan(node: Node) -> ContainerPlan | None:
+    if node.kind != "container" or node.image is None:
+        return None
+    return ContainerPlan(node.image, node.command, MappingProxyType(dict(node.env)), node.ports, node.binds)
+
+
 def build_plan(topo: Topology, seed: int = 0) -> LabPlan:
     """Resolve names, addresses and routes; raise TopologyError if the topology cannot be laid out."""
     check_topology(topo)
-    explicit = [link.addresses[0].network for link in topo.links if link.addresses]
-    for i, link in enumerate(topo.links):
-        if link.addresses is None:
-            continue
-        net = link.addresses[0].network
-        for pool in (STACK_POOL, TUN_POOL):
-            if net.overlaps(pool):
-                raise TopologyError(
-                    f"links[{i}].addresses: {net} overlaps {pool}, reserved for stack addresses"
-                )
-        for j, earlier in enumerate(topo.links[:i]):
-            if earlier.addresses and earlier.addresses[0].network.overlaps(net):
-                raise TopologyError(f"links[{i}].addresses: {net} overlaps links[{j}].addresses")
-    auto = _auto_subnets(explicit)
+    subnets = _link_subnets(topo, "addresses", LINK_POOL, 24, (STACK_POOL, TUN_POOL))
+    subnets6 = _link_subnets(topo, "addresses6", LINK_POOL6, LINK_PREFIX6, (STACK_POOL6, TUN_POOL6))
 
     ifnames = _interface_names(topo)
     faces: dict[str, list[IfacePlan]] = {n: [] for n in topo.nodes}
@@ -288,77 +393,65 @@ def build_plan(topo: Topology, seed: int = 0) -> LabPlan:
         if link.addresses:
             addr_a, addr_b = link.addresses
         else:
-            try:
-                subnet = next(auto)
-            except StopIteration:
-                raise TopologyError(f"links[{i}]: no free subnet left in {LINK_POOL}") from None
-            addr_a = ipaddress.IPv4Interface(f"{subnet[1]}/{subnet.prefixlen}")
-            addr_b = ipaddress.IPv4Interface(f"{subnet[2]}/{subnet.prefixlen}")
+            net = subnets[i]
+            assert net is not None
+            addr_a = ipaddress.IPv4Interface(f"{net[1]}/{net.prefixlen}")
+            addr_b = ipaddress.IPv4Interface(f"{net[2]}/{net.prefixlen}")
+        if link.addresses6:
+            addr6_a, addr6_b = link.addresses6
+        else:
+            net = subnets6[i]
+            assert net is not None
+            addr6_a = ipaddress.IPv6Interface(f"{net[1]}/{net.prefixlen}")
+            addr6_b = ipaddress.IPv6Interface(f"{net[2]}/{net.prefixlen}")
         mtu = link.mtu or topo.defaults.mtu
         imp = link.impairments or topo.defaults.impairments
         a_node, b_node = link.node(0), link.node(1)
         end_a = IfacePlan(
-            a_node, ifnames[i][0], addr_a, mtu, i, b_node, addr_b.ip, imp.direction(True) if imp else None
+            a_node, ifnames[i][0], addr_a, mtu, i, b_node, addr_b.ip, addr6_a, addr6_b.ip,
+            imp.direction(True) if imp else None,
         )
         end_b = IfacePlan(
-            b_node, ifnames[i][1], addr_b, mtu, i, a_node, addr_a.ip, imp.direction(False) if imp else None
+            b_node, ifnames[i][1], addr_b, mtu, i, a_node, addr_a.ip, addr6_b, addr6_a.ip,
+            imp.direction(False) if imp else None,
         )
         faces[a_node].append(end_a)
         faces[b_node].append(end_b)
         links.append(LinkPlan(i, end_a, end_b, mtu))
 
     # Stack addresses and tun0.
+    stack4 = _stack_addresses(topo, "address", STACK_POOL)
+    stack6 = _stack_addresses(topo, "address6", STACK_POOL6)
     tuns: dict[str, TunPlan] = {}
-    stack_hosts = list(STACK_POOL.hosts())
-    used_stack = {n.address for n in topo.nodes.values() if n.address is not None}
-    for name, node in topo.nodes.items():
-        if node.kind != "stack":
-            continue
-        k = len(tuns)
+    for k, name in enumerate(stack4):
         if k >= 254:
             raise TopologyError(f"nodes.{name}: at most 254 stack nodes per lab")
-        address = node.address
-        if address is None:
-            address = next(h for h in stack_hosts if h not in used_stack)
-            used_stack.add(address)
+        node = topo.nodes[name]
         settings = node.stack.merged_over(topo.defaults.stack) if node.stack else topo.defaults.stack
-        link_mtu = min((f.mtu for f in faces[name]), default=topo.defaults.mtu)
-        mtu = link_mtu
+        mtu = min((f.mtu for f in faces[name]), default=topo.defaults.mtu)
         if settings is not None and settings.mtu is not None:
             mtu = settings.mtu
         elif settings is not None and settings.mss is not None:
             mtu = settings.mss + 40
-        tuns[name] = TunPlan(local=TUN_POOL[k + 1], peer=address, mtu=mtu)
+        tuns[name] = TunPlan(
+            local=TUN_POOL[k + 1], peer=ipaddress.IPv4Address(stack4[name]), mtu=mtu,
+            local6=TUN_POOL6[k + 1], peer6=ipaddress.IPv6Address(stack6[name]),
+        )
 
-    all_addresses = [f.address.ip for fs in faces.values() for f in fs] + [t.peer for t in tuns.values()]
+    all_addresses: list[IPAddress] = [t.peer for t in tuns.values()] + [t.peer6 for t in tuns.values()]
+    all_addresses += [a for fs in faces.values() for f in fs for a in (f.address.ip, f.address6.ip)]
     if len(set(all_addresses)) != len(all_addresses):
         raise TopologyError("two interfaces or stack addresses share one address")
+    for name, tun in tuns.items():
+        for subnet in [lp.subnet6 for lp in links] + [TUN_POOL6]:
+            if tun.peer6 in subnet:  # it would be on a link, not behind tun0
+                raise TopologyError(f"nodes.{name}.address6: {tun.peer6} is inside {subnet} (links, tun0)")
 
+    host4: dict[str, IPNetwork] = {n: ipaddress.IPv4Network(f"{t.peer}/32") for n, t in tuns.items()}
+    host6: dict[str, IPNetwork] = {n: ipaddress.IPv6Network(f"{t.peer6}/128") for n, t in tuns.items()}
     nodes: dict[str, NodePlan] = {}
     for name, node in topo.nodes.items():
-        own = {f.link for f in faces[name]}
         first = _first_hops(topo, name)
-        routes: list[RoutePlan] = []
-
-        def via(target: str, name: str = name, first: dict[str, _Hop] = first) -> tuple[str, str]:
-            mine = next(f for f in faces[name] if f.link == first[target].link)
-            return str(mine.peer_address), mine.ifname
-
-        for lp in links:
-            if lp.index in own:
-                continue
-            reachable = [n for n in (lp.a.node, lp.b.node) if n in first]
-            if not reachable:
-                continue
-            target = min(reachable, key=lambda n: first[n].distance)
-            gw, dev = via(target)
-            routes.append(RoutePlan(lp.subnet, ipaddress.IPv4Address(gw), dev))
-        for other, tun in tuns.items():
-            if other == name or other not in first:
-                continue
-            gw, dev = via(other)
-            routes.append(RoutePlan(ipaddress.IPv4Network(f"{tun.peer}/32"), ipaddress.IPv4Address(gw), dev))
-
         tcp_config: dict[str, object] = {}
         offload = False
         if name in tuns:
@@ -370,10 +463,12 @@ def build_plan(topo: Topology, seed: int = 0) -> LabPlan:
             kind=node.kind,
             netns=netns_name(topo.name, name),
             interfaces=tuple(faces[name]),
-            routes=tuple(routes),
+            routes=_routes(name, faces[name], links, host4, first, 4),
+            routes6=_routes(name, faces[name], links, host6, first, 6),
             tun=tuns.get(name),
             tcp_config=MappingProxyType(tcp_config),
             apps=node.apps,
+            container=_container_plan(node),
             offload=offload,
         )
     return LabPlan(name=topo.name, nodes=MappingProxyType(nodes), links=tuple(links), seed=seed)

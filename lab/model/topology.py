@@ -32,6 +32,7 @@ RESERVED_IFNAMES = frozenset({"lo", "tun0"})
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 Mtu = Annotated[int, Field(ge=576, le=65535)]
+Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
 class TopologyError(ValueError):
@@ -112,11 +113,38 @@ class App(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+Port = Annotated[int, Field(ge=1, le=65535)]
+Bind = Annotated[str, Field(pattern=r"^[^:]+:/[^:]*(:(ro|rw))?$")]  # SRC:/DST[:ro|rw]
+CONTAINER_FIELDS = ("image", "command", "env", "ports", "binds")
+
+
 class Node(_Strict):
-    kind: Literal["stack", "kernel", "router"]
+    kind: Literal["stack", "kernel", "router", "container"]
     apps: tuple[App, ...] = ()
     stack: StackSettings | None = None
     address: ipaddress.IPv4Address | None = None  # a stack node's stack address (else automatic)
+    address6: ipaddress.IPv6Address | None = None  # its IPv6 twin (else automatic)
+    # kind: container (lab.kernel.container): a local image run with its own command; ports are where it
+    # listens (`up` waits for them; nothing is published to the host).
+    image: str | None = None
+    command: str | tuple[str, ...] | None = None
+    env: dict[str, Annotated[str, BeforeValidator(str)]] = Field(default_factory=dict)
+    ports: tuple[Port, ...] = ()
+    binds: tuple[Bind, ...] = ()
+
+    @field_validator("address6")
+    @classmethod
+    def _unicast6(cls, address: ipaddress.IPv6Address | None) -> ipaddress.IPv6Address | None:
+        if address is not None:
+            _check_unicast6(address)
+        return address
+
+
+def _check_unicast6(address: ipaddress.IPv6Address) -> None:
+    """Lab addresses are global or ULA unicast: link-local ones are the kernel's own (every
+    interface makes one), and multicast, loopback and :: are not interface addresses."""
+    if address.is_link_local or address.is_multicast or address.is_loopback or address.is_unspecified:
+        raise ValueError(f"{address} is not a unicast address a link can use: write e.g. fd00:10::1")
 
 
 class LinkImpairments(_Strict):
@@ -139,6 +167,7 @@ class LinkImpairments(_Strict):
 class Link(_Strict):
     endpoints: tuple[str, str]  # "node" or "node:ifname"
     addresses: tuple[ipaddress.IPv4Interface, ipaddress.IPv4Interface] | None = None
+    addresses6: tuple[ipaddress.IPv6Interface, ipaddress.IPv6Interface] | None = None
     mtu: Mtu | None = None
     impairments: LinkImpairments | None = None
 
@@ -156,19 +185,21 @@ class Link(_Strict):
                 )
         return endpoints
 
-    @field_validator("addresses")
+    @field_validator("addresses", "addresses6")
     @classmethod
-    def _same_subnet(
-        cls, addrs: tuple[ipaddress.IPv4Interface, ipaddress.IPv4Interface] | None
-    ) -> tuple[ipaddress.IPv4Interface, ipaddress.IPv4Interface] | None:
+    def _same_subnet(cls, addrs: tuple[Interface, Interface] | None) -> tuple[Interface, Interface] | None:
         if addrs is not None:
             a, b = addrs
+            v4 = a.version == 4
             if a.network != b.network:
-                raise ValueError(f"{a} and {b} are not in one subnet: write e.g. 10.0.0.1/24, 10.0.0.2/24")
+                example = "10.0.0.1/24, 10.0.0.2/24" if v4 else "fd00:10::1/64, fd00:10::2/64"
+                raise ValueError(f"{a} and {b} are not in one subnet: write e.g. {example}")
             if a.ip == b.ip:
                 raise ValueError(f"both ends have the address {a.ip}")
-            if a.network.prefixlen > 30:
-                raise ValueError(f"{a}: a link subnet needs a prefix of /30 or shorter")
+            if a.network.prefixlen > (30 if v4 else 127):  # IPv6 point-to-point /127: RFC 6164
+                raise ValueError(f"{a}: a link subnet needs a prefix of /{30 if v4 else 127} or shorter")
+            if isinstance(a.ip, ipaddress.IPv6Address):
+                _check_unicast6(a.ip)
         return addrs
 
     def node(self, end: int) -> str:
@@ -230,6 +261,31 @@ def _direction_problems(path: str, imp: LinkImpairments | None) -> list[tuple[st
     return out
 
 
+def _app_problems(name: str, node: Node) -> list[tuple[str, str]]:
+    from lab.node.apps.registry import server_problem  # the apps' own option models
+
+    return [
+        (f"nodes.{name}.apps[{i}]", problem)
+        for i, app in enumerate(node.apps)
+        if (problem := server_problem(app.name, app.options)) is not None
+    ]
+
+
+def _container_problems(name: str, node: Node) -> list[tuple[str, str]]:
+    if node.kind != "container":
+        return [
+            (f"nodes.{name}.{key}", f"only container nodes take {key}, not kind: {node.kind}")
+            for key in CONTAINER_FIELDS
+            if key in node.model_fields_set
+        ]
+    out = []
+    if not node.image:
+        out.append((f"nodes.{name}.image", "a container node needs an image, present locally"))
+    if node.apps:
+        out.append((f"nodes.{name}.apps", "a container runs its own command: give it `command`"))
+    return out
+
+
 def _problems(topo: Topology) -> list[tuple[str, str]]:
     """Cross-references pydantic cannot see: (field path, message) pairs."""
     out: list[tuple[str, str]] = []
@@ -238,8 +294,12 @@ def _problems(topo: Topology) -> list[tuple[str, str]]:
             out.append((f"nodes.{name}.stack", f"stack settings apply only to kind: stack, not {node.kind}"))
         if node.kind != "stack" and node.address is not None:
             out.append((f"nodes.{name}.address", "only stack nodes take an address (their stack's)"))
+        if node.kind != "stack" and node.address6 is not None:
+            out.append((f"nodes.{name}.address6", "only stack nodes take an address6 (their stack's)"))
         if node.kind == "router" and node.apps:
             out.append((f"nodes.{name}.apps", "routers only forward: put apps on a stack or kernel node"))
+        out += _container_problems(name, node)
+        out += _app_problems(name, node)
     out += _direction_problems("defaults.impairments", topo.defaults.impairments)
     seen_ifnames: dict[tuple[str, str], int] = {}
     for i, link in enumerate(topo.links):

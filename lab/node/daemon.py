@@ -12,11 +12,14 @@ The config file (written by the lab from `LabPlan.daemon_config`) holds:
 
     node, lab               names (for status)
     stack_address           the host's address (the peer of tun0)
-    tun                     {ifname, address (kernel side), peer (= stack_address), mtu}
+    stack_address6          its IPv6 address (the IPv6 peer of tun0)
+    tun                     {ifname, address (kernel side), peer (= stack_address), address6,
+                            peer6 (= stack_address6), mtu}
     tcp_config              `stack.config.TcpConfig` fields (mtu, msl, congestion_control, ...)
     offload (optional)      true: tun0 with checksum/TSO offloads (`stack.tundev`), false by default
     apps                    [{name, options}] server apps started at boot
     hosts                   {node name: address}, so apps and scripts can name nodes
+    hosts6                  {node name: IPv6 address}, the same for IPv6
     trace_files (optional)  {"jsonl": bool, "pcap": bool, "ring": bool}, all true by default (they
                             cost speed). "ring" is the in-memory ring the `trace` op reads: with all
                             three off the host's trace has no sink, so no event is even built (the
@@ -38,11 +41,13 @@ import asyncio
 import contextlib
 import cProfile
 import ctypes
+import inspect
 import json
 import logging
 import os
 import random
 import signal
+import socket
 import sys
 import threading
 import time
@@ -105,6 +110,13 @@ class TunSettings:
     address: str  # the kernel's side
     peer: str  # the stack's address
     mtu: int
+    address6: str | None = None  # the kernel's side, IPv6
+    peer6: str | None = None  # the stack's IPv6 address
+
+
+def stack_speaks_ipv6() -> bool:
+    """Whether this tree's `stack.host.Host` takes an IPv6 address (`address6=`)."""
+    return "address6" in inspect.signature(Host).parameters
 
 
 def configure_tun(tun: TunSettings) -> None:
@@ -124,9 +136,15 @@ def configure_tun(tun: TunSettings) -> None:
         if tun.address not in have:
             ipr.addr("add", index=idx, local=tun.address, address=tun.peer, prefixlen=32)
         ipr.link("set", index=idx, state="up")
-    # The stack speaks IPv4 only: keep the kernel's IPv6 chatter (router solicitations) off tun0.
-    with contextlib.suppress(OSError):
-        Path(f"/proc/sys/net/ipv6/conf/{tun.ifname}/disable_ipv6").write_text("1")
+        if tun.address6 and tun.peer6 and stack_speaks_ipv6():
+            have6 = {a.get_attr("IFA_LOCAL") for a in ipr.get_addr(index=idx, family=socket.AF_INET6)}
+            if tun.address6 not in have6:  # after up, as lab.kernel.netns.create_tun says; IFA_F_NODAD
+                ipr.addr("add", index=idx, local=tun.address6, address=tun.peer6, prefixlen=128, flags=0x02)
+    if not (tun.address6 and stack_speaks_ipv6()):
+        # A stack without IPv6: keep the kernel's IPv6 chatter (router solicitations, MLD) off
+        # tun0; the lab's IPv6 route to the stack address goes with it, so senders get unreachable.
+        with contextlib.suppress(OSError):
+            Path(f"/proc/sys/net/ipv6/conf/{tun.ifname}/disable_ipv6").write_text("1")
 
 
 # -- trace ring --------------------------------------------------------------------------------
@@ -222,11 +240,14 @@ class NodeDaemon:
                 address=str(tun["address"]),
                 peer=str(tun.get("peer", self.address)),
                 mtu=int(tun.get("mtu", config.get("mtu", 1500))),
+                address6=str(tun["address6"]) if tun.get("address6") else None,
+                peer6=str(tun["peer6"]) if tun.get("peer6") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise DaemonError(f"config: missing or bad field {exc}") from None
         self.tcp_config = tcp_config_from(dict(config.get("tcp_config") or {"mtu": self.tun.mtu}))
         self.names: dict[str, str] = {str(k): str(v) for k, v in (config.get("hosts") or {}).items()}
+        self.names6: dict[str, str] = {str(k): str(v) for k, v in (config.get("hosts6") or {}).items()}
         self.boot_apps: list[dict[str, Any]] = list(config.get("apps") or [])
         self.offload = bool(config.get("offload", False))
         files = config.get("trace_files") or {}
@@ -258,7 +279,8 @@ class NodeDaemon:
             sinks.append(PcapSink(pcap, time_offset=time.time() - loop.time(), batch=TRACE_BATCH))
         self.trace = Trace(sinks)
         self.host = Host(self.address, config=self.tcp_config, trace=self.trace, rng=random.Random(),
-                         isn_key=os.urandom(16), offload=self.offload)
+                         isn_key=os.urandom(16), address6=self.config.get("stack_address6") or None,
+                         offload=self.offload)
         self.driver = TunDriver(self.tun.ifname, self.host, loop)
         try:
             self.driver.start()
@@ -267,7 +289,7 @@ class NodeDaemon:
         # pyroute2's blocking API runs an asyncio loop of its own: give it a thread (threads
         # started after enter_netns are in the node's namespace too).
         await loop.run_in_executor(None, configure_tun, self.tun)
-        self.stack = Stack(self.driver.runtime, names=self.names)
+        self.stack = Stack(self.driver.runtime, names=self.names, names6=self.names6)
         for app in self.boot_apps:
             try:
                 args = AppArgs.model_validate(app)

@@ -66,7 +66,10 @@ def serve(servers: dict[str, int]) -> None:
         tasks = []
         for name, port in servers.items():
             spec = registry.get(name)
-            tasks.append(asyncio.create_task(spec.run(net, spec.parse({"port": port}))))
+            # "": every address of both families (asyncio opens one socket per family; "::"
+            # alone would be IPv6 only, as asyncio sets IPV6_V6ONLY).
+            options = spec.parse({"port": port, "host": ""})
+            tasks.append(asyncio.create_task(spec.run(net, options)))
         for _ in range(20):
             await asyncio.sleep(0.01)
         failed = [t for t in tasks if t.done()]

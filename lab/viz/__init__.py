@@ -2,7 +2,8 @@
 
 - `lab.viz.load`: read a trace (JSON lines or a MemorySink) and pick one connection, numbered
   relative to its ISNs.
-- `lab.viz.ladder`: `render_ladder_text(...)` and `render_ladder_svg(...)`, the sequence diagram.
+- `lab.viz.ladder`: the sequence diagram's model, `build_ladder(...)`; drawn by
+  `lab.viz.ladder_text.render_ladder_text(...)` and `lab.viz.ladder_svg.render_ladder_svg(...)`.
 - `lab.viz.plot`: `plot_connection(...)`, cwnd / ssthresh / srtt / bytes in flight over time.
 - `demo_traces()`: both ends' traces of the exchange `tcplab demo --sim` makes (no root needed).
 """

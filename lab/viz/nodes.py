@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from stack.trace import split_conn_id
+
 
 def node_trace_file(node: str, lab: str | None = None) -> Path:
     """DIR/NODE.trace.jsonl of the named (or only running) lab; ValueError if there is none."""
@@ -32,7 +34,7 @@ def peer_trace_file(trace: Path) -> Path | None:
         for line in f:
             if '"StateChange"' in line:
                 conn = json.loads(line)["conn"]
-                remote_ip = conn.split(">")[1].rsplit(":", 1)[0]
+                remote_ip = split_conn_id(conn)[1][0]  # "[fd00::2]:80" -> "fd00::2"
                 break
     if remote_ip is None:
         return None
@@ -41,17 +43,35 @@ def peer_trace_file(trace: Path) -> Path | None:
             data = json.loads(cfg.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict) and data.get("stack_address") == remote_ip:
+        if isinstance(data, dict) and remote_ip in (data.get("stack_address"), data.get("stack_address6")):
             other = trace.parent / f"{data.get('node')}.trace.jsonl"
             if other.exists() and other != trace:
                 return other
     return None
 
 
-def resolve_trace(arg: Path, lab: str | None) -> Path:
-    """A trace file as given, or the trace of the lab node named by `arg`."""
+def resolve_trace(arg: Path, lab: str | None, node: str | None = None) -> tuple[Path, str | None]:
+    """The trace to draw, and a note for the user when a name could mean two things.
+
+    `node` (the --node option) always means a lab node. Otherwise a regular file is a trace file;
+    anything else that looks like a name (no suffix, no slash) is a node of the running lab, even
+    when a directory of that name is here (`stack/` in this repository, `stack` in interop.yaml).
+    """
+    if node is not None:
+        return node_trace_file(node, lab), None
+    if arg.is_file():
+        return arg, None
+    if not arg.suffix and "/" not in str(arg):
+        try:
+            path = node_trace_file(str(arg), lab)
+        except ValueError as exc:
+            if arg.exists():
+                raise ValueError(f"{arg} is a directory, not a trace file, nor a running lab's node") from exc
+            raise
+        note = None
+        if arg.exists():
+            note = f"{arg}: drawing node {arg} of the running lab, not the directory ./{arg} (--node says so)"
+        return path, note
     if arg.exists():
-        return arg
-    if arg.suffix or "/" in str(arg):
-        raise ValueError(f"no trace file {arg}")
-    return node_trace_file(str(arg), lab)
+        raise ValueError(f"{arg} is a directory, not a trace file")
+    raise ValueError(f"no trace file {arg}")

@@ -5,11 +5,14 @@ on the network's `VirtualTimeLoop`; nodes are joined by pairs of seeded one-way 
 random is derived from the network seed and names (never from creation order or the clock), so one
 seed always gives the same packet timeline, and a failing seed replays.
 
-Routing is by IPv4 destination address (octets 16..19 of the header): a node sends a packet to the
-neighbour that owns the destination if there is one, else along a route set with `route()` (for
-that destination, then the default). Routers have no stack: they decrement the TTL (dropping at
-zero), forward, and answer a too-big packet with DF set with ICMP "fragmentation needed" carrying
-the link's MTU (RFC 1191), which is how Path MTU Discovery is tested over a stack-router-stack chain.
+Routing is by destination address, IPv4 (octets 16..19 of the header) or IPv6 (octets 24..39): a
+node sends a packet to the neighbour that owns the destination if there is one, else along a route
+set with `route()` (for that destination, then the default, one default for both families). A host
+may have an IPv6 address beside its IPv4 one (`add_host(..., address6=...)`); links carry and
+impair both families alike. Routers have no stack: they decrement the TTL or hop limit (dropping at
+zero), forward, and answer a too-big packet with ICMP: "fragmentation needed" with the link's MTU
+for IPv4 with DF set (RFC 1191), Packet Too Big for IPv6, which routers never fragment (RFC 8200
+section 5, RFC 8201). That is how Path MTU Discovery is tested over a stack-router-stack chain.
 
 A host added with `offload=True` runs in the TUN driver's offload mode (virtio-net headers, TSO
 super-segments, checksums left to the device): the network models the sending device, cutting
@@ -30,13 +33,14 @@ from stack.checksum import internet_checksum
 from stack.config import TcpConfig
 from stack.driver import StackRuntime
 from stack.errors import ParseError
+from stack.inet import canonical, is_ipv6, pack, unpack
 from stack.sim.link import Link, LinkProfile
 from stack.sim.loop import VirtualTimeLoop, close_loop, new_loop
 from stack.sim.loop import run as run_on_loop
 from stack.trace import Trace
-from stack.wire import vnet
+from stack.wire import icmpv6, ipv6, vnet
 from stack.wire.icmp import build_icmp, frag_needed
-from stack.wire.ipv4 import PROTO_ICMP, IPv4Packet, build_ipv4, pack_addr, unpack_addr
+from stack.wire.ipv4 import PROTO_ICMP, IPv4Packet, build_ipv4, unpack_addr
 
 if TYPE_CHECKING:
     from stack.host import Host
@@ -44,13 +48,16 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 
 HostFactory = Callable[..., "Host"]
-"""Called as factory(address, config=..., trace=..., rng=..., isn_key=...), like Host itself."""
+"""Called as factory(address, config=..., trace=..., rng=..., isn_key=...), like Host itself, and
+with address6=... too when the host has an IPv6 address."""
 
 Tap = Callable[[float, str, str, bytes], None]
 """Called as tap(time, from_node, to_node, packet) for every packet a link delivers."""
 
-# Source address of ICMP errors from a router given no address (TEST-NET-1, RFC 5737).
+# Source address of ICMP errors from a router given no address of the family (TEST-NET-1,
+# RFC 5737; the IPv6 documentation prefix, RFC 3849).
 ANONYMOUS_ROUTER_ADDRESS = "192.0.2.1"
+ANONYMOUS_ROUTER_ADDRESS6 = "2001:db8::1"
 _ICMP_ERROR_TYPES = frozenset({3, 4, 5, 11, 12})  # never answer an ICMP error (RFC 1812 4.3.2.7)
 _DF = 0x40  # in octet 6 of the IPv4 header
 
@@ -73,15 +80,22 @@ class Node:
 
     @property
     def error_source(self) -> str:
-        return self.addresses[0] if self.addresses else ANONYMOUS_ROUTER_ADDRESS
+        return next((a for a in self.addresses if not is_ipv6(a)), ANONYMOUS_ROUTER_ADDRESS)
+
+    @property
+    def error_source6(self) -> str:
+        return next((a for a in self.addresses if is_ipv6(a)), ANONYMOUS_ROUTER_ADDRESS6)
 
 
 class SimNode(Node):
     """A node running the stack: `host` is the sans-I/O core, `runtime` drives it on the loop."""
 
-    def __init__(self, name: str, address: str, host: Host, runtime: StackRuntime) -> None:
-        super().__init__(name, (address,))
+    def __init__(
+        self, name: str, address: str, host: Host, runtime: StackRuntime, address6: str | None = None
+    ) -> None:
+        super().__init__(name, (address,) if address6 is None else (address, address6))
         self.address = address
+        self.address6 = address6
         self.host = host
         self.runtime = runtime
         self.offload = False  # the host speaks virtio-net frames (TSO modelled at its device)
@@ -141,29 +155,40 @@ class Network:
         config: TcpConfig | None = None,
         trace: Trace | None = None,
         host_factory: HostFactory | None = None,
+        address6: str | None = None,
         offload: bool = False,
     ) -> SimNode:
-        self._check_new(name, (address,))
+        """A host running the stack at `address` (IPv4) and, if given, `address6` (IPv6)."""
+        if address6 is not None:
+            address6 = canonical(address6)
+            if not is_ipv6(address6):
+                raise ValueError(f"address6 of {name!r} must be an IPv6 address, got {address6!r}")
+        self._check_new(name, (address,) if address6 is None else (address, address6))
         factory = _default_host_factory() if host_factory is None else host_factory
+        extra: dict[str, Any] = {} if address6 is None else {"address6": address6}
+        if offload:
+            extra["offload"] = True
         host = factory(
             address,
             config=config,
             trace=trace,
             rng=random.Random(f"{self.seed}:{name}:rng"),
             isn_key=hashlib.sha256(f"{self.seed}:{name}:isn".encode()).digest(),
-            **({"offload": True} if offload else {}),
+            **extra,
         )
         if offload:
             runtime = StackRuntime(host, self.loop, lambda frame: self._transmit_device(node, frame))
         else:
             runtime = StackRuntime(host, self.loop, lambda packet: self._transmit(node, packet))
-        node = SimNode(name, address, host, runtime)
+        node = SimNode(name, address, host, runtime, address6)
         node.offload = offload
         self._register(node)
         return node
 
     def add_router(self, name: str, *addresses: str) -> RouterNode:
-        """A forwarding node; its addresses (optional) are the source of its ICMP errors."""
+        """A forwarding node; its addresses (optional, either family) are the source of its ICMP
+        errors."""
+        addresses = tuple(canonical(a) for a in addresses)
         self._check_new(name, addresses)
         node = RouterNode(name, addresses)
         self._register(node)
@@ -194,7 +219,7 @@ class Network:
         if to is None:
             n.default_via = via
         else:
-            n.routes[pack_addr(to)] = via
+            n.routes[pack(canonical(to))] = via
 
     # --- lookup and running ---------------------------------------------------------------
 
@@ -252,14 +277,14 @@ class Network:
         if name in self._nodes:
             raise ValueError(f"a node named {name!r} already exists")
         for address in addresses:
-            owner = self._owner.get(pack_addr(address))
+            owner = self._owner.get(pack(address))
             if owner is not None:
                 raise ValueError(f"address {address} already belongs to {owner!r}")
 
     def _register(self, node: Node) -> None:
         self._nodes[node.name] = node
         for address in node.addresses:
-            self._owner[pack_addr(address)] = node.name
+            self._owner[pack(address)] = node.name
 
     def _make_link(self, src: Node, dst: Node, profile: LinkProfile) -> Link:
         # Seeded by the endpoint names, so adding or reordering other links changes nothing here.
@@ -285,10 +310,10 @@ class Network:
             self._transmit(node, packet)
 
     def _transmit(self, node: Node, packet: bytes) -> None:
-        if len(packet) < 20:
+        dst = destination(packet)
+        if dst is None:
             self.stats["malformed"] += 1
             return
-        dst = packet[16:20]
         if self._owner.get(dst) == node.name:
             # Addressed to itself: loop back, after the current pump has finished.
             self.loop.call_soon(self._arrive, node, node, packet)
@@ -315,18 +340,22 @@ class Network:
             self._forward(dst, packet)
 
     def _forward(self, router: Node, packet: bytes) -> None:
-        if self._owner.get(packet[16:20]) == router.name:
+        if self._owner.get(destination(packet) or b"") == router.name:
             self.stats["to_router"] += 1  # routers run no services
             return
-        if packet[8] <= 1:
+        v6 = packet[0] >> 4 == 6
+        if packet[7 if v6 else 8] <= 1:
             self.stats["ttl_expired"] += 1
             return
         self.stats["forwarded"] += 1
-        self._transmit(router, decrement_ttl(packet))
+        self._transmit(router, ipv6.decrement_hop_limit(packet) if v6 else decrement_ttl(packet))
 
     def _too_big(self, node: Node, link: Link, packet: bytes) -> None:
         mtu = link.profile.mtu
-        if mtu is None or len(packet) < 20:
+        if mtu is None or destination(packet) is None:
+            return
+        if packet[0] >> 4 == 6:
+            self._packet_too_big(node, mtu, packet)
             return
         if not packet[6] & _DF:
             self.stats["too_big_dropped"] += 1  # fragmentation is not simulated
@@ -348,6 +377,31 @@ class Network:
         )
         # Deferred: too-big is reported from inside the sender's pump, which must not be re-entered.
         self.loop.call_soon(self._transmit, node, error)
+
+    def _packet_too_big(self, node: Node, mtu: int, packet: bytes) -> None:
+        """RFC 8200 section 5: an IPv6 router never fragments; it answers Packet Too Big (RFC 4443
+        3.2), except to an ICMPv6 error (RFC 4443 2.4 (e))."""
+        if packet[6] == ipv6.NH_ICMPV6 and len(packet) > ipv6.HEADER_LEN and packet[ipv6.HEADER_LEN] < 128:
+            self.stats["too_big_dropped"] += 1
+            return
+        self.stats["packet_too_big"] += 1
+        src, dst = pack(node.error_source6), packet[8:24]
+        body = icmpv6.build_icmpv6(icmpv6.packet_too_big(mtu, packet), src, dst)
+        error = ipv6.build_ipv6(
+            ipv6.IPv6Packet(node.error_source6, unpack(dst), ipv6.NH_ICMPV6, body)
+        )
+        self.loop.call_soon(self._transmit, node, error)
+
+
+def destination(packet: bytes) -> bytes | None:
+    """The packed destination address of an IPv4 or IPv6 packet, None if it is too short for
+    its version's header (or of neither version)."""
+    version = packet[0] >> 4 if packet else 0
+    if version == 4 and len(packet) >= 20:
+        return packet[16:20]
+    if version == 6 and len(packet) >= ipv6.HEADER_LEN:
+        return packet[24:40]
+    return None
 
 
 def decrement_ttl(packet: bytes) -> bytes:

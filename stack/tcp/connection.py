@@ -15,13 +15,15 @@ the table of stack.tcp.transitions.
 from __future__ import annotations
 
 from stack import seq
+from stack.inet import endpoint
 from stack.tcp import congestion
+from stack.tcp.counters import ChallengeAckLimiter, ConnStats
 from stack.tcp.handshake import Handshake
 from stack.tcp.receiver import Receiver
 from stack.tcp.recovery import Recovery
 from stack.tcp.sender import Sender
 from stack.tcp.state import CAN_RECEIVE_TEXT, CAN_SEND, SYNCHRONIZED, State
-from stack.tcp.tcb import ChallengeAckLimiter, ConnStats, ListenerLink
+from stack.tcp.tcb import ListenerLink
 from stack.tcp.timers import Timers
 from stack.tcp.transitions import Event
 from stack.trace import TimerEvent
@@ -131,6 +133,7 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Timers):
             self._drop("ack_too_old", now)
             self._send_ack(now)
             return False
+        self._update_ts_recent(seg, now)
 
         window = seg.window << self.snd_wscale if self.ws_ok else seg.window
         acked = seq.sub(ack, self.snd_una)
@@ -150,7 +153,7 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Timers):
 
         if acked > 0:
             self._on_new_ack(seg, ack, acked, now)
-        self._update_send_window(seg, ack, window)
+        self._update_send_window(seg, ack, window, now)
         if is_dup:
             self._on_dupack(now)
 
@@ -230,6 +233,15 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Timers):
             self._transition(Event.CLOSE, "call:close", now)
             self._output(now)
         self._update_deadline()
+
+    def shutdown_read(self, now: float) -> None:
+        """shutdown(SHUT_RD). RFC 9293 has no such call; as Linux does: reads return what is
+        queued, then 0 at once instead of blocking; data that arrives later is still ACKed and
+        queued (readable) while the peer may send, but once our FIN is out (FIN_WAIT_1/2) new
+        data resets the connection (RFC 1122 4.2.2.13, Linux tcp_rcv_state_process)."""
+        if not self.read_shut:
+            self.read_shut = True
+            self._notify(self)
 
     def close(self, now: float) -> None:
         """The application is done with the connection (socket close)."""
@@ -311,8 +323,8 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Timers):
         """What `ss -tni` shows for a Linux socket."""
         return {
             "state": self.state.value,
-            "local": f"{self.local_ip}:{self.local_port}",
-            "remote": f"{self.remote_ip}:{self.remote_port}",
+            "local": endpoint(self.local_ip, self.local_port),
+            "remote": endpoint(self.remote_ip, self.remote_port),
             "recv_q": len(self.rcvq),
             "send_q": len(self.sndq),
             "rto": self.rtt.rto * (1 << self.backoff),

@@ -32,6 +32,7 @@ class Handshake(Tcb):
     def open_active(self, now: float) -> None:
         """Active OPEN (RFC 9293 3.10.1): send SYN, enter SYN_SENT."""
         self.ts_ok = False
+        self.rcv_wscale = self._choose_wscale() if self.config.window_scaling else 0
         self._transition(Event.ACTIVE_OPEN, "call:connect", now)
         self._send_syn(now)
         self._arm_rto(now)
@@ -40,6 +41,7 @@ class Handshake(Tcb):
     def open_passive(self, syn: TcpSegment, now: float) -> None:
         """A SYN arrived at a listener (RFC 9293 3.10.7.2): enter SYN_RECEIVED and answer SYN-ACK."""
         self.state = State.LISTEN  # the listener's state, inherited: no event of its own
+        self.rcv_wscale = self._choose_wscale() if self.config.window_scaling else 0
         self._take_syn_options(syn, now)
         self.irs = syn.seq
         self.rcv_nxt = seq.add(syn.seq, 1)
@@ -54,6 +56,18 @@ class Handshake(Tcb):
 
     # ------------------------------------------------------------------ the SYN and its options
 
+    def _choose_wscale(self) -> int:
+        """The smallest shift whose scaled 16-bit field covers the buffer (RFC 7323 2.3); with
+        `wscale_space`, the buffer Linux would scale for (tcp_select_initial_window: the most
+        autotuning may reach, unless SO_RCVBUF fixed the buffer)."""
+        space = self.config.rcvbuf
+        if self.config.wscale_space is not None and not self.config.rcvbuf_locked:
+            space = max(space, self.config.wscale_space)
+        shift = 0
+        while (space >> shift) > 0xFFFF and shift < MAX_WSCALE:
+            shift += 1
+        return shift
+
     def _syn_options(self, flags: int, now: float) -> tuple[TcpOption, ...]:
         cfg = self.config
         # Linux's SYN layout: MSS, SACK-permitted, timestamps, NOP, window scale.
@@ -61,7 +75,7 @@ class Handshake(Tcb):
         use_sack = cfg.sack and (self.sack_ok or not syn_ack)
         use_ts = cfg.timestamps and (self.ts_ok or not syn_ack)
         use_ws = cfg.window_scaling and (self.ws_ok or not syn_ack)
-        opts: list[TcpOption] = [Mss(cfg.mss)]
+        opts: list[TcpOption] = [Mss(cfg.mtu - self.ip_overhead)]
         if use_sack and use_ts:
             opts += [SackPermitted(), Timestamps(self.tsval(now), self.ts_recent if syn_ack else 0)]
         elif use_ts:
@@ -196,6 +210,7 @@ class Handshake(Tcb):
             self._drop("accept_queue_full", now)  # keep SYN_RECEIVED; our SYN-ACK will retry
             self.listener.overflow()  # an accept-queue overflow too (listen(2) backlog)
             return False
+        self._update_ts_recent(seg, now)
         self.snd_una = seg.ack
         self.sndq_seq = self.snd_una
         self.snd_wnd = seg.window << self.snd_wscale if self.ws_ok else seg.window

@@ -102,6 +102,16 @@ class OutOfOrderQueue:
                 out.append(block)
         return out[:limit]
 
+    def first_overlap(self, start: int, end: int) -> tuple[int, int] | None:
+        """The lowest part of [start, end) already held, or None: a partly duplicated segment
+        reports it as its D-SACK block (RFC 2883 section 4)."""
+        for bstart, bdata in self._blocks:
+            lo = seq.max_seq(start, bstart)
+            hi = seq.min_seq(end, seq.add(bstart, len(bdata)))
+            if seq.lt(lo, hi):
+                return lo, hi
+        return None
+
     def covers(self, start: int, end: int) -> bool:
         """True if [start, end) is already held (a duplicate, for D-SACK)."""
         for bstart, bdata in self._blocks:

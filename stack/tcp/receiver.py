@@ -51,20 +51,37 @@ class Receiver(Tcb):
             self._send_ack(now)
             return False
 
-        # RFC 7323 4.3: remember the timestamp to echo (segment covers Last.ACK.sent).
+        return True
+
+    def _update_ts_recent(self, seg: TcpSegment, now: float) -> None:
+        """RFC 7323 4.3: remember the timestamp to echo if the segment covers Last.ACK.sent.
+        Called only once the fifth check has accepted the segment's ACK: a segment that is
+        discarded (an ACK of unsent data, RFC 5961 5.2; a challenged RST or SYN, RFC 5961 3, 4)
+        must not move TS.Recent, or the next valid segment would fail PAWS."""
+        ts = seg.timestamps
         if self.ts_ok and ts is not None and seq.le(seg.seq, self.last_ack_sent):
             self.ts_recent = ts.tsval
             self.ts_recent_age = now
-        return True
 
     # ------------------------------------------------------------------ the advertised window
+
+    def _sws_threshold(self) -> int:
+        """RFC 9293 3.8.6.2.2 (MUST-39): the right edge moves by at least min(RCV.BUFF/2, MSS)."""
+        return min(self.rcvbuf // 2, self.mss)
+
+    def _advertisable(self) -> int:
+        """The largest window the field can say now: free buffer space, capped by what the
+        16-bit field holds at our window scale (65535 octets when the peer does not scale)."""
+        free = max(self.rcvbuf - len(self.rcvq), 0)
+        shift = self.rcv_wscale if self.ws_ok else 0
+        return min(free, 0xFFFF << shift)
 
     def _window_field(self, syn: bool) -> int:
         """The window to advertise: free buffer space with receiver-side SWS avoidance
         (RFC 9293 3.8.6.2.2); the right edge never moves left (RFC 9293 3.8.6)."""
         free = max(self.rcvbuf - len(self.rcvq), 0)
         cur = max(seq.sub(self.rcv_adv, self.rcv_nxt), 0)
-        target = free if free - cur >= min(self.rcvbuf // 2, self.mss) else cur
+        target = free if free - cur >= self._sws_threshold() else cur
         if syn:
             wnd = min(target, 0xFFFF)  # RFC 7323 2.2: the window of a SYN is never scaled
             adv = wnd
@@ -78,12 +95,23 @@ class Receiver(Tcb):
         return wnd
 
     def _window_update_after_read(self, now: float) -> None:
-        """A window update once the right edge can move by the SWS amount (RFC 9293 3.8.6.2.2)."""
-        if self.state in SYNCHRONIZED and self.state not in (State.TIME_WAIT,) and not self.fin_received:
-            free = self.rcvbuf - len(self.rcvq)
-            cur = max(seq.sub(self.rcv_adv, self.rcv_nxt), 0)
-            if free - cur >= min(self.rcvbuf // 2, self.mss):
-                self._send_ack(now)
+        """A read sends a window update only when the advertised right edge would really move
+        by the SWS amount (RFC 9293 3.8.6.2.2, MUST-39): one that repeats the last ACK's number
+        and window is a duplicate ACK to a sender with data in flight (RFC 5681 section 2).
+        With `window_update_doubling` (Linux's tcp_cleanup_rbuf), only when the window at
+        least doubles from at most half the largest one we can offer."""
+        if self.state not in SYNCHRONIZED or self.state is State.TIME_WAIT or self.fin_received:
+            return
+        cur = max(seq.sub(self.rcv_adv, self.rcv_nxt), 0)
+        avail = self._advertisable()
+        if avail - cur < self._sws_threshold():
+            return
+        if self.config.window_update_doubling:
+            shift = self.rcv_wscale if self.ws_ok else 0
+            clamp = min(self.rcvbuf, 0xFFFF << shift)
+            if 2 * cur > clamp or min(avail, self.rcv_ssthresh) < 2 * cur:
+                return
+        self._send_ack(now)
 
     # ------------------------------------------------------------------ text and FIN
 
@@ -116,10 +144,18 @@ class Receiver(Tcb):
             fin = False  # the FIN lies beyond the window
         end = seq.add(start, len(payload))
 
-        if payload and self.app_closed and self.state in (State.FIN_WAIT_1, State.FIN_WAIT_2):
-            # Data for an application that has closed: nobody will read it (RFC 2525 2.17).
+        if payload and (self.app_closed or self.read_shut) and self.state in (
+                State.FIN_WAIT_1, State.FIN_WAIT_2):
+            # Data for an application that has closed (or shut both directions): nobody will
+            # read it (RFC 2525 2.17, RFC 1122 4.2.2.13).
             self.abort(now, "segment:data_after_close")
             return
+
+        if payload and self.sack_ok and len(self.ooo) and self.dsack is None:
+            # RFC 2883 section 4: data that partly duplicates what is held out of order is
+            # reported by a first (D-SACK) block for the duplicate part, then the block holding
+            # it; also when the segment starts at RCV.NXT and fills the hole.
+            self.dsack = self.ooo.first_overlap(start, end)
 
         if start == self.rcv_nxt:
             filled_hole = False
@@ -154,9 +190,25 @@ class Receiver(Tcb):
             self.ooo.fin_seq = end
         self._send_ack(now)
 
+    def _quickack_on_data(self, n: int, now: float) -> bool:
+        """Quick-ACK mode, as Linux (tcp_event_data_recv, tcp_incr_quickack): the first data
+        and data after a silence longer than the RTO are ACKed at once, up to
+        `quickack_segments` ACKs (fewer for a small window), so a sender in slow start is not
+        held back; not once the connection is interactive (we answered within the ACK delay:
+        the reply carries the ACK). RFC 9293 3.8.6.3 allows an ACK at any time."""
+        last, self.data_rcv_time = self.data_rcv_time, now
+        if last is None or now - last > self.rtt.rto:
+            wnd = max(seq.sub(self.rcv_adv, self.rcv_nxt), 0) + n  # as offered before these n
+            want = min(wnd // (2 * self.mss) or 2, self.config.quickack_segments)
+            self.quickacks = max(self.quickacks, want)
+        return self.quickacks > 0 and not self.pingpong
+
     def _ack_data(self, n: int, now: float, immediate: bool) -> None:
         """Delayed ACK (RFC 9293 3.8.6.3, RFC 5681 4.2): ACK every second full-sized segment,
-        at once for hole-filling data, else within delack_timeout."""
+        at once for hole-filling data or in quick-ACK mode, else within delack_timeout."""
+        self.rcv_ssthresh = min(self.rcv_ssthresh + 2 * self.mss, self.rcvbuf)
+        if self.config.quickack_segments and self._quickack_on_data(n, now):
+            immediate = True
         if n >= self.mss:
             self.unacked_segs += n // self.mss  # a GRO super-segment counts what it stands for
         else:

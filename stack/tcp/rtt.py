@@ -15,9 +15,15 @@ class RttEstimator:
     K = 4
 
     def __init__(
-        self, initial: float = 1.0, minimum: float = 0.2, maximum: float = 120.0, granularity: float = 0.001
+        self, initial: float = 1.0, minimum: float = 0.2, maximum: float = 120.0, granularity: float = 0.001,
+        min_in_variance: bool = False,
     ) -> None:
         self.minimum = minimum
+        # Linux (tcp_rtt_estimator, __tcp_set_rto): RTO = SRTT + max(4*RTTVAR, rto_min), the
+        # minimum taking the variance term's place instead of bounding the sum (RFC 6298 2.4
+        # allows either): the RTO then always exceeds SRTT by rto_min, so a peer's 200 ms
+        # delayed ACK does not race it.
+        self.min_in_variance = min_in_variance
         self.maximum = maximum
         self.granularity = granularity
         self.srtt: float | None = None
@@ -40,5 +46,8 @@ class RttEstimator:
         else:  # RFC 6298 2.3: RTTVAR first, with the old SRTT
             self.rttvar = (1 - self.BETA) * self.rttvar + self.BETA * abs(self.srtt - r)
             self.srtt = (1 - self.ALPHA) * self.srtt + self.ALPHA * r
-        rto = self.srtt + max(self.granularity, self.K * self.rttvar)
+        if self.min_in_variance:
+            rto = self.srtt + max(self.K * self.rttvar, self.minimum)
+        else:
+            rto = self.srtt + max(self.granularity, self.K * self.rttvar)
         self._rto = min(max(rto, self.minimum), self.maximum)  # RFC 6298 2.4, 2.5

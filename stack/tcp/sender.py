@@ -33,11 +33,15 @@ class Sender(Tcb):
             urgent = min(seq.sub(self.snd_up, start), 0xFFFF)
         retrans = seq.lt(start, self.snd_max)
         self._emit(flags, start, now, payload, urgent, gso)
+        if n < self.send_mss:  # (a TSO train is whole full segments: never small)
+            self.snd_sml = end  # the end of the last small segment sent (Minshall)
         seg_end = seq.add(end, 1) if flags & FIN else end
         if retrans:
             self._note_retransmit(start, n, now, "rto" if self.rto_recovery else "sack")
         else:
             self.stats.bytes_sent += n
+            if self.data_rcv_time is not None and now - self.data_rcv_time < self.config.delack_timeout:
+                self.pingpong = True  # a reply within the ACK delay: interactive (Linux pingpong)
             if self.rtt_seq is None and not self.ts_ok:
                 self.rtt_seq, self.rtt_time = start, now
         self.snd_nxt = seg_end
@@ -123,7 +127,12 @@ class Sender(Tcb):
             if n < seg_size and seq.ge(self.snd_nxt, self.snd_max):
                 # A partial segment of new data: Nagle and sender SWS avoidance decide.
                 all_queued = n == avail
-                idle = self.snd_una == self.snd_max
+                if self.config.nagle_minshall:
+                    # Minshall's variant (Linux tcp_minshall_check): wait only while a small
+                    # segment we sent is unacknowledged, not for any data in flight.
+                    idle = not (seq.gt(self.snd_sml, self.snd_una) and seq.le(self.snd_sml, self.snd_nxt))
+                else:
+                    idle = self.snd_una == self.snd_max  # RFC 896 as RFC 9293 3.7.4 states it
                 if not all_queued and n < self.max_snd_wnd // 2:
                     break  # window too small for a worthwhile segment: wait (SWS)
                 if all_queued and not (self.nodelay or idle or self.fin_queued):
@@ -177,7 +186,7 @@ class Sender(Tcb):
             self._arm_rto(now, restart=True)
         self._notify(self)  # send space opened
 
-    def _update_send_window(self, seg: TcpSegment, ack: int, window: int) -> None:
+    def _update_send_window(self, seg: TcpSegment, ack: int, window: int, now: float) -> None:
         """RFC 9293 3.10.7.4 fifth check: take the window if the segment is newer (SND.WL1/WL2)."""
         if seq.lt(self.snd_wl1, seg.seq) or (
             self.snd_wl1 == seg.seq and seq.le(self.snd_wl2, ack)
@@ -198,6 +207,8 @@ class Sender(Tcb):
                 # RFC 9293 3.8.6.1: while the receiver answers the probes the connection stays
                 # open; only unanswered probes count toward the abort.
                 self.retries = 0
+                if self.config.zero_window_probe_empty:
+                    self._arm_persist(now)  # Linux tcp_ack_probe: the next probe counts from here
 
     # ------------------------------------------------------------------ persist timer
 
@@ -219,6 +230,14 @@ class Sender(Tcb):
             self._give_up(now, "timer:persist_retries")
             return
         self.stats.zero_window_probes += 1
+        if self.config.zero_window_probe_empty:
+            # Linux (tcp_write_wakeup, tcp_xmit_probe_skb): no octet of data, an old sequence
+            # number (SND.UNA - 1) that the receiver must answer with an ACK carrying its window
+            # (RFC 9293 3.10.7.4 first check); nothing is sent beyond the window.
+            self._emit(ACK, seq.add(self.snd_una, -1), now)
+            self.persist_backoff += 1
+            self._arm_persist(now)
+            return
         # An earlier probe octet that was not acknowledged is resent; else a new one goes.
         probe_seq = self.snd_una if seq.lt(self.snd_una, self.snd_max) else self.snd_nxt
         if seq.lt(probe_seq, self.fin_seq):

@@ -12,12 +12,13 @@ calls in another role are declared at the bottom of this class and implemented t
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from stack import seq
 from stack.config import TcpConfig
+from stack.inet import tcp_overhead
 from stack.tcp import congestion
+from stack.tcp.counters import ChallengeAckLimiter, ConnStats
 from stack.tcp.reassembly import OutOfOrderQueue
 from stack.tcp.rtt import RttEstimator
 from stack.tcp.scoreboard import Scoreboard
@@ -42,46 +43,6 @@ class ListenerLink(Protocol):
     def forget(self, conn: Any) -> None: ...
 
     def overflow(self) -> None: ...
-
-
-class ChallengeAckLimiter:
-    """Host-wide rate limit on RFC 5961 challenge ACKs (section 7): at most `per_second`."""
-
-    def __init__(self, per_second: int) -> None:
-        self.per_second = per_second
-        self._window_start = -1.0
-        self._count = 0
-
-    def allow(self, now: float) -> bool:
-        if now - self._window_start >= 1.0:
-            self._window_start = now
-            self._count = 0
-        if self._count >= self.per_second:
-            return False
-        self._count += 1
-        return True
-
-
-@dataclass
-class ConnStats:
-    """Counters an application or `tcplab ss` can read (observable, not internal state)."""
-
-    segs_in: int = 0
-    segs_out: int = 0
-    bytes_sent: int = 0  # new data octets, first transmissions
-    bytes_retrans: int = 0
-    bytes_acked: int = 0
-    bytes_received: int = 0  # in-order octets delivered to the receive buffer
-    retransmits: int = 0
-    rto_expiries: int = 0
-    fast_retransmits: int = 0
-    dupacks_in: int = 0
-    challenge_acks: int = 0
-    dsacks_out: int = 0
-    ooo_segments: int = 0
-    zero_window_probes: int = 0
-    keepalive_probes: int = 0
-    drops: dict[str, int] = field(default_factory=dict)
 
 
 class Tcb:
@@ -145,12 +106,16 @@ class Tcb:
         self.sndq_seq = seq.add(iss, 1)
         self.fin_queued = False
         self.push_seq: int | None = None  # PSH goes on the segment ending a write (RFC 9293 3.9.1.2)
+        self.snd_sml = iss  # end of the last segment shorter than the MSS we sent (Minshall)
 
         # Receive sequence variables.
         self.irs = 0
         self.rcv_nxt = 0
         self.rcv_adv = 0  # right edge of the window we last advertised (never moves left)
         self.rcv_up: int | None = None
+        # The window Linux would offer (its rcv_ssthresh): the initial window, grown by two
+        # segments per segment received (tcp_grow_window). Only window_update_doubling reads it.
+        self.rcv_ssthresh = min(config.rcvbuf, 0xFFFF)
         self.rcvq = bytearray()  # in-order data not yet read by the application
         self.ooo = OutOfOrderQueue(config.ooo_limit)
         self.fin_received = False
@@ -159,8 +124,9 @@ class Tcb:
         # Negotiated options.
         self.peer_mss = config.default_peer_mss
         self.pmtu = config.mtu
+        self.ip_overhead = tcp_overhead(remote_ip)  # IP + TCP headers: 40 over IPv4, 60 over IPv6
         self.snd_wscale = 0
-        self.rcv_wscale = self._choose_wscale() if config.window_scaling else 0
+        self.rcv_wscale = 0  # chosen when the connection opens (Handshake._choose_wscale)
         self.ws_ok = False
         self.sack_ok = False
         self.ts_ok = False
@@ -170,7 +136,8 @@ class Tcb:
         self.last_ack_sent = 0
 
         # RTT, retransmission and congestion control.
-        self.rtt = RttEstimator(config.rto_initial, config.rto_min, config.rto_max, config.clock_granularity)
+        self.rtt = RttEstimator(config.rto_initial, config.rto_min, config.rto_max, config.clock_granularity,
+                                config.rto_min_in_variance)
         self.backoff = 0
         self.retries = 0
         self.rtt_seq: int | None = None  # Karn: the segment being timed (no timestamps)
@@ -202,6 +169,11 @@ class Tcb:
         self.time_wait_at: float | None = None
         self.fin_wait_2_at: float | None = None
         self.unacked_segs = 0  # full-sized segments received since our last ACK
+        # Quick-ACK mode (config.quickack_segments, Linux's icsk_ack.quick/pingpong): ACKs
+        # still owed at once, whether the connection is interactive, when data last came.
+        self.quickacks = 0
+        self.pingpong = False
+        self.data_rcv_time: float | None = None
         self.last_recv_time = now
         self._deadline: float | None = None
 
@@ -213,6 +185,7 @@ class Tcb:
         self.rcvbuf = config.rcvbuf
         self.error: BaseException | None = None
         self.write_shut = False
+        self.read_shut = False  # shutdown(SHUT_RD): reads return 0 once the queue is empty
         self.app_closed = False  # close() was called: orphaned once closed
         self.accepted = False
 
@@ -221,7 +194,7 @@ class Tcb:
     @property
     def mss(self) -> int:
         """Effective send MSS (RFC 9293 3.7.1, RFC 6691): payload octets per segment."""
-        m = min(self.peer_mss, self.pmtu - 40)
+        m = min(self.peer_mss, self.pmtu - self.ip_overhead)
         if self.ts_ok:
             m -= 12  # NOP, NOP, timestamps ride on every segment
         return max(m, 64)
@@ -267,12 +240,6 @@ class Tcb:
     @property
     def connected(self) -> bool:
         return self.state in SYNCHRONIZED
-
-    def _choose_wscale(self) -> int:
-        shift = 0
-        while (self.config.rcvbuf >> shift) > 0xFFFF and shift < MAX_WSCALE:
-            shift += 1
-        return shift
 
     def tsval(self, now: float) -> int:
         return (int(now * TS_HZ) + self.ts_offset) & seq.MASK
@@ -343,7 +310,7 @@ class Tcb:
         if self.sack_ok and (self.dsack is not None or len(self.ooo)):
             limit = 3 if self.ts_ok else 4
             # Never past the path MTU: a data segment carries only the blocks that fit.
-            room = self.pmtu - 40 - payload_len - (12 if self.ts_ok else 0)
+            room = self.pmtu - self.ip_overhead - payload_len - (12 if self.ts_ok else 0)
             limit = min(limit, max((room - 4) // 8, 0))
             blocks: list[tuple[int, int]] = []
             if limit > 0:
@@ -366,6 +333,8 @@ class Tcb:
             self.local_port, self.remote_port, seqno, ack, flags, window, payload, options, urgent
         )
         if flags & ACK:
+            if self.quickacks and self.rcv_nxt != self.last_ack_sent:
+                self.quickacks -= 1  # an ACK of new data (Linux tcp_dec_quickack_mode)
             self.last_ack_sent = self.rcv_nxt
             self.delack_at = None
             self.unacked_segs = 0
@@ -419,6 +388,9 @@ class Tcb:
         raise NotImplementedError
 
     def _window_field(self, syn: bool) -> int:  # receiver
+        raise NotImplementedError
+
+    def _update_ts_recent(self, seg: TcpSegment, now: float) -> None:  # receiver
         raise NotImplementedError
 
     def _process_text_and_fin(self, seg: TcpSegment, now: float, seqno: int) -> None:  # receiver

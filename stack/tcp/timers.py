@@ -114,6 +114,7 @@ class Timers(Tcb):
         self._transition(Event.TIMEOUT_FIN_WAIT_2, "timer:fin_wait_2", now)
 
     def _on_delack(self, now: float) -> None:
+        self.pingpong = False  # the reply did not come in time: no longer interactive (Linux)
         self._send_ack(now)
 
     def _on_keepalive(self, now: float) -> None:

@@ -224,7 +224,8 @@ def _parse_option(kind: int, length: int, buf: bytes, i: int) -> TcpOption:
 
 
 def parse_tcp(data: bytes | memoryview, src: bytes, dst: bytes, verify_checksum: bool = True) -> TcpSegment:
-    """Parse a TCP segment. `src`/`dst` are the packed IPv4 addresses of the pseudo-header.
+    """Parse a TCP segment. `src`/`dst` are the packed addresses of the pseudo-header: 4 octets
+    each over IPv4, 16 over IPv6 (the checksum covers the family's pseudo-header).
 
     Raises ParseError on a short header, a bad data offset, a bad checksum or a malformed option
     list (an option whose length runs past the header, a known option with the wrong length).

@@ -83,12 +83,15 @@ def tcp_frame(seg: TcpSegment, src: bytes, dst: bytes, ident: int, gso: int = 0)
 
 
 def complete_checksum(packet: bytes | bytearray | memoryview) -> bytes:
-    """An IPv4/TCP packet with a partial TCP checksum, made whole (what the kernel does before the
+    """A TCP packet with a partial TCP checksum, made whole (what the kernel does before the
     packet reaches a wire, and what a capture file must show). The field holds the pseudo-header
-    sum already, so the sum from csum_start to the end, complemented, is the checksum."""
+    sum already, so the sum from csum_start to the end, complemented, is the checksum. IPv4, or
+    IPv6 with TCP directly after the fixed header (csum_start 40)."""
     view = memoryview(packet)
-    ihl = (view[0] & 0x0F) * 4
-    total = int.from_bytes(view[2:4], "big")
+    if view[0] >> 4 == 6:
+        ihl, total = 40, 40 + int.from_bytes(view[4:6], "big")
+    else:
+        ihl, total = (view[0] & 0x0F) * 4, int.from_bytes(view[2:4], "big")
     at = ihl + TCP_CSUM_OFFSET
     csum = internet_checksum(view[ihl:total])
     return b"".join((view[:at], csum.to_bytes(2, "big"), view[at + 2 : total]))

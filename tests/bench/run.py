@@ -1,16 +1,22 @@
 """Run every benchmark once and print one table of figures and ratios measured in the same run.
 
     python -m tests.bench.run [--seconds 3] [--repeat 3] [--json FILE] [--no-profile] [--sim-only]
+                              [--emulator-only] [--no-emulator] [--emulator-runs 3]
     make bench
 
 As root (with /dev/net/tun) it brings up a two-node lab (`topologies/two-node.yaml`, daemons
 started by the benchmark itself), measures in order: the kernel's TCP on the veth, then in rounds
 the raw TUN ceiling and the stack over TUN (trace files off, trace files on, no trace at all; then
 with TUN offloads, no trace and trace files on), the stack under cProfile (hot spots); tears the
-lab down; then wrk against the stack's HTTP server (its own lab, `tests.bench.http_wrk`). Then the
-stack on the simulated network and the memory of idle connections. With --repeat N there are N
-rounds and the table gives each row's median (the JSON keeps every run).
+lab down; then wrk against the stack's HTTP server (its own lab, `tests.bench.http_wrk`). Then, in
+a lab of two kernel nodes, the link emulator: iperf3 and ping through one profile after another
+(`emulator_link`), with the unimpaired link of the same run as its ratio base. Then the stack on
+the simulated network and the memory of idle connections. With --repeat N there are N rounds and
+the table gives each row's median (the JSON keeps every run).
 Without root it runs only the simulated-network benchmarks and says so.
+
+The tables are printed, then the same figures as one JSON line (`BENCH_JSON {...}`); --json FILE
+also writes every figure, profiles included, to FILE.
 
 Ratios: stack goodput / TUN ceiling (bytes per second) and stack goodput / kernel TCP. Compare
 ratios across runs, not absolute figures: the machines are shared and drift.
@@ -33,7 +39,7 @@ if __package__ in (None, ""):  # run as `python tests/bench/run.py`: make the re
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lab.kernel.netns import privilege_problem
-from tests.bench import conn_memory, sim_goodput
+from tests.bench import conn_memory, emulator_link, sim_goodput
 
 TOPOLOGY = "topologies/two-node.yaml"
 STACK_ROWS = (
@@ -244,6 +250,15 @@ def hot_spot_text(results: dict[str, Any], limit: int = 12) -> str:
     return "\n".join(out)
 
 
+def summary(results: dict[str, Any], r: dict[str, float | None], load: tuple[float, ...]) -> dict[str, Any]:
+    """The printed tables as one JSON object: figures, ratios and targets, no profiles."""
+    rows = {key: {k: v for k, v in row.items() if k not in ("profiles",)}
+            for key, row in results.items()
+            if isinstance(row, dict) and key not in ("hot_spots", "stack_tcp_cumulative", "emulator")}
+    return {"loadavg": list(load), "cpu_count": os.cpu_count(), "rows": rows, "ratios": r,
+            "emulator": results.get("emulator", {}).get("rows", results.get("emulator"))}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each lab measurement")
@@ -258,6 +273,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="idle connections for the memory figure (0: skip it)")
     parser.add_argument("--profile-dir", type=Path, default=Path("/tmp/tcplab-bench-profile"))
     parser.add_argument("--sim-only", action="store_true", help="only the simulated-network benchmark")
+    parser.add_argument("--emulator-only", action="store_true", help="only the link emulator benchmark")
+    parser.add_argument("--no-emulator", action="store_true", help="skip the link emulator benchmark")
+    parser.add_argument("--emulator-runs", type=int, default=3, help="iperf3 runs per emulator profile")
+    parser.add_argument("--emulator-profiles", nargs="*", metavar="KEY",
+                        help="only these emulator profiles (and the unimpaired base): "
+                             + ", ".join(p.key for p in emulator_link.PROFILES))
     args = parser.parse_args(argv)
     if not 0.5 <= args.seconds <= 30:
         parser.error("--seconds: give 0.5 to 30")
@@ -267,16 +288,20 @@ def main(argv: list[str] | None = None) -> int:
     problem = problem or privilege_problem()
     results: dict[str, Any] = {}
     print("tcplab benchmark", file=sys.stderr)
-    if problem is None:
+    if problem is None and not args.emulator_only:
         results.update(run_lab(args.seconds, args.kernel_tool, not args.no_profile, args.profile_dir,
                                max(args.repeat, 1)))
         if args.wrk_seconds:
             from tests.bench import http_wrk
 
             _attempt(results, "http_wrk", lambda: http_wrk.measure(args.wrk_seconds))
-    _attempt(results, "sim", lambda: sim_goodput.measure(args.sim_bytes))
-    if args.connections:
-        _attempt(results, "conn_memory", lambda: conn_memory.measure(args.connections))
+    if problem is None and not args.no_emulator:
+        _attempt(results, "emulator", lambda: emulator_link.measure(
+            args.seconds, args.emulator_runs, args.emulator_profiles))
+    if not args.emulator_only:
+        _attempt(results, "sim", lambda: sim_goodput.measure(args.sim_bytes))
+        if args.connections:
+            _attempt(results, "conn_memory", lambda: conn_memory.measure(args.connections))
     r = ratios(results)
     load = os.getloadavg()
     print(f"\ntcplab benchmark: {args.seconds:g} s per lab measurement, {os.cpu_count()} cores, "
@@ -284,14 +309,23 @@ def main(argv: list[str] | None = None) -> int:
     if problem is not None:
         print(f"NOTE: lab benchmarks skipped ({problem}); only the simulated network ran, so there are "
               "no TUN or kernel ratios. Run as root on Linux with /dev/net/tun for the full table.")
-    print(table(results, r))
-    print("/TUN = goodput / raw TUN ceiling (bytes/s);  /kernel = goodput / kernel TCP on the same veth;"
-          "  retr = retransmitted segments")
-    print(pair_ratio_text(r))
-    print(memory_text(results))
-    print(http_text(results))
+    if not args.emulator_only:
+        print(table(results, r))
+        print("/TUN = goodput / raw TUN ceiling (bytes/s);  /kernel = goodput / kernel TCP on the same veth;"
+              "  retr = retransmitted segments")
+        print(pair_ratio_text(r))
+        print(memory_text(results))
+        print(http_text(results))
+    emulator = results.get("emulator", {})
+    if emulator:
+        print(f"\nlink emulator (user space, NFQUEUE): kernel TCP a -> b, iperf3 {args.seconds:g} s x "
+              f"{args.emulator_runs}, median; RTT: {emulator_link.PINGS} ICMP echoes timed in user space")
+        print(emulator_link.table(emulator) if "error" not in emulator else f"FAILED: {emulator['error']}")
+        print("/unimp = goodput / the unimpaired link of this run;  added = median RTT - 2 x delay;"
+              "  emu CPU = both emulators' CPU time / wall time")
     if results.get("hot_spots"):
         print(hot_spot_text(results))
+    print("BENCH_JSON " + json.dumps(summary(results, r, load), default=str))
     if args.json:
         doc = {"started": started, "seconds": args.seconds, "skipped_lab": problem, "results": results,
                "ratios": r, "cpu_count": os.cpu_count(), "loadavg": load}

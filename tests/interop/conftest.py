@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from lab.kernel import capture
+from lab.kernel import capture, tshark
 from lab.kernel.netns import privilege_problem
 from lab.lab import Lab
 from lab.node.control import ControlClient
@@ -172,17 +172,17 @@ class InteropEnv:
         trace = self.workdir / "stack.trace.jsonl"
         sink_packets = capture.copy_sink(self.lab.run_dir, STACK, sink)
         capture.copy_trace(self.lab.run_dir, STACK, trace)
-        sink_report = capture.analyse(sink, mtu=LINK_MTU)
+        sink_report = tshark.analyse(sink, mtu=LINK_MTU)
         # On the link, Linux's own segments may carry veth's partial checksums (offload): judge
         # checksums there only for what the stack sent; the sink holds Linux's completed ones.
         # With the stack's TUN offloads on, its own super-segments cross the veth the same way
         # (the kernel cuts them, and completes their checksums, only where a device needs it):
         # then the sink, whose every packet the stack completes, is where checksums are judged.
         judged = [] if self.variant == "offload" else [self.stack_addr]
-        link_report = capture.analyse(link_stats.path, checked_sources=judged)
-        events = capture.read_events(trace, ["Retransmit", "StateChange", "SegmentEvent"])
+        link_report = tshark.analyse(link_stats.path, checked_sources=judged)
+        events = tshark.read_events(trace, ["Retransmit", "StateChange", "SegmentEvent"])
         retransmits = [e for e in events if e["kind"] == "Retransmit"]
-        comparison = capture.compare_retransmissions(sink_report, retransmits, self.stack_addr)
+        comparison = tshark.compare_retransmissions(sink_report, retransmits, self.stack_addr)
         self.evidence = {
             "sink": sink_report,
             "sink_packets": sink_packets,
@@ -198,8 +198,8 @@ def assert_wire_evidence(env: InteropEnv, bulk: bool = False) -> dict[str, Any]:
     """What every module's last test requires of the captures of its runs. `bulk`: the module
     moved megabytes, so on the impaired link the stack must have retransmitted something."""
     ev = env.wire_evidence()
-    sink: capture.WireReport = ev["sink"]
-    link: capture.WireReport = ev["link"]
+    sink: tshark.WireReport = ev["sink"]
+    link: tshark.WireReport = ev["link"]
     stats: capture.CaptureStats = ev["link_stats"]
     summary = {
         "sink": sink.summary(),
@@ -216,7 +216,7 @@ def assert_wire_evidence(env: InteropEnv, bulk: bool = False) -> dict[str, Any]:
         assert report.bad_tcp_checksum == [], summary
     # Every packet the stack sent is in its sink, before any loss: tshark's retransmissions from
     # the stack are exactly the stack's Retransmit events, by connection and sequence number.
-    comparison: capture.RetransmissionComparison = ev["retransmissions"]
+    comparison: tshark.RetransmissionComparison = ev["retransmissions"]
     assert comparison.only_traced == [] and comparison.only_flagged == [], summary
     if env.lossy and bulk:
         assert comparison.traced > 0, "2% loss and no retransmission at all?"

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from lab.kernel import capture
+from lab.kernel import tshark
 from lab.node.apps import payload
 from tests.interop.conftest import (
     ECHO_PORT,
@@ -175,7 +175,7 @@ def test_stack_packets_fit_the_link_mtu(interop: InteropEnv) -> None:
     """Every IP packet the stack sent fits the 1500-byte link (so the node's kernel never had to
     answer with ICMP fragmentation-needed), SACK blocks on full-sized data segments included."""
     evidence = interop.evidence or interop.wire_evidence()
-    sink: capture.WireReport = evidence["sink"]
+    sink: tshark.WireReport = evidence["sink"]
     if interop.variant == "offload":
         # TSO/GRO super-segments are longer than the link by design (so the sink has them): what
         # must fit is every segment the kernel cuts from one, gso payload octets plus headers.

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from lab.kernel import capture
+from lab.kernel import capture, tshark
 from tests.interop.conftest import ECHO_PORT, STACK, InteropEnv, assert_wire_evidence
 
 pytestmark = [pytest.mark.root, pytest.mark.interop]
@@ -29,12 +29,12 @@ def _stack_wscale(env: InteropEnv) -> int:
     return shift
 
 
-def _syns(env: InteropEnv, conn_port: int) -> list[capture.SynOptions]:
+def _syns(env: InteropEnv, conn_port: int) -> list[tshark.SynOptions]:
     time.sleep(1.2)  # the sink reaches the disk within a second
     pcap = env.path("syn.pcap")
     capture.copy_sink(env.lab.run_dir, STACK, pcap)
     return [
-        s for s in capture.syn_options(pcap) if f":{conn_port}>" in s.conn or s.conn.endswith(f":{conn_port}")
+        s for s in tshark.syn_options(pcap) if f":{conn_port}>" in s.conn or s.conn.endswith(f":{conn_port}")
     ]
 
 

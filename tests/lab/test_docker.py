@@ -1,7 +1,8 @@
 """The container: docker-compose.yml and the Dockerfile, checked structurally without Docker, and
 (root, with a reachable Docker daemon) an image built from this tree that runs `tcplab --help`.
 
-CI has no Docker daemon, so the build test skips there, saying why. Base image of that test:
+Without a Docker daemon the build test skips, saying why; CI has one (tests/lab/container_image.py
+starts it) but no registry, so it skips there for want of a base image. Base image of that test:
 $TCPLAB_BASE, else a local `tcplab-base:bookworm` (docker/make-base-image.sh), else the Dockerfile's
 default, pulled if it is not present (skipped when it cannot be).
 """

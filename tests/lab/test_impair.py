@@ -262,11 +262,11 @@ def test_killed_emulator_darkens_the_link_until_removed(link: Link) -> None:
     deadline = time.monotonic() + 10
     while pid in backend.emulator_pids(link.a) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert _nfqueue_rules(link.a)  # the rule outlived its reader ...
+    assert _nfqueue_rules(link.b)  # the rule (at the receiving end) outlived its reader ...
     with pytest.raises(subprocess.CalledProcessError):
         _rtts(link, 1)  # ... so nothing gets through
     backend.remove(link.a, "va", link.run_dir)
-    assert _nfqueue_rules(link.a) == []
+    assert _nfqueue_rules(link.a) == [] and _nfqueue_rules(link.b) == []
     assert len(_rtts(link, 3)) == 3
 
 
@@ -346,3 +346,77 @@ def test_rate_serialises_packets(link: Link) -> None:
     spread, expected = float(out.split()[-1]), (count - 1) * 1042 * 8 / 1e6
     print(f"\nrate 1mbit: {count} datagrams over {spread * 1e3:.1f} ms (ideal {expected * 1e3:.1f} ms)")
     assert expected * 0.95 <= spread <= expected * 1.10
+
+
+def test_the_emulator_holds_packets_at_the_receiving_end(link: Link) -> None:
+    """a's egress is impaired in b's PREROUTING (a held packet no longer belongs to a's socket);
+    nothing is queued in a, and `tcplab status` still finds the emulator under a's interface."""
+    assert backend.apply(link.a, "va", Impairment.model_validate({"delay": "5ms"}), seed=1,
+                         run_dir=link.run_dir) == "userspace"
+    assert _nfqueue_rules(link.a) == []
+    rules = _nfqueue_rules(link.b)  # one for IPv4, one for IPv6
+    assert len(rules) == 2 and all(r.startswith("-A PREROUTING -i vb ") for r in rules), rules
+    stats = backend.read_stats(link.run_dir, link.a, "va")
+    assert stats is not None and stats["hook"] == {"chain": "PREROUTING", "netns": link.b, "ifname": "vb"}
+    assert backend.running_backend(link.a, "va", link.run_dir) == "userspace"
+
+
+# Run inside a namespace: accept one TCP connection and read until EOF; print the byte count.
+SINK = """
+import socket, sys
+s = socket.create_server(("0.0.0.0", int(sys.argv[1])))
+s.settimeout(30)
+print("ready", flush=True)
+conn, _ = s.accept()
+conn.settimeout(30)
+n = 0
+while data := conn.recv(1 << 20):
+    n += len(data)
+conn.close()
+print(n, flush=True)
+"""
+
+# Run inside a namespace: send N bytes over TCP; print the most segments ever unacknowledged
+# (tcpi_unacked, read from TCP_INFO after every write) as JSON.
+BULK = """
+import json, socket, struct, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
+chunk, left, most = bytes(1 << 16), int(sys.argv[3]), 0
+while left > 0:
+    left -= s.send(chunk[:left])
+    most = max(most, struct.unpack_from("I", s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104), 24)[0])
+s.shutdown(socket.SHUT_WR)
+s.recv(1)
+print(json.dumps({"unacked_max": most}))
+"""
+
+
+@pytest.mark.parametrize(("profile", "gso"), [
+    ({"delay": "20ms"}, True),
+    ({"delay": "20ms", "loss": "0.5%"}, False),
+])
+def test_a_tcp_sender_is_bound_by_its_window_not_by_held_packets(
+    link: Link, profile: dict[str, str], gso: bool
+) -> None:
+    """Held on the sender's egress, its packets stayed charged to its socket and TCP Small Queues
+    kept about 8 segments in flight over a 20 ms link. Held at the receiving end, the sender's
+    window alone bounds what is in flight. Delay-only links queue GSO super-packets whole; a
+    lossy link gets wire-sized packets, since loss is decided per packet on the wire."""
+    total = 8 << 20
+    _both_ways(link, Impairment.model_validate(profile))
+    sink = _start(_in_ns(link.b, SINK, PORT))
+    try:
+        out = subprocess.run(_in_ns(link.a, BULK, "10.199.0.2", PORT, total),
+                             capture_output=True, text=True, timeout=90, check=True)
+        received, _ = sink.communicate(timeout=30)
+    finally:
+        sink.kill()
+        sink.wait(timeout=10)
+    unacked = json.loads(out.stdout)["unacked_max"]
+    stats = backend.read_stats(link.run_dir, link.a, "va")
+    assert stats is not None
+    print(f"\n{profile}: {total} bytes, at most {unacked} segments unacknowledged; the emulator saw "
+          f"{stats['seen']} packets, {stats['gso_packets']} GSO; late releases (ms) {stats['late_ms']}")
+    assert int(received.split()[-1]) == total
+    assert unacked > 100
+    assert stats["gso"] is gso and (stats["gso_packets"] > 0) is gso

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lab.cli import app
-from lab.kernel import capture
+from lab.kernel import capture, tshark
 from lab.lab import Lab
 from lab.node.apps import payload
 from lab.node.control import ControlClient
@@ -79,6 +79,6 @@ def test_pcaps_hold_well_formed_packets_with_good_checksums(
 ) -> None:
     copy = tmp_path / f"{node}.pcap"
     frames = capture.copy_sink(lab[0].run_dir, node, copy)
-    report = capture.analyse(copy)
+    report = tshark.analyse(copy)
     assert frames > 0 and report.frames == frames
     assert report.malformed == [] and report.bad_ip_checksum == [] and report.bad_tcp_checksum == []

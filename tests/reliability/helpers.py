@@ -3,6 +3,9 @@ bidirectional transfer over asyncio streams, and trace queries.
 
 Everything runs in virtual time on `stack.sim.Network`; a seed fixes every packet's fate, so a
 failing seed replays exactly (`run_transfer(seed=...)`).
+
+Address family: hosts have an IPv4 and an IPv6 address; `FAMILY` ("ipv4" unless a test uses the
+`family` fixture of tests/reliability/conftest.py) picks the one connections use: `peer_addr()`.
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ from dataclasses import dataclass, field
 
 from stack.config import TcpConfig
 from stack.host import Host
+from stack.inet import AF_INET, AF_INET6, is_ipv6, pack, tcp_overhead
 from stack.seq import add as seq_add
 from stack.sim import Link, LinkProfile, Network, SimNode
 from stack.socket import Stack
 from stack.tcp.connection import TcpConnection
 from stack.tcp.state import State
 from stack.trace import Event, MemorySink, StateChange, Trace
-from stack.wire.ipv4 import PROTO_TCP, IPv4Packet, build_ipv4, pack_addr, parse_ipv4
+from stack.wire.ipv4 import PROTO_TCP, IPv4Packet, build_ipv4, parse_ipv4
+from stack.wire.ipv6 import IPv6Packet, build_ipv6, parse_ipv6
 from stack.wire.tcp import (
     Flags,
     Mss,
@@ -35,7 +40,52 @@ from stack.wire.tcp import (
 
 A_ADDR = "10.0.0.1"
 B_ADDR = "10.0.0.2"
+A_ADDR6 = "fd00::1"
+B_ADDR6 = "fd00::2"
 PORT = 5001
+FAMILY = "ipv4"  # set by the `family` fixture (tests/reliability/conftest.py)
+
+
+def peer_addr() -> str:
+    """b's address in the current family: what a connects to."""
+    return B_ADDR6 if FAMILY == "ipv6" else B_ADDR
+
+
+def sock_family() -> int:
+    """The socket family for the current family (AF_INET or AF_INET6)."""
+    return AF_INET6 if FAMILY == "ipv6" else AF_INET
+
+
+def smss() -> int:
+    """The sender's segment size over a 1500-octet path with timestamps: 1448 over IPv4 (1500 -
+    40 - 12), 1428 over IPv6 (1500 - 60 - 12)."""
+    return 1500 - overhead() - 12
+
+
+def overhead() -> int:
+    """IP + TCP header octets in the current family (40 or 60): MSS = MTU - overhead()."""
+    return tcp_overhead(peer_addr())
+
+
+def packet(src: str, dst: str, seg: TcpSegment) -> bytes:
+    """seg in an IPv4 or IPv6 packet, by the addresses' family, with correct checksums."""
+    data = build_tcp(seg, pack(src), pack(dst))
+    if is_ipv6(src):
+        return build_ipv6(IPv6Packet(src, dst, PROTO_TCP, data))
+    return build_ipv4(IPv4Packet(src, dst, PROTO_TCP, data))
+
+
+def tcp_of(raw: bytes, verify_checksum: bool = True) -> TcpSegment | None:
+    """The TCP segment in an IPv4 or IPv6 packet (None for another protocol)."""
+    if raw[0] >> 4 == 6:
+        ip6 = parse_ipv6(raw)
+        src, dst, protocol, data = ip6.src, ip6.dst, ip6.next_header, ip6.payload
+    else:
+        ip = parse_ipv4(raw)
+        src, dst, protocol, data = ip.src, ip.dst, ip.protocol, ip.payload
+    if protocol != PROTO_TCP:
+        return None
+    return parse_tcp(data, pack(src), pack(dst), verify_checksum=verify_checksum)
 
 
 @dataclass
@@ -73,8 +123,8 @@ def make_pair(
     sink_a, sink_b = (StateSink(), StateSink()) if states_only else (MemorySink(), MemorySink())
     cfg_a = config or TcpConfig()
     cfg_b = config_b or cfg_a
-    a = net.add_host("a", A_ADDR, config=cfg_a, trace=Trace([sink_a]) if trace else Trace())
-    b = net.add_host("b", B_ADDR, config=cfg_b, trace=Trace([sink_b]) if trace else Trace())
+    a = net.add_host("a", A_ADDR, config=cfg_a, trace=Trace([sink_a]) if trace else Trace(), address6=A_ADDR6)
+    b = net.add_host("b", B_ADDR, config=cfg_b, trace=Trace([sink_b]) if trace else Trace(), address6=B_ADDR6)
     net.connect("a", "b", profile or LinkProfile(delay=0.01), reverse)
     return Pair(net, a, b, sink_a, sink_b, Stack(a.runtime), Stack(b.runtime))
 
@@ -137,7 +187,7 @@ async def bidirectional(pair: Pair, res: TransferResult) -> None:
 
     server = await pair.stack_b.start_server(handle, port=PORT)
     res.start = pair.net.now
-    reader, writer = await pair.stack_a.open_connection(B_ADDR, PORT)
+    reader, writer = await pair.stack_a.open_connection(peer_addr(), PORT)
     await _pump_stream(reader, writer, res.sent_ab, res.got_ba)
     await served
     res.done = pair.net.now
@@ -176,7 +226,8 @@ class Out:
 
 
 class Rig:
-    """A Host at A_ADDR whose peer (B_ADDR:PEER_PORT) is played by the test, in virtual time.
+    """A Host at A_ADDR (and A_ADDR6) whose peer (peer_addr():PEER_PORT) is played by the test,
+    in virtual time.
 
     `inject` hands the host one segment from the peer; `advance` runs the host's timers up to a
     time; both return what the host sent, parsed. Nothing is sent anywhere else.
@@ -187,15 +238,16 @@ class Rig:
     def __init__(self, config: TcpConfig | None = None) -> None:
         self.sink = MemorySink()
         self.host = Host(A_ADDR, config=config or TcpConfig(), trace=Trace([self.sink]),
-                         rng=random.Random(7), isn_key=b"reliability")
+                         rng=random.Random(7), isn_key=b"reliability", address6=A_ADDR6)
+        self.peer = peer_addr()
         self.now = 0.0
         self.sent: list[Out] = []  # everything the host sent, in order
 
     def _collect(self) -> list[Out]:
         out = []
-        for packet in self.host.take_packets():
-            ip = parse_ipv4(packet)
-            seg = parse_tcp(ip.payload, pack_addr(ip.src), pack_addr(ip.dst))
+        for raw in self.host.take_packets():
+            seg = tcp_of(raw)
+            assert seg is not None
             out.append(Out(self.now, seg))
         self.sent += out
         return out
@@ -203,9 +255,7 @@ class Rig:
     def inject(self, seg: TcpSegment, at: float | None = None) -> list[Out]:
         """Deliver seg from the peer at time `at` (timers due before then run first)."""
         out = self.advance(self.now if at is None else at)
-        packet = build_ipv4(IPv4Packet(B_ADDR, A_ADDR, PROTO_TCP, build_tcp(seg, pack_addr(B_ADDR),
-                                                                            pack_addr(A_ADDR))))
-        self.host.receive(packet, self.now)
+        self.host.receive(packet(self.peer, self.host.local_address(self.peer), seg), self.now)
         return out + self._collect()
 
     def advance(self, until: float) -> list[Out]:
@@ -240,7 +290,7 @@ class Rig:
     def open(self, *, at: float = 0.1, mss: int = 1000, window: int = 65535, sack: bool = False,
              ts: bool = False, wscale: int | None = None) -> TcpConnection:
         """Active open from the host; the peer's SYN-ACK arrives at `at` (one RTT sample)."""
-        conn = self.host.connect(B_ADDR, self.PEER_PORT, self.now)
+        conn = self.host.connect(self.peer, self.PEER_PORT, self.now)
         syn = self._collect()[-1].seg
         assert syn.flags == Flags.SYN
         opts: list[TcpOption] = [Mss(mss)]
@@ -273,9 +323,8 @@ def drop_data_packets(link: Link, indices: set[int]) -> list[int]:
     dropped: list[int] = []
 
     def send(packet: bytes) -> None:
-        ip = parse_ipv4(packet)
-        if ip.protocol == PROTO_TCP:
-            seg = parse_tcp(ip.payload, pack_addr(ip.src), pack_addr(ip.dst), verify_checksum=False)
+        seg = tcp_of(packet, verify_checksum=False)
+        if seg is not None:
             if seg.payload:
                 i = counter[0]
                 counter[0] += 1
@@ -296,9 +345,8 @@ def drop_segment_repeatedly(link: Link, index: int, times: int) -> list[float]:
     drops: list[float] = []
 
     def send(packet: bytes) -> None:
-        ip = parse_ipv4(packet)
-        if ip.protocol == PROTO_TCP:
-            seg = parse_tcp(ip.payload, pack_addr(ip.src), pack_addr(ip.dst), verify_checksum=False)
+        seg = tcp_of(packet, verify_checksum=False)
+        if seg is not None:
             if seg.payload:
                 if state["count"] == index:
                     state["seq"] = seg.seq

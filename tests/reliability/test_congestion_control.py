@@ -14,12 +14,22 @@ from stack.sim import LinkProfile
 from stack.socket import IPPROTO_TCP, TCP_CONGESTION
 from stack.trace import CongestionEvent, MemorySink
 
-from .helpers import B_ADDR, PORT, drop_data_packets, drop_segment_repeatedly, make_pair, run_transfer
+from .helpers import (
+    PORT,
+    drop_data_packets,
+    drop_segment_repeatedly,
+    make_pair,
+    peer_addr,
+    run_transfer,
+    smss,
+    sock_family,
+)
 
-MSS = 1448  # 1500 - 40 - 12 (timestamps)
 DELAY = 0.025
 RTT = 2 * DELAY  # serialisation at 1 Gbit/s adds 12 us per segment
 BIG = TcpConfig(rcvbuf=4 << 20, ooo_limit=4 << 20, sndbuf=4 << 20, msl=0.5)
+
+pytestmark = pytest.mark.usefixtures("family")  # each test over IPv4 and IPv6
 
 
 def cwnd_events(sink: MemorySink) -> list[CongestionEvent]:
@@ -57,8 +67,8 @@ def test_initial_window_and_slow_start_doubles_per_rtt() -> None:
     first_flight = [s for s in sink.segments("out") if s.len and s.time < t0]
     assert len(first_flight) == 10  # RFC 6928: IW = 10 segments
     rounds = per_round_max(ev, t0, 5)
-    print(f"\nslow start, cwnd per RTT in segments: {[r // MSS for r in rounds]}")
-    assert rounds == [10 * MSS * 2 ** (k + 1) for k in range(5)]
+    print(f"\nslow start, cwnd per RTT in segments: {[r // smss() for r in rounds]}")
+    assert rounds == [10 * smss() * 2 ** (k + 1) for k in range(5)]
 
 
 def test_newreno_loss_episode_drop_then_one_mss_per_rtt() -> None:
@@ -68,16 +78,17 @@ def test_newreno_loss_episode_drop_then_one_mss_per_rtt() -> None:
     assert len(loss) == 1
     before = [e for e in ev if e.time < loss[0].time][-1]
     # RFC 5681 eq. (4): ssthresh = max(FlightSize / 2, 2*SMSS); cwnd = ssthresh (SACK recovery).
-    assert loss[0].ssthresh == max(loss[0].flight // 2, 2 * MSS)
+    assert loss[0].ssthresh == max(loss[0].flight // 2, 2 * smss())
     assert loss[0].cwnd == loss[0].ssthresh < before.cwnd
     exit_ = [e for e in ev if e.why == "recovery_exit"]
     assert len(exit_) == 1 and exit_[0].cwnd == loss[0].ssthresh
     after = [e for e in ev if e.time > exit_[0].time and e.why == "ack"]
     steps = [(b.time, b.cwnd - a.cwnd) for a, b in itertools.pairwise(after) if b.cwnd != a.cwnd]
-    assert steps and {d for _, d in steps} == {MSS}  # congestion avoidance: exactly one MSS at a time
+    assert steps and {d for _, d in steps} == {smss()}  # congestion avoidance: exactly one MSS at a time
     gaps = [b - a for (a, _), (b, _) in itertools.pairwise(steps)]
     med = statistics.median(gaps)
-    print(f"\nnewreno: loss at cwnd {before.cwnd // MSS} -> ssthresh {loss[0].ssthresh // MSS} segments; "
+    mss = smss()
+    print(f"\nnewreno: loss at cwnd {before.cwnd // mss} -> ssthresh {loss[0].ssthresh // mss} segments; "
           f"then +1 MSS every {med * 1000:.1f} ms (RTT {RTT * 1000:.0f} ms), {len(steps)} steps")
     assert len(steps) >= 5 and 0.9 * RTT <= med <= 1.2 * RTT
 
@@ -87,7 +98,7 @@ def test_cubic_loss_reduces_by_beta() -> None:
     ev = cwnd_events(sink)
     loss = [e for e in ev if e.why == "loss"]
     before = [e for e in ev if e.time < loss[0].time][-1]
-    assert loss[0].ssthresh == max(int(before.cwnd * 0.7), 2 * MSS)  # RFC 9438 4.6: beta 0.7
+    assert loss[0].ssthresh == max(int(before.cwnd * 0.7), 2 * smss())  # RFC 9438 4.6: beta 0.7
 
 
 @pytest.mark.parametrize("cc", ["newreno", "cubic"])
@@ -96,16 +107,16 @@ def test_rto_sets_cwnd_to_one_segment_then_slow_start(cc: str) -> None:
     assert len(drops) == 2  # the segment and its fast retransmission: only the RTO recovers
     ev = cwnd_events(sink)
     rto = [e for e in ev if e.why == "rto"]
-    assert len(rto) == 1 and rto[0].cwnd == MSS  # RFC 5681 3.1: loss window = 1 segment
+    assert len(rto) == 1 and rto[0].cwnd == smss()  # RFC 5681 3.1: loss window = 1 segment
     # The RTO came inside the fast-recovery episode: ssthresh stays what the loss set.
     loss = next(e for e in ev if e.why == "loss")
     assert rto[0].ssthresh == loss.ssthresh
     after = [e for e in ev if e.time > rto[0].time and e.why == "ack"]
     rounds = per_round_max(after, rto[0].time + RTT, 4)
-    print(f"\n{cc}: after the RTO, cwnd per RTT in segments: {[r // MSS for r in rounds]}")
+    print(f"\n{cc}: after the RTO, cwnd per RTT in segments: {[r // smss() for r in rounds]}")
     # Doubling each RTT (until ssthresh). The first ACK covers the hole and everything the
     # receiver held beyond it, so ABC (RFC 3465, L = 2) grows the first round by 2 segments.
-    assert rounds[0] // MSS == 3
+    assert rounds[0] // smss() == 3
     assert all(b == 2 * a for a, b in itertools.pairwise(rounds))
 
 
@@ -115,11 +126,11 @@ def test_congestion_control_per_host_and_per_socket() -> None:
 
     async def main() -> tuple[str, str, str, str]:
         server = await pair.stack_b.start_server(lambda r, w: None, port=PORT)
-        s1 = pair.stack_a.socket()
-        await s1.aconnect((B_ADDR, PORT))
-        s2 = pair.stack_a.socket()
+        s1 = pair.stack_a.socket(sock_family())
+        await s1.aconnect((peer_addr(), PORT))
+        s2 = pair.stack_a.socket(sock_family())
         s2.setsockopt(IPPROTO_TCP, TCP_CONGESTION, b"cubic")  # per socket, before connect
-        await s2.aconnect((B_ADDR, PORT))
+        await s2.aconnect((peer_addr(), PORT))
         before = s1.conn.cc.name if s1.conn else ""
         s1.setsockopt(IPPROTO_TCP, TCP_CONGESTION, b"cubic")  # a connected socket switches
         with pytest.raises(OSError):

@@ -6,7 +6,8 @@ TIME_WAIT expiry or the ACK of the last FIN).
 
 A failing run names its seed; replay it alone with
     pytest tests/reliability/test_integrity.py -k "seed_1234" -s
-Set RELIABILITY_SEEDS=N to sweep N seeds instead of the default 500.
+Set RELIABILITY_SEEDS=N to sweep N seeds instead of the default 500. The same cases run over IPv6
+for the first 50 seeds (RELIABILITY_SEEDS_IPV6=N to change it).
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from stack.config import TcpConfig
 from stack.sim import LinkProfile
 from stack.trace import MemorySink, StateChange
 
+from . import helpers
 from .helpers import digest, make_pair, run_transfer
 
 SEEDS = int(os.environ.get("RELIABILITY_SEEDS", "500"))
+SEEDS_IPV6 = int(os.environ.get("RELIABILITY_SEEDS_IPV6", "50"))
 MSL = 5.0  # TIME_WAIT lasts 10 s of virtual time: longer than a few backed-off FIN retransmissions
 
 
@@ -121,6 +124,9 @@ def run_case(case: Case) -> tuple[int, float]:
             pair.net.run_for(5.0)
         problems = clean_close_problems(pair.sink_a, "a") + clean_close_problems(pair.sink_b, "b")
         assert not problems, f"{case.describe()}: unclean close: {problems}"
+        # The connections were of the family under test: IPv6 ids bracket their addresses.
+        ids = {e.conn for e in pair.sink_a.of(StateChange)}
+        assert all(c.startswith("[") == (helpers.FAMILY == "ipv6") for c in ids), ids
         return case.size_ab + case.size_ba, res.done - res.start
     finally:
         pair.net.close()
@@ -129,6 +135,13 @@ def run_case(case: Case) -> tuple[int, float]:
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [pytest.param(s, id=f"seed_{s}") for s in range(SEEDS)])
 def test_integrity_sweep(seed: int) -> None:
+    run_case(draw(seed))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["ipv6"], indirect=True)
+@pytest.mark.parametrize("seed", [pytest.param(s, id=f"seed_{s}") for s in range(SEEDS_IPV6)])
+def test_integrity_sweep_ipv6(seed: int, family: str) -> None:
     run_case(draw(seed))
 
 

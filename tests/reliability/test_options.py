@@ -11,6 +11,7 @@ from stack.sim import LinkProfile, Network
 from stack.socket import (
     IPPROTO_TCP,
     MSG_OOB,
+    MSG_PEEK,
     SO_KEEPALIVE,
     SOL_SOCKET,
     TCP_KEEPCNT,
@@ -209,6 +210,29 @@ def test_keepalive_live_peer_connection_stays() -> None:
     pair.net.run_for(100.0)
     assert client.conn is not None and client.conn.state is State.ESTABLISHED
     assert client.conn.stats.keepalive_probes == 9  # one per idle period, each answered
+
+
+def test_keepalive_options_read_back_with_getsockopt() -> None:
+    pair = make_pair(29, LinkProfile(delay=0.01))
+    opts = [(IPPROTO_TCP, TCP_KEEPIDLE, 10), (IPPROTO_TCP, TCP_KEEPINTVL, 2), (IPPROTO_TCP, TCP_KEEPCNT, 3)]
+    client, server = _connected(pair, opts)
+    assert [client.getsockopt(level, opt) for level, opt, _ in opts] == [10, 2, 3]
+    defaults = TcpConfig()  # the accepted socket keeps the stack's settings
+    assert [server.getsockopt(level, opt) for level, opt, _ in opts] == [
+        defaults.keepalive_idle, defaults.keepalive_interval, defaults.keepalive_count,
+    ]  # fmt: skip
+
+
+def test_recv_msg_peek_returns_the_data_and_leaves_it_queued() -> None:
+    pair = make_pair(30, LinkProfile(delay=0.01))
+    client, server = _connected(pair)
+
+    async def main() -> list[bytes]:
+        await client.asend(b"peek at me")
+        first = await server.arecv(4, MSG_PEEK)
+        return [first, await server.arecv(100, MSG_PEEK), await server.arecv(100)]
+
+    assert pair.net.run(main(), timeout=10) == [b"peek", b"peek at me", b"peek at me"]
 
 
 def _small_writes(nodelay: bool) -> list[int]:

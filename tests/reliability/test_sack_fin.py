@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from stack.config import TcpConfig
 from stack.sim import LinkProfile
 from stack.tcp.connection import TcpConnection
@@ -12,7 +14,18 @@ from stack.tcp.state import State
 from stack.trace import CongestionEvent, Retransmit, TimerEvent
 from stack.wire.tcp import Flags
 
-from .helpers import Rig, drop_data_packets, drop_segment_repeatedly, make_pair, run_transfer
+from .helpers import (
+    Rig,
+    drop_data_packets,
+    drop_segment_repeatedly,
+    make_pair,
+    peer_addr,
+    run_transfer,
+    smss,
+    sock_family,
+)
+
+pytestmark = pytest.mark.usefixtures("family")  # each test over IPv4 and IPv6
 
 
 def state_of(conn: TcpConnection) -> State:
@@ -165,7 +178,7 @@ def test_rto_during_sack_recovery_still_delivers_everything() -> None:
     whys = [e.why for e in pair.sink_a.of(Retransmit)]
     assert len(drops) == 3 and whys.count("rto") >= 2 and "fast" in whys, whys
     rtos = [e for e in pair.sink_a.of(CongestionEvent) if e.why == "rto"]
-    assert rtos and all(e.cwnd == 1448 for e in rtos)  # one segment (MSS 1460 - 12 of timestamps)
+    assert rtos and all(e.cwnd == smss() for e in rtos)  # one segment (the MSS less 12 of timestamps)
 
 
 def test_newreno_partial_ack_resends_the_next_hole_at_once() -> None:
@@ -210,8 +223,8 @@ def test_zero_window_end_to_end_nothing_lost() -> None:
         listener = pair.stack_b.socket()
         listener.bind(("", 5001))
         listener.listen()
-        client = pair.stack_a.socket()
-        await client.aconnect(("10.0.0.2", 5001))
+        client = pair.stack_a.socket(sock_family())
+        await client.aconnect((peer_addr(), 5001))
         server, _ = await listener.aaccept()
         await client.asendall(data)
         client.close()  # the FIN waits behind 200 kB and a zero window

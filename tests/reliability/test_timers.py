@@ -15,9 +15,11 @@ from stack.tcp.state import State
 from stack.trace import Retransmit, StateChange, TimerEvent
 from stack.wire.tcp import Flags
 
-from .helpers import Out, Rig, data_segments, pure_acks
+from .helpers import Out, Rig, data_segments, peer_addr, pure_acks
 
 NO_OPTS = TcpConfig(timestamps=False, sack=False, window_scaling=False)
+
+pytestmark = pytest.mark.usefixtures("family")  # each test over IPv4 and IPv6
 
 
 def rel(conn_iss: int, outs: list[Out]) -> list[tuple[float, int, int, str]]:
@@ -33,7 +35,7 @@ def rel(conn_iss: int, outs: list[Out]) -> list[tuple[float, int, int, str]]:
 
 def test_syn_backoff_1_2_4_8_then_timeout_error() -> None:
     rig = Rig(NO_OPTS.with_(syn_retries=6))
-    conn = rig.host.connect("10.0.0.2", 80, 0.0)
+    conn = rig.host.connect(peer_addr(), 80, 0.0)
     out = rig.app(conn) + rig.advance(1000.0)
     syns = [o.time for o in rig.sent if o.seg.flags == Flags.SYN]
     # RFC 6298 2.1 and 5.5: initial RTO 1 s, doubled on each expiry; 1 + 6 retries.
@@ -46,7 +48,7 @@ def test_syn_backoff_1_2_4_8_then_timeout_error() -> None:
 
 def test_syn_retries_setting_changes_the_give_up_time() -> None:
     rig = Rig(NO_OPTS.with_(syn_retries=2))
-    conn = rig.host.connect("10.0.0.2", 80, 0.0)
+    conn = rig.host.connect(peer_addr(), 80, 0.0)
     rig.app(conn)
     rig.advance(100.0)
     assert [o.time for o in rig.sent] == [0.0, 1.0, 3.0]

@@ -8,12 +8,17 @@ acknowledges), `peer.iss` the host's initial sequence number, `peer.irs` the pee
 
 The default configuration turns window scaling, SACK and timestamps off and ACKs at once (no
 delayed ACK), so a reply is one predictable segment; option tests use their own configuration.
+
+Address family: the builders and `Peer` speak the family in `FAMILY` (IPv4 unless a test module
+uses the `family` fixture of tests/tcp/conftest.py, which runs each of its tests over IPv4 and
+over IPv6). Under IPv6 the host has both addresses and the peer talks to its IPv6 one.
 """
 
 from __future__ import annotations
 
 import random
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -21,11 +26,13 @@ import pytest
 from stack import seq
 from stack.config import TcpConfig
 from stack.host import Host
+from stack.inet import is_ipv6, pack, tcp_overhead
 from stack.tcp.connection import TcpConnection
 from stack.tcp.listener import Listener
 from stack.tcp.state import State
 from stack.trace import MemorySink, Trace, conn_id
-from stack.wire.ipv4 import PROTO_TCP, IPv4Packet, build_ipv4, pack_addr, parse_ipv4
+from stack.wire.ipv4 import PROTO_TCP, IPv4Packet, build_ipv4, parse_ipv4
+from stack.wire.ipv6 import IPv6Packet, build_ipv6, parse_ipv6
 from stack.wire.tcp import Flags, Mss, TcpOption, TcpSegment, build_tcp, flags_str, parse_tcp
 
 LOCAL_IP = "10.0.0.1"  # the host under test
@@ -41,6 +48,48 @@ PLAIN = TcpConfig(
 )
 OUR_MSS = PLAIN.mss  # 1460
 SYN_OPTS: tuple[TcpOption, ...] = (Mss(OUR_MSS),)  # what the host puts on a SYN under PLAIN
+
+
+@dataclass(frozen=True)
+class Family:
+    """The addresses a test speaks with, and what the host's SYN says under PLAIN over them."""
+
+    name: str
+    local_ip: str
+    remote_ip: str
+
+    @property
+    def our_mss(self) -> int:
+        return PLAIN.mtu - tcp_overhead(self.local_ip)  # 1460 over IPv4, 1440 over IPv6
+
+    @property
+    def syn_opts(self) -> tuple[TcpOption, ...]:
+        return (Mss(self.our_mss),)
+
+
+def send_mss() -> int:
+    """Payload octets of a full segment to a peer that said MSS 1460, under PLAIN: 1460 over
+    IPv4, 1440 over IPv6 (the 1500-octet MTU less 60 octets of headers bounds it)."""
+    return min(PEER_MSS, FAMILY.our_mss)
+
+
+def syn_opts() -> tuple[TcpOption, ...]:
+    """What the host puts on a SYN under PLAIN over the current family (SYN_OPTS over IPv4)."""
+    return FAMILY.syn_opts
+
+
+def remote_ip() -> str:
+    return FAMILY.remote_ip
+
+
+def our_mss() -> int:
+    """The MSS the host offers under PLAIN's MTU: 1460 over IPv4, 1440 over IPv6."""
+    return FAMILY.our_mss
+
+
+IPV4 = Family("ipv4", LOCAL_IP, REMOTE_IP)
+IPV6 = Family("ipv6", "fd00::1", "fd00::2")
+FAMILY = IPV4  # set by the `family` fixture (tests/tcp/conftest.py)
 
 # Initial sequence numbers: (host's ISS, peer's ISN). The wrap cases put the first data octets of
 # both directions across 2**32.
@@ -83,14 +132,32 @@ class FixedIsn:
 
 def make_host(config: TcpConfig = PLAIN, iss: int = DEFAULT_ISN[0]) -> tuple[Host, MemorySink]:
     sink = MemorySink()
-    host = Host(LOCAL_IP, config=config, trace=Trace([sink]), rng=random.Random(7), isn_key=b"test")
+    address6 = IPV6.local_ip if FAMILY is IPV6 else None
+    host = Host(LOCAL_IP, config=config, trace=Trace([sink]), rng=random.Random(7), isn_key=b"test",
+                address6=address6)
     host.isn = FixedIsn(iss)  # type: ignore[assignment]
     return host, sink
 
 
 def packet(seg: TcpSegment, src: str = REMOTE_IP, dst: str = LOCAL_IP) -> bytes:
-    """The IPv4 packet carrying seg, with correct checksums."""
-    return build_ipv4(IPv4Packet(src, dst, PROTO_TCP, build_tcp(seg, pack_addr(src), pack_addr(dst))))
+    """The IPv4 or IPv6 packet (by the addresses' family) carrying seg, with correct checksums."""
+    return ip_packet(src, dst, build_tcp(seg, pack(src), pack(dst)))
+
+
+def ip_packet(src: str, dst: str, tcp: bytes) -> bytes:
+    """TCP octets (checksum already right) in an IPv4 or IPv6 packet, by the addresses' family."""
+    if is_ipv6(src):
+        return build_ipv6(IPv6Packet(src, dst, PROTO_TCP, tcp))
+    return build_ipv4(IPv4Packet(src, dst, PROTO_TCP, tcp))
+
+
+def parse_packet(raw: bytes) -> tuple[str, str, int, bytes]:
+    """(src, dst, protocol, payload) of an IPv4 or IPv6 packet."""
+    if raw[0] >> 4 == 6:
+        ip6 = parse_ipv6(raw)
+        return ip6.src, ip6.dst, ip6.next_header, ip6.payload
+    ip = parse_ipv4(raw)
+    return ip.src, ip.dst, ip.protocol, ip.payload
 
 
 class Peer:
@@ -103,7 +170,7 @@ class Peer:
         *,
         iss: int,
         irs: int,
-        remote_ip: str = REMOTE_IP,
+        remote_ip: str | None = None,
         remote_port: int = REMOTE_PORT,
         local_port: int = LOCAL_PORT,
     ) -> None:
@@ -111,7 +178,7 @@ class Peer:
         self.sink = sink
         self.iss = iss  # the host's ISS
         self.irs = irs  # our (the peer's) ISN
-        self.ip = remote_ip
+        self.ip = FAMILY.remote_ip if remote_ip is None else remote_ip
         self.port = remote_port
         self.local_port = local_port
         self.seq = irs  # the next sequence number we send
@@ -126,7 +193,7 @@ class Peer:
 
     @property
     def conn_id(self) -> str:
-        return conn_id(self.host.address, self.local_port, self.ip, self.port)
+        return conn_id(self.host.local_address(self.ip), self.local_port, self.ip, self.port)
 
     def send(
         self,
@@ -148,17 +215,17 @@ class Peer:
         )
         if seq is None:
             self.seq = _seq_add(self.seq, seg.seg_len)
-        self.host.receive(packet(seg, self.ip, self.host.address), self.now)
+        self.host.receive(packet(seg, self.ip, self.host.local_address(self.ip)), self.now)
         return seg
 
     def segments(self) -> list[TcpSegment]:
         """Everything the host sent since the last look (all of it must be TCP to us)."""
         box = _MAILBOXES.setdefault(self.host, {})
         for raw in self.host.take_packets():
-            ip = parse_ipv4(raw)
-            assert ip.protocol == PROTO_TCP and ip.src == self.host.address
-            seg = parse_tcp(ip.payload, pack_addr(ip.src), pack_addr(ip.dst))
-            box.setdefault((ip.dst, seg.dst_port, seg.src_port), []).append(seg)
+            src, dst, protocol, data = parse_packet(raw)
+            assert protocol == PROTO_TCP and src == self.host.local_address(dst)
+            seg = parse_tcp(data, pack(src), pack(dst))
+            box.setdefault((dst, seg.dst_port, seg.src_port), []).append(seg)
         out = box.pop((self.ip, self.port, self.local_port), [])
         for seg in out:
             end = _seq_add(seg.seq, seg.seg_len)
@@ -287,9 +354,9 @@ def syn_received(isn: tuple[int, int] = DEFAULT_ISN, config: TcpConfig = PLAIN,
                  **kw: Any) -> Peer:
     peer = listening(isn, config, **kw)
     peer.send("S", options=syn_options, win=syn_win)
-    peer.conn = peer.host.find(LOCAL_PORT, REMOTE_IP, REMOTE_PORT)
+    peer.conn = peer.host.find(LOCAL_PORT, FAMILY.remote_ip, REMOTE_PORT)
     if config is PLAIN:
-        peer.expect("S.", seq=peer.iss, options=SYN_OPTS)
+        peer.expect("S.", seq=peer.iss, options=FAMILY.syn_opts)
     else:
         peer.segments()
     assert peer.state is State.SYN_RECEIVED
@@ -311,9 +378,9 @@ def established_passive(isn: tuple[int, int] = DEFAULT_ISN, config: TcpConfig = 
 def syn_sent(isn: tuple[int, int] = DEFAULT_ISN, config: TcpConfig = PLAIN) -> Peer:
     host, sink = make_host(config, isn[0])
     peer = Peer(host, sink, iss=isn[0], irs=isn[1])
-    peer.conn = host.connect(REMOTE_IP, REMOTE_PORT, peer.now, local_port=LOCAL_PORT)
+    peer.conn = host.connect(FAMILY.remote_ip, REMOTE_PORT, peer.now, local_port=LOCAL_PORT)
     if config is PLAIN:
-        peer.expect("S", seq=peer.iss, options=SYN_OPTS)
+        peer.expect("S", seq=peer.iss, options=FAMILY.syn_opts)
     else:
         peer.segments()
     assert peer.state is State.SYN_SENT

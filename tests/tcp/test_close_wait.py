@@ -8,7 +8,9 @@ import pytest
 from stack import seq
 from stack.tcp.state import State
 
-from .harness import PLAIN, RCVBUF, close_wait, established_passive, isns
+from .harness import PLAIN, RCVBUF, close_wait, established_passive, isns, send_mss
+
+pytestmark = pytest.mark.usefixtures("family")  # each test over IPv4 and IPv6
 
 
 @isns
@@ -81,6 +83,6 @@ def test_fin_rides_on_the_last_data_segment() -> None:
     peer.expect_none()
     peer.send(".", win=65535)
     first, last = peer.expect_many(2)
-    assert (len(first.payload), first.flags) == (1460, 0x10)
-    assert (len(last.payload), last.flags) == (540, 0x19)  # FIN, PSH, ACK
+    assert (len(first.payload), first.flags) == (send_mss(), 0x10)
+    assert (len(last.payload), last.flags) == (2000 - send_mss(), 0x19)  # FIN, PSH, ACK
     assert peer.state is State.LAST_ACK

@@ -13,6 +13,8 @@ from .harness import DEFAULT_ISN, LOCAL_PORT, Peer, make_host, time_wait
 
 WRAPPING = [0, 1_000, 2**31, 2**32 - 1, 2**32 - 3]
 
+pytestmark = pytest.mark.usefixtures("family")  # each test over IPv4 and IPv6
+
 
 def closed_peer(irs: int = 5_000) -> Peer:
     host, sink = make_host()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from stack import seq
 from stack.tcp.state import State
 
 from .harness import closing, isns
+
+pytestmark = pytest.mark.usefixtures("family")  # each test over IPv4 and IPv6
 
 
 @isns

@@ -9,7 +9,9 @@ from stack import seq
 from stack.tcp.state import State
 from stack.wire.tcp import Mss
 
-from .harness import PLAIN, RCVBUF, established, established_passive, isns
+from .harness import PLAIN, RCVBUF, established, established_passive, isns, send_mss
+
+pytestmark = pytest.mark.usefixtures("family")  # each test over IPv4 and IPv6
 
 
 def nodelay(peer_mss: int | None = 1460, sndbuf: int | None = None, **kw: object):  # type: ignore[no-untyped-def]
@@ -187,10 +189,11 @@ def test_write_is_segmented_to_mss_with_psh_on_the_last(isn: tuple[int, int]) ->
     data = bytes(range(256)) * 12  # 3072 octets
     peer.app_send(data)
     segs = peer.expect_many(3)
-    assert [len(s.payload) for s in segs] == [1460, 1460, 152]
+    m = send_mss()  # 1460 over IPv4, 1440 over IPv6
+    assert [len(s.payload) for s in segs] == [m, m, 3072 - 2 * m]
     assert [s.flags for s in segs] == [0x10, 0x10, 0x18]
     assert b"".join(s.payload for s in segs) == data
-    assert [s.seq for s in segs] == [seq.add(peer.iss, n) for n in (1, 1461, 2921)]
+    assert [s.seq for s in segs] == [seq.add(peer.iss, n) for n in (1, 1 + m, 1 + 2 * m)]
 
 
 def test_segmentation_to_a_smaller_peer_mss() -> None:
@@ -232,7 +235,7 @@ def test_peer_window_limits_what_is_sent() -> None:
     assert (len(segs[0].payload), segs[0].flags) == (1000, 0x10)
     peer.send(".", win=3000)
     segs = peer.expect_many(2)
-    assert [len(s.payload) for s in segs] == [1460, 540]
+    assert [len(s.payload) for s in segs] == [send_mss(), 2000 - send_mss()]
     assert segs[-1].flags == 0x18
 
 

@@ -3,10 +3,14 @@ alone to CLOSING, FIN+ACK of ours straight to TIME_WAIT."""
 
 from __future__ import annotations
 
+import pytest
+
 from stack import seq
 from stack.tcp.state import State
 
 from .harness import RCVBUF, fin_wait_1, isns
+
+pytestmark = pytest.mark.usefixtures("family")  # each test over IPv4 and IPv6
 
 
 @isns

@@ -3,11 +3,15 @@ leads to TIME_WAIT."""
 
 from __future__ import annotations
 
+import pytest
+
 from stack import seq
 from stack.config import TcpConfig
 from stack.tcp.state import State
 
 from .harness import RCVBUF, fin_wait_2, isns
+
+pytestmark = pytest.mark.usefixtures("family")  # each test over IPv4 and IPv6
 
 
 @isns

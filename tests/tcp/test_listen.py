@@ -3,31 +3,36 @@ anything else is dropped. Backlog bounds (listen(2)): overflow is dropped and co
 
 from __future__ import annotations
 
+import pytest
+
 from stack import seq
 from stack.config import TcpConfig
+from stack.inet import tcp_overhead
 from stack.tcp.state import State
 from stack.wire.tcp import Mss
 
 from .harness import (
     LOCAL_PORT,
     PLAIN,
-    REMOTE_IP,
     REMOTE_PORT,
-    SYN_OPTS,
     Peer,
     established_passive,
     isns,
     listening,
+    remote_ip,
+    syn_opts,
     syn_received,
 )
+
+pytestmark = pytest.mark.usefixtures("family")  # each test over IPv4 and IPv6
 
 
 @isns
 def test_syn_gets_syn_ack(isn: tuple[int, int]) -> None:
     peer = listening(isn)
     peer.send("S", options=(Mss(1460),))
-    peer.expect("S.", seq=peer.iss, ack=seq.add(peer.irs, 1), win=8192, options=SYN_OPTS)
-    peer.conn = peer.host.find(LOCAL_PORT, REMOTE_IP, REMOTE_PORT)
+    peer.expect("S.", seq=peer.iss, ack=seq.add(peer.irs, 1), win=8192, options=syn_opts())
+    peer.conn = peer.host.find(LOCAL_PORT, remote_ip(), REMOTE_PORT)
     assert peer.state is State.SYN_RECEIVED
     assert peer.transitions() == ["LISTEN", "SYN_RECEIVED"]
 
@@ -35,19 +40,19 @@ def test_syn_gets_syn_ack(isn: tuple[int, int]) -> None:
 def test_syn_without_mss_still_gets_our_mss() -> None:
     peer = listening()
     peer.send("S")
-    peer.expect("S.", seq=peer.iss, options=SYN_OPTS)
+    peer.expect("S.", seq=peer.iss, options=syn_opts())
 
 
 def test_syn_ack_window_is_free_buffer_space() -> None:
     peer = listening(config=PLAIN.with_(rcvbuf=3000))
     peer.send("S")
-    peer.expect("S.", seq=peer.iss, win=3000, options=SYN_OPTS)
+    peer.expect("S.", seq=peer.iss, win=3000, options=syn_opts())
 
 
 def test_syn_ack_window_capped_at_65535_without_scaling() -> None:
     peer = listening(config=PLAIN.with_(rcvbuf=200_000))
     peer.send("S")
-    peer.expect("S.", seq=peer.iss, win=65535, options=SYN_OPTS)
+    peer.expect("S.", seq=peer.iss, win=65535, options=syn_opts())
 
 
 def test_rst_is_ignored() -> None:
@@ -113,9 +118,9 @@ def test_two_peers_get_two_half_open_connections() -> None:
     other = Peer(peer.host, peer.sink, iss=peer.iss, irs=7, remote_port=REMOTE_PORT + 1)
     peer.send("S")
     other.send("S")
-    peer.expect("S.", seq=peer.iss, options=SYN_OPTS)
-    assert peer.host.find(LOCAL_PORT, REMOTE_IP, REMOTE_PORT) is not None
-    assert peer.host.find(LOCAL_PORT, REMOTE_IP, REMOTE_PORT + 1) is not None
+    peer.expect("S.", seq=peer.iss, options=syn_opts())
+    assert peer.host.find(LOCAL_PORT, remote_ip(), REMOTE_PORT) is not None
+    assert peer.host.find(LOCAL_PORT, remote_ip(), REMOTE_PORT + 1) is not None
     assert len(peer.host.connections) == 2
 
 
@@ -146,13 +151,13 @@ def test_syn_backlog_overflow_dropped_and_counted() -> None:
 def test_accept_queue_full_drops_new_syn() -> None:
     peer = listening(backlog=1)
     peer.send("S")
-    peer.expect("S.", seq=peer.iss, options=SYN_OPTS)
+    peer.expect("S.", seq=peer.iss, options=syn_opts())
     peer.send(".")  # established, waiting in the accept queue: the queue is full
     other = Peer(peer.host, peer.sink, iss=peer.iss, irs=5, remote_port=REMOTE_PORT + 1)
     other.send("S")
     other.expect_none()
     assert peer.host.counters["listen_overflow"] == 1
-    assert peer.host.find(LOCAL_PORT, REMOTE_IP, REMOTE_PORT + 1) is None
+    assert peer.host.find(LOCAL_PORT, remote_ip(), REMOTE_PORT + 1) is None
 
 
 def test_final_ack_with_full_accept_queue_is_dropped_and_retried() -> None:
@@ -166,7 +171,7 @@ def test_final_ack_with_full_accept_queue_is_dropped_and_retried() -> None:
     a.send(".")
     b.send(".")  # the accept queue holds a: b's ACK is dropped, b stays half-open
     b.expect_none()
-    conn_b = peer.host.find(LOCAL_PORT, REMOTE_IP, 5002)
+    conn_b = peer.host.find(LOCAL_PORT, remote_ip(), 5002)
     assert conn_b is not None and conn_b.state is State.SYN_RECEIVED
     assert peer.sink.drops("accept_queue_full")
     assert peer.listener is not None and peer.listener.overflows == 1
@@ -190,17 +195,17 @@ def test_syn_ack_retransmitted_with_backoff() -> None:
     peer = syn_received()
     assert peer.deadline() == 1.0
     assert peer.fire() == 1.0
-    peer.expect("S.", seq=peer.iss, options=SYN_OPTS)
+    peer.expect("S.", seq=peer.iss, options=syn_opts())
     assert peer.deadline() == 3.0
     peer.fire()
-    peer.expect("S.", seq=peer.iss, options=SYN_OPTS)
+    peer.expect("S.", seq=peer.iss, options=syn_opts())
 
 
 def test_half_open_gives_up_after_synack_retries() -> None:
     peer = syn_received(config=PLAIN.with_(synack_retries=2))
     for _ in range(2):
         peer.fire()
-        peer.expect("S.", seq=peer.iss, options=SYN_OPTS)
+        peer.expect("S.", seq=peer.iss, options=syn_opts())
     peer.fire()
     peer.expect_none()
     assert peer.state is State.CLOSED
@@ -231,4 +236,5 @@ def test_config_is_inherited() -> None:
     peer = listening(config=TcpConfig(window_scaling=False, sack=False, timestamps=False, mtu=1000,
                                       rcvbuf=8192, delack_timeout=0.0))
     peer.send("S")
-    peer.expect("S.", seq=peer.iss, options=(Mss(960),))
+    mss = 1000 - tcp_overhead(remote_ip())  # the listener's MTU: 960 over IPv4, 940 over IPv6
+    peer.expect("S.", seq=peer.iss, options=(Mss(mss),))

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import struct
 
+import pytest
+
 from stack.checksum import internet_checksum, pseudo_header_sum
+from stack.inet import is_ipv6, pack, tcp_overhead
 from stack.tcp.state import State
-from stack.wire.ipv4 import PROTO_TCP, IPv4Packet, build_ipv4, pack_addr
+from stack.wire.ipv4 import PROTO_TCP
 from stack.wire.tcp import (
     Eol,
     Flags,
@@ -25,15 +28,20 @@ from stack.wire.tcp import (
 
 from .harness import (
     PLAIN,
-    SYN_OPTS,
     Peer,
     established_active,
     established_passive,
+    ip_packet,
     isns,
     listening,
+    our_mss,
     packet,
+    remote_ip,
+    syn_opts,
     syn_sent,
 )
+
+pytestmark = pytest.mark.usefixtures("family")  # each test over IPv4 and IPv6
 
 FULL = PLAIN.with_(window_scaling=True, sack=True, timestamps=True, rcvbuf=256 * 1024)
 FULL_SHIFT = 3  # 256 KiB >> 3 fits in 16 bits
@@ -68,9 +76,10 @@ def test_mss_from_the_peer_is_used() -> None:
 
 
 def test_our_mss_follows_the_mtu() -> None:
-    peer = listening(config=PLAIN.with_(mtu=576))
+    mtu = 1280 if is_ipv6(remote_ip()) else 576  # the least link MTU IPv6 allows (RFC 8200 5)
+    peer = listening(config=PLAIN.with_(mtu=mtu))
     peer.send("S")
-    peer.expect("S.", seq=peer.iss, options=(Mss(536),))
+    peer.expect("S.", seq=peer.iss, options=(Mss(mtu - tcp_overhead(remote_ip())),))  # 536 or 1220
 
 
 def test_active_open_learns_mss_from_syn_ack() -> None:
@@ -97,7 +106,7 @@ def test_syn_offers_all_options_in_linux_order() -> None:
     peer.fire()
     out = peer.expect_many(1)[0]
     assert kinds(out.options) == ["Mss", "SackPermitted", "Timestamps", "Nop", "WindowScale"]
-    assert out.options[0] == Mss(1460) and out.options[-1] == WindowScale(FULL_SHIFT)
+    assert out.options[0] == Mss(our_mss()) and out.options[-1] == WindowScale(FULL_SHIFT)
     ts = out.options[2]
     assert isinstance(ts, Timestamps) and ts.tsecr == 0
     assert out.window == 65535  # a SYN's window is never scaled
@@ -119,7 +128,7 @@ def test_window_scale_negotiated_when_both_send_it() -> None:
 def test_no_window_scale_when_the_peer_sends_none() -> None:
     peer = listening(config=FULL)
     opts = syn_ack_to(peer, (Mss(1460),))
-    assert opts == (Mss(1460),)
+    assert opts == (Mss(our_mss()),)
     peer.send(".", win=100)
     peer.conn = peer.listener.accept() if peer.listener else None
     assert peer.c().info()["snd_wnd"] == 100  # unscaled
@@ -130,7 +139,7 @@ def test_no_window_scale_when_the_peer_sends_none() -> None:
 def test_no_window_scale_when_we_do_not_offer_it() -> None:
     peer = listening(config=FULL.with_(window_scaling=False))
     opts = syn_ack_to(peer, (Mss(1460), Nop(), WindowScale(7)))
-    assert opts == (Mss(1460),)
+    assert opts == (Mss(our_mss()),)
     peer.send(".", win=100)
     peer.conn = peer.listener.accept() if peer.listener else None
     assert peer.c().info()["snd_wnd"] == 100
@@ -217,7 +226,7 @@ def test_paws_drops_an_old_timestamp_with_an_ack() -> None:
 def test_unknown_option_is_skipped(isn: tuple[int, int]) -> None:
     peer = listening(isn)
     peer.send("S", options=(UnknownOption(253, b"\x12\x34"), Mss(1000)))
-    peer.expect("S.", seq=peer.iss, options=SYN_OPTS)
+    peer.expect("S.", seq=peer.iss, options=syn_opts())
     peer.send(".")
     peer.conn = peer.listener.accept() if peer.listener else None
     assert peer.c().info()["mss"] == 1000  # the option after the unknown one was read
@@ -225,9 +234,9 @@ def test_unknown_option_is_skipped(isn: tuple[int, int]) -> None:
 
 def test_options_after_eol_are_ignored() -> None:
     peer = listening()
-    raw = bytearray(packet(_syn(peer)))
+    raw = bytearray(packet(_syn(peer), peer.ip, peer.host.local_address(peer.ip)))
     peer.host.receive(bytes(raw), peer.now)
-    peer.expect("S.", seq=peer.iss, ack=peer.irs + 1, options=SYN_OPTS)
+    peer.expect("S.", seq=peer.iss, ack=peer.irs + 1, options=syn_opts())
 
 
 def _syn(peer: Peer) -> TcpSegment:
@@ -262,7 +271,7 @@ def _raw_syn_with_option_bytes(peer: Peer, opts: bytes) -> bytes:
     hlen = 20 + len(opts)
     hdr = bytearray(struct.pack("!HHIIBBHHH", peer.port, peer.local_port, peer.irs, 0, (hlen // 4) << 4,
                                 0x02, 65535, 0, 0)) + opts
-    src, dst = pack_addr(peer.ip), pack_addr(peer.host.address)
-    csum = internet_checksum(bytes(hdr), pseudo_header_sum(src, dst, PROTO_TCP, len(hdr)))
+    local = peer.host.local_address(peer.ip)
+    csum = internet_checksum(bytes(hdr), pseudo_header_sum(pack(peer.ip), pack(local), PROTO_TCP, len(hdr)))
     hdr[16:18] = csum.to_bytes(2, "big")
-    return build_ipv4(IPv4Packet(peer.ip, peer.host.address, PROTO_TCP, bytes(hdr)))
+    return ip_packet(peer.ip, local, bytes(hdr))

@@ -37,6 +37,8 @@ BUILDERS: dict[str, Callable[[], Peer]] = {
 }
 RESET_ERROR = {"ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "CLOSE_WAIT"}
 
+pytestmark = pytest.mark.usefixtures("family")  # each test over IPv4 and IPv6
+
 
 @isns
 @pytest.mark.parametrize("flags", ["R", "R."])

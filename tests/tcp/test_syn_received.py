@@ -3,18 +3,22 @@ ACK gets RST <SEQ=SEG.ACK>; an exact RST or a new SYN returns the connection to 
 
 from __future__ import annotations
 
+import pytest
+
 from stack import seq
 from stack.tcp.state import State
 
 from .harness import (
     LOCAL_PORT,
-    REMOTE_IP,
     REMOTE_PORT,
-    SYN_OPTS,
     isns,
+    remote_ip,
+    syn_opts,
     syn_received,
     syn_sent,
 )
+
+pytestmark = pytest.mark.usefixtures("family")  # each test over IPv4 and IPv6
 
 
 @isns
@@ -67,7 +71,7 @@ def test_exact_rst_returns_to_listen(isn: tuple[int, int]) -> None:
     assert peer.host.deadline() is None
     # The listener still listens: a new SYN gets a SYN-ACK.
     peer.send("S", seq=77)
-    peer.expect("S.", seq=peer.iss, ack=78, options=SYN_OPTS)
+    peer.expect("S.", seq=peer.iss, ack=78, options=syn_opts())
 
 
 def test_exact_rst_ack_returns_to_listen() -> None:
@@ -97,7 +101,7 @@ def test_rst_out_of_window_is_dropped() -> None:
 def test_retransmitted_syn_gets_syn_ack_again() -> None:
     peer = syn_received()
     peer.send("S", seq=peer.irs)
-    peer.expect("S.", seq=peer.iss, ack=peer.irs + 1, options=SYN_OPTS)
+    peer.expect("S.", seq=peer.iss, ack=peer.irs + 1, options=syn_opts())
     assert peer.state is State.SYN_RECEIVED
 
 
@@ -138,7 +142,7 @@ def test_fin_ack_establishes_then_close_wait() -> None:
 def test_simultaneous_open_exact_rst_refuses() -> None:
     peer = syn_sent()
     peer.send("S")
-    peer.expect("S.", seq=peer.iss, options=SYN_OPTS)
+    peer.expect("S.", seq=peer.iss, options=syn_opts())
     peer.send("R.", seq=peer.irs + 1, ack=peer.iss + 1)
     peer.expect_none()
     assert peer.state is State.CLOSED
@@ -148,7 +152,7 @@ def test_simultaneous_open_exact_rst_refuses() -> None:
 def test_simultaneous_open_syn_in_window_gets_challenge_ack() -> None:
     peer = syn_sent()
     peer.send("S")
-    peer.expect("S.", seq=peer.iss, options=SYN_OPTS)
+    peer.expect("S.", seq=peer.iss, options=syn_opts())
     peer.send("S", seq=peer.irs + 5)  # no listener: handled as in a synchronized state
     peer.expect(".", seq=peer.iss + 1, ack=peer.irs + 1)
     assert peer.state is State.SYN_RECEIVED
@@ -156,5 +160,5 @@ def test_simultaneous_open_syn_in_window_gets_challenge_ack() -> None:
 
 def test_half_open_is_found_by_its_four_tuple() -> None:
     peer = syn_received()
-    assert peer.host.find(LOCAL_PORT, REMOTE_IP, REMOTE_PORT) is peer.conn
+    assert peer.host.find(LOCAL_PORT, remote_ip(), REMOTE_PORT) is peer.conn
     assert peer.listener is not None and peer.listener.accept() is None

@@ -10,7 +10,9 @@ from stack import seq
 from stack.tcp.state import State
 from stack.wire.tcp import Mss
 
-from .harness import PLAIN, SYN_OPTS, established_active, isns, syn_sent
+from .harness import PLAIN, established_active, isns, syn_opts, syn_sent
+
+pytestmark = pytest.mark.usefixtures("family")  # each test over IPv4 and IPv6
 
 
 @isns
@@ -91,7 +93,7 @@ def test_rst_without_ack_is_ignored() -> None:
 def test_simultaneous_open_syn_gets_syn_ack(isn: tuple[int, int]) -> None:
     peer = syn_sent(isn)
     peer.send("S", options=(Mss(1460),))
-    peer.expect("S.", seq=peer.iss, ack=seq.add(peer.irs, 1), options=SYN_OPTS)
+    peer.expect("S.", seq=peer.iss, ack=seq.add(peer.irs, 1), options=syn_opts())
     assert peer.state is State.SYN_RECEIVED
     peer.send(".", ack=seq.add(peer.iss, 1))
     peer.expect_none()
@@ -102,7 +104,7 @@ def test_simultaneous_open_syn_gets_syn_ack(isn: tuple[int, int]) -> None:
 def test_simultaneous_open_rst_refuses() -> None:
     peer = syn_sent()
     peer.send("S")
-    peer.expect("S.", seq=peer.iss, options=SYN_OPTS)
+    peer.expect("S.", seq=peer.iss, options=syn_opts())
     peer.send("R", seq=peer.irs + 1)
     peer.expect_none()
     assert peer.state is State.CLOSED
@@ -136,17 +138,17 @@ def test_fin_alone_is_dropped() -> None:
 def test_syn_retransmitted_with_backoff() -> None:
     peer = syn_sent()
     assert peer.fire() == 1.0
-    peer.expect("S", seq=peer.iss, options=SYN_OPTS)
+    peer.expect("S", seq=peer.iss, options=syn_opts())
     assert peer.deadline() == 3.0
     assert peer.fire() == 3.0
-    peer.expect("S", seq=peer.iss, options=SYN_OPTS)
+    peer.expect("S", seq=peer.iss, options=syn_opts())
     assert peer.deadline() == 7.0
 
 
 def test_syn_retries_exhausted_times_out() -> None:
     peer = syn_sent(config=PLAIN.with_(syn_retries=1))
     peer.fire()
-    peer.expect("S", seq=peer.iss, options=SYN_OPTS)
+    peer.expect("S", seq=peer.iss, options=syn_opts())
     peer.fire()
     peer.expect_none()
     assert peer.state is State.CLOSED

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from stack import seq
 from stack.config import TcpConfig
 from stack.tcp.state import State
@@ -10,13 +12,15 @@ from .harness import (
     LOCAL_PORT,
     PLAIN,
     RCVBUF,
-    REMOTE_IP,
     REMOTE_PORT,
-    SYN_OPTS,
     fin_wait_2,
     isns,
+    remote_ip,
+    syn_opts,
     time_wait,
 )
+
+pytestmark = pytest.mark.usefixtures("family")  # each test over IPv4 and IPv6
 
 
 @isns
@@ -90,9 +94,9 @@ def test_new_syn_above_old_sequence_reuses_the_four_tuple() -> None:
     peer = time_wait()
     old = peer.c()
     peer.send("S", seq=peer.seq + 100_000)
-    peer.expect("S.", seq=peer.iss, ack=peer.seq + 100_001, win=RCVBUF, options=SYN_OPTS)
+    peer.expect("S.", seq=peer.iss, ack=peer.seq + 100_001, win=RCVBUF, options=syn_opts())
     assert old.state is State.CLOSED
-    new = peer.host.find(LOCAL_PORT, REMOTE_IP, REMOTE_PORT)
+    new = peer.host.find(LOCAL_PORT, remote_ip(), REMOTE_PORT)
     assert new is not None and new is not old and new.state is State.SYN_RECEIVED
 
 

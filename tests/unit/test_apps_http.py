@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import shutil
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -219,3 +220,33 @@ def test_client_fetches_from_python_http_server(tmp_path: Path) -> None:
             await asyncio.wait_for(proc.wait(), 20)
 
     asyncio.run(main())
+
+
+def test_ipv6_literal_goes_in_brackets_in_host() -> None:
+    """RFC 9110 7.2: the Host of an IPv6 literal is [addr]:port; the server and client work on ::1."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this Python")
+    seen: list[bytes] = []
+
+    async def main() -> tuple[int, int]:
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            seen.append(await reader.readuntil(b"\r\n\r\n"))
+            writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(answer, "::1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with HttpClient(KernelNet(), "::1", port) as client:
+                return (await client.request("GET", "/")).status, port
+        finally:
+            server.close()
+
+    try:
+        status, port = asyncio.run(main())
+    except OSError as exc:  # a machine whose loopback has no ::1
+        pytest.skip(f"no IPv6 loopback: {exc}")
+    assert status == 204
+    host = [line for line in seen[0].split(b"\r\n") if line.lower().startswith(b"host:")]
+    assert host == [f"Host: [::1]:{port}".encode()]

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from lab.cli import app
 
 COMMANDS = {
-    "up", "down", "status", "exec",  # lab.cli.root
-    "capture", "check", "demo", "impair", "drill",  # one module each
+    "up", "down", "status", "exec",  # lab.cli.lifecycle
+    "app", "capture", "check", "demo", "impair", "drill",  # one module each
     "ladder", "plot", "demo-traces",  # lab.cli.viz
     "http", "echo", "transfer", "run", "ss", "trace",  # lab.cli.node
 }  # fmt: skip
@@ -44,3 +44,21 @@ def test_python_dash_m_runs_the_same_app() -> None:
     assert ran.returncode == 0, ran.stderr
     for command in COMMANDS:
         assert command in ran.stdout
+
+
+def test_ss_table_shows_ipv6_endpoints_whole() -> None:
+    """Bracketed IPv6 endpoints are text, not rich markup (which would swallow "[fd00::1]")."""
+    from rich.console import Console
+
+    from lab.cli.node import ss_table
+
+    result = {
+        "address": "10.2.0.1",
+        "listeners": [{"local": "*:80", "port": 80, "backlog": 128, "accept_queue": 0}],
+        "connections": [{"state": "ESTABLISHED", "local": "[fd00:0:2::1]:80", "remote": "[fd00::2]:40000",
+                         "recv_q": 0, "send_q": 0, "rto": 0.2, "srtt": 0.001}],
+    }
+    console = Console(width=250, record=True)
+    console.print(ss_table("server", result))
+    row = next(line for line in console.export_text().splitlines() if "ESTABLISHED" in line)
+    assert "[fd00:0:2::1]:80" in row and "[fd00::2]:40000" in row

@@ -10,9 +10,11 @@ from hypothesis import strategies as st
 from drill import ParseError, parse_script
 from drill.ast import (
     ELIDED,
+    CodeEvent,
     Direction,
     Elided,
     Eol,
+    IcmpEvent,
     IntLit,
     ListExpr,
     Mss,
@@ -21,6 +23,7 @@ from drill.ast import (
     RawStruct,
     Sack,
     SackOk,
+    ShellEvent,
     StringLit,
     Symbols,
     SyscallEvent,
@@ -328,9 +331,7 @@ assert tcpi_snd_cwnd == 10
 """
     )
     assert script.options == {"tolerance_usecs": "10000", "mss": "1000", "no_verify": None}
-    assert script.init_command == UnsupportedEvent(
-        line=6, timing=None, what="shell command `../common/defaults.sh`"
-    )
+    assert script.init_command == ShellEvent(line=6, timing=None, command="../common/defaults.sh")
     ev = script.events
     assert ev[1] == call(
         9, rel(0), "setsockopt", i(3), sym("SOL_SOCKET"), sym("SO_LINGER"),
@@ -338,11 +339,9 @@ assert tcpi_snd_cwnd == 10
     )  # fmt: skip
     assert ev[2] == call(10, rel(0), "setsockopt", i(3), sym("SOL_TCP"), sym("TCP_CONGESTION"),
                          StringLit("reno"), i(4))  # fmt: skip
-    assert ev[3] == UnsupportedEvent(
-        line=11, timing=rel(0), what="shell command `sysctl -q net.ipv4.tcp_sack=0`"
-    )
+    assert ev[3] == ShellEvent(line=11, timing=rel(0), command="sysctl -q net.ipv4.tcp_sack=0")
     assert ev[4] == UnsupportedEvent(line=12, timing=rel(0), what="tcpi_ fields in getsockopt()")
-    assert ev[5] == UnsupportedEvent(line=13, timing=rel(0), what="%{ }% code block")
+    assert ev[5] == CodeEvent(line=13, timing=rel(0), code="\nassert tcpi_snd_cwnd == 10\n")
     assert ev[6] == call(16, rel(0), "close", i(3))
 
 
@@ -491,8 +490,8 @@ def test_comments_everywhere() -> None:
 @pytest.mark.parametrize(
     ("text", "what"),
     [
-        ("+0 %{ x = 1 }%", "%{ }% code block"),
-        ("+0 `echo hi`", "shell command `echo hi`"),
+        ("+0 < S 0:0(0) win 1000 <mss 1000>/udp(1 > 9811)", "TCP over UDP encapsulation (/udp)"),
+        ("+0 > R. 0:0(0)! ack 1 win 0", "'!' after the sequence numbers"),
         ("+0 getsockopt(3, SOL_SOCKET, SO_LINGER, {l_onoff=1, l_linger=0}, [8]) = 0",
          "struct argument to getsockopt()"),
         ("+0 getsockopt(3, SOL_TCP, TCP_INFO, [{tcpi_rto=200000}], [232]) = 0",
@@ -510,6 +509,68 @@ def test_unsupported_syntax_becomes_an_event_naming_the_line(text: str, what: st
     script = parse_script(f"0 close(9) = 0\n{text}\n+0 close(3) = 0\n")
     assert script.events[1] == UnsupportedEvent(line=2, timing=rel(0), what=what)
     assert script.events[2] == call(3, rel(0), "close", i(3))
+
+
+def test_shell_commands_and_code_blocks_are_events_for_the_runner() -> None:
+    script = parse_script("`sysctl -w a.b=1`\n0 `echo hi`\n+0 %{ x = 1 }%\n")
+    assert script.init_command == ShellEvent(line=1, timing=None, command="sysctl -w a.b=1")
+    assert script.events == (
+        ShellEvent(line=2, timing=Timing(TimeKind.ABSOLUTE, 0), command="echo hi"),
+        CodeEvent(line=3, timing=rel(0), code=" x = 1 "),
+    )
+
+
+def test_an_untimed_command_after_the_last_event_is_the_cleanup_command() -> None:
+    script = parse_script("0 close(3) = 0\n\n`setkey -F`\n")
+    assert script.cleanup_command == ShellEvent(line=3, timing=None, command="setkey -F")
+    with pytest.raises(ParseError) as err:
+        parse_script("0 close(3) = 0\n`setkey -F`\n+0 close(4) = 0\n")
+    assert (err.value.line, "first or last" in err.value.message) == (2, True)
+
+
+def test_inbound_icmp_lines() -> None:
+    script = parse_script(
+        "0 close(9) = 0\n+0 < icmp unreachable frag_needed mtu 1200 [1:1461(1460)]\n"
+        "+0 < icmp parameter_problem code_1\n+0 < icmp source_quench [0:0(0)]\n"
+    )
+    assert script.events[1:] == (
+        IcmpEvent(line=2, timing=rel(0), icmp_type="unreachable", code="frag_needed", mtu=1200, quoted_seq=1),
+        IcmpEvent(line=3, timing=rel(0), icmp_type="parameter_problem", code="code_1"),
+        IcmpEvent(line=4, timing=rel(0), icmp_type="source_quench", quoted_seq=0),
+    )
+    for bad, at in (("< icmp unreachables [0:0(0)]", "unreachables"),
+                    ("< icmp unreachable port_unreachble", "port_"), ("< icmp unreachable [0:1(0)]", "0:1")):
+        with pytest.raises(ParseError) as err:
+            parse_script(f"0 {bad}\n")
+        assert (err.value.line, err.value.column) == (1, f"0 {bad}".index(at) + 1), str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("line", "what"),
+    [
+        ("+0 < icmp unreachable admin_prohibited [0:0(0)]", "ICMPv6 message"),
+        ("+0 < icmp packet_too_big mtu 1300 [1:1(0)]", "ICMPv6 message"),
+        ("+0 < icmp unreachable port_unreachable [0:0(0)/udp(9 > 1)]", "TCP over UDP encapsulation (/udp)"),
+    ],
+)
+def test_icmp_lines_the_runner_cannot_inject_are_unsupported(line: str, what: str) -> None:
+    script = parse_script(f"0 close(9) = 0\n{line}\n")
+    assert script.events[1] == UnsupportedEvent(line=2, timing=rel(0), what=what)
+
+
+def test_elided_sequence_numbers_are_unsupported() -> None:
+    script = parse_script("0 close(9) = 0\n+0 > S. ...(0) ack 4 win 65535\n")
+    assert script.events[1] == UnsupportedEvent(line=2, timing=rel(0), what="elided sequence numbers")
+
+
+def test_call_arguments_continue_after_a_comma_or_parenthesis_only() -> None:
+    text = "0 setsockopt(\n  3, SOL_SOCKET,\n  SO_RCVBUF, [8192],\n  4) = 0\n+0 close(3) = 0\n"
+    script = parse_script(text)
+    assert script.events[0] == call(
+        1, Timing(TimeKind.ABSOLUTE, 0), "setsockopt", i(3), sym("SOL_SOCKET"), sym("SO_RCVBUF"),
+        ListExpr((i(8192),)), i(4),
+    )  # fmt: skip
+    assert script.events[1] == call(5, rel(0), "close", i(3))
 
 
 # --- errors -----------------------------------------------------------------------------------

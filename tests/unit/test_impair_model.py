@@ -131,3 +131,48 @@ def test_corrupt_flips_one_bit_past_the_ip_header() -> None:
         diff = [i for i in range(len(packet)) if out[i] != packet[i]]
         assert len(diff) == 1 and diff[0] >= 20
         assert bin(out[diff[0]] ^ packet[diff[0]]).count("1") == 1
+
+
+# -- the emulator's choices per profile and per packet (pure) -------------------------------------
+def test_gso_only_when_no_decision_is_per_wire_packet() -> None:
+    from lab.kernel.impair.emulator import HEADER_COPY, copy_range, wants_gso
+    from lab.kernel.impair.nfqueue import MAX_COPY_RANGE
+
+    assert wants_gso(Impairment.model_validate({"delay": "20ms", "jitter": "5ms", "reorder": "5%"}))
+    for per_packet in ({"loss": "1%"}, {"duplicate": "1%"}, {"corrupt": "1%"}, {"rate": "10mbit"}):
+        assert not wants_gso(Impairment.model_validate({"delay": "20ms", **per_packet})), per_packet
+    # Payloads are copied to user space only when a copy or a corrupted version is written back.
+    assert copy_range(Impairment.model_validate({"delay": "20ms", "loss": "1%"})) == HEADER_COPY
+    assert copy_range(Impairment.model_validate({"duplicate": "1%"})) == MAX_COPY_RANGE
+    assert copy_range(Impairment.model_validate({"corrupt": "1%"})) == MAX_COPY_RANGE
+
+
+def test_arrival_trusts_a_plausible_receive_stamp_only() -> None:
+    from lab.kernel.impair.emulator import MAX_ARRIVAL_LAG, arrival
+
+    offset, now = 1_700_000_000.0, 50.0  # wall clock = monotonic + offset
+    assert arrival(offset + 49.998, offset, now) == pytest.approx(49.998)  # stamped 2 ms ago
+    assert arrival(None, offset, now) == now  # no stamp: the time it was read
+    assert arrival(offset + 50.5, offset, now) == now  # from the future: not ours to trust
+    assert arrival(offset + now - MAX_ARRIVAL_LAG - 0.1, offset, now) == now  # stale
+    assert arrival(12345.0, offset, now) == now  # another clock altogether
+
+
+def test_rules_queue_the_receiving_end_or_the_sending_end() -> None:
+    from lab.kernel.impair.emulator import COPY_MARK, rule_args
+
+    pre = rule_args("PREROUTING", "eth0", 7)
+    assert pre[:3] == ["PREROUTING", "-i", "eth0"] and pre[-2:] == ["--queue-num", "7"]
+    assert "--mark" not in pre  # the copies it writes are routed from here, never received on eth0
+    post = rule_args("POSTROUTING", "eth0", 7)
+    assert post[:3] == ["POSTROUTING", "-o", "eth0"] and f"{COPY_MARK:#x}/{COPY_MARK:#x}" in post
+    with pytest.raises(ValueError, match="no hook 'INPUT'"):
+        rule_args("INPUT", "eth0", 7)
+
+
+def test_lateness_summary() -> None:
+    from lab.kernel.impair.emulator import lateness
+
+    assert lateness([]) is None
+    summary = lateness([i / 1e5 for i in range(100)])  # 0 .. 0.99 ms
+    assert summary == {"p50": 0.5, "p90": 0.9, "max": 0.99}

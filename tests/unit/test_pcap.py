@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from stack.seq import add
-from stack.trace import LINKTYPE_IPV4, PacketEvent, PcapSink, SegmentEvent, Trace
+from stack.trace import LINKTYPE_RAW, PacketEvent, PcapSink, SegmentEvent, Trace
 from stack.wire.icmp import ECHO_REQUEST, IcmpMessage, build_icmp, echo_reply_for
 from stack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, IPv4Packet, build_ipv4, pack_addr
 from stack.wire.tcp import Flags, Mss, Nop, SackPermitted, TcpSegment, Timestamps, WindowScale, build_tcp
@@ -71,7 +71,7 @@ def test_records_read_back(tmp_path: Path) -> None:
     path = tmp_path / "trace.pcap"
     write_pcap(path, events)
     linktype, records = read_pcap(path)
-    assert linktype == LINKTYPE_IPV4
+    assert linktype == LINKTYPE_RAW
     assert [data for _, data in records] == [e.data for e in events]
     assert [round(t, 6) for t, _ in records] == [round(e.time, 6) for e in events]
 

@@ -84,7 +84,7 @@ def test_unknown_node_in_link(tmp_path: Path) -> None:
 
 def test_unknown_kind(tmp_path: Path) -> None:
     msg = error_of(tmp_path, GOOD.replace("kind: kernel", "kind: switch"))
-    assert "nodes.b.kind" in msg and "'stack', 'kernel' or 'router'" in msg
+    assert "nodes.b.kind" in msg and "'stack', 'kernel', 'router' or 'container'" in msg
 
 
 def test_extra_field_lists_valid_ones(tmp_path: Path) -> None:

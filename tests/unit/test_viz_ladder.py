@@ -6,7 +6,9 @@ import xml.etree.ElementTree as ET
 from functools import cache
 
 from lab.viz import DemoTraces, demo_traces
-from lab.viz.ladder import build_ladder, render_ladder_svg, render_ladder_text
+from lab.viz.ladder import build_ladder
+from lab.viz.ladder_svg import render_ladder_svg
+from lab.viz.ladder_text import render_ladder_text
 from lab.viz.load import load_connection
 from stack.trace import MemorySink, SegmentEvent, StateChange
 

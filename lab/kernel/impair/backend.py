@@ -6,7 +6,9 @@ or =userspace forces one (the tests force userspace). If the chosen backend cann
 `apply` raises ImpairError: a link never runs unimpaired without saying so.
 
 Callers skip links whose profile `is_noop`. Each emulated link has a control directory,
-RUN_DIR/impair/NETNS.IFNAME, holding the emulator's pid, log, profile and stats.
+RUN_DIR/impair/NETNS.IFNAME, holding the emulator's pid, log, profile and stats. The emulator of
+NETNS/IFNAME's egress runs at the other end of the veth (`hook_point`): packets held there no
+longer belong to the sending socket (see emulator.py).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab.kernel.impair.emulator import rule_args
+from lab.kernel.impair.emulator import Hook, rule_args
 from lab.kernel.impair.netem import apply_netem, remove_netem
 from lab.model.impairment import Impairment
 
@@ -90,9 +92,37 @@ def _ifindex(netns: str, ifname: str) -> int:
     return int(found[0])
 
 
-def queue_number(ifindex: int) -> int:
-    """NFQUEUE numbers are per namespace, like ifindexes: the ifindex is a free, stable choice."""
-    return ifindex % 65536
+def hook_point(netns: str, ifname: str) -> Hook:
+    """Where to impair IF's egress: PREROUTING of its veth peer when the peer is in a named
+    namespace (the packets are no longer the sender's there), else IF's own POSTROUTING."""
+    from pyroute2 import IPRoute
+    from pyroute2 import netns as named
+
+    with contextlib.suppress(Exception), IPRoute(netns=netns) as ipr:
+        [link] = ipr.get_links(ifname=ifname)
+        info = link.get_attr("IFLA_LINKINFO")
+        peer_index, peer_nsid = link.get_attr("IFLA_LINK"), link.get_attr("IFLA_LINK_NETNSID")
+        is_veth = info is not None and info.get_attr("IFLA_INFO_KIND") == "veth"
+        if not is_veth or peer_index is None or peer_nsid is None:
+            return Hook("POSTROUTING", netns, ifname)
+        for name in named.listnetns():
+            fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+            try:
+                if ipr.get_netnsid(fd=fd).get("nsid") != peer_nsid:
+                    continue
+            finally:
+                os.close(fd)
+            with IPRoute(netns=name) as peer_ipr:
+                peer = peer_ipr.get_links(peer_index)[0]
+                return Hook("PREROUTING", name, str(peer.get_attr("IFLA_IFNAME")))
+    return Hook("POSTROUTING", netns, ifname)
+
+
+def queue_number(hook: Hook, ifindex: int) -> int:
+    """NFQUEUE numbers are per namespace, like ifindexes: the hooked interface's ifindex is a free,
+    stable choice, in one half of the range per chain (an interface's own egress and the traffic
+    it receives are two emulators)."""
+    return ifindex % 32768 + (32768 if hook.chain == "PREROUTING" else 0)
 
 
 def read_stats(run_dir: Path, netns: str, ifname: str) -> dict[str, Any] | None:
@@ -128,12 +158,14 @@ def _start_emulator(netns: str, ifname: str, imp: Impairment, seed: int, run_dir
     for stale in ("pid", "stats.json"):
         (ctl / stale).unlink(missing_ok=True)
     _write_profile(ctl, imp, 0)
-    queue = queue_number(_ifindex(netns, ifname))
+    hook = hook_point(netns, ifname)
+    queue = queue_number(hook, _ifindex(hook.netns, hook.ifname))
     log = (ctl / "emulator.log").open("ab")
     cmd = [
         sys.executable, "-m", "lab.kernel.impair.emulator", "--netns", netns, "--ifname", ifname,
         "--queue", str(queue), "--seed", str(seed), "--profile", imp.model_dump_json(),
         "--control", str(ctl),
+        "--hook-chain", hook.chain, "--hook-netns", hook.netns, "--hook-ifname", hook.ifname,
     ]
     # Its own session: a Ctrl-C meant for the CLI must not take the link down behind its back.
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
@@ -190,13 +222,13 @@ def _stop(ctl: Path) -> None:
         child.wait(timeout=STOP_TIMEOUT)
 
 
-def _delete_rules(netns: str, ifname: str, queue: int) -> None:
+def _delete_rules(hook: Hook, queue: int) -> None:
     """Delete the emulator's rules if a kill -9 left them behind (duplicates included)."""
     for tool in ("iptables", "ip6tables"):
         for _ in range(16):
             done = subprocess.run(
-                ["nsenter", f"--net=/run/netns/{netns}", tool, "-w", "-t", "mangle", "-D",
-                 *rule_args(ifname, queue)],
+                ["nsenter", f"--net=/run/netns/{hook.netns}", tool, "-w", "-t", "mangle", "-D",
+                 *rule_args(hook.chain, hook.ifname, queue)],
                 capture_output=True, check=False, timeout=STOP_TIMEOUT,
             )
             if done.returncode != 0:
@@ -300,10 +332,11 @@ def remove(netns: str, ifname: str, run_dir: Path) -> None:
     _stop(control_dir(run_dir, netns, ifname))
     if not Path(f"/run/netns/{netns}").exists():
         return
+    hook = hook_point(netns, ifname)
     try:
-        index = _ifindex(netns, ifname)
+        index = _ifindex(hook.netns, hook.ifname)
     except Exception:
         return
-    _delete_rules(netns, ifname, queue_number(index))
+    _delete_rules(hook, queue_number(hook, index))
     with contextlib.suppress(Exception):
         remove_netem(netns, ifname)

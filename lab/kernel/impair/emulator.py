@@ -1,14 +1,36 @@
-"""The user-space link emulator: netem's profile on one interface's egress, for kernels without netem.
+"""The user-space link emulator: netem's profile on one link direction, for kernels without netem.
 
     python -m lab.kernel.impair.emulator --netns NS --ifname IF --queue N --seed S --profile JSON \
-        --control DIR
+        --control DIR [--hook-chain PREROUTING --hook-netns PEER_NS --hook-ifname PEER_IF]
 
-It enters namespace NS, binds NFQUEUE queue N, then adds a mangle POSTROUTING rule (IPv4 and IPv6)
-sending every packet that leaves IF, forwarded or locally made, to that queue. Each packet's
-verdict is held and given when the profile says the packet leaves: netfilterqueue lets a verdict
-be set after the callback returns, so a delayed packet costs a pending queue entry, not a copy.
+NS/IF is the sending end of the link direction. Where its packets are held matters: a packet held
+on the sender's own egress (mangle POSTROUTING in NS) still belongs to the sending socket, so TCP
+Small Queues and the socket's write memory stop the sender after a few held packets, and a 20 ms
+link carried 2 Mbit/s (netem avoids this by orphaning what it holds). So the backend hooks the
+receiving end instead: mangle PREROUTING of the veth peer PEER_IF in PEER_NS, where the kernel has
+already orphaned the packet (ip_rcv_core); the sender is then bound by its congestion window and
+the receiver's window alone, as over netem. Without a veth peer in a named namespace the emulator
+falls back to POSTROUTING of IF in NS, which is correct but throttles a local TCP sender.
+
+It enters the hook's namespace, binds NFQUEUE queue N (`nfqueue`, its own small netlink client),
+then adds the rule (IPv4 and IPv6) sending every packet of the direction, forwarded or locally
+made, to that queue. Each packet's verdict is held and given when the profile says the packet
+leaves, so a delayed packet costs a pending queue entry, not a copy. Per wake-up it reads every
+waiting packet and sends all verdicts due in one sendmsg (a single "all up to id N" verdict when
+they are the oldest held). Profiles that only delay (no loss, duplication, corruption or rate) take
+GSO super-packets whole (NFQA_CFG_F_GSO) and copy only their headers: up to 64 KB per packet, as
+netem sees them on a GSO-capable device. Other profiles get MTU-sized packets, because loss,
+duplication, corruption and rate are decided per packet on the wire.
 Duplicates are the one case that needs a second packet: the copy is written through a raw socket
-bound to IF with SO_MARK set, and the rule skips marked packets so the copy is not queued again.
+(on PREROUTING: routed from the receiving namespace; on POSTROUTING: bound to IF with SO_MARK set,
+which the rule skips so the copy is not queued again).
+
+Timing: the delay counts from the kernel's receive stamp of the packet (`arrival`), so the time
+this process takes to wake up is not added to it, and the emulator runs SCHED_FIFO
+(`raise_priority`) so releases leave on time on a busy machine. A consequence of the hook: tcpdump
+on either end of the link sees a direction's packets before the emulator acts on them (the
+receiving interface's tap runs before PREROUTING), so captures show what was sent, lost packets
+included, at their sending times; the receiving stack or socket sees them impaired.
 
 The rule has no --queue-bypass on purpose: if the emulator dies, the link goes dark rather than
 silently running unimpaired. On SIGTERM the emulator deletes its rules first, then releases the
@@ -36,18 +58,27 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab.kernel.impair import nfqueue
+from lab.kernel.impair.schedule import Counters, Fate, LinkSchedule, corrupt_packet
 from lab.model.impairment import Impairment
+
+__all__ = ["Counters", "Emulator", "Fate", "Hook", "LinkSchedule", "corrupt_packet", "main", "rule_args"]
 
 # Marks the duplicate copies the emulator writes itself, so its rule lets them pass.
 COPY_MARK = 0x7C1A0000
-ETH_HEADER = 14  # netem's rate counts the link-layer frame; a veth frame has a 14-byte header
-DEFAULT_LIMIT = 1000  # netem's default queue limit, in packets
 KERNEL_QUEUE_LEN = 16384  # pending verdicts the kernel keeps before it drops
 NETLINK_RCVBUF = 32 << 20  # room for bursts while Python is busy
+HEADER_COPY = 128  # bytes copied of each packet when the payload itself is not needed
+READ_BATCH = 256  # packets read per wake-up at most, so releases are not kept waiting
+LATE_SAMPLES = 1000  # recent release wake-ups whose lateness stats.json summarises
+MAX_ARRIVAL_LAG = 0.5  # a receive stamp older than this is not trusted (see `arrival`)
+SO_TIMESTAMP = 29  # any socket asking for it makes the kernel stamp every received packet
 STATS_INTERVAL = 0.1
 NETNS_CHECK_INTERVAL = 0.5
 SO_MARK = getattr(socket, "SO_MARK", 36)
@@ -55,119 +86,58 @@ IPV6_HDRINCL = 36
 CLONE_NEWNET = 0x40000000
 
 
-@dataclass
-class Counters:
-    """What the emulator did to the packets it saw; written to stats.json."""
-
-    seen: int = 0
-    delivered: int = 0
-    lost: int = 0
-    limit_dropped: int = 0
-    duplicated: int = 0
-    corrupted: int = 0
-    reordered: int = 0
+def wants_gso(profile: Impairment) -> bool:
+    """Whether whole GSO super-packets may be queued: only when no decision is per wire packet."""
+    return not (profile.loss or profile.duplicate or profile.corrupt or profile.rate is not None)
 
 
-@dataclass
-class Fate:
-    """One packet's fate: the release times of the original and of a duplicate, or a drop."""
-
-    drop_reason: str | None = None  # "loss" or "limit"
-    release: float = 0.0
-    copy_release: float | None = None
-    corrupt: bool = False
-    reordered: bool = False
+def copy_range(profile: Impairment) -> int:
+    """Bytes of each packet to copy to user space: all of it only when a copy or a corrupted
+    version must be written back."""
+    return nfqueue.MAX_COPY_RANGE if profile.duplicate or profile.corrupt else HEADER_COPY
 
 
-@dataclass
-class LinkSchedule:
-    """netem's per-packet decisions, without I/O: seeded RNG in, release times out.
-
-    Order and meaning follow sch_netem: a duplicate may be drawn, then loss (a lost packet with a
-    duplicate still sends one copy); reordered packets (probability `reorder`) skip the delay;
-    others leave after delay + uniform jitter; with a rate, a packet also waits for the packets
-    before it to be serialised (so jitter cannot reorder a rate-limited link, as in netem);
-    `limit` caps the packets held at once, tail-dropping the rest.
-    """
-
-    profile: Impairment
-    rng: random.Random
-    held: int = 0
-    last_release: float = 0.0
-    counters: Counters = field(default_factory=Counters)
-
-    def admit(self, now: float, size: int) -> Fate:
-        p, rng = self.profile, self.rng
-        self.counters.seen += 1
-        limit = p.limit if p.limit is not None else DEFAULT_LIMIT
-        if self.held >= limit:
-            self.counters.limit_dropped += 1
-            return Fate(drop_reason="limit")
-        copies = 1
-        if p.duplicate and rng.random() < p.duplicate:
-            copies += 1
-        if p.loss and rng.random() < p.loss:
-            copies -= 1
-        if copies == 0:
-            self.counters.lost += 1
-            return Fate(drop_reason="loss")
-        fate = Fate(corrupt=bool(p.corrupt) and rng.random() < p.corrupt)
-        fate.release = self._release_time(now, size, fate)
-        self.held += not fate.reordered  # a reordered original is accepted at once
-        if copies == 2:
-            self.counters.duplicated += 1
-            fate.copy_release = self._release_time(now, size, Fate())
-            self.held += 1  # the copy is always sent from the hold, even when due now
-        self.counters.corrupted += fate.corrupt
-        return fate
-
-    def released(self) -> None:
-        """A held packet (original or copy) has left."""
-        self.held -= 1
-        self.counters.delivered += 1
-
-    def _release_time(self, now: float, size: int, fate: Fate) -> float:
-        p, rng = self.profile, self.rng
-        if p.reorder and rng.random() < p.reorder:
-            fate.reordered = True
-            self.counters.reordered += 1
-            return now
-        delay = p.delay
-        if p.jitter:
-            delay = max(0.0, delay + rng.uniform(-p.jitter, p.jitter))
-        due = now + delay
-        if p.rate is not None:
-            due = max(due, self.last_release) + (size + ETH_HEADER) * 8 / p.rate
-            self.last_release = due
-        return due
+def lateness(samples: Iterable[float]) -> dict[str, float] | None:
+    """Median, 90th percentile and maximum of how late releases came, in milliseconds."""
+    ordered = sorted(samples)
+    if not ordered:
+        return None
+    n = len(ordered)
+    return {"p50": round(ordered[n // 2] * 1e3, 3), "p90": round(ordered[min(n - 1, n * 9 // 10)] * 1e3, 3),
+            "max": round(ordered[-1] * 1e3, 3)}
 
 
-def corrupt_packet(payload: bytes, rng: random.Random) -> bytes:
-    """Flip one random bit past the IP header, where the transport checksum will catch it (netem
-    flips one anywhere in the frame; a broken IP header would only test the kernel's parser)."""
-    data = bytearray(payload)
-    header = (data[0] & 0x0F) * 4 if data and data[0] >> 4 == 4 else 40
-    start = header if len(data) > header else 0
-    if not data:
-        return payload
-    index = rng.randrange(start, len(data))
-    data[index] ^= 1 << rng.randrange(8)
-    return bytes(data)
+def arrival(timestamp: float | None, realtime_offset: float, now: float) -> float:
+    """When the packet reached the interface, on the monotonic clock: its kernel receive stamp
+    (NFQA_TIMESTAMP, wall clock) when it has a plausible one, else `now` (when it was read).
+    Counting the delay from there, as netem counts from the enqueue, keeps the time this process
+    took to wake up out of the emulated delay."""
+    if timestamp is not None:
+        stamped = timestamp - realtime_offset
+        if now - MAX_ARRIVAL_LAG <= stamped <= now:
+            return stamped
+    return now
 
 
-def rule_args(ifname: str, queue: int) -> list[str]:
-    """The mangle POSTROUTING rule body (after -A/-D) that queues IF's egress to `queue`."""
+def rule_args(chain: str, ifname: str, queue: int) -> list[str]:
+    """The mangle rule body (after -A/-D) that queues the direction's packets to `queue`:
+    PREROUTING -i IF in the receiving namespace, or POSTROUTING -o IF in the sending one."""
+    if chain == "PREROUTING":
+        match = ["-i", ifname]
+    elif chain == "POSTROUTING":
+        match = ["-o", ifname, "-m", "mark", "!", "--mark", f"{COPY_MARK:#x}/{COPY_MARK:#x}"]
+    else:
+        raise ValueError(f"no hook {chain!r}: PREROUTING or POSTROUTING")
     return [
-        "POSTROUTING", "-o", ifname,
-        "-m", "mark", "!", "--mark", f"{COPY_MARK:#x}/{COPY_MARK:#x}",
+        chain, *match,
         "-m", "comment", "--comment", f"tcplab-impair {ifname}",
         "-j", "NFQUEUE", "--queue-num", str(queue),
     ]
 
 
-def iptables(tool: str, action: str, ifname: str, queue: int) -> subprocess.CompletedProcess[str]:
+def iptables(tool: str, action: str, chain: str, ifname: str, queue: int) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [tool, "-w", "-t", "mangle", action, *rule_args(ifname, queue)],
+        [tool, "-w", "-t", "mangle", action, *rule_args(chain, ifname, queue)],
         capture_output=True, text=True, check=False,
     )
 
@@ -182,6 +152,24 @@ def enter_netns(netns: str) -> None:
             raise OSError(err, f"setns into {netns}: {os.strerror(err)}")
     finally:
         os.close(fd)
+
+
+def raise_priority() -> str:
+    """Run as the link, not as one more process: SCHED_FIFO at the lowest real-time priority, so a
+    release due now is not kept waiting behind the machine's other work (netem runs in softirq,
+    ahead of every process). It blocks in select between packets, and the kernel keeps 5% of each
+    CPU for normal processes (sched_rt_runtime_us). Falls back to nice -10, then to nothing.
+    Returns the policy in force, for stats.json."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        return "fifo"
+    except (OSError, AttributeError):
+        pass
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, -10)
+        return "nice -10"
+    except OSError:
+        return "normal"
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -201,79 +189,102 @@ def kernel_queue_drops(queue: int) -> int:
     return 0
 
 
-@dataclass(order=True)
-class _Held:
-    due: float
-    seq: int
-    packet: Any = field(compare=False)  # netfilterqueue.Packet, or None for a duplicate copy
-    copy: bytes | None = field(compare=False, default=None)
+@dataclass(frozen=True)
+class Hook:
+    """Where the emulator queues the direction's packets: `chain` of `ifname` in `netns`."""
+
+    chain: str  # "PREROUTING" (the receiving end) or "POSTROUTING" (the sending end)
+    netns: str
+    ifname: str
+
+
+# A held release: (due, sequence, packet id or -1 for a duplicate copy, replacement bytes or copy).
+_Held = tuple[float, int, int, bytes | None]
+_Verdict = tuple[int, int, bytes | None]
 
 
 class Emulator:
     """The I/O shell around LinkSchedule: the queue, the rules, timers, signals and stats."""
 
     def __init__(self, netns: str, ifname: str, queue: int, seed: int, profile: Impairment,
-                 control: Path) -> None:
+                 control: Path, hook: Hook | None = None) -> None:
         self.netns, self.ifname, self.queue, self.control = netns, ifname, queue, control
+        self.hook = hook or Hook("POSTROUTING", netns, ifname)
         self.rng = random.Random(seed)
         self.schedule = LinkSchedule(profile, self.rng)
         self.generation = 0
         self.heap: list[_Held] = []
         self.seq = 0
+        self.verdicts: list[_Verdict] = []  # given in one sendmsg at the end of each wake-up
+        self.wakeups = 0
+        self.sendmsgs = 0
+        self.gso_packets = 0
+        self.late: deque[float] = deque(maxlen=LATE_SAMPLES)
+        self.scheduling = "normal"
         self.dirty = True
         self.stop = False
         self.reload = False
         self.rules: list[str] = []
-        self.raw4 = self._raw_socket(socket.AF_INET)
-        self.raw6 = self._raw_socket(socket.AF_INET6)
+        self.raw: dict[int, socket.socket] = {}  # per address family, opened at the first duplicate
+        # Kept open so that received packets carry their arrival time (see `arrival`).
+        self.stamper = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.stamper.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
 
     def _raw_socket(self, family: int) -> socket.socket:
         s = socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW)
         s.setsockopt(socket.SOL_SOCKET, SO_MARK, COPY_MARK)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.ifname.encode())
+        if self.hook.chain == "POSTROUTING":  # on PREROUTING the copy is routed like the original
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.ifname.encode())
         if family == socket.AF_INET6:
             s.setsockopt(socket.IPPROTO_IPV6, IPV6_HDRINCL, 1)
         return s
 
     # -- packets --------------------------------------------------------------------------------
-    def on_packet(self, packet: Any) -> None:
-        now = time.monotonic()
-        payload: bytes = packet.get_payload()
-        fate = self.schedule.admit(now, len(payload))
-        self.dirty = True
+    def on_packet(self, packet: nfqueue.QueuedPacket, now: float) -> None:
+        fate = self.schedule.admit(now, packet.length)
+        self.gso_packets += packet.gso
         if fate.drop_reason is not None:
-            packet.drop()
+            self.verdicts.append((packet.id, nfqueue.NF_DROP, None))
             return
+        whole = len(packet.payload) == packet.length  # only then can it be copied or changed
         if fate.copy_release is not None:
-            self._hold(fate.copy_release, None, payload)
-        if fate.corrupt:
-            packet.set_payload(corrupt_packet(payload, self.rng))
+            self._hold(fate.copy_release, -1, packet.payload if whole else None)
+        replacement = corrupt_packet(packet.payload, self.rng) if fate.corrupt and whole else None
         if fate.reordered:
-            packet.accept()
+            self.verdicts.append((packet.id, nfqueue.NF_ACCEPT, replacement))
             self.schedule.counters.delivered += 1
         else:
-            self._hold(fate.release, packet, None)
+            self._hold(fate.release, packet.id, replacement)
 
-    def _hold(self, due: float, packet: Any, copy: bytes | None) -> None:
+    def _hold(self, due: float, packet_id: int, data: bytes | None) -> None:
         self.seq += 1
-        heapq.heappush(self.heap, _Held(due, self.seq, packet, copy))
+        heapq.heappush(self.heap, (due, self.seq, packet_id, data))
 
     def release_due(self, now: float) -> None:
-        while self.heap and self.heap[0].due <= now:
-            self._release(heapq.heappop(self.heap))
-
-    def _release(self, held: _Held) -> None:
-        self.schedule.released()
-        self.dirty = True
-        if held.packet is not None:
-            held.packet.accept()
+        heap = self.heap
+        if not heap or heap[0][0] > now:
             return
-        copy = held.copy or b""
+        self.late.append(now - heap[0][0])  # how late this wake-up came for its first release
+        while heap and heap[0][0] <= now:
+            _due, _seq, packet_id, data = heapq.heappop(heap)
+            self.schedule.released()
+            if packet_id >= 0:
+                self.verdicts.append((packet_id, nfqueue.NF_ACCEPT, data))
+            elif data:
+                self._send_copy(data)
+        self.dirty = True
+
+    def _send_copy(self, copy: bytes) -> None:
+        family, dst = ((socket.AF_INET, copy[16:20]) if copy[0] >> 4 == 4 else (socket.AF_INET6, copy[24:40]))
         with contextlib.suppress(OSError):
-            if copy and copy[0] >> 4 == 4:
-                self.raw4.sendto(copy, (socket.inet_ntop(socket.AF_INET, copy[16:20]), 0))
-            elif copy:
-                self.raw6.sendto(copy, (socket.inet_ntop(socket.AF_INET6, copy[24:40]), 0))
+            if family not in self.raw:
+                self.raw[family] = self._raw_socket(family)
+            self.raw[family].sendto(copy, (socket.inet_ntop(family, dst), 0))
+
+    def flush(self, nfq: nfqueue.NfQueue) -> None:
+        if self.verdicts:
+            self.sendmsgs += nfq.send_verdicts(self.verdicts)
+            self.verdicts = []
 
     # -- control --------------------------------------------------------------------------------
     def load_profile(self) -> None:
@@ -282,35 +293,48 @@ class Emulator:
         self.generation = int(data["generation"])
         self.dirty = True
 
-    def write_stats(self, running: bool) -> None:
+    def configure(self, nfq: nfqueue.NfQueue) -> None:
+        """Copy range and GSO for the profile in force (changed live on a profile update)."""
+        profile = self.schedule.profile
+        nfq.configure(copy_range(profile), KERNEL_QUEUE_LEN, wants_gso(profile))
+
+    def write_stats(self, running: bool, nfq: nfqueue.NfQueue | None = None) -> None:
         write_json(self.control / "stats.json", {
             "running": running,
             "backend": "userspace",
             "netns": self.netns,
             "ifname": self.ifname,
+            "hook": vars(self.hook),
             "queue": self.queue,
+            "gso": wants_gso(self.schedule.profile),
             "generation": self.generation,
             "profile": self.schedule.profile.model_dump(),
             "held": self.schedule.held,
             "kernel_dropped": kernel_queue_drops(self.queue),
             **vars(self.schedule.counters),
+            "gso_packets": self.gso_packets,
+            "wakeups": self.wakeups,
+            "sendmsgs": self.sendmsgs,
+            "netlink_errors": nfq.errors if nfq else 0,
+            "overruns": nfq.overruns if nfq else 0,
+            "late_ms": lateness(self.late),
+            "scheduling": self.scheduling,
         })
         self.dirty = False
 
     def install_rules(self) -> None:
         for tool in ("iptables", "ip6tables"):
-            done = iptables(tool, "-A", self.ifname, self.queue)
+            done = iptables(tool, "-A", self.hook.chain, self.hook.ifname, self.queue)
             if done.returncode != 0:
-                raise RuntimeError(f"{tool} could not queue {self.ifname}'s egress: {done.stderr.strip()}")
+                raise RuntimeError(f"{tool} could not queue {self.hook.chain} of {self.hook.ifname}: "
+                                   f"{done.stderr.strip()}")
             self.rules.append(tool)
 
     def remove_rules(self) -> None:
         while self.rules:
-            iptables(self.rules.pop(), "-D", self.ifname, self.queue)
+            iptables(self.rules.pop(), "-D", self.hook.chain, self.hook.ifname, self.queue)
 
     def run(self) -> None:
-        from netfilterqueue import NetfilterQueue
-
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w)
@@ -318,51 +342,64 @@ class Emulator:
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
 
-        nfq = NetfilterQueue()
-        # Bind before the rule exists, so no packet ever meets a rule without a reader.
-        nfq.bind(self.queue, self.on_packet, max_len=KERNEL_QUEUE_LEN, sock_len=NETLINK_RCVBUF)
         try:
+            nfq = nfqueue.NfQueue(self.queue, NETLINK_RCVBUF)
+        except OSError as exc:
+            raise RuntimeError(f"could not bind NFQUEUE {self.queue}: {exc}") from exc
+        # Bind before the rule exists, so no packet ever meets a rule without a reader.
+        try:
+            self.configure(nfq)
             self.install_rules()
             (self.control / "pid").write_text(str(os.getpid()))
-            self.write_stats(running=True)
+            self.write_stats(running=True, nfq=nfq)
             self._loop(nfq, wake_r)
         finally:
             self.remove_rules()
-            # Teardown: hand back everything still held rather than losing it.
+            # Teardown: hand back everything still held or still unread rather than losing it.
             with contextlib.suppress(Exception):
+                self.verdicts.extend((p.id, nfqueue.NF_ACCEPT, None) for p in nfq.receive(1 << 30))
                 self.release_due(float("inf"))
-            nfq.unbind()
+                self.flush(nfq)
+            nfq.close()
             with contextlib.suppress(OSError):
-                self.write_stats(running=False)
+                self.write_stats(running=False, nfq=nfq)
 
-    def _loop(self, nfq: Any, wake_fd: int) -> None:
-        nfq_fd = nfq.get_fd()
+    def _loop(self, nfq: nfqueue.NfQueue, wake_fd: int) -> None:
         last_stats = last_ns_check = 0.0
+        namespaces = {f"/run/netns/{self.netns}", f"/run/netns/{self.hook.netns}"}
         while not self.stop:
             now = time.monotonic()
             timeout = NETNS_CHECK_INTERVAL
             if self.heap:
-                timeout = min(timeout, max(0.0, self.heap[0].due - now))
+                timeout = min(timeout, max(0.0, self.heap[0][0] - now))
             if self.dirty:
                 timeout = min(timeout, max(0.0, last_stats + STATS_INTERVAL - now))
-            ready, _, _ = select.select([nfq_fd, wake_fd], [], [], timeout)
+            # select, not epoll: its timeout has microsecond resolution (epoll's is a millisecond).
+            ready, _, _ = select.select([nfq.fileno(), wake_fd], [], [], timeout)
+            self.wakeups += 1
             if wake_fd in ready:
                 os.read(wake_fd, 512)
-            if nfq_fd in ready:
-                nfq.run(block=False)  # reads until the socket is empty
+            if ready:
+                clock = time.monotonic
+                realtime_offset = time.time() - clock()
+                for packet in nfq.receive(READ_BATCH):
+                    self.on_packet(packet, arrival(packet.timestamp, realtime_offset, clock()))
+                self.dirty = True
             now = time.monotonic()
             self.release_due(now)
+            self.flush(nfq)
             if self.reload:
                 self.reload = False
                 self.load_profile()
-                self.write_stats(running=True)  # the acknowledgement `backend.update` waits for
+                self.configure(nfq)
+                self.write_stats(running=True, nfq=nfq)  # the acknowledgement `backend.update` waits for
                 last_stats = now
             if self.dirty and now - last_stats >= STATS_INTERVAL:
-                self.write_stats(running=True)
+                self.write_stats(running=True, nfq=nfq)
                 last_stats = now
             if now - last_ns_check >= NETNS_CHECK_INTERVAL:
                 last_ns_check = now
-                if not os.path.exists(f"/run/netns/{self.netns}"):
+                if not all(os.path.exists(path) for path in namespaces):
                     self.stop = True
 
     def _on_stop(self, signum: int, frame: object) -> None:
@@ -373,20 +410,27 @@ class Emulator:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m lab.kernel.impair.emulator", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--netns", required=True)
-    parser.add_argument("--ifname", required=True)
+    parser = argparse.ArgumentParser(prog="python -m lab.kernel.impair.emulator",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--netns", required=True, help="the sending end's namespace")
+    parser.add_argument("--ifname", required=True, help="the sending end's interface")
     parser.add_argument("--queue", type=int, required=True)
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--profile", required=True, help="the Impairment as JSON, SI values")
     parser.add_argument("--control", type=Path, required=True)
+    parser.add_argument("--hook-chain", choices=["PREROUTING", "POSTROUTING"], default="POSTROUTING")
+    parser.add_argument("--hook-netns", help="namespace of the hooked interface (default: --netns)")
+    parser.add_argument("--hook-ifname", help="the hooked interface (default: --ifname)")
+    parser.add_argument("--no-realtime", dest="realtime", action="store_false",
+                        help="stay a normal process (default: SCHED_FIFO, see raise_priority)")
     args = parser.parse_args(argv)
     profile = Impairment.from_json(args.profile)
-    enter_netns(args.netns)
+    hook = Hook(args.hook_chain, args.hook_netns or args.netns, args.hook_ifname or args.ifname)
+    enter_netns(hook.netns)
     try:
-        Emulator(args.netns, args.ifname, args.queue, args.seed, profile, args.control).run()
+        emulator = Emulator(args.netns, args.ifname, args.queue, args.seed, profile, args.control, hook)
+        emulator.scheduling = raise_priority() if args.realtime else "normal"
+        emulator.run()
     except RuntimeError as exc:
         print(f"emulator: {exc}", file=sys.stderr)
         return 1

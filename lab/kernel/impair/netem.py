@@ -3,6 +3,7 @@
 One root netem qdisc carries the whole profile, rate included (netem's own rate, TCA_NETEM_RATE),
 rather than netem plus a tbf child: then `limit` means one thing, the packets the link holds, in
 netem and in the user-space emulator alike (tbf's limit is in bytes and would be a second queue).
+A root qdisc sees every frame the interface sends, so IPv6 is impaired as IPv4 is (ARP too).
 
 Units as pyroute2 0.9 (tcmsg/sched_netem.py) takes them: delay and jitter in microseconds (it
 converts to ticks), loss/duplicate/prob_reorder/prob_corrupt in percent, rate as an integer in

@@ -164,7 +164,9 @@ class HttpClient:
         items = list(headers.items()) if isinstance(headers, Mapping) else list(headers or [])
         names = {k.lower() for k, _ in items}
         if "host" not in names:
-            items.append(("Host", f"{self.host}:{self.port}"))
+            # An IPv6 literal goes in brackets (RFC 9110 7.2 uri-host, RFC 3986 3.2.2 IP-literal).
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            items.append(("Host", f"{host}:{self.port}"))
         if "user-agent" not in names:
             items.append(("User-Agent", "tcplab"))
         if isinstance(body, bytes):

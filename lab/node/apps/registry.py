@@ -80,3 +80,20 @@ def get(name: str) -> AppSpec:
         return _APPS[name]
     except KeyError:
         raise KeyError(f"unknown app {name!r}; known: {', '.join(names())}") from None
+
+
+def server_problem(name: str, options: Mapping[str, Any] | None = None) -> str | None:
+    """Why the server app `name` cannot start with `options`, or None: one check shared by a
+    topology's `apps` and `tcplab app start`, so both refuse the same things in the same words."""
+    try:
+        spec = get(name)
+    except KeyError as exc:
+        return str(exc.args[0])
+    if spec.kind != "server":
+        servers = ", ".join(n for n in names() if _APPS[n].kind == "server")
+        return f"{name} is a client app (it runs once, e.g. `tcplab http`); servers: {servers}"
+    try:
+        spec.parse(options)
+    except AppOptionsError as exc:
+        return str(exc)
+    return None

@@ -1,0 +1,153 @@
+"""The script's remote end on the wire, for drill.runner.
+
+What the stack transmits is parsed and queued in order (`transmit`, the stack's output); each
+`>` line takes the oldest queued segment and checks its time and fields (`expect`, with
+drill.matcher); each `<` line is built into an IPv4 packet (`inbound`). Under the freebsd
+profile a difference that is only a platform choice (drill.platform) is noted, not failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import deque
+from collections.abc import Callable
+
+from drill import ast, platform
+from drill.icmp import inbound_icmp
+from drill.matcher import (
+    Flow,
+    accept,
+    describe_actual,
+    describe_expected,
+    inbound_packet,
+    learn,
+    match_outbound,
+    note_sent,
+)
+from drill.report import ScriptFailed, usecs_text
+from stack.errors import ParseError as WireParseError
+from stack.host import Host
+from stack.sim.loop import VirtualTimeLoop
+from stack.wire.ipv4 import PROTO_TCP, pack_addr, parse_ipv4
+from stack.wire.tcp import TcpSegment, parse_tcp
+
+RUNAWAY_PACKETS = 100_000  # unread packets the stack may send before the script fails
+
+
+class Wire:
+    """The segments the stack sent that no `>` line has taken yet, and the virtual clock."""
+
+    def __init__(
+        self, loop: VirtualTimeLoop, flow: Flow, line: Callable[[], int], *, platform_leeway: bool
+    ) -> None:
+        self.loop = loop
+        self.flow = flow
+        self.line = line  # the script line being run: a failure in transmit() names it
+        self.platform_leeway = platform_leeway
+        self.platform: list[tuple[int, str]] = []  # (line, choice): differences let through
+        self.sent: deque[tuple[int, TcpSegment]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def now(self) -> int:
+        return round(self.loop.time() * 1e6)
+
+    def transmit(self, packet: bytes) -> None:
+        try:
+            ip = parse_ipv4(packet)
+            if ip.protocol != PROTO_TCP:
+                raise ScriptFailed(self.line(), f"the stack sent a non-TCP packet (protocol {ip.protocol})")
+            seg = parse_tcp(ip.payload, pack_addr(ip.src), pack_addr(ip.dst))
+        except WireParseError as e:
+            raise ScriptFailed(self.line(), f"the stack sent a malformed packet: {e}") from None
+        note_sent(seg, self.flow)
+        self.sent.append((self.now(), seg))
+        if len(self.sent) > RUNAWAY_PACKETS:  # a stack bug sending without end must not hang a corpus run
+            raise ScriptFailed(self.line(), f"the stack sent over {RUNAWAY_PACKETS} packets no line expected")
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def sleep_until(self, usecs: int) -> None:
+        if usecs > self.now():
+            fut: asyncio.Future[None] = self.loop.create_future()
+            handle = self.loop.call_at(usecs / 1e6, _resolve, fut)
+            try:
+                await fut
+            finally:
+                handle.cancel()
+
+    async def _wait_packet(self, until_usecs: int) -> None:
+        """Until the stack sends something or the clock passes until_usecs."""
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self._waiter = fut
+        handle = self.loop.call_at((until_usecs + 1) / 1e6, _resolve, fut)
+        try:
+            await fut
+        finally:
+            handle.cancel()
+            self._waiter = None
+
+    async def expect(self, ev: ast.PacketEvent, lo: int, hi: int, exact: bool, tol: int, host: Host) -> int:
+        """The oldest segment sent, seen between lo and hi and matching the `>` line; the time it
+        was sent. `exact`: the line has one time (lo and hi are it widened by the tolerance)."""
+        expected = describe_expected(ev)
+        while not self.sent:
+            if self.now() > hi:
+                raise ScriptFailed(
+                    ev.line, f"expected a packet by t={usecs_text(hi)}, got nothing",
+                    expected, f"nothing sent by t={usecs_text(self.now())}",
+                )  # fmt: skip
+            await self._wait_packet(hi)
+        at, seg = self.sent.popleft()
+        learn(seg, self.flow, ev.seq_start if "S" in ev.flags else 0)
+        actual = f"{describe_actual(seg, self.flow)} at t={usecs_text(at)}"
+        if at < lo or at > hi:
+            want = usecs_text(lo + tol) if exact else f"{usecs_text(lo)}~{usecs_text(hi)}"
+            raise ScriptFailed(
+                ev.line,
+                f"packet at t={usecs_text(at)}, expected at t={want} (tolerance {tol} us)",
+                expected, actual,
+            )  # fmt: skip
+        problem = match_outbound(ev, seg, self.flow)
+        if problem is not None and self.platform_leeway:
+            problem = self._platform_choice(ev, seg, problem, host)
+        if problem is not None:
+            raise ScriptFailed(ev.line, f"outbound packet mismatch: {problem}", expected, actual)
+        return at
+
+    def _platform_choice(self, ev: ast.PacketEvent, seg: TcpSegment, problem: str, host: Host) -> str | None:
+        """The freebsd profile: note a difference that is only a platform choice (drill.platform)
+        and let the script go on; any other difference stays the problem."""
+        ports = (seg.src_port, seg.dst_port)
+        conns = host.connections.values()
+        mss = next((c.mss for c in conns if (c.local_port, c.remote_port) == ports), 536)
+        choices: list[str] = []
+        remaining: str | None = problem
+        window = platform.window_choice(ev, seg, mss)
+        if window is not None:
+            choices.append(window)
+            ev = dataclasses.replace(ev, win=seg.window)
+            remaining = match_outbound(ev, seg, self.flow)
+        if remaining is not None and remaining.startswith("option") and platform.syn_layout_only(ev, seg):
+            choices.append(f"SYN option layout ({remaining})")
+            # Everything else (flags, numbers, window) has matched already: options come last.
+            remaining = None
+        if remaining is not None:
+            return remaining
+        self.platform += [(ev.line, choice) for choice in choices]
+        accept(ev, seg, self.flow)
+        return None
+
+    def inbound(self, ev: ast.PacketEvent | ast.IcmpEvent) -> bytes:
+        """The IPv4 packet a `<` line describes."""
+        try:
+            if isinstance(ev, ast.PacketEvent):
+                return inbound_packet(ev, self.flow)
+            return inbound_icmp(ev, self.flow)
+        except ValueError as e:
+            raise ScriptFailed(ev.line, f"cannot inject the packet: {e}") from None
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)

@@ -20,7 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from drill import ast
-from stack.wire.ipv4 import PROTO_TCP, IPv4Packet, build_ipv4, pack_addr
+from drill.addresses import LOCAL_IP, REMOTE_IP, Addresses
+from stack.inet import pack
+from stack.wire.ipv4 import PROTO_TCP, IPv4Packet, build_ipv4
+from stack.wire.ipv6 import IPv6Packet, build_ipv6
 from stack.wire.tcp import (
     Eol,
     Flags,
@@ -36,8 +39,7 @@ from stack.wire.tcp import (
     format_options,
 )
 
-LOCAL_IP = "192.168.0.1"  # packetdrill's local address (the stack under test)
-REMOTE_IP = "192.0.2.1"  # packetdrill's remote address (the script)
+__all__ = ["LOCAL_IP", "REMOTE_IP", "Flow"]  # the addresses: drill.addresses
 REMOTE_PORT = 8080  # the port `connect(fd, ..., ...)` connects to and `bind(fd, ..., ...)` binds
 PASSIVE_REMOTE_PORT = 48000  # the script's port when it connects to a listener
 MASK = 0xFFFFFFFF
@@ -65,13 +67,14 @@ def flags_text(flags: int) -> str:
 
 @dataclass
 class Flow:
-    """The connection under test as the script sees it: its ports and the stack's ISN."""
+    """The connection under test as the script sees it: its addresses, ports and the stack's ISN."""
 
     local_port: int | None = None
     remote_port: int = REMOTE_PORT
     local_isn: int | None = None
     ts_vals: dict[int, int] = field(default_factory=dict)  # script TS val -> the stack's real one
     last_ts_val: int | None = None
+    addrs: Addresses = field(default_factory=Addresses)
 
     def local_rel(self, wire: int) -> int:
         """A wire number in the stack's sequence space, relative to its ISN."""
@@ -124,8 +127,16 @@ def inbound_segment(ev: ast.PacketEvent, flow: Flow) -> TcpSegment:
 
 def inbound_packet(ev: ast.PacketEvent, flow: Flow) -> bytes:
     seg = inbound_segment(ev, flow)
-    data = build_tcp(seg, pack_addr(REMOTE_IP), pack_addr(LOCAL_IP))
-    return build_ipv4(IPv4Packet(REMOTE_IP, LOCAL_IP, PROTO_TCP, data))
+    src, dst = flow.addrs.remote_ip, flow.addrs.local_ip
+    data = build_tcp(seg, pack(src), pack(dst))  # the pseudo-header of the wire's family
+    return ip_packet(src, dst, PROTO_TCP, data, flow.addrs.wire6)
+
+
+def ip_packet(src: str, dst: str, protocol: int, payload: bytes, wire6: bool) -> bytes:
+    """An IPv4 or IPv6 packet around payload (protocol: IPv4's protocol, IPv6's next header)."""
+    if wire6:
+        return build_ipv6(IPv6Packet(src, dst, protocol, payload))
+    return build_ipv4(IPv4Packet(src, dst, protocol, payload))
 
 
 # --- outbound -------------------------------------------------------------------------------

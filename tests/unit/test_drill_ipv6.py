@@ -25,6 +25,8 @@ from stack.wire.ipv6 import NH_ICMPV6, IPv6Packet, build_ipv6, parse_ipv6
 from stack.wire.tcp import Flags, TcpSegment, build_tcp
 from tests.unit.test_drill_corpus_constructs import _app
 
+HERE = Path(__file__).parents[1] / "drill"
+
 SYN_ACK_6 = "+0  > S. 0:0(0) ack 1 <mss 1440,nop,nop,sackOK,nop,wscale 7>"
 PASSIVE6 = f"""\
 --ip_version=ipv6
@@ -226,3 +228,15 @@ def test_a_packet_too_big_line_lowers_the_segment_size() -> None:
     # The wrong twin: the resent segment is not the old size.
     wrong = script.replace("1:1221(1220)", "1:1441(1440)").replace("+0  > P. 1221:1441(220) ack 1\n", "")
     _fails_at(wrong, "+0  > . 1:1441(1440) ack 1")
+
+
+def test_an_ipv6_peer_without_mss_option_gets_1220_not_536() -> None:
+    script = (HERE / "ipv6-default-mss.pkt").read_text()
+    assert run_text(script).passed, run_text(script).text()
+    first = "+0  > . 1:1221(1220) ack 1"
+    as_ipv4 = "+0  > . 1:537(536) ack 1"
+    wrong = script.split(first)[0] + as_ipv4 + "\n"
+    _fails_at(wrong, as_ipv4)
+    # Over IPv4 the default stays 536 (RFC 9293 3.7.1): the same script, IPv4's MSS in the SYN-ACK.
+    ipv4 = wrong.replace("<mss 1440>", "<mss 1460>")
+    assert run_text(ipv4, ip_version="ipv4").passed, run_text(ipv4, ip_version="ipv4").text()

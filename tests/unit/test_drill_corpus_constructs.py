@@ -43,10 +43,12 @@ def _line_of(script: str, text: str) -> int:
     return script.splitlines().index(text) + 1
 
 
-def _fails_at(script: str, line_text: str, **kwargs: object) -> None:
+def _fails_at(script: str, line_text: str, **kwargs: object) -> str:
+    """The script fails (not unsupported) at the line reading line_text; its failure message."""
     result = run_text(script, **kwargs)  # type: ignore[arg-type]
     assert result.outcome == "fail", result.text()
     assert result.failure is not None and result.failure.line == _line_of(script, line_text), result.text()
+    return result.failure.message
 
 
 # --- shell lines ---------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from stack.wire.icmpv6 import parse_icmpv6
 from stack.wire.ipv4 import PROTO_TCP, IPv4Packet, build_ipv4
 from stack.wire.ipv6 import NH_ICMPV6, IPv6Packet, build_ipv6, parse_ipv6
 from stack.wire.tcp import Flags, TcpSegment, build_tcp
-from tests.unit.test_drill_corpus_constructs import _app
+from tests.unit.test_drill_corpus_constructs import _app, _fails_at
 
 HERE = Path(__file__).parents[1] / "drill"
 
@@ -48,17 +48,6 @@ ACTIVE_MAPPED = f"""\
 +.1 < S. 0:0(0) ack 1 win 65535 <mss 1000,nop,nop,sackOK,nop,wscale 7>
 +0  > . 1:1(0) ack 1 win 2048
 """
-
-
-def _line_of(script: str, text: str) -> int:
-    return script.splitlines().index(text) + 1
-
-
-def _fails_at(script: str, line_text: str, **kwargs: str) -> str:
-    result = run_text(script, **kwargs)  # type: ignore[arg-type]
-    assert result.outcome == "fail", result.text()
-    assert result.failure is not None and result.failure.line == _line_of(script, line_text), result.text()
-    return result.failure.message
 
 
 # --- addresses and sockets ------------------------------------------------------------------------

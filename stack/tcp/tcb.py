@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from stack import seq
 from stack.config import TcpConfig
-from stack.inet import tcp_overhead
+from stack.inet import IPV6_MIN_MTU, is_ipv6, tcp_overhead
 from stack.tcp import congestion
 from stack.tcp.counters import ChallengeAckLimiter, ConnStats
 from stack.tcp.reassembly import OutOfOrderQueue
@@ -122,7 +122,10 @@ class Tcb:
         self.urgent_mark: int | None = None  # bytes still to read before the urgent octet
 
         # Negotiated options.
-        self.peer_mss = config.default_peer_mss
+        # RFC 9293 3.7.1 (MUST-15): without an MSS option assume 536 over IPv4 (the configured
+        # default, FreeBSD's mssdflt), 1220 over IPv6 (the IPv6 minimum MTU less 60), as Linux does.
+        self.default_peer_mss = IPV6_MIN_MTU - 60 if is_ipv6(remote_ip) else config.default_peer_mss
+        self.peer_mss = self.default_peer_mss
         self.pmtu = config.mtu
         self.ip_overhead = tcp_overhead(remote_ip)  # IP + TCP headers: 40 over IPv4, 60 over IPv6
         self.snd_wscale = 0

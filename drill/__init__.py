@@ -3,7 +3,8 @@
 It imports `stack` alone (tests/unit/test_layers.py); `tcplab drill` (lab.cli.drill) runs it.
 Modules: `lexer`, `tokens`, `parser` (with `packet_grammar`, `syscall_grammar`) -> `ast`;
 `matcher` (expected vs. sent segments); `runner` (a script against the stack on a virtual clock),
-with `wire` (packets in and out) and `syscalls` (system calls on the stack's sockets); `report`
+with `wire` (packets in and out), `addresses` (--ip_version: IPv4, IPv6 or IPv4-mapped IPv6),
+`icmp` (ICMP and ICMPv6 lines) and `syscalls` (system calls on the stack's sockets); `report`
 (results and their summary).
 
 `parse_script(text)` / `parse_file(path)` return a `drill.ast.Script` or raise `ParseError`

@@ -164,8 +164,9 @@ class PacketEvent:
 @dataclass(frozen=True, kw_only=True)
 class IcmpEvent:
     """An inbound ICMP message, `< icmp unreachable frag_needed mtu 1200 [1:1461(1460)]`: type and
-    code by packetdrill's names (drill.icmp), and the start sequence number of the quoted
-    segment the stack sent (None when no segment is quoted)."""
+    code by packetdrill's names (drill.icmp: ICMPv4's or ICMPv6's by the script's IP version, or
+    ICMPv6's when written `icmpv6`), and the start sequence number of the quoted segment the
+    stack sent (None when no segment is quoted)."""
 
     line: int
     timing: Timing
@@ -173,6 +174,7 @@ class IcmpEvent:
     code: str | None = None
     mtu: int | None = None
     quoted_seq: int | None = None
+    icmpv6: bool = False  # written `icmpv6` or `icmp6`
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -24,10 +24,13 @@ def find_scripts(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.pkt") if p.is_file())
 
 
-def _run_one(args: tuple[Path, str, str, int | None, frozenset[str]]) -> ScriptResult:
-    path, name, profile, tolerance_usecs, defines = args
+def _run_one(args: tuple[Path, str, str, int | None, frozenset[str], str | None]) -> ScriptResult:
+    path, name, profile, tolerance_usecs, defines, ip_version = args
     try:
-        return run_file(path, profile=profile, tolerance_usecs=tolerance_usecs, defines=defines, name=name)
+        return run_file(
+            path, profile=profile, tolerance_usecs=tolerance_usecs, defines=defines, name=name,
+            ip_version=ip_version,
+        )  # fmt: skip
     except Exception as e:  # a runner bug: one script's failure, never the whole corpus run's end
         return ScriptResult(name, False, Failure(0, f"the runner raised {type(e).__name__}: {e}"))
 
@@ -40,11 +43,13 @@ def run_corpus(
     defines: frozenset[str] = frozenset(),
     jobs: int | None = None,
     scripts: list[Path] | None = None,
+    ip_version: str | None = None,
 ) -> list[ScriptResult]:
     """Run every script under root (or the given subset), `jobs` processes at a time
-    (default: the number of CPUs); results in the order of the scripts."""
+    (default: the number of CPUs); results in the order of the scripts. Each script runs over
+    its own --ip_version unless ip_version overrides it (as packetdrill's command line does)."""
     paths = find_scripts(root) if scripts is None else scripts
-    work = [(p, p.relative_to(root).as_posix(), profile, tolerance_usecs, defines) for p in paths]
+    work = [(p, p.relative_to(root).as_posix(), profile, tolerance_usecs, defines, ip_version) for p in paths]
     workers = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
     if workers == 1 or len(work) < 2:
         return [_run_one(w) for w in work]

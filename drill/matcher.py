@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from drill import ast
+from drill.addresses import LOCAL_IP, REMOTE_IP, Addresses
 from stack.wire.segment import tcp_packet
 from stack.wire.tcp import (
     Eol,
@@ -35,8 +36,7 @@ from stack.wire.tcp import (
     format_options,
 )
 
-LOCAL_IP = "192.168.0.1"  # packetdrill's local address (the stack under test)
-REMOTE_IP = "192.0.2.1"  # packetdrill's remote address (the script)
+__all__ = ["LOCAL_IP", "REMOTE_IP", "Flow"]  # the addresses: drill.addresses
 REMOTE_PORT = 8080  # the port `connect(fd, ..., ...)` connects to and `bind(fd, ..., ...)` binds
 PASSIVE_REMOTE_PORT = 48000  # the script's port when it connects to a listener
 MASK = 0xFFFFFFFF
@@ -64,13 +64,14 @@ def flags_text(flags: int) -> str:
 
 @dataclass
 class Flow:
-    """The connection under test as the script sees it: its ports and the stack's ISN."""
+    """The connection under test as the script sees it: its addresses, ports and the stack's ISN."""
 
     local_port: int | None = None
     remote_port: int = REMOTE_PORT
     local_isn: int | None = None
     ts_vals: dict[int, int] = field(default_factory=dict)  # script TS val -> the stack's real one
     last_ts_val: int | None = None
+    addrs: Addresses = field(default_factory=Addresses)
 
     def local_rel(self, wire: int) -> int:
         """A wire number in the stack's sequence space, relative to its ISN."""
@@ -122,7 +123,8 @@ def inbound_segment(ev: ast.PacketEvent, flow: Flow) -> TcpSegment:
 
 
 def inbound_packet(ev: ast.PacketEvent, flow: Flow) -> bytes:
-    return tcp_packet(REMOTE_IP, LOCAL_IP, inbound_segment(ev, flow))
+    # The wire addresses carry the family (IPv4 under ipv4-mapped-ipv6), and so the pseudo-header.
+    return tcp_packet(flow.addrs.remote_ip, flow.addrs.local_ip, inbound_segment(ev, flow))
 
 
 # --- outbound -------------------------------------------------------------------------------

@@ -19,13 +19,14 @@ from drill.ast import (
     Timing,
     WScale,
 )
-from drill.icmp import icmp_numbers, is_icmpv6
+from drill.icmp import check_names
 from drill.lexer import Kind, ParseError, Token
 from drill.tokens import U16_MAX, U32_MAX, TokenStream, UnsupportedSyntax
 
 FLAG_CHARS = "FSRP.EWU"  # FIN SYN RST PSH ACK ECE CWR URG
 # packetdrill TCP options this runner does not implement (others are simply errors).
 UNSUPPORTED_OPTIONS = frozenset({"FO", "FOEXP", "md5", "mpcapable", "dss"})
+ICMP_WORDS = ("icmp", "icmpv6", "icmp6")  # packetdrill writes `icmp` for both versions
 
 
 class PacketGrammar(TokenStream):
@@ -34,9 +35,9 @@ class PacketGrammar(TokenStream):
     def packet(self, line: int, timing: Timing) -> PacketEvent | IcmpEvent:
         direction = Direction(self.next().text)
         tok = self.peek()
-        if self.at(Kind.WORD, "icmp") and direction is Direction.IN:
+        if tok.kind is Kind.WORD and tok.text in ICMP_WORDS and direction is Direction.IN:
             return self.icmp(line, timing)
-        if tok.kind is Kind.WORD and tok.text.lower() in ("udp", "icmp", "udplite", "gre", "mpls"):
+        if tok.kind is Kind.WORD and tok.text.lower() in ("udp", "udplite", "gre", "mpls", *ICMP_WORDS):
             raise UnsupportedSyntax(f"{tok.text} packet")
         if self.at_punct("[("):
             raise UnsupportedSyntax("IP-level packet field")
@@ -83,26 +84,22 @@ class PacketGrammar(TokenStream):
         )
 
     def icmp(self, line: int, timing: Timing) -> IcmpEvent:
-        """`icmp TYPE [CODE] [mtu N] [[START:END(LEN)]]`, inbound only."""
-        self.next()
+        """`icmp TYPE [CODE] [mtu N] [[START:END(LEN)]]`, inbound only. The names must be ICMPv4
+        or ICMPv6 names; which table applies is the run's IP version (drill.icmp)."""
+        icmpv6 = self.next().text != "icmp"
         type_tok = self.expect(Kind.WORD, expected="an ICMP type (unreachable, time_exceeded, ...)")
         code_tok = self.next() if self.at(Kind.WORD) and self.peek().text != "mtu" else None
         code = code_tok.text if code_tok else None
-        if is_icmpv6(type_tok.text, code):  # names only ICMPv6 has: an IPv6 script
-            try:
-                icmp_numbers(type_tok.text, code)
-            except ValueError:
-                raise UnsupportedSyntax("ICMPv6 message") from None
         for tok in (type_tok, code_tok):  # the type first, so that its error is named first
             try:
-                icmp_numbers(type_tok.text, code if tok is code_tok else None)
+                check_names(type_tok.text, code if tok is code_tok else None, icmpv6)
             except ValueError as e:
                 bad = tok or type_tok
                 raise ParseError(bad.line, bad.column, str(e)) from None
         mtu = None
         if self.at(Kind.WORD, "mtu"):
             self.next()
-            mtu = self.expect_int("mtu value", U16_MAX)
+            mtu = self.expect_int("mtu value", U32_MAX)  # 32 bits in Packet Too Big (RFC 4443 3.2)
         quoted = None
         if self.at(Kind.PUNCT, "["):
             self.next()
@@ -123,7 +120,9 @@ class PacketGrammar(TokenStream):
                     start_tok.line, start_tok.column, "inconsistent TCP sequence numbers and payload length"
                 )
         name = type_tok.text
-        return IcmpEvent(line=line, timing=timing, icmp_type=name, code=code, mtu=mtu, quoted_seq=quoted)
+        return IcmpEvent(
+            line=line, timing=timing, icmp_type=name, code=code, mtu=mtu, quoted_seq=quoted, icmpv6=icmpv6
+        )
 
     def flags(self) -> str:
         """Flags are adjacent words and dots (`S.` lexes as S then .), e.g. S. P. . F. R SEW."""

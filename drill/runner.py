@@ -1,11 +1,14 @@
 """Run a packetdrill script against the stack on a virtual clock.
 
 One stack Host at 192.168.0.1 (packetdrill's local address) runs on a VirtualTimeLoop; the script
-plays the remote end, 192.0.2.1. Its `<` lines are built into IPv4 packets and delivered at their
-script time; what the stack transmits is queued, and each `>` line takes the oldest queued packet
-and checks it (flags, sequence numbers, ack, window, urgent pointer, options in order: see
-drill.wire and drill.matcher). System calls go to the stack's socket API (drill.syscalls). This
-module keeps the script's clock and runs its events in order.
+plays the remote end, 192.0.2.1. Over IPv6 (`--ip_version=ipv6`, in the script or on the command
+line, which wins as in packetdrill) the ends are fd3d:fa7b:d17d::1 and 2001:db8::1; with
+`ipv4-mapped-ipv6` the sockets are AF_INET6 and the wire IPv4 (drill.addresses). Its `<` lines
+are built into IP packets and delivered at their script time; what the stack transmits is
+queued, and each `>` line takes the oldest queued packet and checks it (flags, sequence
+numbers, ack, window, urgent pointer, options in order: see drill.wire and drill.matcher).
+System calls go to the stack's socket API (drill.syscalls). This module keeps the script's
+clock and runs its events in order.
 
 Timing (packetdrill's rules): script time 0 is the start of the run. An absolute time is from the
 start, `+x` from the previous event's (start) time, `*` any time, `a~b` a range. A `>` line must be seen
@@ -15,7 +18,7 @@ at a, the script carries on meanwhile, and it must have returned at b (within th
 the next system call or the end of the script. A call written without `...` must not block.
 
 Anything the runner cannot do (a %{ }% block, a tcpi_ struct, a socket option or system call
-the stack lacks, IPv6) ends the script as unsupported, naming the construct and the line: never a
+the stack lacks) ends the script as unsupported, naming the construct and the line: never a
 silent pass. Shell lines are interpreted by drill.shell (sysctls mapped to stack settings).
 """
 
@@ -29,8 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drill import ast, shell
+from drill.addresses import LOCAL_IP, Addresses, addresses
 from drill.lexer import ParseError
-from drill.matcher import LOCAL_IP, REMOTE_IP, Flow
+from drill.matcher import Flow
 from drill.parser import parse_script
 from drill.report import Failure, ScriptFailed, ScriptResult, ScriptUnsupported, usecs_text
 from drill.syscalls import Syscalls, check_result
@@ -46,12 +50,8 @@ ANY_TIME_LIMIT_USECS = 24 * 3600 * 1_000_000  # how long `*` waits for a packet
 PROFILES = ("linux", "default", "freebsd")
 
 # Script options that need nothing from the runner, and the values it can honour.
-_OPTION_VALUES: dict[str, set[str | None]] = {
-    "ip_version": {"ipv4"},
-    "local_ip": {LOCAL_IP},
-    "remote_ip": {REMOTE_IP},
-    "address_family": {"AF_INET"},
-}
+_OPTION_VALUES: dict[str, set[str | None]] = {"address_family": {"AF_INET"}}
+_ADDRESS_OPTIONS = ("ip_version", "local_ip", "remote_ip")  # drill.addresses
 _INT_OPTIONS = ("tolerance_usecs", "bind_port", "connect_port", "speaker_port", "mtu")
 _TCPI_STATE = re.compile(r"assert\s+tcpi_state\s*==\s*TCPI_([A-Z_0-9]+)")
 
@@ -94,8 +94,10 @@ class Runner:
         tolerance_usecs: int | None = None,
         config: TcpConfig | None = None,
         seed: int = 1,
+        ip_version: str | None = None,
     ) -> None:
         self.script = script
+        self.ip_version = ip_version  # the command line's, which overrides the script's
         self.name = name
         self.config = config if config is not None else profile_config(profile)
         self.seed = seed
@@ -113,12 +115,15 @@ class Runner:
         loop = VirtualTimeLoop()
         self.loop = loop
         self.wire = Wire(loop, self.flow, lambda: self._line)
-        host = Host(LOCAL_IP, config=self.config, rng=random.Random(self.seed), isn_key=b"drill")
-        self.runtime = StackRuntime(host, loop, self.wire.transmit)
-        self.calls = Syscalls(Stack(self.runtime), loop, self.flow)
         failure: Failure | None = None
         unsupported: str | None = None
         try:
+            self.flow.addrs = addrs = self._addresses()
+            v4 = addrs.local_ip if not addrs.wire6 else LOCAL_IP
+            host = Host(v4, address6=addrs.local_ip6, config=self.config, rng=random.Random(self.seed),
+                        isn_key=b"drill")  # fmt: skip
+            self.runtime = StackRuntime(host, loop, self.wire.transmit)
+            self.calls = Syscalls(Stack(self.runtime), loop, self.flow)
             self._check_options()
             loop.run_until_complete(self._main())
         except ScriptUnsupported as e:
@@ -134,8 +139,20 @@ class Runner:
             self.name, failure is None, failure, self.events_done, end, unsupported, tuple(self.notes)
         )
 
+    def _addresses(self) -> Addresses:
+        """The run's IP version and addresses: the script's options, the command line's
+        --ip_version over the script's (as packetdrill)."""
+        opts = self.script.options
+        version = self.ip_version or opts.get("ip_version") or "ipv4"
+        try:
+            return addresses(version, opts.get("local_ip"), opts.get("remote_ip"))
+        except ValueError as e:
+            raise ScriptFailed(0, str(e)) from None
+
     def _check_options(self) -> None:
         for key, value in self.script.options.items():
+            if key in _ADDRESS_OPTIONS:
+                continue
             if key in _INT_OPTIONS:
                 if value is None or not value.isdigit():
                     raise ScriptFailed(0, f"option --{key} needs an integer value")
@@ -149,7 +166,7 @@ class Runner:
                     self.runtime.host.config = self.runtime.host.config.with_(mtu=int(value))
             elif key in _OPTION_VALUES and value in _OPTION_VALUES[key]:
                 continue
-            elif key in _OPTION_VALUES:  # --ip_version=ipv6: the stack is IPv4 only for now
+            elif key in _OPTION_VALUES:
                 raise ScriptUnsupported(0, f"--{key}={value}")
             else:
                 raise ScriptUnsupported(0, f"script option --{key}")
@@ -317,9 +334,16 @@ def _origin(exc: BaseException) -> str:
 
 
 def run_script(
-    script: ast.Script, *, name: str = "<script>", profile: str = "linux", tolerance_usecs: int | None = None
+    script: ast.Script,
+    *,
+    name: str = "<script>",
+    profile: str = "linux",
+    tolerance_usecs: int | None = None,
+    ip_version: str | None = None,
 ) -> ScriptResult:
-    return Runner(script, name=name, profile=profile, tolerance_usecs=tolerance_usecs).run()
+    """ip_version: overrides the script's --ip_version (one of IP_VERSIONS)."""
+    tolerance = tolerance_usecs
+    return Runner(script, name=name, profile=profile, tolerance_usecs=tolerance, ip_version=ip_version).run()
 
 
 def run_text(
@@ -329,6 +353,7 @@ def run_text(
     profile: str = "linux",
     tolerance_usecs: int | None = None,
     defines: frozenset[str] = frozenset(),
+    ip_version: str | None = None,
 ) -> ScriptResult:
     """Parse (`#ifdef NAME` active for NAME in defines) and run; a script that does not parse
     fails at the line of the parse error."""
@@ -336,7 +361,8 @@ def run_text(
         script = parse_script(text, defines)
     except ParseError as e:
         return ScriptResult(name, False, Failure(e.line, f"parse error: {e}"))
-    return run_script(script, name=name, profile=profile, tolerance_usecs=tolerance_usecs)
+    tolerance = tolerance_usecs
+    return run_script(script, name=name, profile=profile, tolerance_usecs=tolerance, ip_version=ip_version)
 
 
 def run_file(
@@ -346,6 +372,7 @@ def run_file(
     tolerance_usecs: int | None = None,
     defines: frozenset[str] = frozenset(),
     name: str | None = None,
+    ip_version: str | None = None,
 ) -> ScriptResult:
     p = Path(path)
     shown = str(p) if name is None else name
@@ -353,4 +380,7 @@ def run_file(
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         return ScriptResult(shown, False, Failure(0, f"cannot read the script: {e}"))
-    return run_text(text, name=shown, profile=profile, tolerance_usecs=tolerance_usecs, defines=defines)
+    return run_text(
+        text, name=shown, profile=profile, tolerance_usecs=tolerance_usecs, defines=defines,
+        ip_version=ip_version,
+    )  # fmt: skip

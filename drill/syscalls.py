@@ -15,9 +15,10 @@ import struct
 from dataclasses import dataclass
 
 from drill import ast
-from drill.matcher import PASSIVE_REMOTE_PORT, REMOTE_IP, REMOTE_PORT, Flow
+from drill.matcher import PASSIVE_REMOTE_PORT, REMOTE_PORT, Flow
 from drill.report import ScriptFailed, ScriptUnsupported
 from stack import socket as so
+from stack.inet import AF_INET, AF_INET6
 from stack.sim.loop import VirtualTimeLoop
 from stack.socket import Socket, Stack
 from stack.tcp.state import State
@@ -42,6 +43,7 @@ _LEVELS = {"SOL_SOCKET": so.SOL_SOCKET, "IPPROTO_TCP": so.IPPROTO_TCP, "SOL_TCP"
 _GETTABLE = {"SO_KEEPALIVE", "SO_RCVBUF", "SO_SNDBUF", "SO_ERROR", "TCP_NODELAY", "SO_REUSEADDR"}
 _GETTABLE |= {"TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"}
 _SHUT = {"SHUT_RD": so.SHUT_RD, "SHUT_WR": so.SHUT_WR, "SHUT_RDWR": so.SHUT_RDWR}
+_FAMILIES = {"AF_INET": AF_INET, "AF_INET6": AF_INET6}
 
 
 class SysError(Exception):
@@ -143,18 +145,21 @@ class Syscalls:
         kind = self._arg(ev, 1)
         if not (isinstance(kind, ast.Symbols) and kind.names[0] == "SOCK_STREAM"):
             raise ScriptUnsupported(ev.line, "sockets other than SOCK_STREAM")
-        family = self._arg(ev, 0)
-        if isinstance(family, ast.Symbols) and family.names != ("AF_INET",):
-            raise ScriptUnsupported(ev.line, f"address family {'|'.join(family.names)}")
+        arg = self._arg(ev, 0)
+        family = self.flow.addrs.socket_family  # `...`: the script's IP version's (drill.addresses)
+        if isinstance(arg, ast.Symbols):
+            if len(arg.names) != 1 or arg.names[0] not in _FAMILIES:
+                raise ScriptUnsupported(ev.line, f"address family {'|'.join(arg.names)}")
+            family = _FAMILIES[arg.names[0]]
         fd = 3
         while fd in self.fds:
             fd += 1
-        self.fds[fd] = Fd(self.stack.socket(), nonblocking="SOCK_NONBLOCK" in kind.names)
+        self.fds[fd] = Fd(self.stack.socket(family), nonblocking="SOCK_NONBLOCK" in kind.names)
         return fd
 
     async def _sys_bind(self, ev: ast.SyscallEvent) -> int:
         entry = self._fd(ev)
-        entry.sock.bind(("0.0.0.0", self.bind_port))
+        entry.sock.bind(("::" if entry.sock.family == AF_INET6 else "0.0.0.0", self.bind_port))
         self.flow.local_port = self.bind_port
         self.flow.remote_port = PASSIVE_REMOTE_PORT
         return 0
@@ -185,7 +190,7 @@ class Syscalls:
         entry = self._fd(ev)
         sock = entry.sock
         self.flow.remote_port = self.connect_port
-        address = (REMOTE_IP, self.connect_port)
+        address = (self.flow.addrs.connect_ip(sock.family), self.connect_port)
         if sock.conn is not None:
             conn = sock.conn
             if conn.connected:

@@ -2,7 +2,9 @@
 
 What the stack transmits is parsed and queued in order (`transmit`, the stack's output); each
 `>` line takes the oldest queued segment and checks its time and fields (`expect`, with
-drill.matcher); each `<` line is built into an IPv4 packet (`inbound`).
+drill.matcher); each `<` line is built into an IPv4 or IPv6 packet, as the script's IP version
+says (`inbound`, drill.addresses). What the stack sends must be TCP, of that version, to the
+script's address.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from drill.matcher import (
 from drill.report import ScriptFailed, usecs_text
 from stack.errors import ParseError as WireParseError
 from stack.host import Host
+from stack.inet import pack
 from stack.sim.loop import VirtualTimeLoop
-from stack.wire.ipv4 import PROTO_TCP, pack_addr, parse_ipv4
+from stack.wire.ipv4 import PROTO_TCP, parse_ipv4
+from stack.wire.ipv6 import parse_ipv6
 from stack.wire.tcp import TcpSegment, parse_tcp
 
 RUNAWAY_PACKETS = 100_000  # unread packets the stack may send before the script fails
@@ -48,19 +52,41 @@ class Wire:
         return round(self.loop.time() * 1e6)
 
     def transmit(self, packet: bytes) -> None:
-        try:
-            ip = parse_ipv4(packet)
-            if ip.protocol != PROTO_TCP:
-                raise ScriptFailed(self.line(), f"the stack sent a non-TCP packet (protocol {ip.protocol})")
-            seg = parse_tcp(ip.payload, pack_addr(ip.src), pack_addr(ip.dst))
-        except WireParseError as e:
-            raise ScriptFailed(self.line(), f"the stack sent a malformed packet: {e}") from None
+        seg = self._tcp(packet)
         note_sent(seg, self.flow)
         self.sent.append((self.now(), seg))
         if len(self.sent) > RUNAWAY_PACKETS:  # a stack bug sending without end must not hang a corpus run
             raise ScriptFailed(self.line(), f"the stack sent over {RUNAWAY_PACKETS} packets no line expected")
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+    def _tcp(self, packet: bytes) -> TcpSegment:
+        """The TCP segment of a packet the stack sent; ScriptFailed if it is anything else."""
+        addrs = self.flow.addrs
+        version = packet[0] >> 4 if packet else 0
+        want = 6 if addrs.wire6 else 4
+        if version != want:
+            raise ScriptFailed(
+                self.line(), f"the stack sent an IPv{version} packet; the script's packets are IPv{want} "
+                f"(--ip_version={addrs.version})",
+            )  # fmt: skip
+        try:
+            if version == 6:
+                ip6 = parse_ipv6(packet)
+                src, dst, protocol, payload = ip6.src, ip6.dst, ip6.next_header, ip6.payload
+            else:
+                ip4 = parse_ipv4(packet)
+                src, dst, protocol, payload = ip4.src, ip4.dst, ip4.protocol, ip4.payload
+            if protocol != PROTO_TCP:
+                raise ScriptFailed(self.line(), f"the stack sent a non-TCP packet (protocol {protocol})")
+            if (src, dst) != (addrs.local_ip, addrs.remote_ip):
+                raise ScriptFailed(
+                    self.line(), f"the stack sent a packet from {src} to {dst}; the script's addresses are "
+                    f"{addrs.local_ip} (the stack) and {addrs.remote_ip}",
+                )  # fmt: skip
+            return parse_tcp(payload, pack(src), pack(dst))
+        except WireParseError as e:
+            raise ScriptFailed(self.line(), f"the stack sent a malformed packet: {e}") from None
 
     async def sleep_until(self, usecs: int) -> None:
         if usecs > self.now():
@@ -109,7 +135,7 @@ class Wire:
         return at
 
     def inbound(self, ev: ast.PacketEvent | ast.IcmpEvent) -> bytes:
-        """The IPv4 packet a `<` line describes."""
+        """The IPv4 or IPv6 packet a `<` line describes."""
         try:
             if isinstance(ev, ast.PacketEvent):
                 return inbound_packet(ev, self.flow)

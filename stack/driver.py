@@ -3,6 +3,7 @@
 A Host is sans-I/O. It has three ways in and one way out:
 
   in:  host.receive(packet, now)      a packet arrived (loopback=True: from the host itself)
+       host.receive_batch(packets, now)  packets read together (one ACK of in-order data each)
        host.on_timer(now)             the deadline it asked for has come
        application calls              through `stack.socket` (connect, send, recv, close, ...)
   out: host.take_packets()            IP packets to transmit now, in order
@@ -18,7 +19,7 @@ a real loop for TUN, a virtual-time loop for the simulated network.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -44,13 +45,18 @@ class StackRuntime:
     def now(self) -> float:
         return self.loop.time()
 
-    def deliver(self, packets: Iterable[bytes], loopback: bool = False) -> None:
-        """Feed received packets to the host, then pump once (`loopback`: they come from the
-        host itself, see Host.receive)."""
+    def deliver(self, packets: Sequence[bytes], loopback: bool = False) -> None:
+        """Feed received packets to the host, then pump once. Several packets are one batch
+        (`Host.receive_batch`); a single packet is received alone (the simulated network).
+        `loopback`: they come from the host itself (see Host.receive)."""
         now = self.loop.time()
-        receive = self.host.receive
-        for packet in packets:
-            receive(packet, now, loopback=loopback)
+        if loopback:
+            for packet in packets:
+                self.host.receive(packet, now, loopback=True)
+        elif len(packets) == 1:
+            self.host.receive(packets[0], now)
+        else:
+            self.host.receive_batch(packets, now)
         self.pump()
 
     def pump(self) -> None:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-from stack import seq
+from stack import seq, tunpath
 from stack.config import TcpConfig
 from stack.cookie_open import CookieOpen
 from stack.errors import ParseError
@@ -32,13 +32,16 @@ from stack.tcp.state import State
 from stack.tcp.time_wait import TimeWaitRecord, can_stand_in
 from stack.timer_heap import TimerHeap
 from stack.trace import Drop, PacketEvent, SegmentEvent, Trace, conn_id
-from stack.wire import icmp, ipv4
+from stack.wire import icmp, ipv4, vnet
 from stack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, IPv4Packet, build_ipv4, pack_addr, parse_ipv4
 from stack.wire.tcp import ACK, RST, SYN, TcpSegment, build_tcp, flags_str, format_options, parse_tcp
 
 EPHEMERAL_PORTS = (32768, 60999)  # Linux's default ip_local_port_range
 ConnKey = tuple[str, int, int]  # (remote ip, remote port, local port)
 Entry = TcpConnection | TimeWaitRecord  # what the table holds: orphans in TIME_WAIT are records
+# The most TCP payload one super-segment carries: its IPv4 packet (header, TCP header with the
+# largest options) must stay within the 16-bit total length, as Linux's GSO_MAX_SIZE 65536 does.
+GSO_MAX_PAYLOAD = 0xFFFF - 20 - 60
 
 
 class Host(PassiveOpen):
@@ -51,8 +54,14 @@ class Host(PassiveOpen):
         rng: random.Random | None = None,
         isn_key: bytes = b"",
         address6: str | None = None,
+        offload: bool = False,
     ) -> None:
         self.address = address
+        # Offload mode (a TUN device with IFF_VNET_HDR, see stack.tunpath): every packet in and
+        # out starts with a virtio-net header; IPv4 TCP checksums are left to the kernel and data
+        # leaves in TSO super-segments of up to gso_max payload octets.
+        self.offload = offload
+        self.gso_max = GSO_MAX_PAYLOAD if offload else 0
         self.address_raw = pack_addr(address)
         self.address6 = canonical(address6) if address6 is not None else None
         if self.address6 is not None and not is_ipv6(self.address6):
@@ -72,6 +81,7 @@ class Host(PassiveOpen):
         self.listeners: dict[int, Listener] = {}
         self._out: list[bytes] = []
         self._events: dict[object, None] = {}  # insertion-ordered set
+        self._batch = tunpath.BatchAcks()
         self._timers: TimerHeap[ConnKey, Entry] = TimerHeap(self.connections)
         self._ident = self.rng.randrange(0x10000)
         # Bound once: every connection keeps these three, and each `self._x` is a new object.
@@ -83,23 +93,29 @@ class Host(PassiveOpen):
     # ------------------------------------------------------------------ driver interface
 
     def receive(self, packet: bytes, now: float, *, loopback: bool = False) -> None:
-        """Process one IP packet. Never raises for bad input: drops and counts it.
-        `loopback`: the packet never left this host (a driver looped it back), so a source
-        address of our own is genuine; from any interface it is martian (stack.martian)."""
+        """Process one IP packet (in offload mode: a virtio-net header and its packet); never raises
+        for bad input: drops and counts it. `loopback`: the packet never left this host, so our own
+        address as its source is genuine; from any interface it is martian (stack.martian)."""
         self._clock = now
-        if packet[:1] and packet[0] >> 4 == 6:
-            if self.ip6 is None:
-                self._drop("ip6_no_address", now)
-            else:
-                self.ip6.receive(packet, now)
-            return
+        trusted, gso, partial = False, 0, False
         try:
+            if self.offload:
+                packet, trusted, gso, partial = tunpath.unframe(packet)  # type: ignore[assignment]
+            if packet[:1] and packet[0] >> 4 == 6:
+                if self.ip6 is None:
+                    self._drop("ip6_no_address", now)
+                else:
+                    self.ip6.receive(packet, now, trusted, gso, partial)
+                return
             ip = parse_ipv4(packet)
         except ParseError as e:
             self._drop(e.reason, now, e.detail)
             return
         if self.trace.enabled:
-            self.trace.emit(PacketEvent(now, "in", bytes(packet)))
+            # (In offload mode a view of the frame: no copy of a 64 KB super-segment per event.
+            # The pcap completes a partial checksum where TCP keeps it; other protocols as read.)
+            partial = partial and ip.protocol == PROTO_TCP
+            self.trace.emit(PacketEvent(now, "in", packet, gso, partial))
         if ip.dst != self.address:
             self._drop("ip_not_for_us", now, ip.dst)
             return
@@ -113,15 +129,20 @@ class Host(PassiveOpen):
             return
         if ip.protocol == PROTO_TCP:
             try:
-                seg = parse_tcp(ip.payload, src_raw, self.address_raw)
+                seg = parse_tcp(ip.payload, src_raw, self.address_raw, not trusted)
             except ParseError as e:
                 self._drop(e.reason, now, e.detail)
                 return
-            self._on_tcp(ip.src, seg, now)
+            self._on_tcp(ip.src, seg, now, gso)
         elif ip.protocol == PROTO_ICMP:
             self._on_icmp(ip, now)
         else:
             self._drop("ip_protocol", now, str(ip.protocol))
+
+    def receive_batch(self, packets: Iterable[bytes], now: float) -> None:
+        """Process packets read together (one TUN read): as `receive` each, except that in-order
+        data is acknowledged once per connection at the end of the batch (stack.tunpath)."""
+        self._batch.receive(self, packets, now)
 
     def take_packets(self) -> list[bytes]:
         out, self._out = self._out, []
@@ -241,6 +262,8 @@ class Host(PassiveOpen):
             challenge=self.challenge,
             ts_offset=ts_offset,
             listener=listener,
+            gso_max=0 if is_ipv6(remote_ip) else self.gso_max,  # TSO6 is off (stack.tunpath)
+            defer_ack=self._batch.defer,
         )
 
     def ephemeral_port(self, remote_ip: str, remote_port: int) -> int:
@@ -290,36 +313,52 @@ class Host(PassiveOpen):
     def _send_ip(self, dst: str, protocol: int, payload: bytes, now: float) -> None:
         self._ident = (self._ident + 1) & 0xFFFF
         packet = build_ipv4(IPv4Packet(self.address, dst, protocol, payload, ident=self._ident))
+        self._queue(packet)
+        if self.trace.enabled:
+            self.trace.emit(PacketEvent(now, "out", packet))
+
+    def _queue(self, packet: bytes) -> None:
+        """Queue one complete IP packet (of either family) for the driver."""
+        self._out.append(vnet.PLAIN + packet if self.offload else packet)
+
+    def _transmit(self, conn: Entry, seg: TcpSegment, now: float, gso: int = 0) -> None:
+        self._transmit_segment(conn.remote_ip, seg, conn.id, now, gso)
+
+    def _transmit_segment(self, remote_ip: str, seg: TcpSegment, cid: str, now: float, gso: int = 0) -> None:
+        if self.trace.enabled:
+            self.trace.emit(
+                SegmentEvent(now, "out", cid, flags_str(seg.flags), seg.seq, seg.ack, seg.window,
+                             len(seg.payload), format_options(seg.options), gso)
+            )
+        if self.ip6 is not None and is_ipv6(remote_ip):
+            self.ip6.send_tcp(remote_ip, seg, now)
+            return
+        if self.offload:
+            tunpath.send_tcp_offload(self, remote_ip, seg, now, gso)
+            return
+        dst = pack_addr(remote_ip)
+        tcp = build_tcp(seg, self.address_raw, dst)
+        self._ident = ident = (self._ident + 1) & 0xFFFF
+        # The header build_ipv4 would make (DF, TTL 64), without an IPv4Packet per segment.
+        total = ipv4.MIN_HEADER_LEN + len(tcp)
+        packet = ipv4.ipv4_header(self.address_raw, dst, PROTO_TCP, total, ident) + tcp
         self._out.append(packet)
         if self.trace.enabled:
             self.trace.emit(PacketEvent(now, "out", packet))
 
-    def _transmit(self, conn: Entry, seg: TcpSegment, now: float) -> None:
-        self._transmit_segment(conn.remote_ip, seg, conn.id, now)
-
-    def _transmit_segment(self, remote_ip: str, seg: TcpSegment, cid: str, now: float) -> None:
-        t = now
-        if self.trace.enabled:
-            self.trace.emit(
-                SegmentEvent(t, "out", cid, flags_str(seg.flags), seg.seq, seg.ack, seg.window,
-                             len(seg.payload), format_options(seg.options))
-            )
-        if self.ip6 is not None and is_ipv6(remote_ip):
-            self.ip6.send_tcp(remote_ip, seg, t)
-            return
-        self._send_ip(remote_ip, PROTO_TCP, build_tcp(seg, self.address_raw, pack_addr(remote_ip)), t)
 
     # ------------------------------------------------------------------ TCP demultiplexing
 
-    def _on_tcp(self, src: str, seg: TcpSegment, now: float) -> None:
+    def _on_tcp(self, src: str, seg: TcpSegment, now: float, gso: int = 0) -> None:
         key = (src, seg.src_port, seg.dst_port)
+        conn = self.connections.get(key)
         if self.trace.enabled:
-            cid = conn_id(self.local_address(src), seg.dst_port, src, seg.src_port)
+            cid = conn.id if conn is not None else conn_id(self.local_address(src), seg.dst_port, src,
+                                                            seg.src_port)
             self.trace.emit(
                 SegmentEvent(now, "in", cid, flags_str(seg.flags), seg.seq, seg.ack, seg.window,
-                             len(seg.payload), format_options(seg.options))
+                             len(seg.payload), format_options(seg.options), gso)
             )
-        conn = self.connections.get(key)
         if conn is not None:
             # RFC 6191 / RFC 9293 3.10.7.4 note: a new SYN may reuse a TIME_WAIT 4-tuple when its
             # sequence number is above the old connection's.

@@ -91,8 +91,12 @@ class Ipv6Layer:
 
     # ------------------------------------------------------------------ input
 
-    def receive(self, packet: bytes, now: float) -> None:
-        """Process one version-6 packet. Never raises for bad input: drops and counts it."""
+    def receive(self, packet: bytes, now: float, trusted: bool = False, gso: int = 0,
+                partial: bool = False) -> None:
+        """Process one version-6 packet. Never raises for bad input: drops and counts it.
+        From a TUN with offloads (stack.tunpath): trusted, the TCP checksum need not be verified;
+        gso, a GRO super-segment's segment size; partial, its checksum field holds the
+        pseudo-header sum only (the pcap completes it if TCP directly follows this header)."""
         host = self.host
         try:
             ip = parse_ipv6(packet)
@@ -104,7 +108,7 @@ class Ipv6Layer:
         except ParseError as e:
             host._drop(e.reason, now, e.detail)
             return
-        self._trace_in(packet, now)
+        self._trace_in(packet, now, gso, partial and packet[6] == NH_TCP)
         if ip.dst != self.address:
             host._drop("ip_not_for_us", now, ip.dst)
             return
@@ -116,11 +120,11 @@ class Ipv6Layer:
             return
         if ip.next_header == NH_TCP:
             try:
-                seg = parse_tcp(ip.payload, pack(ip.src), self.address_raw)
+                seg = parse_tcp(ip.payload, pack(ip.src), self.address_raw, not trusted)
             except ParseError as e:
                 host._drop(e.reason, now, e.detail)
                 return
-            host._on_tcp(ip.src, seg, now)
+            host._on_tcp(ip.src, seg, now, gso)
         elif ip.next_header == NH_ICMPV6:
             self._on_icmp(ip, now)
         elif ip.next_header == NH_NONE:
@@ -129,9 +133,9 @@ class Ipv6Layer:
             host._drop("ip_protocol", now, str(ip.next_header))
             self._refuse(packet, UNRECOGNIZED_NEXT_HEADER, ip.next_header_offset, now)
 
-    def _trace_in(self, packet: bytes, now: float) -> None:
+    def _trace_in(self, packet: bytes, now: float, gso: int = 0, partial: bool = False) -> None:
         if self.host.trace.enabled:
-            self.host.trace.emit(PacketEvent(now, "in", bytes(packet)))
+            self.host.trace.emit(PacketEvent(now, "in", bytes(packet), gso, partial))
 
     def _refuse(self, packet: bytes, code: int, pointer: int, now: float) -> None:
         """Answer a packet we cannot process with a Parameter Problem (RFC 8200 section 4), if
@@ -206,7 +210,7 @@ class Ipv6Layer:
     def send(self, dst: str, next_header: int, payload: bytes, now: float, label: int = 0) -> None:
         packet = build_ipv6(IPv6Packet(self.address, dst, next_header, payload, self.hop_limit,
                                        flow_label=label))
-        self.host._out.append(packet)
+        self.host._queue(packet)
         if self.host.trace.enabled:
             self.host.trace.emit(PacketEvent(now, "out", packet))
 

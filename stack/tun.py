@@ -14,8 +14,11 @@ Malformed packets are the host's business (it drops and counts them under their 
 
 The device is opened with IFF_TUN | IFF_NO_PI: raw IP packets (IPv4 or IPv6, told apart by the
 version nibble: the host does), no packet-information header.
-Opening attaches to an existing (persistent) device of that name, or creates one, in the network
-namespace of the calling thread.
+With `offload=True` it is opened through `stack.tundev` with IFF_VNET_HDR and checksum/TSO4
+offloads: every read and write then carries a virtio-net header, which the Host (made with
+`offload=True`) reads and writes; a read may return a 64 KB IPv4 super-segment (IPv6 packets come
+and go one segment each: TSO6 is not enabled). Opening attaches to an existing (persistent)
+device of that name, or creates one, in the network namespace of the calling thread.
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from stack.driver import StackRuntime
+from stack.wire import vnet
 
 if TYPE_CHECKING:
     from stack.host import Host
 
 READ_SIZE = 65536  # larger than any MTU we configure: one read returns one whole packet
+READ_SIZE_OFFLOAD = 65536 + 64  # a whole 64 KB super-segment and its virtio-net header
 MAX_BATCH = 512
 
 _DROP_ERRNOS = {
@@ -66,6 +71,8 @@ class TunDriver:
     ) -> None:
         self.name = name
         self.host = host
+        self.offload = host.offload  # the device speaks the host's framing
+        self.read_size = READ_SIZE_OFFLOAD if host.offload else READ_SIZE
         self.loop = loop
         self.max_batch = max_batch
         self.runtime = StackRuntime(host, loop, self.transmit)
@@ -85,7 +92,12 @@ class TunDriver:
         """Open the device and start reading. Call from the loop's thread."""
         if self._fd is not None:
             return
-        self._fd, self._dev = open_tun(self.name)
+        if self.offload:
+            from stack.tundev import open_tun_offload
+
+            self._fd, self._dev = open_tun_offload(self.name)
+        else:
+            self._fd, self._dev = open_tun(self.name)
         self.loop.add_reader(self._fd, self._on_readable)
 
     def stop(self) -> None:
@@ -107,9 +119,10 @@ class TunDriver:
             return
         batch: list[bytes] = []
         read = os.read
+        size = self.read_size
         try:
             for _ in range(self.max_batch):
-                batch.append(read(fd, READ_SIZE))
+                batch.append(read(fd, size))
         except BlockingIOError:
             pass
         except OSError as exc:
@@ -123,7 +136,8 @@ class TunDriver:
         self.runtime.deliver(batch)
 
     def transmit(self, packet: bytes) -> None:
-        if packet[16:20] == self.host.address_raw and packet[0] >> 4 == 4:  # IPv4 to ourselves
+        ip = vnet.HEADER_LEN if self.offload else 0  # where the IP header starts
+        if packet[ip + 16 : ip + 20] == self.host.address_raw and packet[ip] >> 4 == 4:  # IPv4 to us
             self.counters["tx_loopback"] += 1
             self.loop.call_soon(self.runtime.deliver, (packet,), True)  # not inside this pump
             return

@@ -92,6 +92,7 @@ class NodePlan:
     tcp_config: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
     apps: tuple[App, ...] = ()
     container: ContainerPlan | None = None  # kind: container (lab.kernel.container)
+    offload: bool = False  # the daemon opens tun0 with checksum/TSO offloads
 
     @property
     def stack_address(self) -> ipaddress.IPv4Address | None:
@@ -204,6 +205,7 @@ class LabPlan:
             },
             "mtu": plan.tun.mtu,
             "tcp_config": dict(plan.tcp_config),
+            "offload": plan.offload,
             "apps": [app.model_dump() for app in plan.apps],
             "hosts": self.hosts(),
             "hosts6": self.hosts6(),
@@ -451,9 +453,11 @@ def build_plan(topo: Topology, seed: int = 0) -> LabPlan:
     for name, node in topo.nodes.items():
         first = _first_hops(topo, name)
         tcp_config: dict[str, object] = {}
+        offload = False
         if name in tuns:
             settings = node.stack.merged_over(topo.defaults.stack) if node.stack else topo.defaults.stack
             tcp_config = settings.tcp_config_changes(tuns[name].mtu) if settings else {"mtu": tuns[name].mtu}
+            offload = bool(settings and settings.offload)
         nodes[name] = NodePlan(
             name=name,
             kind=node.kind,
@@ -465,5 +469,6 @@ def build_plan(topo: Topology, seed: int = 0) -> LabPlan:
             tcp_config=MappingProxyType(tcp_config),
             apps=node.apps,
             container=_container_plan(node),
+            offload=offload,
         )
     return LabPlan(name=topo.name, nodes=MappingProxyType(nodes), links=tuple(links), seed=seed)

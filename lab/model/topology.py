@@ -59,6 +59,9 @@ class StackSettings(_Strict):
     mss: Annotated[int, Field(ge=536, le=65495)] | None = None  # alternative to mtu: mtu = mss + 40
     sndbuf: Size | None = None
     rcvbuf: Size | None = None
+    # TUN checksum/TSO offloads (virtio-net header): data leaves and arrives in super-segments of
+    # up to 64 KB. Off by default: the trace, pcap and ladder then show every wire segment.
+    offload: bool | None = None
 
     @field_validator("congestion_control")
     @classmethod

@@ -16,6 +16,7 @@ The config file (written by the lab from `LabPlan.daemon_config`) holds:
     tun                     {ifname, address (kernel side), peer (= stack_address), address6,
                             peer6 (= stack_address6), mtu}
     tcp_config              `stack.config.TcpConfig` fields (mtu, msl, congestion_control, ...)
+    offload (optional)      true: tun0 with checksum/TSO offloads (`stack.tundev`), false by default
     apps                    [{name, options}] server apps started at boot
     hosts                   {node name: address}, so apps and scripts can name nodes
     hosts6                  {node name: IPv6 address}, the same for IPv6
@@ -70,6 +71,9 @@ log = logging.getLogger("tcplab.daemon")
 NETNS_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000
 RING_SIZE = 100_000
+TRACE_BATCH = 256  # events the trace files hold before encoding them in one go (and each second)
+RING_SNAPLEN = 128  # octets of a super-segment the ring keeps: the headers, not the payload
+RING_WHOLE = 2048  # packets up to this long (every MTU-sized one) are kept whole
 CLOSE_GRACE = 1.0  # seconds open connections get to finish their close on shutdown
 APP_STOP_GRACE = 1.0
 FOLLOW_HEARTBEAT = 1.0
@@ -159,6 +163,8 @@ class RingSink:
         self._loop_thread = threading.get_ident()
 
     def write(self, event: Event) -> None:
+        if type(event) is PacketEvent and len(event.data) > RING_WHOLE:
+            event = event.truncated(RING_SNAPLEN)  # 100,000 super-segments would be 6 GB
         item = (self.next_seq, event)
         self.next_seq += 1
         self.events.append(item)
@@ -243,6 +249,7 @@ class NodeDaemon:
         self.names: dict[str, str] = {str(k): str(v) for k, v in (config.get("hosts") or {}).items()}
         self.names6: dict[str, str] = {str(k): str(v) for k, v in (config.get("hosts6") or {}).items()}
         self.boot_apps: list[dict[str, Any]] = list(config.get("apps") or [])
+        self.offload = bool(config.get("offload", False))
         files = config.get("trace_files") or {}
         self.trace_files: dict[str, bool] = {str(k): bool(v) for k, v in files.items()}
         self.socket_path = run_dir / f"{node}.sock"
@@ -264,15 +271,16 @@ class NodeDaemon:
             jsonl = open(self.run_dir / f"{self.node}.trace.jsonl", "w", buffering=1 << 16)  # noqa: SIM115
             self._files.append(jsonl)
             # Whole packets go to the pcap; the JSON lines keep every other event (segments too).
-            sinks.append(JsonLinesSink(jsonl, lambda e: not isinstance(e, PacketEvent)))
+            sinks.append(JsonLinesSink(jsonl, lambda e: not isinstance(e, PacketEvent), batch=TRACE_BATCH))
         if self.trace_files.get("pcap", True):
             pcap = open(self.run_dir / f"{self.node}.pcap", "wb")  # noqa: SIM115
             self._files.append(pcap)
             # pcap timestamps are wall-clock; the host's clock is the loop's (monotonic).
-            sinks.append(PcapSink(pcap, time_offset=time.time() - loop.time()))
+            sinks.append(PcapSink(pcap, time_offset=time.time() - loop.time(), batch=TRACE_BATCH))
         self.trace = Trace(sinks)
         self.host = Host(self.address, config=self.tcp_config, trace=self.trace, rng=random.Random(),
-                         isn_key=os.urandom(16), address6=self.config.get("stack_address6") or None)
+                         isn_key=os.urandom(16), address6=self.config.get("stack_address6") or None,
+                         offload=self.offload)
         self.driver = TunDriver(self.tun.ifname, self.host, loop)
         try:
             self.driver.start()
@@ -290,14 +298,15 @@ class NodeDaemon:
                 raise DaemonError(f"app {app.get('name')!r}: {exc}") from None
         self._flusher = loop.create_task(self._flush_periodically())
         self._server = await control.serve_control(self.socket_path, self.dispatch)
-        log.info("%s up: stack %s on %s (%s peer %s, mtu %d), apps %s, control %s", self.node, self.address,
-                 self.tun.ifname, self.tun.address, self.tun.peer, self.tun.mtu,
-                 ", ".join(self.apps) or "none", self.socket_path)
+        log.info("%s up: stack %s on %s (%s peer %s, mtu %d, offloads %s), apps %s, control %s", self.node,
+                 self.address, self.tun.ifname, self.tun.address, self.tun.peer, self.tun.mtu,
+                 "on" if self.offload else "off", ", ".join(self.apps) or "none", self.socket_path)
 
     async def _flush_periodically(self) -> None:
         """Trace files reach the disk within a second (someone may be reading them live)."""
         while True:
             await asyncio.sleep(1.0)
+            self.trace.flush()
             for f in self._files:
                 f.flush()
 
@@ -474,6 +483,7 @@ class NodeDaemon:
             "scripts_running": self._scripts,
             "trace": {"events": self.ring.next_seq, "follow_drops": self.ring.follow_drops},
             "tcp_config": {f.name: getattr(self.tcp_config, f.name) for f in fields(TcpConfig)},
+            "offload": self.offload,
         }
 
     def ss(self) -> dict[str, Any]:

@@ -146,12 +146,15 @@ class Segment:
         return self.len + ("S" in self.flags) + ("F" in self.flags)
 
     def label(self, with_sack: bool = True) -> str:
-        """'SYN,ACK seq=0 ack=1 win=65535', 'ACK seq=1 ack=1 len=1448 win=32768 sack=...'."""
+        """'SYN,ACK seq=0 ack=1 win=65535', 'ACK seq=1 ack=1 len=1448 win=32768 sack=...',
+        'ACK seq=1 ack=1 len=65160 gso=45x1448 win=...' for a super-segment (offload mode)."""
         parts = [",".join(self.names) or "-", f"seq={self.seq}"]
         if self.has_ack:
             parts.append(f"ack={self.ack}")
         if self.len:
             parts.append(f"len={self.len}")
+            if self.raw.gso:  # a TSO/GRO super-segment: drawn as one arrow saying what it stands for
+                parts.append(f"gso={-(-self.len // self.raw.gso)}x{self.raw.gso}")
         parts.append(f"win={self.win}")
         if with_sack and self.sack:
             parts.append("sack=" + ",".join(f"{a}-{b}" for a, b in self.sack))

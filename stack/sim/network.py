@@ -13,6 +13,11 @@ impair both families alike. Routers have no stack: they decrement the TTL or hop
 zero), forward, and answer a too-big packet with ICMP: "fragmentation needed" with the link's MTU
 for IPv4 with DF set (RFC 1191), Packet Too Big for IPv6, which routers never fragment (RFC 8200
 section 5, RFC 8201). That is how Path MTU Discovery is tested over a stack-router-stack chain.
+
+A host added with `offload=True` runs in the TUN driver's offload mode (virtio-net headers, TSO
+super-segments, checksums left to the device): the network models the sending device, cutting
+each super-segment into wire segments with complete checksums (`stack.wire.vnet.segment`) before
+the link; it models no GRO, so such a host receives plain packets, checksums still verified.
 """
 
 from __future__ import annotations
@@ -27,12 +32,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from stack.checksum import internet_checksum
 from stack.config import TcpConfig
 from stack.driver import StackRuntime
+from stack.errors import ParseError
 from stack.inet import canonical, is_ipv6, pack, unpack
 from stack.sim.link import Link, LinkProfile
 from stack.sim.loop import VirtualTimeLoop, close_loop, new_loop
 from stack.sim.loop import run as run_on_loop
 from stack.trace import Trace
-from stack.wire import icmpv6, ipv6
+from stack.wire import icmpv6, ipv6, vnet
 from stack.wire.icmp import build_icmp, frag_needed
 from stack.wire.ipv4 import PROTO_ICMP, IPv4Packet, build_ipv4, unpack_addr
 
@@ -92,6 +98,7 @@ class SimNode(Node):
         self.address6 = address6
         self.host = host
         self.runtime = runtime
+        self.offload = False  # the host speaks virtio-net frames (TSO modelled at its device)
 
 
 class RouterNode(Node):
@@ -149,6 +156,7 @@ class Network:
         trace: Trace | None = None,
         host_factory: HostFactory | None = None,
         address6: str | None = None,
+        offload: bool = False,
     ) -> SimNode:
         """A host running the stack at `address` (IPv4) and, if given, `address6` (IPv6)."""
         if address6 is not None:
@@ -158,6 +166,8 @@ class Network:
         self._check_new(name, (address,) if address6 is None else (address, address6))
         factory = _default_host_factory() if host_factory is None else host_factory
         extra: dict[str, Any] = {} if address6 is None else {"address6": address6}
+        if offload:
+            extra["offload"] = True
         host = factory(
             address,
             config=config,
@@ -166,8 +176,12 @@ class Network:
             isn_key=hashlib.sha256(f"{self.seed}:{name}:isn".encode()).digest(),
             **extra,
         )
-        runtime = StackRuntime(host, self.loop, lambda packet: self._transmit(node, packet))
+        if offload:
+            runtime = StackRuntime(host, self.loop, lambda frame: self._transmit_device(node, frame))
+        else:
+            runtime = StackRuntime(host, self.loop, lambda packet: self._transmit(node, packet))
         node = SimNode(name, address, host, runtime, address6)
+        node.offload = offload
         self._register(node)
         return node
 
@@ -285,6 +299,16 @@ class Network:
         src.links[dst.name] = link
         return link
 
+    def _transmit_device(self, node: Node, frame: bytes) -> None:
+        """An offload host's frame: what its device puts on the wire (see the module docstring)."""
+        try:
+            header = vnet.parse_vnet(frame)
+        except ParseError:
+            self.stats["malformed"] += 1
+            return
+        for packet in vnet.segment(header, frame[vnet.HEADER_LEN :]):
+            self._transmit(node, packet)
+
     def _transmit(self, node: Node, packet: bytes) -> None:
         dst = destination(packet)
         if dst is None:
@@ -311,7 +335,7 @@ class Network:
         for tap in self.taps:
             tap(self.loop.time(), src.name, dst.name, packet)
         if isinstance(dst, SimNode):
-            dst.runtime.deliver((packet,), loopback=src is dst)
+            dst.runtime.deliver((vnet.PLAIN + packet if dst.offload else packet,), loopback=src is dst)
         else:
             self._forward(dst, packet)
 

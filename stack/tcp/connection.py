@@ -19,13 +19,14 @@ import errno
 from stack import seq
 from stack.inet import endpoint
 from stack.tcp import congestion
+from stack.tcp.counters import ConnStats
 from stack.tcp.handshake import Handshake
 from stack.tcp.ratelimit import ChallengeAckLimiter
 from stack.tcp.receiver import Receiver
 from stack.tcp.recovery import Recovery
 from stack.tcp.sender import Sender
 from stack.tcp.state import CAN_RECEIVE_TEXT, CAN_SEND, SYNCHRONIZED, State
-from stack.tcp.tcb import ConnStats, ListenerLink
+from stack.tcp.tcb import ListenerLink
 from stack.tcp.timers import Timers
 from stack.tcp.transitions import Event
 from stack.trace import TimerEvent
@@ -294,6 +295,15 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Timers):
         err = self.error
         assert err is not None
         return type(err)(*err.args)
+
+    def flush_ack(self, now: float) -> None:
+        """The host's batch of received packets is done: send the ACK deferred in it, if no
+        segment has carried it since (see Tcb._ack_in_batch)."""
+        if self.ack_pending:
+            self.ack_pending = False
+            if self.state in SYNCHRONIZED:
+                self._send_ack(now)
+                self._update_deadline()
 
     def output(self, now: float) -> None:
         """Send what may go now (after a socket option such as TCP_NODELAY changed)."""

@@ -127,7 +127,7 @@ class Handshake(Tcb):
     def _take_syn_options(self, syn: TcpSegment, now: float) -> None:
         cfg = self.config
         mss = syn.mss
-        self.peer_mss = mss if mss else cfg.default_peer_mss
+        self.peer_mss = mss if mss else self.default_peer_mss
         ws = syn.wscale
         bare = self._syn_options_dropped()
         if cfg.window_scaling and ws is not None and not bare:

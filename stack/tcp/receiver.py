@@ -251,12 +251,16 @@ class Receiver(Tcb):
         self.rcv_ssthresh = min(self.rcv_ssthresh + 2 * self.mss, self.rcvbuf)
         if self.config.quickack_segments and self._quickack_on_data(n, now):
             immediate = True
-        if n >= self.mss or self.config.delack_any_size:
+        if n >= self.mss:
+            self.unacked_segs += n // self.mss  # a GRO super-segment counts what it stands for
+        elif self.config.delack_any_size:
             self.unacked_segs += 1
         else:
             self.unacked_segs += 1 if n * 2 >= self.mss else 0
-        if immediate or self.unacked_segs >= self.config.delack_segments or self.config.delack_timeout <= 0:
+        if immediate:
             self._send_ack(now)
+        elif self.unacked_segs >= self.config.delack_segments or self.config.delack_timeout <= 0:
+            self._ack_in_batch(now)
         elif self.delack_at is None:
             self.delack_at = now + self.config.delack_timeout
 

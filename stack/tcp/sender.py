@@ -16,8 +16,9 @@ _OUTPUT_STATES = (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.C
 
 
 class Sender(Tcb):
-    def _send_data(self, start: int, n: int, now: float, force_push: bool = False) -> None:
-        """Send sndq octets [start, start+n) plus FIN if it follows and fits. Advances snd_nxt."""
+    def _send_data(self, start: int, n: int, now: float, force_push: bool = False, gso: int = 0) -> None:
+        """Send sndq octets [start, start+n) plus FIN if it follows and fits. Advances snd_nxt.
+        With gso: as one TSO super-segment of n // gso full segments (n a multiple of gso)."""
         off = seq.sub(start, self.sndq_seq)
         payload = bytes(self.sndq[off : off + n])
         end = seq.add(start, n)
@@ -31,8 +32,8 @@ class Sender(Tcb):
             flags |= URG
             urgent = min(seq.sub(self.snd_up, start), 0xFFFF)
         retrans = seq.lt(start, self.snd_max)
-        self._emit(flags, start, now, payload, urgent)
-        if n < self.send_mss:
+        self._emit(flags, start, now, payload, urgent, gso)
+        if n < self.send_mss:  # (a TSO train is whole full segments: never small)
             self.snd_sml = end  # the end of the last small segment sent (Minshall)
         seg_end = seq.add(end, 1) if flags & FIN else end
         if retrans:
@@ -115,6 +116,14 @@ class Sender(Tcb):
             n = min(avail, seg_size, max(usable, 0))
             if n <= 0:
                 break
+            if n == seg_size and self.gso_max and not resending and self.snd_up is None:
+                # TSO: the train of full-sized segments the windows allow leaves as one
+                # super-segment the kernel cuts (sequence space and cwnd still count octets).
+                train = min(avail, usable, self.gso_max) // seg_size * seg_size
+                if train > seg_size:
+                    self._send_data(self.snd_nxt, train, now, gso=seg_size)
+                    sent_any = True
+                    continue
             if n < seg_size and seq.ge(self.snd_nxt, self.snd_max):
                 # A partial segment of new data: Nagle and sender SWS avoidance decide.
                 all_queued = n == avail

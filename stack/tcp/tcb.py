@@ -12,13 +12,13 @@ calls in another role are declared at the bottom of this class and implemented t
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from stack import seq
 from stack.config import TcpConfig
-from stack.inet import tcp_overhead
+from stack.inet import IPV6_MIN_MTU, is_ipv6, tcp_overhead
 from stack.tcp import congestion
+from stack.tcp.counters import ConnStats
 from stack.tcp.ratelimit import ChallengeAckLimiter, OutOfWindowLimiter
 from stack.tcp.reassembly import OutOfOrderQueue
 from stack.tcp.rtt import RttEstimator
@@ -46,28 +46,6 @@ class ListenerLink(Protocol):
     def overflow(self) -> None: ...
 
 
-@dataclass(slots=True)
-class ConnStats:
-    """Counters an application or `tcplab ss` can read (observable, not internal state)."""
-
-    segs_in: int = 0
-    segs_out: int = 0
-    bytes_sent: int = 0  # new data octets, first transmissions
-    bytes_retrans: int = 0
-    bytes_acked: int = 0
-    bytes_received: int = 0  # in-order octets delivered to the receive buffer
-    retransmits: int = 0
-    rto_expiries: int = 0
-    fast_retransmits: int = 0
-    dupacks_in: int = 0
-    challenge_acks: int = 0
-    dsacks_out: int = 0
-    ooo_segments: int = 0
-    zero_window_probes: int = 0
-    keepalive_probes: int = 0
-    drops: dict[str, int] = field(default_factory=dict)
-
-
 class Tcb:
     def __init__(
         self,
@@ -80,12 +58,14 @@ class Tcb:
         trace: Trace,
         iss: int,
         now: float,
-        transmit: Callable[[Any, TcpSegment, float], None],
+        transmit: Callable[..., None],
         notify: Callable[[Any], None],
         sched: Callable[[Any], None],
         challenge: ChallengeAckLimiter,
         ts_offset: int = 0,
         listener: ListenerLink | None = None,
+        gso_max: int = 0,
+        defer_ack: Callable[[Any], bool] | None = None,
     ) -> None:
         self.local_ip = local_ip
         self.local_port = local_port
@@ -95,7 +75,14 @@ class Tcb:
         self.config = config
         self.trace = trace
         # The host's callbacks take the TcpConnection this Tcb is part of, i.e. `self`.
+        # transmit(conn, seg, now) sends one segment; transmit(conn, seg, now, gso) one TSO
+        # super-segment to be cut into segments of gso payload octets (only when gso_max > 0).
         self._transmit = transmit
+        self.gso_max = gso_max  # the most payload one super-segment may carry; 0: no TSO
+        # defer_ack(conn): True when the host is processing a batch of packets read together and
+        # will call conn.flush_ack at its end (see _ack_in_batch).
+        self._defer_ack = defer_ack
+        self.ack_pending = False
         self._notify = notify
         self._sched = sched
         self._challenge = challenge
@@ -137,7 +124,10 @@ class Tcb:
         self.urgent_mark: int | None = None  # bytes still to read before the urgent octet
 
         # Negotiated options.
-        self.peer_mss = config.default_peer_mss
+        # RFC 9293 3.7.1 (MUST-15): without an MSS option assume 536 over IPv4 (the configured
+        # default, FreeBSD's mssdflt), 1220 over IPv6 (the IPv6 minimum MTU less 60), as Linux does.
+        self.default_peer_mss = IPV6_MIN_MTU - 60 if is_ipv6(remote_ip) else config.default_peer_mss
+        self.peer_mss = self.default_peer_mss
         self.pmtu = config.mtu
         self.ip_overhead = tcp_overhead(remote_ip)  # IP + TCP headers: 40 over IPv4, 60 over IPv6
         self.snd_wscale = 0
@@ -160,6 +150,11 @@ class Tcb:
         self.cc = congestion.create(
             config.congestion_control, self.mss, config.initial_window_segments * self.mss, now
         )
+        if gso_max:
+            # With TSO the peer acknowledges whole super-segments (GRO): one ACK for up to 45
+            # segments is the normal case, not an ACK-division risk. RFC 3465 2.2's L = 2 would
+            # hold slow start to a few percent a round trip; count every segment acked, as Linux.
+            self.cc.abc_limit = max(gso_max // self.cc.mss, 2)
         self.scoreboard = Scoreboard(self.mss, config.dupack_threshold)
         self.dupacks = 0
         self.in_recovery = False
@@ -329,21 +324,29 @@ class Tcb:
                 opts += [Nop(), Nop(), Sack(tuple(blocks[:limit]))]
         return tuple(opts)
 
-    def _emit(self, flags: int, seqno: int, now: float, payload: bytes = b"", urgent: int = 0) -> None:
+    def _emit(self, flags: int, seqno: int, now: float, payload: bytes = b"", urgent: int = 0,
+              gso: int = 0) -> None:
+        """Send one segment now; with gso, one super-segment of segments of gso payload octets
+        each (the options, SACK blocks included, are sized for one of them: each carries them)."""
         ack = self.rcv_nxt if flags & ACK else 0
         window = 0 if flags & RST and self.config.rst_window_zero else self._window_field(bool(flags & SYN))
-        options = self._options(flags, now, len(payload))
+        options = self._options(flags, now, gso or len(payload))
         seg = TcpSegment(
             self.local_port, self.remote_port, seqno, ack, flags, window, payload, options, urgent
         )
-        self.stats.segs_out += 1
         if flags & ACK:
             if self.quickacks and self.rcv_nxt != self.last_ack_sent:
                 self.quickacks -= 1  # an ACK of new data (Linux tcp_dec_quickack_mode)
             self.last_ack_sent = self.rcv_nxt
             self.delack_at = None
             self.unacked_segs = 0
-        self._transmit(self, seg, now)
+            self.ack_pending = False
+        if gso:
+            self.stats.segs_out += -(-len(payload) // gso)
+            self._transmit(self, seg, now, gso)
+        else:
+            self.stats.segs_out += 1
+            self._transmit(self, seg, now)
 
     def _ack_seq(self) -> int:
         """SEQ of a segment without text (RFC 9293 3.10.7.4: <SEQ=SND.NXT>). SND.NXT in the RFC's
@@ -356,6 +359,17 @@ class Tcb:
 
     def _send_ack(self, now: float) -> None:
         self._emit(ACK, self._ack_seq(), now)
+
+    def _ack_in_batch(self, now: float) -> None:
+        """The ACK that in-order data calls for: at once, or, while the host processes a batch of
+        packets read together (one TUN read), once at the batch's end for all of them: a stretch
+        ACK, as Linux sends after GRO merged the same packets (RFC 5681 4.2 asks for an ACK every
+        second full-sized segment; this trades that SHOULD for one write per batch). A data
+        segment sent meanwhile carries the acknowledgment, and then no ACK goes at all."""
+        if self._defer_ack is not None and self._defer_ack(self):
+            self.ack_pending = True
+        else:
+            self._send_ack(now)
 
     def _send_challenge_ack(self, now: float, why: str) -> None:
         """RFC 5961 sections 3.2, 4.2, 5.2: ACK with our current numbers, rate limited per
@@ -389,7 +403,8 @@ class Tcb:
     def _output(self, now: float, force_one: bool = False) -> None:  # sender
         raise NotImplementedError
 
-    def _send_data(self, start: int, n: int, now: float, force_push: bool = False) -> None:  # sender
+    def _send_data(self, start: int, n: int, now: float, force_push: bool = False,
+                   gso: int = 0) -> None:  # sender
         raise NotImplementedError
 
     def _retransmit(self, start: int, now: float, why: str) -> None:  # sender

@@ -1,18 +1,19 @@
 """Run every benchmark once and print one table of figures and ratios measured in the same run.
 
-    python -m tests.bench.run [--seconds 3] [--json FILE] [--no-profile] [--sim-only]
-                              [--emulator-only] [--no-emulator] [--emulator-runs 3] [--memory-conns N]
+    python -m tests.bench.run [--seconds 3] [--repeat 3] [--json FILE] [--no-profile] [--sim-only]
+                              [--emulator-only] [--no-emulator] [--emulator-runs 3]
     make bench
 
 As root (with /dev/net/tun) it brings up a two-node lab (`topologies/two-node.yaml`, daemons
-started by the benchmark itself), measures in order: the raw TUN ceiling, the kernel's TCP on the
-veth, the stack over TUN (trace files off, trace files on, no trace at all), the stack under
-cProfile (hot spots); and always tears the lab down.
-Then, in a lab of two kernel nodes, the link emulator: iperf3 and ping through one profile after
-another (`emulator_link`), with the unimpaired link of the same run as its ratio base.
-Then the stack on the simulated network and the memory a host holds per connection (half-open,
-established idle, TIME_WAIT, a SYN answered with a cookie: see conn_memory.py).
-Without root it runs only the last two and says so.
+started by the benchmark itself), measures in order: the kernel's TCP on the veth, then in rounds
+the raw TUN ceiling and the stack over TUN (trace files off, trace files on, no trace at all; then
+with TUN offloads, no trace and trace files on), the stack under cProfile (hot spots); tears the
+lab down; then wrk against the stack's HTTP server (its own lab, `tests.bench.http_wrk`). Then, in
+a lab of two kernel nodes, the link emulator: iperf3 and ping through one profile after another
+(`emulator_link`), with the unimpaired link of the same run as its ratio base. Then the stack on
+the simulated network and the memory of idle connections. With --repeat N there are N rounds and
+the table gives each row's median (the JSON keeps every run).
+Without root it runs only the simulated-network benchmarks and says so.
 
 The tables are printed, then the same figures as one JSON line (`BENCH_JSON {...}`); --json FILE
 also writes every figure, profiles included, to FILE.
@@ -46,6 +47,17 @@ STACK_ROWS = (
     ("stack_files_on", "files-on", "stack over TUN, trace files on"),
     ("stack_no_trace", "none", "stack over TUN, no trace sink"),
 )
+# The same with tun0's checksum/TSO offloads on (stack.tundev): super-segments of up to 64 KB.
+OFFLOAD_ROWS = (
+    ("stack_offload_no_trace", "none", "stack over TUN, offloads on, no trace sink"),
+    ("stack_offload_files_on", "files-on", "stack over TUN, offloads on, trace files on"),
+)
+# Same-run ratios beyond /TUN and /kernel: what trace files cost, what offloads gain.
+PAIR_RATIOS = (
+    ("stack_files_on", "stack_no_trace"),
+    ("stack_offload_files_on", "stack_offload_no_trace"),
+    ("stack_offload_no_trace", "stack_no_trace"),
+)
 
 
 def _attempt(results: dict[str, Any], key: str, fn: Callable[[], dict[str, Any]]) -> None:
@@ -58,18 +70,45 @@ def _attempt(results: dict[str, Any], key: str, fn: Callable[[], dict[str, Any]]
         traceback.print_exc(file=sys.stderr)
 
 
-def run_lab(seconds: float, kernel_tool: str, profile: bool, profile_dir: Path) -> dict[str, Any]:
+def measure_stack_rows(results: dict[str, Any], lab: Any, seconds: float, repeat: int) -> None:
+    """The TUN ceiling and every stack row `repeat` times, in rounds (drift on a busy machine hits
+    the rows of a round alike); each row's figures are those of its median run, with every run's
+    goodput in `runs`."""
+    from tests.bench import stack_goodput, tun_ceiling
+
+    rows: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("tun_ceiling", functools.partial(tun_ceiling.measure, lab, seconds))]
+    rows += [(key, functools.partial(stack_goodput.measure, lab, seconds, trace=mode))
+             for key, mode, _ in STACK_ROWS]
+    rows += [(key, functools.partial(stack_goodput.measure, lab, seconds, trace=mode, offload=True))
+             for key, mode, _ in OFFLOAD_ROWS]
+    runs: dict[str, list[dict[str, Any]]] = {key: [] for key, _ in rows}
+    for _ in range(repeat):
+        for key, run in rows:
+            one: dict[str, Any] = {}
+            _attempt(one, key, run)
+            runs[key].append(one[key])
+    for key, got in runs.items():
+        good = sorted((r for r in got if "error" not in r), key=lambda r: r["bytes_per_s"])
+        if not good:
+            results[key] = got[-1]
+            continue
+        results[key] = dict(good[(len(good) - 1) // 2])
+        results[key]["runs"] = [round(r["bytes_per_s"]) for r in good]
+        results[key]["failed_runs"] = len(got) - len(good)
+
+
+def run_lab(seconds: float, kernel_tool: str, profile: bool, profile_dir: Path, repeat: int = 1
+            ) -> dict[str, Any]:
     from lab.lab import Lab
-    from tests.bench import kernel_tcp, stack_goodput, tun_ceiling
+    from tests.bench import kernel_tcp, stack_goodput
 
     results: dict[str, Any] = {}
     name = f"bench{os.getpid() % 100000}"
     lab = Lab.up(TOPOLOGY, name, start_daemons=False)
     try:
-        _attempt(results, "tun_ceiling", lambda: tun_ceiling.measure(lab, seconds))
         _attempt(results, "kernel_tcp", lambda: kernel_tcp.measure(lab, seconds, kernel_tool))
-        for key, mode, _label in STACK_ROWS:
-            _attempt(results, key, functools.partial(stack_goodput.measure, lab, seconds, trace=mode))
+        measure_stack_rows(results, lab, seconds, repeat)
         if profile:
             _attempt(results, "stack_profiled", lambda: stack_goodput.profile(lab, seconds, profile_dir))
     finally:
@@ -89,10 +128,13 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
 
     ceiling, kernel = rate("tun_ceiling"), rate("kernel_tcp")
     out: dict[str, float | None] = {}
-    for key, _, _ in STACK_ROWS:  # the simulated network has no TUN or kernel to compare with
+    for key, _, _ in STACK_ROWS + OFFLOAD_ROWS:  # the simulated network has no TUN or kernel
         stack = rate(key)
         out[f"{key}/tun_ceiling"] = stack / ceiling if stack and ceiling else None
         out[f"{key}/kernel_tcp"] = stack / kernel if stack and kernel else None
+    for a, b in PAIR_RATIOS:
+        ra, rb = rate(a), rate(b)
+        out[f"{a}/{b}"] = ra / rb if ra and rb else None
     if ceiling and kernel:
         out["tun_ceiling/kernel_tcp"] = ceiling / kernel
     return out
@@ -130,15 +172,21 @@ def table(results: dict[str, Any], r: dict[str, float | None]) -> str:
         f"writer {_num(tun.get('writer_pps'), ',.0f')} pkts/s")
     kern = results.get("kernel_tcp", {})
     add("kernel_tcp", f"kernel TCP on the veth ({kern.get('tool', '?')})", None, kern.get("note", ""))
-    for key, _mode, label in STACK_ROWS:
+    for key, _mode, label in STACK_ROWS + OFFLOAD_ROWS:
         row = results.get(key, {})
         segs = row.get("segments_out")
         pps = segs / row["seconds"] if segs and row.get("seconds") else None
         note = f"srtt {_num((row.get('srtt') or 0) * 1000, '.1f')} ms"
+        cpu = row.get("cpu") or {}
+        if cpu:  # sender/receiver daemons: share of the run on a CPU / waiting for one
+            note += ", cpu " + " ".join(f"{c.get('on_cpu', 0):.0%}+{c.get('run_queue', 0):.0%}q"
+                                        for c in cpu.values())
         if row.get("verified") is False:
             note += ", NOT VERIFIED"
         if row.get("trace_file_bytes"):
             note += f", {row['trace_file_bytes'] / 1e6:.1f} MB of trace files"
+        if len(row.get("runs", ())) > 1:
+            note += f", median of {len(row['runs'])}"
         add(key, label, pps, note)
     prof = results.get("stack_profiled", {})
     if prof and "error" not in prof:
@@ -155,17 +203,34 @@ def table(results: dict[str, Any], r: dict[str, float | None]) -> str:
 
 
 def memory_text(results: dict[str, Any]) -> str:
-    mem = results.get("conn_memory", {})
+    """The connection-memory figure (tests.bench.conn_memory), one line."""
+    mem = results.get("conn_memory")
+    if not mem:
+        return "memory: not measured"
     if "error" in mem:
-        return "\nmemory per connection: FAILED: " + mem["error"][:60]
-    half = mem.get("half_open", {}).get("bytes_per_connection")
-    lines = ["\nmemory a host holds per connection (tracemalloc, stack/ and its objects; "
-             f"{mem.get('half_open', {}).get('n', 0):,d} connections a row):"]
-    for state, (label, value) in zip(conn_memory.STATES, conn_memory.rows(mem), strict=True):
-        per = mem[state]["bytes_per_connection"]
-        ratio = f"{per / half:5.2f} x half-open" if half else ""
-        lines.append(f"  {label:32} {value:>10}  {ratio}")
-    return "\n".join(lines)
+        return f"memory: FAILED: {mem['error'][:80]}"
+    return (f"memory: {mem['bytes_per_connection'] / 1000:.2f} KB per idle established connection "
+            f"({mem['established']:,} + {mem['server_side']:,} on two simulated hosts, tracemalloc)")
+
+
+def http_text(results: dict[str, Any]) -> str:
+    """wrk against the stack's HTTP server (tests.bench.http_wrk), one line."""
+    w = results.get("http_wrk")
+    if not w:
+        return "http: not measured"
+    if "error" in w:
+        return f"http: FAILED: {w['error'][:80]}"
+    ka, fresh = w["keepalive"], w["new_connections"]
+    return (f"http (wrk on a kernel node, {w['connections']} connections, trace files on): "
+            f"keep-alive {_num(ka['requests_per_s'], ',.0f')} requests/s "
+            f"({ka['socket_errors']} socket errors); new connections "
+            f"{_num(fresh['requests_per_s'], ',.0f')}/s ({fresh['socket_errors']} socket errors)")
+
+
+def pair_ratio_text(r: dict[str, float | None]) -> str:
+    """The same-run ratios of PAIR_RATIOS, one line."""
+    parts = [f"{a} / {b} = {_num(r.get(f'{a}/{b}'), '.3f')}" for a, b in PAIR_RATIOS]
+    return "ratios: " + ";  ".join(parts)
 
 
 def hot_spot_text(results: dict[str, Any], limit: int = 12) -> str:
@@ -201,9 +266,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     parser.add_argument("--kernel-tool", choices=["auto", "iperf3", "python"], default="auto")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile run")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each stack row (median shown)")
+    parser.add_argument("--wrk-seconds", type=float, default=5.0,
+                        help="length of each wrk run against the stack's HTTP server (0: skip)")
+    parser.add_argument("--connections", type=int, default=10_000,
+                        help="idle connections for the memory figure (0: skip it)")
     parser.add_argument("--profile-dir", type=Path, default=Path("/tmp/tcplab-bench-profile"))
     parser.add_argument("--sim-only", action="store_true", help="only the simulated-network benchmark")
-    parser.add_argument("--memory-conns", type=int, default=2000, help="connections per memory row")
     parser.add_argument("--emulator-only", action="store_true", help="only the link emulator benchmark")
     parser.add_argument("--no-emulator", action="store_true", help="skip the link emulator benchmark")
     parser.add_argument("--emulator-runs", type=int, default=3, help="iperf3 runs per emulator profile")
@@ -220,13 +289,19 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     print("tcplab benchmark", file=sys.stderr)
     if problem is None and not args.emulator_only:
-        results.update(run_lab(args.seconds, args.kernel_tool, not args.no_profile, args.profile_dir))
+        results.update(run_lab(args.seconds, args.kernel_tool, not args.no_profile, args.profile_dir,
+                               max(args.repeat, 1)))
+        if args.wrk_seconds:
+            from tests.bench import http_wrk
+
+            _attempt(results, "http_wrk", lambda: http_wrk.measure(args.wrk_seconds))
     if problem is None and not args.no_emulator:
         _attempt(results, "emulator", lambda: emulator_link.measure(
             args.seconds, args.emulator_runs, args.emulator_profiles))
     if not args.emulator_only:
         _attempt(results, "sim", lambda: sim_goodput.measure(args.sim_bytes))
-        _attempt(results, "conn_memory", lambda: conn_memory.measure(args.memory_conns))
+        if args.connections:
+            _attempt(results, "conn_memory", lambda: conn_memory.measure(args.connections))
     r = ratios(results)
     load = os.getloadavg()
     print(f"\ntcplab benchmark: {args.seconds:g} s per lab measurement, {os.cpu_count()} cores, "
@@ -238,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
         print(table(results, r))
         print("/TUN = goodput / raw TUN ceiling (bytes/s);  /kernel = goodput / kernel TCP on the same veth;"
               "  retr = retransmitted segments")
+        print(pair_ratio_text(r))
+        print(memory_text(results))
+        print(http_text(results))
     emulator = results.get("emulator", {})
     if emulator:
         print(f"\nlink emulator (user space, NFQUEUE): kernel TCP a -> b, iperf3 {args.seconds:g} s x "
@@ -247,8 +325,6 @@ def main(argv: list[str] | None = None) -> int:
               "  emu CPU = both emulators' CPU time / wall time")
     if results.get("hot_spots"):
         print(hot_spot_text(results))
-    if "conn_memory" in results:
-        print(memory_text(results))
     print("BENCH_JSON " + json.dumps(summary(results, r, load), default=str))
     if args.json:
         doc = {"started": started, "seconds": args.seconds, "skipped_lab": problem, "results": results,

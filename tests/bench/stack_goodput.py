@@ -46,7 +46,8 @@ def _log_tail(lab: Lab, node: str) -> str:
 
 
 @contextmanager
-def daemons(lab: Lab, trace_files: dict[str, bool], profile_dir: Path | None = None) -> Iterator[None]:
+def daemons(lab: Lab, trace_files: dict[str, bool], profile_dir: Path | None = None,
+            offload: bool = False, buffers: int | None = None) -> Iterator[None]:
     """Run both nodes' daemons (bulk-server on the server) for the duration of the block."""
     extra = {"TCPLAB_DAEMON_PROFILE": str(profile_dir)} if profile_dir is not None else {}
     env = child_env(extra)
@@ -55,6 +56,9 @@ def daemons(lab: Lab, trace_files: dict[str, bool], profile_dir: Path | None = N
         for node in NODES:
             config = lab.plan.daemon_config(node, str(lab.run_dir))
             config["trace_files"] = dict(trace_files)
+            config["offload"] = offload
+            if buffers is not None:
+                config["tcp_config"] = {**config["tcp_config"], "sndbuf": buffers, "rcvbuf": buffers}
             config["apps"] = [{"name": "bulk-server", "options": {"port": PORT}}] if node == "server" else []
             path = lab.run_dir / f"{node}.json"
             path.write_text(json.dumps(config, indent=2))
@@ -94,12 +98,34 @@ def _client(lab: Lab, node: str) -> ControlClient:
     return ControlClient(lab.run_dir / f"{node}.sock", timeout=10)
 
 
+def _schedstat(pid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of a process's main thread
+    (/proc/PID/schedstat); zeros where the kernel does not keep them."""
+    try:
+        on_cpu, waiting = Path(f"/proc/{pid}/schedstat").read_text().split()[:2]
+        return int(on_cpu) / 1e9, int(waiting) / 1e9
+    except (OSError, ValueError):
+        return 0.0, 0.0
+
+
 def run_bulk(lab: Lab, seconds: float) -> dict[str, Any]:
-    """One bulk transfer client → server for `seconds` with the daemons running; figures and counters."""
+    """One bulk transfer client → server for `seconds` with the daemons running; figures and counters.
+
+    `cpu` says where each daemon's time went (from /proc/PID/schedstat over the transfer): on a
+    CPU, waiting in the run queue for one (a busy machine), and the rest waiting for packets."""
     timeout = seconds + 30
     client = ControlClient(lab.run_dir / "client.sock", timeout=timeout + 5)
     options = {"host": "server", "port": PORT, "seconds": seconds, "direction": "send"}
+    pids = {node: lab.state.daemons.get(node, 0) for node in NODES}
+    before = {node: _schedstat(pid) for node, pid in pids.items()}
+    t0 = time.monotonic()
     result = client.call("run_app", {"name": "bulk-client", "options": options, "timeout": timeout})
+    wall = time.monotonic() - t0
+    cpu = {}
+    for node, pid in pids.items():
+        on_cpu, waiting = (a - b for a, b in zip(_schedstat(pid), before[node], strict=True))
+        cpu[node] = {"on_cpu": round(on_cpu / wall, 3), "run_queue": round(waiting / wall, 3),
+                     "idle": round(max(wall - on_cpu - waiting, 0) / wall, 3)}
     status = {node: _client(lab, node).call("status") for node in NODES}
     streams = result.get("streams") or []
     stats = [s.get("stats") or {} for s in streams]
@@ -119,6 +145,7 @@ def run_bulk(lab: Lab, seconds: float) -> dict[str, Any]:
         "tx_drops": tun_client.get("tx_drops", 0) + tun_server.get("tx_drops", 0),
         "server_rx_per_batch": tun_server.get("rx_packets", 0) / max(1, tun_server.get("rx_batches", 0)),
         "client_rx_per_batch": tun_client.get("rx_packets", 0) / max(1, tun_client.get("rx_batches", 0)),
+        "cpu": cpu,
     }
 
 
@@ -129,22 +156,27 @@ TRACE_MODES: dict[str, dict[str, bool]] = {
 }
 
 
-def measure(lab: Lab, seconds: float = 3.0, *, trace: str = "files-off") -> dict[str, Any]:
-    """Goodput with the daemons' trace in mode `trace` (a key of TRACE_MODES)."""
-    with daemons(lab, TRACE_MODES[trace]):
+def measure(lab: Lab, seconds: float = 3.0, *, trace: str = "files-off", offload: bool = False,
+            buffers: int | None = None) -> dict[str, Any]:
+    """Goodput with the daemons' trace in mode `trace` (a key of TRACE_MODES), tun0 with TUN
+    offloads (TSO super-segments, see stack.tundev) or without, and SO_SNDBUF/SO_RCVBUF of
+    `buffers` octets on both nodes (None: the stack's default)."""
+    with daemons(lab, TRACE_MODES[trace], offload=offload, buffers=buffers):
         figures = run_bulk(lab, seconds)
+    figures["offload"] = offload
+    figures["buffers"] = buffers
     if TRACE_MODES[trace]["jsonl"] or TRACE_MODES[trace]["pcap"]:
         sizes = [(lab.run_dir / f"{n}{ext}") for n in NODES for ext in (".trace.jsonl", ".pcap")]
         figures["trace_file_bytes"] = sum(p.stat().st_size for p in sizes if p.exists())
     return figures
 
 
-def profile(lab: Lab, seconds: float, out_dir: Path) -> dict[str, Any]:
+def profile(lab: Lab, seconds: float, out_dir: Path, offload: bool = False) -> dict[str, Any]:
     """A bulk run with both daemons under cProfile (trace files off); figures and .prof paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for node in NODES:
         (out_dir / f"{node}.prof").unlink(missing_ok=True)
-    with daemons(lab, TRACE_MODES["files-off"], profile_dir=out_dir):
+    with daemons(lab, TRACE_MODES["files-off"], profile_dir=out_dir, offload=offload):
         figures = run_bulk(lab, seconds)
     figures["profiles"] = {n: str(out_dir / f"{n}.prof") for n in NODES if (out_dir / f"{n}.prof").exists()}
     return figures

@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 from stack import seq
+from stack.inet import is_ipv6
 from stack.tcp.state import State
 from stack.wire.tcp import Mss
 
-from .harness import PLAIN, RCVBUF, established, established_passive, isns, send_mss
+from .harness import PLAIN, RCVBUF, established, established_passive, isns, remote_ip, send_mss
 
 pytestmark = pytest.mark.usefixtures("family")  # each test over IPv4 and IPv6
 
@@ -202,11 +203,13 @@ def test_segmentation_to_a_smaller_peer_mss() -> None:
     assert [len(s.payload) for s in peer.expect_many(3)] == [1000, 1000, 500]
 
 
-def test_segmentation_to_536_when_the_peer_sends_no_mss() -> None:
+def test_segmentation_to_the_default_mss_when_the_peer_sends_no_mss() -> None:
+    """RFC 9293 3.7.1 (MUST-15): without an MSS option, 536 over IPv4 and 1220 over IPv6."""
+    mss = 1220 if is_ipv6(remote_ip()) else 536
     peer = nodelay(peer_mss=None)
-    peer.app_send(b"m" * 1200)
+    peer.app_send(b"m" * (2 * mss + 128))
     segs = peer.expect_many(3)
-    assert [len(s.payload) for s in segs] == [536, 536, 128]
+    assert [len(s.payload) for s in segs] == [mss, mss, 128]
     assert segs[-1].flags & 0x08
 
 

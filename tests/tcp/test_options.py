@@ -62,11 +62,17 @@ def kinds(options: tuple[TcpOption, ...]) -> list[str]:
 # ---------------------------------------------------------------------- MSS
 
 
-def test_mss_defaults_to_536_when_absent() -> None:
+def _default_mss() -> int:
+    """RFC 9293 3.7.1 (MUST-15): the peer's MSS without an option, 536 over IPv4, 1220 over IPv6."""
+    return 1220 if is_ipv6(remote_ip()) else 536
+
+
+def test_mss_defaults_to_536_or_1220_when_absent() -> None:
     peer = established_passive(config=PLAIN.with_(nagle=False), syn_options=())
-    assert peer.c().info()["mss"] == 536
-    peer.app_send(b"a" * 600)
-    assert [len(s.payload) for s in peer.expect_many(2)] == [536, 64]
+    mss = _default_mss()
+    assert peer.c().info()["mss"] == mss
+    peer.app_send(b"a" * (mss + 64))
+    assert [len(s.payload) for s in peer.expect_many(2)] == [mss, 64]
 
 
 def test_mss_from_the_peer_is_used() -> None:
@@ -90,11 +96,11 @@ def test_active_open_learns_mss_from_syn_ack() -> None:
     assert [len(s.payload) for s in peer.expect_many(2)] == [1000, 200]
 
 
-def test_active_open_without_mss_in_syn_ack_uses_536() -> None:
+def test_active_open_without_mss_in_syn_ack_uses_the_default() -> None:
     peer = syn_sent(config=PLAIN.with_(nagle=False))
     peer.send("S.")
     peer.expect(".")
-    assert peer.c().info()["mss"] == 536
+    assert peer.c().info()["mss"] == _default_mss()
 
 
 # ---------------------------------------------------------------------- window scale

@@ -43,10 +43,12 @@ def _line_of(script: str, text: str) -> int:
     return script.splitlines().index(text) + 1
 
 
-def _fails_at(script: str, line_text: str, **kwargs: object) -> None:
+def _fails_at(script: str, line_text: str, **kwargs: object) -> str:
+    """The script fails (not unsupported) at the line reading line_text; its failure message."""
     result = run_text(script, **kwargs)  # type: ignore[arg-type]
     assert result.outcome == "fail", result.text()
     assert result.failure is not None and result.failure.line == _line_of(script, line_text), result.text()
+    return result.failure.message
 
 
 # --- shell lines ---------------------------------------------------------------------------------
@@ -216,9 +218,9 @@ def test_an_inbound_icmp_frag_needed_quoting_a_sent_segment_lowers_the_mss() -> 
     _fails_at(sent + other + "+0 > . 1:561(560) ack 1 <...>\n", "+0 > . 1:561(560) ack 1 <...>")
 
 
-def test_ipv6_is_a_clean_unsupported_outcome() -> None:
-    result = run_text("--ip_version=ipv6\n" + PASSIVE)
-    assert result.outcome == "unsupported" and result.unsupported == "--ip_version=ipv6"
+def test_an_unknown_script_option_is_a_clean_unsupported_outcome() -> None:
+    result = run_text("--udp_encapsulation=tcp\n" + PASSIVE)
+    assert result.outcome == "unsupported" and result.unsupported == "script option --udp_encapsulation"
     assert run_text("--ip_version=ipv4\n" + PASSIVE).passed
 
 
@@ -266,7 +268,7 @@ def test_freebsd_profile_behaves_like_freebsd_and_still_catches_real_mismatches(
 def _corpus(tmp_path: Path) -> Path:
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "good.pkt").write_text(PASSIVE)
-    (tmp_path / "a" / "v6.pkt").write_text("--ip_version=ipv6\n" + PASSIVE)
+    (tmp_path / "a" / "udp.pkt").write_text("--udp_encapsulation=tcp\n" + PASSIVE)
     (tmp_path / "b.pkt").write_text(PASSIVE + "+0 write(4, ..., 10) = 10\n+0 > P. 1:11(10) ack 2 <...>\n")
     return tmp_path
 
@@ -276,7 +278,7 @@ def test_run_corpus_summarises_outcomes_per_directory(tmp_path: Path) -> None:
     for jobs in (1, 2):
         results = run_corpus(root, jobs=jobs)
         assert [(r.name, r.outcome) for r in results] == [
-            ("a/good.pkt", "pass"), ("a/v6.pkt", "unsupported"), ("b.pkt", "fail"),
+            ("a/good.pkt", "pass"), ("a/udp.pkt", "unsupported"), ("b.pkt", "fail"),
         ]  # fmt: skip
     s = corpus_summary(results)
     assert (s["passed"], s["failed"], s["unsupported"]) == (1, 1, 1)
@@ -284,7 +286,7 @@ def test_run_corpus_summarises_outcomes_per_directory(tmp_path: Path) -> None:
         "a": {"passed": 1, "failed": 0, "unsupported": 1},
         ".": {"passed": 0, "failed": 1, "unsupported": 0},
     }
-    assert s["top_unsupported"] == [{"construct": "--ip_version=ipv6", "scripts": 1}]
+    assert s["top_unsupported"] == [{"construct": "script option --udp_encapsulation", "scripts": 1}]
 
 
 def _app() -> typer.Typer:
@@ -308,7 +310,7 @@ def test_cli_corpus_json_and_text(tmp_path: Path) -> None:
     assert {r["outcome"] for r in data["results"]} == {"pass", "fail", "unsupported"}
     out = runner.invoke(_app(), ["drill", "--corpus", str(root), "--jobs", "1"])
     assert "1 passed, 1 failed, 1 unsupported of 3 scripts" in out.output
-    assert "--ip_version=ipv6" in out.output
+    assert "script option --udp_encapsulation" in out.output
     assert runner.invoke(_app(), ["drill", "--corpus", str(tmp_path / "none")]).exit_code == 2
     assert runner.invoke(_app(), ["drill"]).exit_code == 2
 

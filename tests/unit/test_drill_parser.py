@@ -548,8 +548,6 @@ def test_inbound_icmp_lines() -> None:
 @pytest.mark.parametrize(
     ("line", "what"),
     [
-        ("+0 < icmp unreachable admin_prohibited [0:0(0)]", "ICMPv6 message"),
-        ("+0 < icmp packet_too_big mtu 1300 [1:1(0)]", "ICMPv6 message"),
         ("+0 < icmp unreachable port_unreachable [0:0(0)/udp(9 > 1)]", "TCP over UDP encapsulation (/udp)"),
     ],
 )

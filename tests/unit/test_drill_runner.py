@@ -130,8 +130,8 @@ def test_unsupported_fails_naming_the_line(line: str, what: str) -> None:
 
 
 def test_unsupported_script_option_and_init_command_fail() -> None:
-    result = run_text("--ip_version=ipv6\n" + PASSIVE)
-    assert result.outcome == "unsupported" and result.failure is not None and "ipv6" in result.failure.message
+    result = run_text("--udp_encapsulation=tcp\n" + PASSIVE)
+    assert result.outcome == "unsupported" and result.failure is not None and "udp" in result.failure.message
     result = run_text("`tcpdrop -a`\n" + PASSIVE)
     assert result.outcome == "unsupported" and result.failure is not None and result.failure.line == 1
 

@@ -158,6 +158,21 @@ def test_lab_of_netns_is_unambiguous() -> None:
     assert lab_of_netns("tcplab-nolab") is None  # no node part
 
 
+def test_offload_is_a_per_node_stack_setting_off_by_default() -> None:
+    topo = {
+        "name": "off",
+        "defaults": {"stack": {"offload": True}},
+        "nodes": {"a": {"kind": "stack"}, "b": {"kind": "stack", "stack": {"offload": False}}},
+        "links": [{"endpoints": ["a", "b"]}],
+    }
+    plan = build_plan(topology_from_data(topo))
+    assert plan.daemon_config("a", "/run/x")["offload"] is True
+    assert plan.daemon_config("b", "/run/x")["offload"] is False
+    assert plan_of("two-node").daemon_config("server", "/run/x")["offload"] is False
+    with pytest.raises(TopologyError, match="offload"):
+        topology_from_data({**topo, "nodes": {"a": {"kind": "stack", "stack": {"offload": "fast"}}}})
+
+
 # -- IPv6: every lab is dual-stack, numbered like IPv4 (see lab.plan's docstring) ---------------
 
 

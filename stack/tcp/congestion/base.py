@@ -12,6 +12,11 @@ from collections.abc import Callable
 from typing import ClassVar
 
 INFINITE_SSTHRESH = 0x7FFFFFFF
+# RFC 3465 section 2.2: in slow start, grow by at most L*SMSS per ACK (`abc_limit`, this by
+# default). L = 2 lets one delayed ACK (RFC 9293 3.8.6.3: at most every second full segment)
+# open the window by both segments it covers, so slow start doubles cwnd per RTT with or without
+# delayed ACKs.
+ABC_LIMIT = 2
 
 
 class CongestionControl(abc.ABC):
@@ -22,6 +27,7 @@ class CongestionControl(abc.ABC):
         self.mss = mss
         self.cwnd = initial_window
         self.ssthresh = INFINITE_SSTHRESH
+        self.abc_limit = ABC_LIMIT  # a TSO sender raises it (see Tcb)
 
     @property
     def in_slow_start(self) -> bool:
@@ -99,6 +105,7 @@ def switch(old: CongestionControl, name: str, mss: int, now: float) -> Congestio
     """A controller `name` taking over from `old` mid-connection (TCP_CONGESTION): same window."""
     new = create(name, mss, old.cwnd, now)
     new.ssthresh = old.ssthresh
+    new.abc_limit = old.abc_limit
     return new
 
 

@@ -6,12 +6,9 @@ the pipe accounting during recovery belong to the connection.
 
 from __future__ import annotations
 
-from stack.tcp.congestion.base import CongestionControl, register
+from stack.tcp.congestion.base import ABC_LIMIT, CongestionControl, register
 
-# RFC 3465 section 2.2: in slow start, grow by at most L*SMSS per ACK. L = 2 lets one delayed ACK
-# (RFC 9293 3.8.6.3: at most every second full segment) open the window by both segments it
-# covers, so slow start doubles cwnd per RTT with or without delayed ACKs.
-ABC_LIMIT = 2
+__all__ = ["ABC_LIMIT", "NewReno", "loss_ssthresh", "slow_start"]
 
 
 def slow_start(cc: CongestionControl, acked: int) -> int:
@@ -21,7 +18,7 @@ def slow_start(cc: CongestionControl, acked: int) -> int:
     increase that would have gone past ssthresh is returned so the caller counts it toward
     congestion avoidance instead of losing it.
     """
-    increase = min(acked, ABC_LIMIT * cc.mss)
+    increase = min(acked, cc.abc_limit * cc.mss)
     room = max(cc.ssthresh - cc.cwnd, 0)
     if increase <= room:
         cc.cwnd += increase

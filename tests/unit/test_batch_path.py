@@ -1,0 +1,128 @@
+"""The per-batch path: one ACK for in-order data read in one batch, and trace sinks that encode
+events in batches with exactly the bytes they would have written one at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+
+from lab.node.daemon import RING_SNAPLEN, RingSink
+from stack.host import Host
+from stack.trace import JsonLinesSink, MemorySink, PacketEvent, PcapSink, SegmentEvent, StateChange, Trace
+
+A, B = "10.0.0.1", "10.0.0.2"
+
+
+def _pair() -> tuple[Host, Host, MemorySink, object]:
+    """A connected to B's port 80, handshake done; B's trace in the sink; A's connection."""
+    sink = MemorySink()
+    a, b = Host(A), Host(B, trace=Trace([sink]))
+    b.listen(80)
+    conn = a.connect(B, 80, 0.0)
+    for _ in range(3):
+        for packet in a.take_packets():
+            b.receive(packet, 0.0)
+        for packet in b.take_packets():
+            a.receive(packet, 0.0)
+    sink.clear()
+    return a, b, sink, conn
+
+
+def _data_from_a(a: Host, conn: object, n: int) -> list[bytes]:
+    conn.nodelay = True  # type: ignore[attr-defined]
+    conn.send(bytes(1448 * n), 0.0)  # type: ignore[attr-defined]
+    return a.take_packets()
+
+
+def _pure_acks(sink: MemorySink) -> list[SegmentEvent]:
+    return [e for e in sink.segments("out") if e.flags == "." and e.len == 0]
+
+
+def test_one_ack_for_a_batch_of_in_order_segments() -> None:
+    a, b, sink, conn = _pair()
+    packets = _data_from_a(a, conn, 6)
+    assert len(packets) == 6
+    b.receive_batch(packets, 0.001)
+    acks = _pure_acks(sink)
+    assert len(acks) == 1
+    (server,) = b.listeners[80].accept_queue
+    assert acks[0].ack == server.rcv_nxt  # it covers all six
+
+
+def test_packets_received_one_by_one_are_acked_every_second_segment() -> None:
+    a, b, sink, conn = _pair()
+    for packet in _data_from_a(a, conn, 6):
+        b.receive(packet, 0.001)
+    assert len(_pure_acks(sink)) == 3
+
+
+def test_out_of_order_data_in_a_batch_is_still_acked_at_once() -> None:
+    """Duplicate ACKs drive fast retransmit: they are never folded into one."""
+    a, b, sink, conn = _pair()
+    packets = _data_from_a(a, conn, 5)
+    b.receive_batch(packets[1:], 0.001)  # the first is lost
+    assert len(_pure_acks(sink)) == 4
+
+
+def _events() -> list[object]:
+    return [
+        StateChange(0.5, "c", "CLOSED", "SYN_SENT", "call:connect"),
+        SegmentEvent(0.5, "out", "c", "S", 1, 0, 65535, 0, "mss 1460"),
+        PacketEvent(0.5, "out", bytes(60)),
+        SegmentEvent(0.75, "in", "c", ".", 2, 2, 100, 40000, "", gso=1000),
+    ]
+
+
+def test_batched_json_lines_are_the_same_bytes() -> None:
+    one, many = io.StringIO(), io.StringIO()
+    direct, batched = JsonLinesSink(one), JsonLinesSink(many, batch=3)
+    for event in _events():
+        direct.write(event)  # type: ignore[arg-type]
+        batched.write(event)  # type: ignore[arg-type]
+    assert many.getvalue() == "".join(one.getvalue().splitlines(keepends=True)[:3])
+    Trace([batched]).flush()
+    assert many.getvalue() == one.getvalue()
+    assert '"gso":1000' in one.getvalue().splitlines()[-1]
+
+
+def test_batched_pcap_is_the_same_bytes_and_keeps_orig_len() -> None:
+    one, many = io.BytesIO(), io.BytesIO()
+    direct, batched = PcapSink(one), PcapSink(many, batch=10)
+    events = [PacketEvent(1.0, "out", bytes(range(40))), PacketEvent(2.0, "in", bytes(100)).truncated(30)]
+    for event in events:
+        direct.write(event)
+        batched.write(event)
+    assert len(many.getvalue()) == 24  # only the file header so far
+    batched.close()
+    assert many.getvalue() == one.getvalue()
+    record = one.getvalue()[24 + 16 + 40 :]
+    assert int.from_bytes(record[8:12], "little") == 30 and int.from_bytes(record[12:16], "little") == 100
+
+
+def test_the_daemon_ring_keeps_packet_headers_only() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        ring = RingSink(loop, size=10)
+        ring.write(PacketEvent(0.0, "in", bytes(65000), gso=1448))
+        ((_, kept),) = list(ring.since(0, None))
+        assert isinstance(kept, PacketEvent) and len(kept.data) == RING_SNAPLEN
+        assert kept.to_dict()["len"] == 65000 and kept.to_dict()["gso"] == 1448
+    finally:
+        loop.close()
+
+
+def test_segment_lines_are_the_encoders_bytes_even_for_odd_strings() -> None:
+    out = io.StringIO()
+    sink = JsonLinesSink(out)
+    cases = [
+        SegmentEvent(1234.5678, "out", "10.0.0.1:4>10.0.0.2:80", ".", 1, 2, 512, 1448, "nop,TS val 1 ecr 2"),
+        SegmentEvent(0.0, "in", "a", "S.", 0, 0, 0, 0, "", gso=1448),
+        SegmentEvent(1e-7, "in", 'q"uote', "S", 1, 2, 3, 4, "back\\slash"),
+        SegmentEvent(5.0, "in", "\u00e9", "S", 1, 2, 3, 4, "\x01"),
+        SegmentEvent(1e20, "in", "c", "S", 1, 2, 3, 4, ""),
+    ]
+    for event in cases:
+        sink.write(event)
+    expected = "".join(json.dumps(e.to_dict(), separators=(",", ":")) + "\n" for e in cases)
+    assert out.getvalue() == expected

@@ -103,13 +103,13 @@ class Host(PassiveOpen):
                 packet, trusted, gso, partial = tunpath.unframe(packet)  # type: ignore[assignment]
             if packet[:1] and packet[0] >> 4 == 6:
                 if self.ip6 is None:
-                    self._drop("ip6_no_address", now)
+                    self.drop("ip6_no_address", now)
                 else:
                     self.ip6.receive(packet, now, trusted, gso, partial)
                 return
             ip = parse_ipv4(packet)
         except ParseError as e:
-            self._drop(e.reason, now, e.detail)
+            self.drop(e.reason, now, e.detail)
             return
         if self.trace.enabled:
             # (In offload mode a view of the frame: no copy of a 64 KB super-segment per event.
@@ -117,27 +117,27 @@ class Host(PassiveOpen):
             partial = partial and ip.protocol == PROTO_TCP
             self.trace.emit(PacketEvent(now, "in", packet, gso, partial))
         if ip.dst != self.address:
-            self._drop("ip_not_for_us", now, ip.dst)
+            self.drop("ip_not_for_us", now, ip.dst)
             return
         src_raw = pack_addr(ip.src)
         martian = None if loopback else self.martians.check_source(src_raw)
         if martian is not None:
-            self._drop(martian, now, ip.src)  # never answered: it is forged
+            self.drop(martian, now, ip.src)  # never answered: it is forged
             return
         if ip.is_fragment:
-            self._drop("ip_fragment", now)  # no reassembly (yet): count and drop
+            self.drop("ip_fragment", now)  # no reassembly (yet): count and drop
             return
         if ip.protocol == PROTO_TCP:
             try:
                 seg = parse_tcp(ip.payload, src_raw, self.address_raw, not trusted)
             except ParseError as e:
-                self._drop(e.reason, now, e.detail)
+                self.drop(e.reason, now, e.detail)
                 return
-            self._on_tcp(ip.src, seg, now, gso)
+            self.on_tcp(ip.src, seg, now, gso)
         elif ip.protocol == PROTO_ICMP:
             self._on_icmp(ip, now)
         else:
-            self._drop("ip_protocol", now, str(ip.protocol))
+            self.drop("ip_protocol", now, str(ip.protocol))
 
     def receive_batch(self, packets: Iterable[bytes], now: float) -> None:
         """Process packets read together (one TUN read): as `receive` each, except that in-order
@@ -160,7 +160,7 @@ class Host(PassiveOpen):
         self._clock = now
         for conn in self._timers.due(now, 1e-6):
             conn.on_timer(now)
-            self._after(conn)
+            self.after_event(conn)
 
     # ------------------------------------------------------------------ application interface
 
@@ -182,7 +182,7 @@ class Host(PassiveOpen):
         for conn in [*listener.half_open.values(), *listener.accept_queue]:
             conn.detach_listener()
             conn.abort(now, "call:close_listener")
-            self._after(conn)
+            self.after_event(conn)
         listener.half_open.clear()
         listener.accept_queue.clear()
         self._notify(listener)
@@ -210,12 +210,12 @@ class Host(PassiveOpen):
         if setup is not None:
             setup(conn)
         conn.open_active(now)
-        self._after(conn)
+        self.after_event(conn)
         return conn
 
     def app_call(self, conn: Entry) -> None:
         """Tell the host an application call changed conn (so its timer and table stay right)."""
-        self._after(conn)
+        self.after_event(conn)
 
     def find(self, local_port: int, remote_ip: str, remote_port: int) -> TcpConnection | None:
         """The connection on this 4-tuple (not a TIME_WAIT record: no application has that)."""
@@ -284,7 +284,7 @@ class Host(PassiveOpen):
         if d is not None:
             self._timers.push((conn.remote_ip, conn.remote_port, conn.local_port), d)
 
-    def _after(self, conn: Entry) -> None:
+    def after_event(self, conn: Entry) -> None:
         """Enforce the host-wide bounds (stack.guard); swap an orphan entering TIME_WAIT for a
         light record (stack.tcp.time_wait); forget a connection once it is CLOSED (its object
         stays with the application)."""
@@ -305,21 +305,30 @@ class Host(PassiveOpen):
                 if soft is not None and isinstance(conn.error, TimeoutError):
                     conn.error = soft
 
-    def _drop(self, reason: str, now: float, detail: str = "") -> None:
+    def drop(self, reason: str, now: float, detail: str = "") -> None:
         self.counters[reason] += 1
         if self.trace.enabled:
             self.trace.emit(Drop(now, reason, detail))
 
     def _send_ip(self, dst: str, protocol: int, payload: bytes, now: float) -> None:
-        self._ident = (self._ident + 1) & 0xFFFF
-        packet = build_ipv4(IPv4Packet(self.address, dst, protocol, payload, ident=self._ident))
-        self._queue(packet)
+        packet = build_ipv4(IPv4Packet(self.address, dst, protocol, payload, ident=self.next_ip_ident()))
+        self.queue_packet(packet)
         if self.trace.enabled:
             self.trace.emit(PacketEvent(now, "out", packet))
 
-    def _queue(self, packet: bytes) -> None:
+    def queue_packet(self, packet: bytes) -> None:
         """Queue one complete IP packet (of either family) for the driver."""
         self._out.append(vnet.PLAIN + packet if self.offload else packet)
+
+    def queue_frame(self, frame: bytes) -> None:
+        """Queue one frame that already carries its virtio-net header (stack.tunpath)."""
+        self._out.append(frame)
+
+    def next_ip_ident(self, count: int = 1) -> int:
+        """The IPv4 identification of the next packet, reserving `count` in a row."""
+        ident = (self._ident + 1) & 0xFFFF
+        self._ident = (ident + count - 1) & 0xFFFF
+        return ident
 
     def _transmit(self, conn: Entry, seg: TcpSegment, now: float, gso: int = 0) -> None:
         self._transmit_segment(conn.remote_ip, seg, conn.id, now, gso)
@@ -338,7 +347,7 @@ class Host(PassiveOpen):
             return
         dst = pack_addr(remote_ip)
         tcp = build_tcp(seg, self.address_raw, dst)
-        self._ident = ident = (self._ident + 1) & 0xFFFF
+        ident = self.next_ip_ident()
         # The header build_ipv4 would make (DF, TTL 64), without an IPv4Packet per segment.
         total = ipv4.MIN_HEADER_LEN + len(tcp)
         packet = ipv4.ipv4_header(self.address_raw, dst, PROTO_TCP, total, ident) + tcp
@@ -349,7 +358,7 @@ class Host(PassiveOpen):
 
     # ------------------------------------------------------------------ TCP demultiplexing
 
-    def _on_tcp(self, src: str, seg: TcpSegment, now: float, gso: int = 0) -> None:
+    def on_tcp(self, src: str, seg: TcpSegment, now: float, gso: int = 0) -> None:
         key = (src, seg.src_port, seg.dst_port)
         conn = self.connections.get(key)
         if self.trace.enabled:
@@ -369,7 +378,7 @@ class Host(PassiveOpen):
                 self.bounds.note(conn)
             else:
                 conn.on_segment(seg, now)
-                self._after(conn)
+                self.after_event(conn)
                 return
         listener = self.listeners.get(seg.dst_port)
         if listener is not None:
@@ -379,7 +388,7 @@ class Host(PassiveOpen):
 
     def _reset_closed(self, src: str, seg: TcpSegment, now: float, reason: str) -> None:
         """RFC 9293 3.10.7.1: answer a segment for no connection with a RST, never a RST."""
-        self._drop(reason, now)
+        self.drop(reason, now)
         if seg.flags & RST:
             return
         if seg.flags & ACK:
@@ -401,7 +410,7 @@ class Host(PassiveOpen):
         try:
             msg = icmp.parse_icmp(ip.payload)
         except ParseError as e:
-            self._drop(e.reason, now, e.detail)
+            self.drop(e.reason, now, e.detail)
             return
         if msg.type == icmp.ECHO_REQUEST:
             if not self.bounds.icmp.allow(now):
@@ -414,13 +423,13 @@ class Host(PassiveOpen):
             if conn is not None:
                 self.counters["icmp_frag_needed"] += 1
                 conn.on_pmtu(icmp.next_hop_mtu(msg), now)  # RFC 1191
-                self._after(conn)
+                self.after_event(conn)
         elif msg.type in (icmp.DEST_UNREACH, icmp.TIME_EXCEEDED):
             conn = self._icmp_connection(msg, now)
             if conn is not None:
                 self.counters[f"icmp_type_{msg.type}"] += 1
                 conn.on_icmp_error(msg.type, msg.code, now)
-                self._after(conn)
+                self.after_event(conn)
         else:
             self.counters[f"icmp_type_{msg.type}"] += 1
 
@@ -430,11 +439,11 @@ class Host(PassiveOpen):
         to a segment we sent (RFC 5927 section 4.1, RFC 5961 section 7)."""
         quoted = icmp.quoted_packet(msg)
         if len(quoted) < 28:  # the quoted IP header and the first 8 octets of TCP
-            self._drop("icmp_quote_short", now)
+            self.drop("icmp_quote_short", now)
             return None
         ihl = (quoted[0] & 0x0F) * 4
         if quoted[9] != PROTO_TCP:
-            self._drop("icmp_not_tcp", now)
+            self.drop("icmp_not_tcp", now)
             return None
         dst = ipv4.unpack_addr(bytes(quoted[16:20]))
         sport = int.from_bytes(quoted[ihl : ihl + 2], "big")
@@ -442,9 +451,9 @@ class Host(PassiveOpen):
         seqno = int.from_bytes(quoted[ihl + 4 : ihl + 8], "big")
         conn = self.connections.get((dst, dport, sport))
         if not isinstance(conn, TcpConnection):  # none, or TIME_WAIT: nothing left to send
-            self._drop("icmp_no_connection", now)
+            self.drop("icmp_no_connection", now)
             return None
         if not (seq.le(conn.snd_una, seqno) and seq.lt(seqno, conn.snd_max)):
-            self._drop("icmp_seq_out_of_window", now)
+            self.drop("icmp_seq_out_of_window", now)
             return None
         return conn

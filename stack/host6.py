@@ -102,35 +102,35 @@ class Ipv6Layer:
             ip = parse_ipv6(packet)
         except ParameterProblem as e:
             self._trace_in(packet, now)
-            host._drop(e.reason, now, e.detail)
+            host.drop(e.reason, now, e.detail)
             self._refuse(packet, e.code, e.pointer, now)
             return
         except ParseError as e:
-            host._drop(e.reason, now, e.detail)
+            host.drop(e.reason, now, e.detail)
             return
         self._trace_in(packet, now, gso, partial and packet[6] == NH_TCP)
         if ip.dst != self.address:
-            host._drop("ip_not_for_us", now, ip.dst)
+            host.drop("ip_not_for_us", now, ip.dst)
             return
         if _martian_source(packet):
-            host._drop("ip6_bad_source", now, ip.src)
+            host.drop("ip6_bad_source", now, ip.src)
             return
         if ip.is_fragment:
-            host._drop("ip6_fragment", now)  # no reassembly: TCP sizes segments to the path MTU
+            host.drop("ip6_fragment", now)  # no reassembly: TCP sizes segments to the path MTU
             return
         if ip.next_header == NH_TCP:
             try:
                 seg = parse_tcp(ip.payload, pack(ip.src), self.address_raw, not trusted)
             except ParseError as e:
-                host._drop(e.reason, now, e.detail)
+                host.drop(e.reason, now, e.detail)
                 return
-            host._on_tcp(ip.src, seg, now, gso)
+            host.on_tcp(ip.src, seg, now, gso)
         elif ip.next_header == NH_ICMPV6:
             self._on_icmp(ip, now)
         elif ip.next_header == NH_NONE:
-            host._drop("ip6_no_next_header", now)
+            host.drop("ip6_no_next_header", now)
         else:
-            host._drop("ip_protocol", now, str(ip.next_header))
+            host.drop("ip_protocol", now, str(ip.next_header))
             self._refuse(packet, UNRECOGNIZED_NEXT_HEADER, ip.next_header_offset, now)
 
     def _trace_in(self, packet: bytes, now: float, gso: int = 0, partial: bool = False) -> None:
@@ -152,7 +152,7 @@ class Ipv6Layer:
         try:
             msg = parse_icmpv6(ip.payload, pack(ip.src), self.address_raw)
         except ParseError as e:
-            host._drop(e.reason, now, e.detail)
+            host.drop(e.reason, now, e.detail)
             return
         if msg.type == icmpv6.ECHO_REQUEST:
             host.counters["icmp6_echo"] += 1
@@ -172,26 +172,26 @@ class Ipv6Layer:
         host = self.host
         q = msg.payload
         if len(q) < HEADER_LEN + 8 or q[6] != NH_TCP or q[8:24] != self.address_raw:
-            host._drop("icmp6_quote", now, f"type {msg.type}")
+            host.drop("icmp6_quote", now, f"type {msg.type}")
             return
         remote = unpack(q[24:40])
         sport = int.from_bytes(q[40:42], "big")
         dport = int.from_bytes(q[42:44], "big")
         conn = host.find(sport, remote, dport)
         if conn is None:
-            host._drop("icmp_no_connection", now)
+            host.drop("icmp_no_connection", now)
             return
         quoted_seq = int.from_bytes(q[44:48], "big")
         if not (seq.le(conn.snd_una, quoted_seq) and seq.le(quoted_seq, conn.snd_max)):
-            host._drop("icmp6_out_of_window", now, f"seq {quoted_seq}")  # RFC 5927 4.1
+            host.drop("icmp6_out_of_window", now, f"seq {quoted_seq}")  # RFC 5927 4.1
             return
         if msg.type == icmpv6.PACKET_TOO_BIG:
             if msg.rest < 1280:
-                host._drop("icmp6_ptb_below_min", now, f"mtu {msg.rest}")  # RFC 8201 section 4
+                host.drop("icmp6_ptb_below_min", now, f"mtu {msg.rest}")  # RFC 8201 section 4
                 return
             host.counters["icmp6_packet_too_big"] += 1
             conn.on_pmtu(msg.rest, now)
-            host._after(conn)
+            host.after_event(conn)
             return
         if msg.type == icmpv6.DEST_UNREACH:
             code = _UNREACH_ERRNO.get(msg.code, errno.EHOSTUNREACH)
@@ -210,7 +210,7 @@ class Ipv6Layer:
     def send(self, dst: str, next_header: int, payload: bytes, now: float, label: int = 0) -> None:
         packet = build_ipv6(IPv6Packet(self.address, dst, next_header, payload, self.hop_limit,
                                        flow_label=label))
-        self.host._queue(packet)
+        self.host.queue_packet(packet)
         if self.host.trace.enabled:
             self.host.trace.emit(PacketEvent(now, "out", packet))
 

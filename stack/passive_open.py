@@ -27,10 +27,10 @@ class PassiveOpen:
                         ts_offset: int | None = None) -> TcpConnection:
         raise NotImplementedError
 
-    def _after(self, conn: Any) -> None:
+    def after_event(self, conn: Any) -> None:
         raise NotImplementedError
 
-    def _drop(self, reason: str, now: float, detail: str = "") -> None:
+    def drop(self, reason: str, now: float, detail: str = "") -> None:
         raise NotImplementedError
 
     def _transmit_segment(self, remote_ip: str, seg: TcpSegment, cid: str, now: float) -> None:
@@ -43,7 +43,7 @@ class PassiveOpen:
         """RFC 9293 3.10.7.2, LISTEN state; SYN cookies past the SYN queue (RFC 4987 3.6)."""
         flags = seg.flags
         if flags & RST:
-            self._drop("listen_rst", now)
+            self.drop("listen_rst", now)
             return
         if flags & ACK:
             if not flags & SYN and self._cookie_ack(listener, src, seg, now):
@@ -51,7 +51,7 @@ class PassiveOpen:
             self._reset_closed(src, seg, now, "listen_ack")
             return
         if not flags & SYN:
-            self._drop("listen_no_syn", now)
+            self.drop("listen_no_syn", now)
             return
         if not listener.can_accept():
             self._overflow(listener, now)
@@ -81,12 +81,12 @@ class PassiveOpen:
                                     iss=opening.iss, ts_offset=opening.ts_offset)
         self._open_passive(conn, listener, opening.syn, now, by_cookie=True)
         conn.on_segment(ack, now)  # the handshake's last ACK, this time to the connection
-        self._after(conn)
+        self.after_event(conn)
         return True
 
     def _overflow(self, listener: Listener, now: float) -> None:
         listener.overflows += 1
-        self._drop("listen_overflow", now, f"port {listener.port}")
+        self.drop("listen_overflow", now, f"port {listener.port}")
 
     def _open_passive(self, conn: TcpConnection, listener: Listener, syn: TcpSegment, now: float,
                       *, by_cookie: bool = False) -> None:

@@ -46,12 +46,10 @@ def unframe(frame: bytes) -> Unframed:
 
 def send_tcp_offload(host: Host, remote_ip: str, seg: TcpSegment, now: float, gso: int) -> None:
     """One IPv4 TCP segment (gso: a TSO super-segment) as a frame with a partial checksum."""
-    ident = host._ident = (host._ident + 1) & 0xFFFF
-    if gso:
-        # The kernel gives the segments of a super-segment consecutive IP idents.
-        host._ident = (ident + (len(seg.payload) - 1) // gso) & 0xFFFF
+    # The kernel gives the segments of a super-segment consecutive IP idents.
+    ident = host.next_ip_ident(1 + (len(seg.payload) - 1) // gso if gso else 1)
     frame = vnet.tcp_frame(seg, host.address_raw, pack_addr(remote_ip), ident, gso)
-    host._out.append(frame)
+    host.queue_frame(frame)
     if host.trace.enabled:
         host.trace.emit(PacketEvent(now, "out", memoryview(frame)[vnet.HEADER_LEN :], gso, True))
 

@@ -26,9 +26,10 @@ from typing import Any, Protocol, cast
 from lab.kernel import container, ownership, requirements
 from lab.kernel import netns as kernel
 from lab.kernel.state import LabState, labs_with_state, read_state, run_dir, write_state
+from lab.model.build import build_plan
 from lab.model.impairment import Impairment
 from lab.model.names import netns_name
-from lab.model.plan import LabPlan, build_plan
+from lab.model.plan import LabPlan
 from lab.model.topology import Topology, load_topology
 
 log = logging.getLogger("tcplab")

@@ -32,6 +32,10 @@ SIGTERM or SIGINT (or the `shutdown` op): stop the apps (their connections close
 give open connections a moment to finish their close, reset what is left, flush trace and
 pcap, remove the socket file, exit 0. A daemon that cannot start (bad config, no tun0, an app
 that fails to listen) logs why and exits 1 before its socket exists.
+
+This module is the process: its entry point, the start and stop of a node, and the control ops'
+dispatch. Beside it: `lab.node.tun_setup` (entering the namespace, configuring tun0),
+`lab.node.supervisor` (the apps) and `lab.node.ring` (the trace ring and the `trace` op).
 """
 
 from __future__ import annotations
@@ -40,169 +44,34 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
-import ctypes
-import inspect
 import json
 import logging
 import os
 import random
 import signal
-import socket
 import sys
-import threading
 import time
-from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import IO, Any
 
 from lab.node import control
-from lab.node.control import AppArgs, Emit, RequestError, ScriptArgs, StopAppArgs, TraceArgs
+from lab.node.control import AppArgs, Emit, RequestError, ScriptArgs
+from lab.node.ring import RingSink, trace_op
+from lab.node.supervisor import AppSupervisor
+from lab.node.tun_setup import DaemonError, TunSettings, configure_tun, enter_netns
 from stack.config import TcpConfig
 from stack.host import Host
 from stack.socket import Stack
 from stack.tcp.state import State
-from stack.trace import Event, JsonLinesSink, PacketEvent, PcapSink, Sink, Trace
+from stack.trace import JsonLinesSink, PacketEvent, PcapSink, Sink, Trace
 from stack.tun import TunDriver
 
 log = logging.getLogger("tcplab.daemon")
 
-NETNS_DIR = Path("/run/netns")
-CLONE_NEWNET = 0x40000000
-RING_SIZE = 100_000
 TRACE_BATCH = 256  # events the trace files hold before encoding them in one go (and each second)
-RING_SNAPLEN = 128  # octets of a super-segment the ring keeps: the headers, not the payload
-RING_WHOLE = 2048  # packets up to this long (every MTU-sized one) are kept whole
 CLOSE_GRACE = 1.0  # seconds open connections get to finish their close on shutdown
-APP_STOP_GRACE = 1.0
-FOLLOW_HEARTBEAT = 1.0
 PROFILE_ENV = "TCPLAB_DAEMON_PROFILE"
-
-
-class DaemonError(RuntimeError):
-    """The daemon cannot start; the message says why."""
-
-
-# -- namespace and tun0 ------------------------------------------------------------------------
-
-
-def enter_netns(name: str) -> None:
-    """setns(2) the calling thread into network namespace `name`. Call before starting threads:
-    threads started later inherit it."""
-    path = NETNS_DIR / name
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise DaemonError(f"no network namespace {name} ({path} is missing)") from None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise DaemonError(f"setns into {name}: {os.strerror(err)}")
-    finally:
-        os.close(fd)
-
-
-@dataclass(frozen=True)
-class TunSettings:
-    ifname: str
-    address: str  # the kernel's side
-    peer: str  # the stack's address
-    mtu: int
-    address6: str | None = None  # the kernel's side, IPv6
-    peer6: str | None = None  # the stack's IPv6 address
-
-
-def stack_speaks_ipv6() -> bool:
-    """Whether this tree's `stack.host.Host` takes an IPv6 address (`address6=`)."""
-    return "address6" in inspect.signature(Host).parameters
-
-
-def configure_tun(tun: TunSettings) -> None:
-    """Give tun0 its MTU, the point-to-point address (which also routes the peer via tun0) and
-    bring it up, doing only what the lab did not do already. The device must exist (open it first)."""
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        found = ipr.link_lookup(ifname=tun.ifname)
-        if not found:
-            raise DaemonError(f"no interface {tun.ifname} in this namespace")
-        idx = found[0]
-        link = ipr.get_links(idx)[0]
-        if link.get_attr("IFLA_MTU") != tun.mtu:
-            ipr.link("set", index=idx, mtu=tun.mtu)
-        have = {a.get_attr("IFA_LOCAL") for a in ipr.get_addr(index=idx, family=2)}
-        if tun.address not in have:
-            ipr.addr("add", index=idx, local=tun.address, address=tun.peer, prefixlen=32)
-        ipr.link("set", index=idx, state="up")
-        if tun.address6 and tun.peer6 and stack_speaks_ipv6():
-            have6 = {a.get_attr("IFA_LOCAL") for a in ipr.get_addr(index=idx, family=socket.AF_INET6)}
-            if tun.address6 not in have6:  # after up, as lab.kernel.netns.create_tun says; IFA_F_NODAD
-                ipr.addr("add", index=idx, local=tun.address6, address=tun.peer6, prefixlen=128, flags=0x02)
-    if not (tun.address6 and stack_speaks_ipv6()):
-        # A stack without IPv6: keep the kernel's IPv6 chatter (router solicitations, MLD) off
-        # tun0; the lab's IPv6 route to the stack address goes with it, so senders get unreachable.
-        with contextlib.suppress(OSError):
-            Path(f"/proc/sys/net/ipv6/conf/{tun.ifname}/disable_ipv6").write_text("1")
-
-
-# -- trace ring --------------------------------------------------------------------------------
-
-
-class RingSink:
-    """The last `size` trace events with sequence numbers, for the `trace` op; followers get every
-    new event on their queue."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, size: int = RING_SIZE) -> None:
-        self.loop = loop
-        self.events: deque[tuple[int, Event]] = deque(maxlen=size)
-        self.next_seq = 0
-        self.followers: set[asyncio.Queue[tuple[int, Event] | None]] = set()
-        self.follow_drops = 0
-        self._loop_thread = threading.get_ident()
-
-    def write(self, event: Event) -> None:
-        if type(event) is PacketEvent and len(event.data) > RING_WHOLE:
-            event = event.truncated(RING_SNAPLEN)  # 100,000 super-segments would be 6 GB
-        item = (self.next_seq, event)
-        self.next_seq += 1
-        self.events.append(item)
-        if self.followers:
-            if threading.get_ident() == self._loop_thread:
-                self._fan_out(item)
-            else:
-                self.loop.call_soon_threadsafe(self._fan_out, item)
-
-    def _fan_out(self, item: tuple[int, Event]) -> None:
-        for queue in self.followers:
-            try:
-                queue.put_nowait(item)
-            except asyncio.QueueFull:
-                self.follow_drops += 1
-
-    def since(self, seq: int, kinds: set[str] | None) -> Iterator[tuple[int, Event]]:
-        for item in self.events:
-            if item[0] >= seq and (kinds is None or item[1].kind in kinds):
-                yield item
-
-    def close(self) -> None:
-        for queue in self.followers:
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(None)
-
-
-def event_dict(seq: int, event: Event) -> dict[str, Any]:
-    d = event.to_dict()
-    d["seq"] = seq
-    return d
-
-
-def _conn_stats(writer: asyncio.StreamWriter) -> dict[str, object] | None:
-    """What the bulk app reports per stream: the connection's `ss` line at the end."""
-    conn = writer.get_extra_info("tcp_connection")
-    info = getattr(conn, "info", None)
-    return dict(info()) if callable(info) else None
 
 
 # -- the daemon --------------------------------------------------------------------------------
@@ -214,14 +83,6 @@ def tcp_config_from(raw: dict[str, Any]) -> TcpConfig:
     if unknown:
         raise DaemonError(f"tcp_config: unknown fields {unknown}; known: {', '.join(sorted(known))}")
     return TcpConfig(**raw)
-
-
-@dataclass
-class RunningApp:
-    id: str
-    name: str
-    options: dict[str, Any]
-    task: asyncio.Task[Any]
 
 
 class NodeDaemon:
@@ -254,7 +115,6 @@ class NodeDaemon:
         self.trace_files: dict[str, bool] = {str(k): bool(v) for k, v in files.items()}
         self.socket_path = run_dir / f"{node}.sock"
         self.started = time.monotonic()
-        self.apps: dict[str, RunningApp] = {}
         self.stopping = asyncio.Event()
         self._files: list[IO[Any]] = []
         self._server: asyncio.AbstractServer | None = None
@@ -290,17 +150,18 @@ class NodeDaemon:
         # started after enter_netns are in the node's namespace too).
         await loop.run_in_executor(None, configure_tun, self.tun)
         self.stack = Stack(self.driver.runtime, names=self.names, names6=self.names6)
+        self.supervisor = AppSupervisor(loop, self.stack)
         for app in self.boot_apps:
             try:
                 args = AppArgs.model_validate(app)
-                await self.start_app(args)
+                await self.supervisor.start(args)
             except (RequestError, ValueError) as exc:
                 raise DaemonError(f"app {app.get('name')!r}: {exc}") from None
         self._flusher = loop.create_task(self._flush_periodically())
         self._server = await control.serve_control(self.socket_path, self.dispatch)
         log.info("%s up: stack %s on %s (%s peer %s, mtu %d, offloads %s), apps %s, control %s", self.node,
                  self.address, self.tun.ifname, self.tun.address, self.tun.peer, self.tun.mtu,
-                 "on" if self.offload else "off", ", ".join(self.apps) or "none", self.socket_path)
+                 "on" if self.offload else "off", ", ".join(self.supervisor.apps) or "none", self.socket_path)
 
     async def _flush_periodically(self) -> None:
         """Trace files reach the disk within a second (someone may be reading them live)."""
@@ -322,12 +183,8 @@ class NodeDaemon:
             self.socket_path.unlink()
         if hasattr(self, "ring"):
             self.ring.close()
-        tasks = [app.task for app in self.apps.values()]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=APP_STOP_GRACE)
-        self.apps.clear()
+        if hasattr(self, "supervisor"):
+            await self.supervisor.stop_all()
         if hasattr(self, "host"):
             await self._close_connections()
         if hasattr(self, "driver"):
@@ -364,85 +221,6 @@ class NodeDaemon:
                     host.app_call(conn)
         self.driver.runtime.pump()
 
-    # -- apps
-
-    async def start_app(self, args: AppArgs) -> dict[str, Any]:
-        from lab.node.apps import registry
-
-        spec = self._spec(args.name, "server")
-        try:
-            options = spec.parse(args.options)
-        except registry.AppOptionsError as exc:
-            raise RequestError("bad_args", str(exc)) from None
-        port = getattr(options, "port", None)
-        app_id = f"{args.name}:{port}" if port is not None else args.name
-        if app_id in self.apps:
-            raise RequestError("failed", f"{app_id} is already running")
-        task = self.loop.create_task(spec.run(self.stack, options), name=app_id)
-        # Listening happens in the app's first steps: let it get that far, so a port already in
-        # use is this request's error rather than a silent death later.
-        for _ in range(10):
-            await asyncio.sleep(0)
-            if task.done():
-                break
-        if task.done():
-            failure = task.exception() if not task.cancelled() else None
-            raise RequestError("failed", f"{app_id} stopped at once: {failure!r}")
-        self.apps[app_id] = RunningApp(app_id, args.name, options.model_dump(mode="json"), task)
-        task.add_done_callback(lambda t: self._app_ended(app_id, t))
-        log.info("started %s", app_id)
-        return {"id": app_id}
-
-    def _app_ended(self, app_id: str, task: asyncio.Task[Any]) -> None:
-        if self.apps.get(app_id) is not None and self.apps[app_id].task is task:
-            del self.apps[app_id]
-        if not task.cancelled() and task.exception() is not None:
-            log.error("app %s failed: %r", app_id, task.exception())
-
-    def _spec(self, name: str, kind: str) -> Any:
-        from lab.node.apps import registry
-
-        try:
-            spec = registry.get(name)
-        except KeyError as exc:
-            raise RequestError("bad_args", str(exc.args[0])) from None
-        if spec.kind != kind:
-            other = "start_app" if spec.kind == "server" else "run_app"
-            raise RequestError("bad_args", f"{name} is a {spec.kind} app: use {other}")
-        return spec
-
-    async def run_app(self, args: AppArgs) -> Any:
-        from lab.node.apps import registry
-
-        spec = self._spec(args.name, "client")
-        try:
-            options = spec.parse(args.options)
-        except registry.AppOptionsError as exc:
-            raise RequestError("bad_args", str(exc)) from None
-        if args.name == "bulk-client":
-            from lab.node.apps import bulk
-
-            coro = bulk.run_client(self.stack, options, conn_stats=_conn_stats)
-        else:
-            coro = spec.run(self.stack, options)
-        try:
-            result = await asyncio.wait_for(coro, args.timeout)
-        except TimeoutError:
-            raise RequestError("failed", f"{args.name}: no result within {args.timeout}s") from None
-        except (OSError, EOFError, ValueError, RuntimeError, asyncio.IncompleteReadError) as exc:
-            raise RequestError("failed", f"{args.name}: {type(exc).__name__}: {exc}") from None
-        to_dict = getattr(result, "to_dict", None)
-        return to_dict() if callable(to_dict) else result
-
-    async def stop_app(self, args: StopAppArgs) -> dict[str, Any]:
-        app = self.apps.pop(args.id, None)
-        if app is None:
-            running = ", ".join(sorted(self.apps)) or "none"
-            raise RequestError("bad_args", f"no app {args.id!r} running; running: {running}")
-        app.task.cancel()
-        await asyncio.wait([app.task], timeout=APP_STOP_GRACE)
-        return {"stopped": args.id}
-
     # -- control
 
     async def dispatch(self, op: str, args: Any, emit: Emit) -> Any:
@@ -453,13 +231,13 @@ class NodeDaemon:
         if op == "ss":
             return self.ss()
         if op == "run_app":
-            return await self.run_app(args)
+            return await self.supervisor.run(args)
         if op == "start_app":
-            return await self.start_app(args)
+            return await self.supervisor.start(args)
         if op == "stop_app":
-            return await self.stop_app(args)
+            return await self.supervisor.stop(args)
         if op == "trace":
-            return await self.trace_op(args, emit)
+            return await trace_op(self.ring, args, emit, self.stopping)
         if op == "run_script":
             return await self.run_script(args, emit)
         if op == "shutdown":
@@ -479,7 +257,7 @@ class NodeDaemon:
             "counters": {"host": dict(self.host.counters), "tun": dict(self.driver.counters)},
             "connections": len(self.host.connections),
             "listeners": sorted(self.host.listeners),
-            "apps": {a.id: {"name": a.name, "options": a.options} for a in self.apps.values()},
+            "apps": {a.id: {"name": a.name, "options": a.options} for a in self.supervisor.apps.values()},
             "scripts_running": self._scripts,
             "trace": {"events": self.ring.next_seq, "follow_drops": self.ring.follow_drops},
             "tcp_config": {f.name: getattr(self.tcp_config, f.name) for f in fields(TcpConfig)},
@@ -497,46 +275,6 @@ class NodeDaemon:
                 for port, lst in sorted(self.host.listeners.items())
             ],
         }
-
-    async def trace_op(self, args: TraceArgs, emit: Emit) -> dict[str, Any]:
-        kinds = set(args.kinds) if args.kinds else None
-        if not args.follow and args.tail:
-            picked = list(self.ring.since(args.since, kinds))[-args.limit :]
-            return {"events": [event_dict(seq, e) for seq, e in picked], "next": self.ring.next_seq}
-        if not args.follow:
-            events: list[dict[str, Any]] = []
-            next_seq = max(args.since, self.ring.next_seq - len(self.ring.events))
-            for seq, event in self.ring.since(args.since, kinds):
-                if len(events) >= args.limit:
-                    next_seq = seq
-                    break
-                events.append(event_dict(seq, event))
-                next_seq = seq + 1
-            else:
-                next_seq = self.ring.next_seq
-            return {"events": events, "next": next_seq}
-        queue: asyncio.Queue[tuple[int, Event] | None] = asyncio.Queue(maxsize=10_000)
-        backlog = list(self.ring.since(args.since, kinds))[-args.limit :]
-        self.ring.followers.add(queue)
-        next_seq = self.ring.next_seq
-        try:
-            for seq, event in backlog:
-                await emit("event", event_dict(seq, event))
-            while not self.stopping.is_set():
-                try:
-                    item = await asyncio.wait_for(queue.get(), FOLLOW_HEARTBEAT)
-                except TimeoutError:
-                    await emit("heartbeat", {"next": next_seq})  # notices a client that went away
-                    continue
-                if item is None:
-                    break
-                seq, event = item
-                next_seq = seq + 1
-                if kinds is None or event.kind in kinds:
-                    await emit("event", event_dict(seq, event))
-        finally:
-            self.ring.followers.discard(queue)
-        return {"events": [], "next": next_seq}
 
     async def run_script(self, args: ScriptArgs, emit: Emit) -> dict[str, Any]:
         from lab.node import scripts

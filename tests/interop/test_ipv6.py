@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 import lab.cli
 from lab.node.apps import payload
-from lab.node.daemon import stack_speaks_ipv6
+from lab.node.tun_setup import stack_speaks_ipv6
 from tests.interop.conftest import ECHO_PORT, HTTP_PORT, LINUX, STACK, InteropEnv
 from tests.interop.test_stack_clients import NGINX_CONF, SERVER_LIFETIME, _wait_listening
 from tests.lab.support import PING

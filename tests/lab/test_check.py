@@ -17,7 +17,7 @@ import lab.scenarios.roles
 from lab.cli import app
 from lab.kernel import ownership
 from lab.lab import Lab, leftovers
-from lab.model.plan import build_plan
+from lab.model.build import build_plan
 from lab.model.topology import load_topology
 
 pytestmark = pytest.mark.timeout(90)

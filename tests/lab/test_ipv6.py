@@ -33,7 +33,7 @@ from lab.kernel.impair import backend
 from lab.lab import Lab, leftovers
 from lab.model.impairment import Impairment
 from lab.model.topology import topology_from_data
-from lab.node.daemon import stack_speaks_ipv6
+from lab.node.tun_setup import stack_speaks_ipv6
 from lab.scenarios import kernel_server
 
 from .support import PING

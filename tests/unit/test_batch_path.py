@@ -7,7 +7,7 @@ import asyncio
 import io
 import json
 
-from lab.node.daemon import RING_SNAPLEN, RingSink
+from lab.node.ring import RING_SNAPLEN, RingSink
 from stack.host import Host
 from stack.trace import JsonLinesSink, MemorySink, PacketEvent, PcapSink, SegmentEvent, StateChange, Trace
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from lab.model.build import build_plan
 from lab.model.container import ContainerPlan
-from lab.model.plan import build_plan
 from lab.model.topology import TopologyError, topology_from_data
 
 

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from lab.model.addressing import LINK_POOL6, STACK_POOL6, TUN_POOL6
+from lab.model.build import build_plan
 from lab.model.names import lab_of_netns
-from lab.model.plan import LINK_POOL6, STACK_POOL6, TUN_POOL6, LabPlan, build_plan
+from lab.model.plan import LabPlan
 from lab.model.topology import TopologyError, load_topology, topology_from_data
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"

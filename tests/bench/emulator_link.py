@@ -73,7 +73,7 @@ PROFILES = (
 
 
 def topology(name: str) -> Any:
-    from lab.topology import topology_from_data
+    from lab.model.topology import topology_from_data
 
     return topology_from_data({
         "name": name,

@@ -133,3 +133,29 @@ def routed_two_hosts(seed: int, mtu: int, *, config: TcpConfig | None = None,
     net.route("a", via="r")
     net.route("b", via="r")
     return TwoHosts(net, a, b, sink_a, sink_b, Stack(a.runtime, names={"b": B_ADDR}), Stack(b.runtime), far)
+
+
+def one_way_transfer(net: Network, sender: Stack, receiver: Stack, dst: str, payload: bytes,
+                     port: int = 9) -> bytes:
+    """sender sends payload to receiver's server at dst:port and closes; what the server read."""
+
+    async def main() -> bytes:
+        got: list[bytes] = []
+        done = asyncio.Event()
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            got.append(await reader.read())
+            writer.close()
+            done.set()
+
+        server = await receiver.start_server(serve, port=port)
+        _reader, writer = await sender.open_connection(dst, port)
+        writer.write(payload)
+        writer.write_eof()
+        await writer.drain()
+        await done.wait()
+        writer.close()
+        server.close()
+        return got[0]
+
+    return net.run(main(), timeout=600)

@@ -4,7 +4,6 @@ and with frames handed from one offload host to another unchanged, as a GRO-capa
 
 from __future__ import annotations
 
-import asyncio
 import io
 import itertools
 import random
@@ -22,35 +21,10 @@ from stack.trace import CongestionEvent, MemorySink, PacketEvent, PcapSink, Segm
 from stack.wire import vnet
 from stack.wire.ipv4 import PROTO_TCP, IPv4Packet, build_ipv4, pack_addr, parse_ipv4
 from stack.wire.tcp import ACK, PSH, TcpSegment, build_tcp, parse_tcp
+from tests.two_hosts import one_way_transfer
 
 A, B = "10.0.0.1", "10.0.0.2"
 PORT = 9
-
-
-def _transfer(net: Network, sa: Stack, sb: Stack, payload: bytes) -> bytes:
-    """A sends payload to B and closes; what B read."""
-
-    async def main() -> bytes:
-        got: list[bytes] = []
-        done = asyncio.Event()
-
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            got.append(await reader.read())
-            writer.close()
-            done.set()
-
-        server = await sb.start_server(serve, port=PORT)
-        _reader, writer = await sa.open_connection(B, PORT)
-        writer.write(payload)
-        writer.write_eof()
-        await writer.drain()
-        await done.wait()
-        writer.close()
-        server.close()
-        return got[0]
-
-    return net.run(main(), timeout=600)
-
 
 LOSSY = LinkProfile(delay=0.002, loss=0.02, reorder=0.02)
 
@@ -65,7 +39,7 @@ def test_sim_cuts_super_segments_and_data_arrives_intact(profile: LinkProfile) -
         net.connect("a", "b", profile)
         wire: list[bytes] = []
         net.taps.append(lambda _t, src, _dst, packet: wire.append(packet) if src == "a" else None)
-        got = _transfer(net, Stack(a.runtime), Stack(b.runtime), payload)
+        got = one_way_transfer(net, Stack(a.runtime), Stack(b.runtime), B, payload)
     assert got == payload
     supers = [e for e in sink_a.segments("out") if e.gso]
     assert supers, "no super-segment was sent"

@@ -5,7 +5,6 @@ completes it; the per-batch receive path takes IPv6 packets as well."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import random
 import struct
@@ -20,36 +19,11 @@ from stack.trace import LINKTYPE_RAW, MemorySink, PcapSink, Trace
 from stack.wire import vnet
 from stack.wire.ipv6 import NH_TCP, IPv6Packet, build_ipv6, parse_ipv6
 from stack.wire.tcp import ACK, SYN, TcpSegment, build_tcp_header_partial, parse_tcp
+from tests.two_hosts import one_way_transfer
 
 A, B = "10.0.0.1", "10.0.0.2"
 A6, B6 = "fd00::1", "fd00::2"
 PORT = 9
-
-
-def _transfer(net: Network, sa: Stack, sb: Stack, dst: str, payload: bytes) -> bytes:
-    """A sends payload to B at dst and closes; what B read."""
-
-    async def main() -> bytes:
-        got: list[bytes] = []
-        done = asyncio.Event()
-
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            got.append(await reader.read())
-            writer.close()
-            done.set()
-
-        server = await sb.start_server(serve, port=PORT)
-        _reader, writer = await sa.open_connection(dst, PORT)
-        writer.write(payload)
-        writer.write_eof()
-        await writer.drain()
-        await done.wait()
-        writer.close()
-        server.close()
-        return got[0]
-
-    return net.run(main(), timeout=600)
-
 
 def test_ipv6_on_an_offload_host_goes_segment_by_segment_and_ipv4_still_in_super_segments() -> None:
     sink_a, sink_b = MemorySink(), MemorySink()
@@ -60,8 +34,8 @@ def test_ipv6_on_an_offload_host_goes_segment_by_segment_and_ipv4_still_in_super
         net.connect("a", "b", LinkProfile(delay=0.001))
         wire: list[bytes] = []
         net.taps.append(lambda _t, src, _dst, packet: wire.append(packet) if src == "a" else None)
-        assert _transfer(net, Stack(a.runtime), Stack(b.runtime), B6, payload) == payload
-        assert _transfer(net, Stack(a.runtime), Stack(b.runtime), B, payload) == payload
+        assert one_way_transfer(net, Stack(a.runtime), Stack(b.runtime), B6, payload) == payload
+        assert one_way_transfer(net, Stack(a.runtime), Stack(b.runtime), B, payload) == payload
     out6 = [e for e in sink_a.segments("out") if e.conn.startswith("[")]
     out4 = [e for e in sink_a.segments("out") if not e.conn.startswith("[")]
     assert out6 and not any(e.gso for e in out6), "an IPv6 super-segment was sent (TSO6 is off)"

@@ -24,6 +24,7 @@ the pydantic models below (`OPS`); anything else is answered with an error, neve
 | run_app     | name, options, timeout?                | the client app's result dict                |
 | start_app   | name, options                          | {"id": ...} (a server app keeps running)    |
 | stop_app    | id                                     | {"stopped": id}                             |
+| flush       | -                                      | {"flushed": true}: trace files are on disk  |
 | trace       | since, kinds?, limit, tail, follow     | {"events": [...], "next": seq} (see below)  |
 | run_script  | path, args, timeout?                   | {"exit_code": n}; output streams as stdout/stderr |
 | shutdown    | -                                      | {"shutting_down": true}                     |
@@ -92,6 +93,7 @@ class ScriptArgs(_Args):
 
 OPS: dict[str, type[_Args]] = {
     "ping": NoArgs,
+    "flush": NoArgs,
     "status": NoArgs,
     "ss": NoArgs,
     "run_app": AppArgs,
@@ -318,3 +320,13 @@ def result_of(op: str, final: dict[str, Any]) -> Any:
         return final.get("result")
     err = final.get("error") or {}
     raise ControlError(str(err.get("type", "bad_reply")), str(err.get("message", f"{op}: {final!r}")))
+
+
+def flush_traces(directory: Path) -> None:
+    """Ask every running daemon of a lab to write out its buffered trace, so a connection that just
+    ended is in both ends' files (each daemon flushes on its own only once a second)."""
+    for sock in sorted(directory.glob("*.sock")):
+        try:
+            ControlClient(sock, timeout=5.0).call("flush")
+        except (ControlError, OSError):
+            pass  # a node that is stopping, or not a stack node: its file is what there is

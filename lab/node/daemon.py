@@ -167,9 +167,13 @@ class NodeDaemon:
         """Trace files reach the disk within a second (someone may be reading them live)."""
         while True:
             await asyncio.sleep(1.0)
-            self.trace.flush()
-            for f in self._files:
-                f.flush()
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what the trace files buffer: `tcplab ladder NODE` asks for it before it reads them."""
+        self.trace.flush()
+        for f in self._files:
+            f.flush()
 
     def request_stop(self) -> None:
         self.stopping.set()
@@ -236,6 +240,9 @@ class NodeDaemon:
             return await self.supervisor.start(args)
         if op == "stop_app":
             return await self.supervisor.stop(args)
+        if op == "flush":
+            self.flush()
+            return {"flushed": True}
         if op == "trace":
             return await trace_op(self.ring, args, emit, self.stopping)
         if op == "run_script":

@@ -23,6 +23,9 @@ import pytest
 
 def node_trace(lab: Any, node: str) -> list[dict[str, Any]]:
     """Every event a stack node has traced so far, as dicts (see stack.trace)."""
+    from lab.node.control import flush_traces
+
+    flush_traces(Path(lab.run_dir))  # the daemons' buffers too: the app may have ended just now
     path = Path(lab.run_dir) / f"{node}.trace.jsonl"
     if not path.exists():
         return []

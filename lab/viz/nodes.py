@@ -14,6 +14,7 @@ def node_trace_file(node: str, lab: str | None = None) -> Path:
     """DIR/NODE.trace.jsonl of the named (or only running) lab; ValueError if there is none."""
     from lab.kernel.state import run_dir
     from lab.lab import Lab
+    from lab.node.control import flush_traces
 
     labs = [lab] if lab else Lab.running()
     if not labs:
@@ -23,6 +24,7 @@ def node_trace_file(node: str, lab: str | None = None) -> Path:
     path = run_dir(labs[0]) / f"{node}.trace.jsonl"
     if not path.exists():
         raise ValueError(f"node {node!r} of lab {labs[0]} has no trace ({path}): is it a stack node?")
+    flush_traces(path.parent)
     return path
 
 

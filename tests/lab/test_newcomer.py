@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from lab.lab import Lab, leftovers
+from lab.viz.load import connections, mirror, read_trace_file
+from lab.viz.nodes import node_trace_file
 from tests.missing import CLI, cli_without
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(180)]
@@ -102,6 +104,19 @@ def test_a_running_labs_node_wins_over_a_directory_and_says_so(lab: str, tmp_pat
     assert explicit.returncode == 0 and explicit.stderr == ""
     # The same connection (the ladder's last line names it; later events may have been traced since).
     assert explicit.stdout.strip().splitlines()[-1] == bare.stdout.strip().splitlines()[-1]
+
+
+def test_both_ends_of_a_connection_that_just_ended_are_on_disk(lab: str) -> None:
+    """Daemons flush their traces once a second; reading a node's trace asks them to flush first,
+    so a ladder drawn right after a request has the server's end of it too."""
+    server_trace = node_trace_file("server", lab)
+    before = set(connections(read_trace_file(server_trace)))
+    got = run([*PY_CLI, "http", "client", "http://server/bytes/1000", "--lab", lab])
+    assert got.returncode == 0, got.stderr
+    client_conns = connections(read_trace_file(node_trace_file("client", lab)))
+    server_conns = set(connections(read_trace_file(node_trace_file("server", lab)))) - before
+    assert len(server_conns) == 1
+    assert mirror(server_conns.pop()) in client_conns
 
 
 def test_one_output_option_for_trace_ladder_and_plot(lab: str, tmp_path: Path) -> None:

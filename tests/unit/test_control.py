@@ -64,7 +64,7 @@ def test_parse_errors_name_the_problem(line: bytes, kind: str, words: str) -> No
 
 
 def test_every_op_has_an_args_model() -> None:
-    assert set(control.OPS) == {"ping", "status", "ss", "run_app", "start_app", "stop_app", "trace",
+    assert set(control.OPS) == {"ping", "status", "ss", "run_app", "start_app", "stop_app", "trace", "flush",
                                 "run_script", "shutdown"}
     for op in control.OPS:
         if op in ("ping", "status", "ss", "shutdown"):

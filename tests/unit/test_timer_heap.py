@@ -43,3 +43,29 @@ def test_stale_entries_are_compacted_as_deadlines_move() -> None:
         heap.push("a", float(i))
     assert len(heap) < 64  # bounded, not one entry per move
     assert heap.earliest() == 9999.0
+
+
+def test_a_deadline_rearmed_unchanged_costs_one_entry() -> None:
+    """A host re-arms every connection's deadline after each of its events: an unchanged deadline
+    must not add an entry (duplicates are live, compaction cannot drop them, and a busy host would
+    then rebuild its whole heap every few pushes)."""
+    table = {f"c{i}": Entry(100.0 + i) for i in range(1000)}
+    heap: TimerHeap[str, Entry] = TimerHeap(table)
+    for _ in range(50):
+        for key, entry in table.items():
+            heap.push(key, entry.at)  # type: ignore[arg-type]
+    assert len(heap) == 1000
+    assert heap.due(100.5, 0.0) == [table["c0"]]
+
+
+def test_a_deadline_that_moves_away_and_back_still_fires() -> None:
+    table = {"a": Entry(1.0), **{f"x{i}": Entry(50.0) for i in range(40)}}
+    heap: TimerHeap[str, Entry] = TimerHeap(table)
+    heap.push("a", 1.0)
+    table["a"].at = 2.0  # moved without a push, then the heap compacts: the 1.0 entry is dropped
+    for i in range(100):
+        heap.push(f"x{i % 40}", 50.0 + i // 40)
+        table[f"x{i % 40}"].at = 50.0 + (i + 40) // 40
+    table["a"].at = 1.0
+    heap.push("a", 1.0)  # back to 1.0: it must be in the heap again
+    assert heap.due(1.0, 0.0) == [table["a"]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import shutil
 import socket
 import sys
@@ -71,6 +72,26 @@ def test_get_file_head_404_405(tmp_path: Path) -> None:
             assert client.connections == 1
 
     _run(scenario, root=tmp_path)
+
+
+def test_only_regular_files_inside_the_root_are_served(tmp_path: Path) -> None:
+    root, outside = tmp_path / "www", tmp_path / "secret.txt"
+    (root / "docs").mkdir(parents=True)
+    (root / "docs" / "index.html").write_text("docs")
+    (root / "empty").mkdir()
+    outside.write_text("secret")
+    (root / "escape.txt").symlink_to(outside)  # a symlink out of the served directory
+    (root / "inside.txt").symlink_to(root / "docs" / "index.html")
+    os.mkfifo(root / "pipe")  # opening it for reading must not wait for a writer
+
+    async def scenario(net: KernelNet, server: HttpServer) -> None:
+        async with HttpClient(net, HOST, server.port) as client:
+            assert (await client.request("GET", "/docs/")).body == b"docs"
+            assert (await client.request("GET", "/inside.txt")).body == b"docs"
+            for path in ("/escape.txt", "/empty", "/pipe", "/docs/../../secret.txt"):
+                assert (await client.request("GET", path)).status == 404, path
+
+    _run(scenario, root=root)
 
 
 def test_bytes_route_streams_the_payload() -> None:

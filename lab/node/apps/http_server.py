@@ -11,8 +11,11 @@ import asyncio
 import http
 import logging
 import mimetypes
+import os
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
@@ -62,6 +65,7 @@ class HttpServer(AppServer):
         super().__init__()
         self.options = options
         self.root = options.root.resolve() if options.root is not None else None
+        self._root_prefix = os.path.join(str(self.root), "")  # "/srv/www/": what files start with
         self.requests = 0
 
     async def start(self, net: Net) -> HttpServer:
@@ -181,24 +185,39 @@ class HttpServer(AppServer):
             chunks = payload.chunks(n, seed, chunk_size=self.options.chunk_size)
             return await _respond(conn, writer, 200, hdrs, chunks, n, head)
 
-        file = self._resolve(path)
-        if file is None:
+        opened = self._open(path)
+        if opened is None:
             return await _simple(conn, writer, 404, head)
-        mime = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
-        hdrs = [(b"Content-Type", mime.encode())]
-        chunks = _file_chunks(file, self.options.chunk_size)
-        return await _respond(conn, writer, 200, hdrs, chunks, file.stat().st_size, head)
+        name, f, size = opened
+        with f:
+            mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            hdrs = [(b"Content-Type", mime.encode())]
+            chunks = _file_chunks(f, self.options.chunk_size)
+            return await _respond(conn, writer, 200, hdrs, chunks, size, head)
 
-    def _resolve(self, path: str) -> Path | None:
-        """The regular file under root that path names (index.html for a directory), or None."""
+    def _open(self, path: str) -> tuple[str, BinaryIO, int] | None:
+        """The regular file under root that path names (index.html for a directory), open, with
+        its name and size; or None. One realpath, one open and one fstat a request: this is the
+        per-request path of every static-file benchmark."""
         if self.root is None or "\x00" in path:
             return None
-        candidate = (self.root / path.lstrip("/")).resolve()
-        if not candidate.is_relative_to(self.root):
-            return None  # ".." or a symlink escaping the served directory
-        if candidate.is_dir():
-            candidate = candidate / "index.html"
-        return candidate if candidate.is_file() else None
+        target = os.path.join(self.root, path.lstrip("/"))
+        for _ in range(2):  # the path, then its index.html if it is a directory
+            real = os.path.realpath(target)
+            if real != str(self.root) and not real.startswith(self._root_prefix):
+                return None  # ".." or a symlink escaping the served directory
+            try:  # O_NONBLOCK: opening a FIFO must not wait for a writer
+                fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError:
+                return None
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode):
+                return real, os.fdopen(fd, "rb"), st.st_size
+            os.close(fd)
+            if not stat.S_ISDIR(st.st_mode):
+                return None
+            target = os.path.join(real, "index.html")
+        return None
 
     async def _fail(
         self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, status: int
@@ -221,11 +240,10 @@ async def _linger(reader: asyncio.StreamReader) -> None:
             drained += len(data)
 
 
-def _file_chunks(file: Path, size: int) -> Iterator[bytes]:
+def _file_chunks(f: BinaryIO, size: int) -> Iterator[bytes]:
     # Local file reads are short and bounded by the chunk size; no thread (virtual-time loops).
-    with file.open("rb") as f:
-        while chunk := f.read(size):
-            yield chunk
+    while chunk := f.read(size):
+        yield chunk
 
 
 def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
@@ -254,8 +272,7 @@ def _reason(status: int) -> bytes:
 
 async def _send(conn: h11.Connection, writer: asyncio.StreamWriter, *events: h11.Event) -> None:
     for event in events:
-        for data in conn.send_with_data_passthrough(event) or ():
-            writer.write(data)
+        _write(conn, writer, event)
     await writer.drain()
 
 
@@ -284,11 +301,19 @@ async def _respond(
 ) -> None:
     """Send a response with Content-Length, streaming the body chunk by chunk (none for HEAD)."""
     all_headers = [(b"Server", SERVER_NAME), *headers, (b"Content-Length", b"%d" % length)]
-    await _send(conn, writer, h11.Response(status_code=status, headers=all_headers, reason=_reason(status)))
+    # Written as h11 frames them, drained once a chunk: the writes of one loop step leave together.
+    _write(conn, writer, h11.Response(status_code=status, headers=all_headers, reason=_reason(status)))
     if not head:
         for chunk in body:
-            await _send(conn, writer, h11.Data(data=chunk))
-    await _send(conn, writer, h11.EndOfMessage())
+            _write(conn, writer, h11.Data(data=chunk))
+            await writer.drain()
+    _write(conn, writer, h11.EndOfMessage())
+    await writer.drain()
+
+
+def _write(conn: h11.Connection, writer: asyncio.StreamWriter, event: h11.Event) -> None:
+    for data in conn.send_with_data_passthrough(event) or ():
+        writer.write(data)
 
 
 async def run_server(net: Net, options: HttpServerOptions) -> None:

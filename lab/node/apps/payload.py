@@ -71,12 +71,12 @@ class PayloadVerifier:
     def feed(self, data: bytes) -> None:
         self._hash.update(data)
         if self.first_mismatch is None:
-            view = memoryview(data)
             pos = 0
             while pos < len(data):
                 length = min(PERIOD, len(data) - pos)
                 expected = window(self.offset + pos, length, self.seed)
-                got = view[pos : pos + length]
+                # Compared as bytes: memoryview == bytes goes item by item, 60x slower than memcmp.
+                got = data[pos : pos + length]
                 if got != expected:
                     bad = next(i for i in range(length) if got[i] != expected[i])
                     self.first_mismatch = self.offset + pos + bad

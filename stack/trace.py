@@ -9,6 +9,7 @@ Sinks: `MemorySink` (tests), `JsonLinesSink` (the lab's run directory), `PcapSin
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import struct
@@ -260,28 +261,34 @@ class MemorySink:
 class JsonLinesSink:
     """One JSON object per line; PacketEvents are written as their length only.
 
-    With batch > 1 events are held (frozen, so nothing changes under them) and serialized
-    `batch` at a time, or when `flush()` or `close()` is called: the encoding then runs in one
-    go after the packets of the moment have left, off the per-segment path."""
+    `kinds` keeps the events it says yes to; `skip` drops events of these types (checked without
+    a call per event: a trace file beside a pcap skips PacketEvent). With batch > 1 events are
+    held (frozen, so nothing changes under them) and serialized `batch` at a time, or when
+    `flush()` or `close()` is called: the encoding then runs in one go after the packets of the
+    moment have left, off the per-segment path."""
 
-    def __init__(self, out: IO[str], kinds: Callable[[Event], bool] | None = None, batch: int = 1) -> None:
+    def __init__(self, out: IO[str], kinds: Callable[[Event], bool] | None = None, batch: int = 1,
+                 skip: tuple[type[Event], ...] = ()) -> None:
         self.out = out
         self.keep = kinds
+        self.skip = frozenset(skip)
         self.batch = batch
         self._held: list[Event] = []
 
     def write(self, event: Event) -> None:
-        if self.keep is None or self.keep(event):
-            if self.batch <= 1:
-                self.out.write(_line(event))
-                return
-            self._held.append(event)
-            if len(self._held) >= self.batch:
-                self._write_held()
+        if type(event) in self.skip or (self.keep is not None and not self.keep(event)):
+            return
+        if self.batch <= 1:
+            self.out.write(_line(event))
+            return
+        held = self._held
+        held.append(event)
+        if len(held) >= self.batch:
+            self._write_held()
 
     def _write_held(self) -> None:
         held, self._held = self._held, []
-        self.out.write("".join(map(_line, held)))
+        self.out.write("".join([_segment_line(e) if type(e) is SegmentEvent else _line(e) for e in held]))
 
     def flush(self) -> None:
         if self._held:
@@ -322,17 +329,22 @@ class PcapSink:
                 self._write_held()
 
     def _record(self, event: PacketEvent) -> bytes:
+        return b"".join(self._parts(event))
+
+    def _parts(self, event: PacketEvent) -> tuple[bytes, bytes | memoryview]:
+        """The record header and the packet (joined once a batch: no copy of a packet per record)."""
         t = event.time + self.time_offset
         sec = int(t)
         usec = round((t - sec) * 1_000_000)
         if usec >= 1_000_000:
             sec, usec = sec + 1, usec - 1_000_000
         data = complete_checksum(event.data) if event.csum_partial else event.data
-        return PCAP_RECORD.pack(sec, usec, len(data), event.orig_len or len(data)) + data
+        return PCAP_RECORD.pack(sec, usec, len(data), event.orig_len or len(data)), data
 
     def _write_held(self) -> None:
         held, self._held = self._held, []
-        self.out.write(b"".join(map(self._record, held)))
+        parts = self._parts
+        self.out.write(b"".join([part for event in held for part in parts(event)]))
 
     def flush(self) -> None:
         if self._held:
@@ -352,6 +364,12 @@ _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 _PLAIN = re.compile(r'[^"\\\x00-\x1f\x7f-\U0010ffff]*')
 
 
+@functools.lru_cache(maxsize=4096)
+def _plain(text: str) -> bool:
+    """_PLAIN for the strings that repeat (connection ids, flags, directions): checked once each."""
+    return _PLAIN.fullmatch(text) is not None
+
+
 def _line(event: Event) -> str:
     if type(event) is SegmentEvent:
         return _segment_line(event)
@@ -362,8 +380,8 @@ def _segment_line(e: SegmentEvent) -> str:
     """The JSON line of the most frequent event, formatted directly: the same bytes as the
     encoder gives (keys in field order, repr of numbers, ASCII strings as they are), in a
     fraction of the time. Anything unusual goes through the encoder."""
-    if not (_PLAIN.fullmatch(e.conn) and _PLAIN.fullmatch(e.options) and _PLAIN.fullmatch(e.flags)
-            and _PLAIN.fullmatch(e.direction) and type(e.time) is float):
+    if not (_plain(e.conn) and _PLAIN.fullmatch(e.options) and _plain(e.flags)
+            and _plain(e.direction) and type(e.time) is float):
         return _ENCODE(e.to_dict()) + "\n"
     gso = f',"gso":{e.gso}' if e.gso else ""
     return (f'{{"time":{e.time!r},"direction":"{e.direction}","conn":"{e.conn}","flags":"{e.flags}",'

@@ -131,7 +131,7 @@ class NodeDaemon:
             jsonl = open(self.run_dir / f"{self.node}.trace.jsonl", "w", buffering=1 << 16)  # noqa: SIM115
             self._files.append(jsonl)
             # Whole packets go to the pcap; the JSON lines keep every other event (segments too).
-            sinks.append(JsonLinesSink(jsonl, lambda e: not isinstance(e, PacketEvent), batch=TRACE_BATCH))
+            sinks.append(JsonLinesSink(jsonl, batch=TRACE_BATCH, skip=(PacketEvent,)))
         if self.trace_files.get("pcap", True):
             pcap = open(self.run_dir / f"{self.node}.pcap", "wb")  # noqa: SIM115
             self._files.append(pcap)

@@ -86,6 +86,16 @@ def test_batched_json_lines_are_the_same_bytes() -> None:
     assert '"gso":1000' in one.getvalue().splitlines()[-1]
 
 
+def test_a_json_lines_sink_skips_the_types_it_is_told_to() -> None:
+    out = io.StringIO()
+    sink = JsonLinesSink(out, batch=2, skip=(PacketEvent,))
+    for event in _events():
+        sink.write(event)  # type: ignore[arg-type]
+    sink.flush()
+    kinds = [json.loads(line)["kind"] for line in out.getvalue().splitlines()]
+    assert kinds == ["StateChange", "SegmentEvent", "SegmentEvent"]
+
+
 def test_batched_pcap_is_the_same_bytes_and_keeps_orig_len() -> None:
     one, many = io.BytesIO(), io.BytesIO()
     direct, batched = PcapSink(one), PcapSink(many, batch=10)

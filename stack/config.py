@@ -91,6 +91,11 @@ class TcpConfig:
     rst_error_when_closing: bool = False
     fin_wait_2_timeout: float | None = 60.0  # orphaned FIN_WAIT_2 (Linux tcp_fin_timeout)
 
+    # Header prediction (stack.tcp.connection._predicted): the common in-order data segment and
+    # ACK of new data skip the checks they would pass. The same segments, states and events either
+    # way (tests/tcp/test_header_prediction.py); off, every segment takes RFC 9293 3.10.7.4 step by step.
+    header_prediction: bool = True
+
     # Sender behaviour.
     nagle: bool = True  # TCP_NODELAY clears it
     nagle_minshall: bool = False  # hold a small segment only behind an unACKed small one (Linux)

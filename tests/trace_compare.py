@@ -49,13 +49,16 @@ def record_demo(out: Path) -> None:
     out.write_text(done.stdout + f"# exit {done.returncode}\n", encoding="utf-8")
 
 
-def record_lossy(out: Path, seed: int = 7, nbytes: int = LOSSY_BYTES) -> None:
+def record_lossy(
+    out: Path, seed: int = 7, nbytes: int = LOSSY_BYTES, config: TcpConfig | None = None
+) -> None:
     """Both ends send `nbytes` and read all the other sent, then close: a two-way transfer."""
     buf = io.StringIO()
     sink = JsonLinesSink(buf)
+    config = config or TcpConfig()
     with Network(seed) as net:
-        a = net.add_host("a", "10.0.0.1", config=TcpConfig(), trace=Trace([sink]))
-        b = net.add_host("b", "10.0.0.2", config=TcpConfig(), trace=Trace([sink]))
+        a = net.add_host("a", "10.0.0.1", config=config, trace=Trace([sink]))
+        b = net.add_host("b", "10.0.0.2", config=config, trace=Trace([sink]))
         net.connect("a", "b", LOSSY_LINK)
         sa, sb = Stack(a.runtime), Stack(b.runtime)
         payload = bytes(random.Random(seed).randbytes(nbytes))

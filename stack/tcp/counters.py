@@ -11,6 +11,7 @@ class ConnStats:
     """Counters an application or `tcplab ss` can read (observable, not internal state)."""
 
     segs_in: int = 0
+    predicted: int = 0  # segments handled by header prediction (Linux's TCPHPHits)
     segs_out: int = 0
     bytes_sent: int = 0  # new data octets, first transmissions
     bytes_retrans: int = 0

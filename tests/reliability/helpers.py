@@ -26,7 +26,7 @@ from stack.trace import MemorySink, StateChange
 from stack.wire.segment import tcp_of
 from stack.wire.tcp import Flags, Mss, SackPermitted, TcpOption, TcpSegment, Timestamps, WindowScale
 from tests.injection import deliver, new_host, run_timers, take_segments
-from tests.two_hosts import A_ADDR, A_ADDR6, B_ADDR, B_ADDR6, TwoHosts, two_hosts
+from tests.two_hosts import A_ADDR, A_ADDR6, B_ADDR, B_ADDR6, TwoHosts
 
 PORT = 5001
 FAMILY = "ipv4"  # set by the `family` fixture (tests/reliability/conftest.py)
@@ -51,12 +51,6 @@ def smss() -> int:
 def overhead() -> int:
     """IP + TCP header octets in the current family (40 or 60): MSS = MTU - overhead()."""
     return tcp_overhead(peer_addr())
-
-
-# The names this module had before the two-host set-up moved to tests/two_hosts.py, kept while
-# tests written against them are merged.
-Pair = TwoHosts
-make_pair = two_hosts
 
 
 def payload(seed: int, size: int) -> bytes:

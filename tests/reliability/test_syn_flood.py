@@ -13,6 +13,7 @@ from stack.socket import Stack
 from stack.trace import MemorySink, SynCookieEvent, Trace
 from stack.wire.ipv4 import PROTO_TCP, IPv4Packet, build_ipv4, pack_addr
 from stack.wire.tcp import SYN, Mss, TcpSegment, build_tcp
+from tests.two_hosts import two_hosts
 
 SERVER = "10.0.0.2"
 CLIENT = "10.0.0.1"
@@ -165,11 +166,11 @@ def test_cookie_answers_hold_no_memory_per_syn() -> None:
 def test_a_connection_made_by_cookie_moves_data_like_any_other() -> None:
     """Window scale, SACK and timestamps come back from the cookie's timestamp bits: a transfer
     over a cookie-made connection takes as long as over an ordinary one (same seed, 1% loss)."""
-    from .helpers import make_pair, run_transfer
+    from .helpers import run_transfer
 
     took = {}
     for mode in (0, 2):
-        pair = make_pair(5, LinkProfile(delay=0.01, loss=0.01), config=TcpConfig(syncookies=mode, msl=0.5))
+        pair = two_hosts(5, LinkProfile(delay=0.01, loss=0.01), config=TcpConfig(syncookies=mode, msl=0.5))
         res = run_transfer(pair, 2_000_000, 1000, seed=5)
         assert res.got_ab == res.sent_ab and res.got_ba == res.sent_ba
         assert pair.b.host.counters["syncookies_recv"] == (1 if mode == 2 else 0)

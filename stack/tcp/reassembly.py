@@ -9,9 +9,16 @@ sending one-octet segments with holes between them would otherwise make the host
 of tiny ranges (and walk them for every segment) within an ordinary window. When the charge
 would pass the limit, the ranges farthest from RCV.NXT are dropped first if the new data lies
 before them (Linux's tcp_prune_ofo_queue), else the new data is refused; `pruned` counts both.
+
+The ranges are a sorted list of starts and a dict of their data: a segment finds its place by
+bisection and touches only the ranges it overlaps, so a queue of a thousand ranges (what a peer
+sending one-octet segments with holes can make us hold) costs a segment no more than a short one
+(Linux keeps an rb-tree for the same reason).
 """
 
 from __future__ import annotations
+
+import bisect
 
 from stack import seq
 
@@ -22,82 +29,104 @@ class OutOfOrderQueue:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.pruned = 0  # ranges dropped or refused for lack of room
-        # Disjoint, sorted (start, data) with absolute sequence numbers; few entries in practice.
-        self._blocks: list[tuple[int, bytes]] = []
+        # Disjoint, non-adjacent ranges: their starts (absolute sequence numbers) in the order of
+        # their distance from RCV.NXT, and the data at each start.
+        self._starts: list[int] = []
+        self._data: dict[int, bytes] = {}
         self.bytes_held = 0
         self.fin_seq: int | None = None  # sequence number of a FIN seen beyond a hole
         self._recent: list[int] = []  # starts of blocks touched most recently first (RFC 2018 4)
 
     def __len__(self) -> int:
-        return len(self._blocks)
+        return len(self._starts)
 
     @property
     def charged(self) -> int:
         """Octets this queue counts against the receive buffer (data plus per-range overhead)."""
-        return self.bytes_held + BLOCK_OVERHEAD * len(self._blocks)
+        return self.bytes_held + BLOCK_OVERHEAD * len(self._starts)
+
+    def _end(self, start: int) -> int:
+        return seq.add(start, len(self._data[start]))
+
+    def _index(self, x: int, right: bool = False) -> int:
+        """Where sequence number x goes among the starts (bisect_left, or bisect_right)."""
+        starts = self._starts
+        if not starts:
+            return 0
+        origin = starts[0]  # every range lies within a window of it: distances order them
+
+        def key(s: int) -> int:
+            return seq.sub(s, origin)
+
+        find = bisect.bisect_right if right else bisect.bisect_left
+        return find(starts, key(x), key=key)
 
     def add(self, start: int, data: bytes, rcv_nxt: int) -> bool:
         """Store data at `start` (> rcv_nxt). Returns False if nothing new was stored (a duplicate
         or no room), which the caller reports with a D-SACK (RFC 2883)."""
         end = seq.add(start, len(data))
-        # Merge with existing blocks: keep the old bytes where they overlap.
-        blocks = self._blocks
-        merged_start, merged = start, bytearray(data)
-        keep: list[tuple[int, bytes]] = []
-        for bstart, bdata in blocks:
-            bend = seq.add(bstart, len(bdata))
-            if seq.lt(bend, merged_start) or seq.gt(bstart, seq.add(merged_start, len(merged))):
-                keep.append((bstart, bdata))
-                continue
-            # Overlapping or adjacent: build the union.
-            mstart = seq.min_seq(bstart, merged_start)
-            mend = seq.max_seq(bend, seq.add(merged_start, len(merged)))
-            buf = bytearray(seq.sub(mend, mstart))
-            off = seq.sub(merged_start, mstart)
-            buf[off : off + len(merged)] = merged
-            off = seq.sub(bstart, mstart)
-            buf[off : off + len(bdata)] = bdata
-            merged_start, merged = mstart, buf
-        total_before = self.bytes_held
-        keep.append((merged_start, bytes(merged)))
-        keep.sort(key=lambda b: seq.sub(b[0], rcv_nxt))
-        held = sum(len(b[1]) for b in keep)
-        new_any = held > total_before
-        while held + BLOCK_OVERHEAD * len(keep) > self.limit:
+        starts = self._starts
+        # The ranges the new data overlaps or touches: at most one that starts before it, then
+        # those starting inside it or right at its end.
+        lo = hi = bisect.bisect_left(starts, seq.sub(start, rcv_nxt), key=lambda s: seq.sub(s, rcv_nxt))
+        if lo > 0 and not seq.lt(self._end(starts[lo - 1]), start):
+            lo -= 1
+        while hi < len(starts) and not seq.gt(starts[hi], end):
+            hi += 1
+        # Their union with the new data, keeping the old bytes where they overlap.
+        merged_start = start if lo == hi else seq.min_seq(start, starts[lo])
+        merged_end = end if lo == hi else seq.max_seq(end, self._end(starts[hi - 1]))
+        merged = bytearray(seq.sub(merged_end, merged_start))
+        off = seq.sub(start, merged_start)
+        merged[off : off + len(data)] = data
+        swallowed = 0
+        for s in starts[lo:hi]:
+            old = self._data[s]
+            off = seq.sub(s, merged_start)
+            merged[off : off + len(old)] = old
+            swallowed += len(old)
+        held = self.bytes_held - swallowed + len(merged)
+        new_any = held > self.bytes_held
+        # Over the limit: the farthest ranges go first; the new data itself is refused rather.
+        count = len(starts) - (hi - lo) + 1
+        tail = len(starts)
+        while held + BLOCK_OVERHEAD * count > self.limit:
             self.pruned += 1
-            if keep[-1][0] == merged_start:
+            if tail == hi:
                 return False  # the new data is the farthest: refuse it, keep what is held
-            held -= len(keep.pop()[1])  # RFC 2018 8 lets a receiver renege on SACKed data
-        self._blocks = keep
+            tail -= 1
+            held -= len(self._data[starts[tail]])  # RFC 2018 8 lets a receiver renege on SACKed data
+            count -= 1
+        for s in starts[lo:hi] + starts[tail:]:
+            del self._data[s]
+        starts[lo:] = [merged_start, *starts[hi:tail]]
+        self._data[merged_start] = bytes(merged)
         self.bytes_held = held
         self._touch(merged_start, start, end)
         return new_any
 
     def _touch(self, merged_start: int, start: int, end: int) -> None:
-        recent = [s for s in self._recent if s != merged_start and self._find(s) is not None]
+        recent = [s for s in self._recent if s != merged_start and s in self._data]
         # Blocks that were swallowed by the merge are gone; remember the merged one first.
         self._recent = [merged_start, *[s for s in recent if not seq.between(start, s, end)]][:4]
-
-    def _find(self, start: int) -> bytes | None:
-        for bstart, bdata in self._blocks:
-            if bstart == start:
-                return bdata
-        return None
 
     def pop_ready(self, rcv_nxt: int) -> bytes:
         """Remove and return the data that now continues at rcv_nxt (after a hole was filled)."""
         out = bytearray()
-        while self._blocks:
-            bstart, bdata = self._blocks[0]
+        starts = self._starts
+        taken = 0
+        for bstart in starts:
             cur = seq.add(rcv_nxt, len(out))
             if seq.gt(bstart, cur):
                 break
-            self._blocks.pop(0)
+            bdata = self._data.pop(bstart)
             self.bytes_held -= len(bdata)
             skip = seq.sub(cur, bstart)
             if skip < len(bdata):
                 out += bdata[skip:]
-        self._recent = [s for s in self._recent if self._find(s) is not None]
+            taken += 1
+        del starts[:taken]
+        self._recent = [s for s in self._recent if s in self._data]
         return bytes(out)
 
     def drop_below(self, rcv_nxt: int) -> None:
@@ -106,15 +135,11 @@ class OutOfOrderQueue:
 
     def sack_blocks(self, limit: int = 4) -> list[tuple[int, int]]:
         """SACK blocks, the most recently changed first (RFC 2018 section 4)."""
-        out: list[tuple[int, int]] = []
-        for s in self._recent:
-            data = self._find(s)
-            if data is not None:
-                out.append((s, seq.add(s, len(data))))
-        for bstart, bdata in self._blocks:
+        out = [(s, self._end(s)) for s in self._recent if s in self._data]
+        for bstart in self._starts:
             if len(out) >= limit:
                 break
-            block = (bstart, seq.add(bstart, len(bdata)))
+            block = (bstart, self._end(bstart))
             if block not in out:
                 out.append(block)
         return out[:limit]
@@ -122,22 +147,25 @@ class OutOfOrderQueue:
     def first_overlap(self, start: int, end: int) -> tuple[int, int] | None:
         """The lowest part of [start, end) already held, or None: a partly duplicated segment
         reports it as its D-SACK block (RFC 2883 section 4)."""
-        for bstart, bdata in self._blocks:
+        i = self._index(start)
+        for bstart in self._starts[max(i - 1, 0) : i + 1]:  # the range holding start, or the next
             lo = seq.max_seq(start, bstart)
-            hi = seq.min_seq(end, seq.add(bstart, len(bdata)))
+            hi = seq.min_seq(end, self._end(bstart))
             if seq.lt(lo, hi):
                 return lo, hi
         return None
 
     def covers(self, start: int, end: int) -> bool:
         """True if [start, end) is already held (a duplicate, for D-SACK)."""
-        for bstart, bdata in self._blocks:
-            if seq.le(bstart, start) and seq.le(end, seq.add(bstart, len(bdata))):
-                return True
-        return False
+        i = self._index(start, right=True)  # the last range starting at or before start
+        if i == 0:
+            return False
+        bstart = self._starts[i - 1]
+        return seq.le(bstart, start) and seq.le(end, self._end(bstart))
 
     def clear(self) -> None:
-        self._blocks.clear()
+        self._starts.clear()
+        self._data.clear()
         self._recent.clear()
         self.bytes_held = 0
         self.fin_seq = None

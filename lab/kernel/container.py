@@ -98,7 +98,9 @@ def lab_containers(lab: str | None = None) -> list[Any]:
     if docker_client is None:
         return []
     label = f"{LABEL_LAB}={lab}" if lab else LABEL_LAB
-    return list(docker_client.containers.list(all=True, filters={"label": label}))
+    # ignore_removed: a container removed between the listing and its inspection (a `down` or a
+    # rolled-back `up` running meanwhile) is gone, not an error.
+    return list(docker_client.containers.list(all=True, filters={"label": label}, ignore_removed=True))
 
 
 def labs_with_containers() -> list[str]:

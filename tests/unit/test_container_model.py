@@ -65,3 +65,30 @@ def test_binds_are_source_colon_absolute_target(bind: str) -> None:
 
 def test_ports_are_tcp_ports() -> None:
     assert "nodes.web.ports[0]" in error(topo(ports=[70000]))
+
+
+def test_a_container_removed_while_listed_is_gone_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`down` lists a lab's containers while another `down` (or a rolled-back `up`) removes them:
+    one listed then gone before it is inspected is left out, with the real SDK's list."""
+    docker = pytest.importorskip("docker")
+    from docker.models.containers import ContainerCollection
+
+    from lab.kernel import container
+
+    class Api:
+        def containers(self, **_: object) -> list[dict[str, str]]:
+            return [{"Id": "gone"}, {"Id": "here"}]
+
+        def inspect_container(self, cid: str) -> dict[str, object]:
+            if cid == "gone":
+                raise docker.errors.NotFound("No such container: gone")
+            return {"Id": cid, "Name": "/here", "Config": {"Labels": {}}}
+
+    class Client:
+        api = Api()
+
+    class Reachable:
+        containers = ContainerCollection(client=Client())
+
+    monkeypatch.setattr(container, "_reachable_client", lambda: Reachable())
+    assert [c.id for c in container.lab_containers("lab1")] == ["here"]

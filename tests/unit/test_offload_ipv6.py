@@ -147,6 +147,27 @@ def test_ipv4_and_ipv6_on_one_offload_host_both_send_super_segments() -> None:
     assert {e.gso for e in out6 if e.gso} == {MSS6} and {e.gso for e in out4 if e.gso} == {1448}
 
 
+def test_ipv6_super_segments_shrink_to_the_path_mtu_a_router_reports() -> None:
+    """a (offload) - r - b with a 1400-octet r-b link: the router's Packet Too Big quotes a wire
+    segment the device cut from a super-segment; the connection lowers its MSS (RFC 8201) and
+    its later super-segments are cut at the new segment size, every byte delivered."""
+    sink_a = MemorySink()
+    payload = random.Random(8).randbytes(400_000)
+    with Network(9) as net:
+        a = net.add_host("a", "10.0.1.1", address6="fd00:1::1", trace=Trace([sink_a]), offload=True)
+        net.add_router("r")
+        b = net.add_host("b", "10.0.2.1", address6="fd00:2::1")
+        net.connect("a", "r", LinkProfile(delay=0.001))
+        net.connect("r", "b", LinkProfile(delay=0.001, mtu=1400))
+        net.route("a", via="r")
+        net.route("b", via="r")
+        got = one_way_transfer(net, Stack(a.runtime), Stack(b.runtime), "fd00:2::1", payload)
+        assert got == payload and net.stats["packet_too_big"] >= 1
+    assert a.host.counters["icmp6_packet_too_big"] >= 1
+    sizes = [e.gso for e in sink_a.segments("out") if e.gso]
+    assert sizes[0] == MSS6 and sizes[-1] == 1400 - 40 - 20 - 12
+
+
 def test_ipv6_without_offloads_sends_plain_complete_segments() -> None:
     sink_a = MemorySink()
     payload = random.Random(6).randbytes(200_000)

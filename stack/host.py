@@ -39,9 +39,10 @@ from stack.wire.tcp import ACK, RST, SYN, TcpSegment, build_tcp, flags_str, form
 EPHEMERAL_PORTS = (32768, 60999)  # Linux's default ip_local_port_range
 ConnKey = tuple[str, int, int]  # (remote ip, remote port, local port)
 Entry = TcpConnection | TimeWaitRecord  # what the table holds: orphans in TIME_WAIT are records
-# The most TCP payload one super-segment carries: its IPv4 packet (header, TCP header with the
-# largest options) must stay within the 16-bit total length, as Linux's GSO_MAX_SIZE 65536 does.
+# The most TCP payload one super-segment carries: its IP packet (an IPv4 or IPv6 header, TCP's
+# with the largest options) must stay under Linux's GSO_MAX_SIZE 65536 and the 16-bit lengths.
 GSO_MAX_PAYLOAD = 0xFFFF - 20 - 60
+GSO_MAX_PAYLOAD6 = 0xFFFF - 40 - 60
 
 
 class Host(PassiveOpen):
@@ -58,8 +59,8 @@ class Host(PassiveOpen):
     ) -> None:
         self.address = address
         # Offload mode (a TUN device with IFF_VNET_HDR, see stack.tunpath): every packet in and
-        # out starts with a virtio-net header; IPv4 TCP checksums are left to the kernel and data
-        # leaves in TSO super-segments of up to gso_max payload octets.
+        # out starts with a virtio-net header; TCP checksums are left to the kernel and data
+        # leaves in TSO super-segments (TSO4, TSO6) of up to gso_max payload octets.
         self.offload = offload
         self.gso_max = GSO_MAX_PAYLOAD if offload else 0
         self.address_raw = pack_addr(address)
@@ -262,7 +263,7 @@ class Host(PassiveOpen):
             challenge=self.challenge,
             ts_offset=ts_offset,
             listener=listener,
-            gso_max=0 if is_ipv6(remote_ip) else self.gso_max,  # TSO6 is off (stack.tunpath)
+            gso_max=min(self.gso_max, GSO_MAX_PAYLOAD6) if is_ipv6(remote_ip) else self.gso_max,
             defer_ack=self._batch.defer,
         )
 
@@ -340,7 +341,7 @@ class Host(PassiveOpen):
                              len(seg.payload), format_options(seg.options), gso)
             )
         if self.ip6 is not None and is_ipv6(remote_ip):
-            self.ip6.send_tcp(remote_ip, seg, now)
+            self.ip6.send_tcp(remote_ip, seg, now, gso)
             return
         if self.offload:
             tunpath.send_tcp_offload(self, remote_ip, seg, now, gso)

@@ -26,12 +26,12 @@ import functools
 import hashlib
 from typing import TYPE_CHECKING
 
-from stack import seq
+from stack import seq, tunpath
 from stack.errors import ParseError
 from stack.inet import pack, unpack
 from stack.tcp.ratelimit import PerSecondLimit
 from stack.trace import AppEvent, PacketEvent
-from stack.wire import icmpv6
+from stack.wire import icmpv6, vnet
 from stack.wire.icmpv6 import Icmpv6Message, build_icmpv6, parse_icmpv6
 from stack.wire.ipv6 import (
     HEADER_LEN,
@@ -214,9 +214,15 @@ class Ipv6Layer:
         if self.host.trace.enabled:
             self.host.trace.emit(PacketEvent(now, "out", packet))
 
-    def send_tcp(self, remote: str, seg: TcpSegment, now: float) -> None:
-        data = build_tcp(seg, self.address_raw, pack(remote))
+    def send_tcp(self, remote: str, seg: TcpSegment, now: float, gso: int = 0) -> None:
+        """One TCP segment; on an offload host (stack.tunpath) a frame with a partial checksum,
+        with gso a TSO6 super-segment the device cuts into segments of gso payload octets."""
         label = flow_label(self.flow_key, self.address, remote, seg.src_port, seg.dst_port)
+        if self.host.offload:
+            frame = vnet.tcp6_frame(seg, self.address_raw, pack(remote), self.hop_limit, label, gso)
+            tunpath.queue_tcp_frame(self.host, frame, now, gso)
+            return
+        data = build_tcp(seg, self.address_raw, pack(remote))
         self.send(remote, NH_TCP, data, now, label)
 
     def _send_error(self, msg: Icmpv6Message, dst: str, now: float) -> None:

@@ -14,11 +14,11 @@ Malformed packets are the host's business (it drops and counts them under their 
 
 The device is opened with IFF_TUN | IFF_NO_PI: raw IP packets (IPv4 or IPv6, told apart by the
 version nibble: the host does), no packet-information header.
-With `offload=True` it is opened through `stack.tundev` with IFF_VNET_HDR and checksum/TSO4
+With `offload=True` it is opened through `stack.tundev` with IFF_VNET_HDR and checksum/TSO4/TSO6
 offloads: every read and write then carries a virtio-net header, which the Host (made with
-`offload=True`) reads and writes; a read may return a 64 KB IPv4 super-segment (IPv6 packets come
-and go one segment each: TSO6 is not enabled). Opening attaches to an existing (persistent)
-device of that name, or creates one, in the network namespace of the calling thread.
+`offload=True`) reads and writes; a read may return a 64 KB super-segment of either family.
+Opening attaches to an existing (persistent) device of that name, or creates one, in the network
+namespace of the calling thread.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@
 This is how gVisor's netstack (pkg/tcpip/link/fdbased) and wireguard-go (tun/tun_linux.go) go
 past one packet per system call: with IFF_VNET_HDR every read and write starts with a
 `stack.wire.vnet` header; TUNSETOFFLOAD tells the kernel we accept packets whose checksum is
-partial (TUN_F_CSUM) and TCP super-segments of up to 64 KB (TUN_F_TSO4), so it stops cutting them
-for us, and may hand us the same. The numbers come from include/uapi/linux/if_tun.h.
+partial (TUN_F_CSUM) and TCP super-segments of up to 64 KB of either family (TUN_F_TSO4,
+TUN_F_TSO6), so it stops cutting them for us, and may hand us the same. The numbers come from
+include/uapi/linux/if_tun.h.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ IFF_VNET_HDR = 0x4000
 
 TUN_F_CSUM = 0x01  # we take packets with a partial checksum (NEEDS_CSUM)
 TUN_F_TSO4 = 0x02  # ... and IPv4 TCP super-segments (GSO_TCPV4)
-TUN_F_TSO6 = 0x04  # not enabled: IPv6 goes one segment at a time (see stack.tunpath)
+TUN_F_TSO6 = 0x04  # ... and IPv6 TCP super-segments (GSO_TCPV6)
 
-OFFLOADS = TUN_F_CSUM | TUN_F_TSO4
+OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6
 _IFREQ = struct.Struct("16sH22x")  # ifr_name, ifr_flags, the rest of the union
 
 
@@ -50,7 +51,7 @@ class _Device:
 
 def open_tun_offload(name: str) -> tuple[int, _Device]:
     """Open (attach to or create) TUN device `name` with IFF_VNET_HDR, a 10-octet header and
-    checksum + TSO4 offloads; returns (non-blocking fd, device object). Raises OSError."""
+    checksum + TSO4 + TSO6 offloads; returns (non-blocking fd, device object). Raises OSError."""
     fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
     try:
         fcntl.ioctl(fd, TUNSETIFF, _IFREQ.pack(name.encode(), IFF_TUN | IFF_NO_PI | IFF_VNET_HDR))

@@ -5,10 +5,10 @@ one plain packet at a time and never enters them, so its traces do not depend on
   connection at the batch's end (`Tcb._ack_in_batch` asks `defer_ack`), not once per segment.
 - Offload mode (`Host(offload=True)`, a TUN opened with IFF_VNET_HDR by `stack.tundev`): every
   packet in and out starts with a virtio-net header (`stack.wire.vnet`). Received, the header says
-  whether the checksum needs verifying and whether the packet is a GRO super-segment. Sent, an
-  IPv4 TCP segment leaves with a partial checksum, and a train of full segments as one TSO
-  super-segment. TSO6 is not enabled (`stack.tundev.OFFLOADS`): IPv6 leaves one complete packet
-  at a time behind a plain header, and a host gives its IPv6 connections no super-segments.
+  whether the checksum needs verifying and whether the packet is a GRO super-segment. Sent, a TCP
+  segment of either family leaves with a partial checksum, and a train of full segments as one
+  TSO super-segment (TSO4, TSO6: `stack.tundev.OFFLOADS`). Other packets (ICMP, ICMPv6) leave
+  complete behind a plain header.
 """
 
 from __future__ import annotations
@@ -48,7 +48,13 @@ def send_tcp_offload(host: Host, remote_ip: str, seg: TcpSegment, now: float, gs
     """One IPv4 TCP segment (gso: a TSO super-segment) as a frame with a partial checksum."""
     # The kernel gives the segments of a super-segment consecutive IP idents.
     ident = host.next_ip_ident(1 + (len(seg.payload) - 1) // gso if gso else 1)
-    frame = vnet.tcp_frame(seg, host.address_raw, pack_addr(remote_ip), ident, gso)
+    queue_tcp_frame(host, vnet.tcp_frame(seg, host.address_raw, pack_addr(remote_ip), ident, gso),
+                    now, gso)
+
+
+def queue_tcp_frame(host: Host, frame: bytes, now: float, gso: int) -> None:
+    """Queue a TCP frame with a partial checksum (either family) and trace its packet, which
+    the pcap shows with the checksum completed."""
     host.queue_frame(frame)
     if host.trace.enabled:
         host.trace.emit(PacketEvent(now, "out", memoryview(frame)[vnet.HEADER_LEN :], gso, True))

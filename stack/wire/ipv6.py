@@ -171,6 +171,14 @@ def build_ipv6(pkt: IPv6Packet) -> bytes:
     return header + pkt.payload
 
 
+def ipv6_header(src: bytes, dst: bytes, next_header: int, payload_len: int, hop_limit: int,
+                flow_label: int = 0) -> bytes:
+    """The fixed header alone, from packed addresses (traffic class 0), for a sender that joins
+    it to a payload it does not copy (`stack.wire.vnet.tcp6_frame`)."""
+    vtf = (6 << 28) | (flow_label & 0xFFFFF)
+    return HEADER.pack(vtf, payload_len, next_header, hop_limit, src, dst)
+
+
 def decrement_hop_limit(packet: bytes) -> bytes:
     """What a router forwards: the packet with its hop limit one lower (no header checksum)."""
     return packet[:7] + bytes((packet[7] - 1,)) + packet[8:]

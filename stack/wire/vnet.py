@@ -8,10 +8,12 @@ It says how the kernel should treat (on write) or has treated (on read) a packet
   octets from csum_start to the end (CHECKSUM_PARTIAL in the kernel). A packet read with this flag
   was never checksummed (it came from a local sender): there is nothing to verify.
 - flags DATA_VALID: the kernel already verified the checksum (read only).
-- gso_type TCPV4 with gso_size: a GSO/TSO *super-segment*, one IP packet carrying up to 64 KB of
-  TCP payload that the kernel cuts into segments of gso_size payload octets, each with the same
-  TCP header and options, the sequence number advanced, PSH and FIN only on the last
-  (linux net/ipv4/tcp_offload.c). hdr_len is the length of the IP and TCP headers.
+- gso_type TCPV4 or TCPV6 with gso_size: a GSO/TSO *super-segment*, one IP packet carrying up to
+  64 KB of TCP payload that the kernel cuts into segments of gso_size payload octets, each with
+  the same TCP header and options, the sequence number advanced, PSH and FIN only on the last
+  (linux net/ipv4/tcp_offload.c, net/ipv6/tcpv6_offload.c). hdr_len is the length of the IP and
+  TCP headers; csum_start is where TCP begins (the IPv4 header's length, or 40 for IPv6: we send
+  no extension headers).
 
 Fields are little-endian (the device's native order on x86 and arm64; TUNSETVNETLE is not set).
 `segment()` is a reference model of the kernel's cut, for tests and for drawing.
@@ -26,6 +28,8 @@ from stack.checksum import internet_checksum, pseudo_header_sum
 from stack.errors import ParseError
 from stack.wire.ipv4 import MIN_HEADER_LEN as IP_HEADER_LEN
 from stack.wire.ipv4 import PROTO_TCP, ipv4_header
+from stack.wire.ipv6 import HEADER_LEN as IP6_HEADER_LEN
+from stack.wire.ipv6 import NH_TCP, ipv6_header
 from stack.wire.tcp import TcpSegment, build_tcp_header_partial
 
 HEADER = struct.Struct("<BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
@@ -35,6 +39,7 @@ F_NEEDS_CSUM = 1
 F_DATA_VALID = 2
 GSO_NONE = 0
 GSO_TCPV4 = 1
+GSO_TCPV6 = 4
 GSO_ECN = 0x80
 
 TCP_CSUM_OFFSET = 16  # the checksum field within the TCP header
@@ -63,12 +68,13 @@ def parse_vnet(frame: bytes | memoryview) -> VnetHeader:
     return VnetHeader(*HEADER.unpack_from(frame))
 
 
-def tcp_header(ip_hlen: int, tcp_hlen: int, gso_size: int = 0) -> bytes:
-    """The header for an IPv4/TCP packet whose TCP checksum is partial (the folded pseudo-header
-    sum, see `stack.wire.tcp.build_tcp_header_partial`);
-    with gso_size a TSO super-segment the kernel cuts into segments of gso_size payload octets."""
+def tcp_header(ip_hlen: int, tcp_hlen: int, gso_size: int = 0, gso_type: int = GSO_TCPV4) -> bytes:
+    """The header for a TCP packet whose TCP checksum is partial (the folded pseudo-header sum,
+    see `stack.wire.tcp.build_tcp_header_partial`) and starts after ip_hlen octets of IP header;
+    with gso_size a TSO super-segment (gso_type TCPV4 or TCPV6) the kernel cuts into segments
+    of gso_size payload octets."""
     return HEADER.pack(
-        F_NEEDS_CSUM, GSO_TCPV4 if gso_size else GSO_NONE, ip_hlen + tcp_hlen if gso_size else 0,
+        F_NEEDS_CSUM, gso_type if gso_size else GSO_NONE, ip_hlen + tcp_hlen if gso_size else 0,
         gso_size, ip_hlen, TCP_CSUM_OFFSET,
     )
 
@@ -80,6 +86,17 @@ def tcp_frame(seg: TcpSegment, src: bytes, dst: bytes, ident: int, gso: int = 0)
     tcp = build_tcp_header_partial(seg, src, dst)
     ip = ipv4_header(src, dst, PROTO_TCP, IP_HEADER_LEN + len(tcp) + len(seg.payload), ident)
     return b"".join((tcp_header(IP_HEADER_LEN, len(tcp), gso), ip, tcp, seg.payload))
+
+
+def tcp6_frame(seg: TcpSegment, src: bytes, dst: bytes, hop_limit: int, flow_label: int,
+               gso: int = 0) -> bytes:
+    """`tcp_frame` for IPv6: the fixed header (no extension headers, so TCP starts at octet 40)
+    and a partial checksum over RFC 8200 8.1's pseudo-header (16-octet addresses, the 32-bit
+    upper-layer length of the whole super-segment, next header 6); the kernel adjusts it per
+    segment when it cuts (TSO6)."""
+    tcp = build_tcp_header_partial(seg, src, dst)
+    ip = ipv6_header(src, dst, NH_TCP, len(tcp) + len(seg.payload), hop_limit, flow_label)
+    return b"".join((tcp_header(IP6_HEADER_LEN, len(tcp), gso, GSO_TCPV6), ip, tcp, seg.payload))
 
 
 def complete_checksum(packet: bytes | bytearray | memoryview) -> bytes:
@@ -99,31 +116,38 @@ def complete_checksum(packet: bytes | bytearray | memoryview) -> bytes:
 
 def segment(header: VnetHeader, packet: bytes) -> list[bytes]:
     """What the kernel puts on a wire for one packet written with `header` (a reference model of
-    tcp_gso_segment for IPv4): TSO super-segments cut at gso_size, IP ident advanced by one per
-    segment, PSH/FIN only on the last, every checksum complete."""
-    if header.gso_type & ~GSO_ECN != GSO_TCPV4 or not header.gso_size:
+    tcp_gso_segment for IPv4 and IPv6): TSO super-segments cut at gso_size, the IPv4 ident
+    advanced by one per segment (IPv6 has none: each piece keeps the flow label and hop limit),
+    PSH/FIN only on the last, every checksum complete."""
+    gso_type = header.gso_type & ~GSO_ECN
+    if gso_type not in (GSO_TCPV4, GSO_TCPV6) or not header.gso_size:
         return [complete_checksum(packet) if header.flags & F_NEEDS_CSUM else packet]
-    ihl = (packet[0] & 0x0F) * 4
+    v6 = gso_type == GSO_TCPV6
+    ihl = IP6_HEADER_LEN if v6 else (packet[0] & 0x0F) * 4
     thl = (packet[ihl + 12] >> 4) * 4
     hdrs, payload = packet[: ihl + thl], packet[ihl + thl :]
     ident = int.from_bytes(packet[4:6], "big")
     seqno = int.from_bytes(packet[ihl + 4 : ihl + 8], "big")
     flags = packet[ihl + 13]
+    src, dst = (packet[8:24], packet[24:40]) if v6 else (packet[12:16], packet[16:20])
     out: list[bytes] = []
     pieces = range(0, len(payload), header.gso_size)
     for i, off in enumerate(pieces):
         piece = payload[off : off + header.gso_size]
         buf = bytearray(hdrs)
-        buf[2:4] = (ihl + thl + len(piece)).to_bytes(2, "big")
-        buf[4:6] = ((ident + i) & 0xFFFF).to_bytes(2, "big")
-        buf[10:12] = b"\0\0"
-        buf[10:12] = internet_checksum(bytes(buf[:ihl])).to_bytes(2, "big")
+        if v6:
+            buf[4:6] = (thl + len(piece)).to_bytes(2, "big")  # payload length (RFC 8200 3)
+        else:
+            buf[2:4] = (ihl + thl + len(piece)).to_bytes(2, "big")
+            buf[4:6] = ((ident + i) & 0xFFFF).to_bytes(2, "big")
+            buf[10:12] = b"\0\0"
+            buf[10:12] = internet_checksum(bytes(buf[:ihl])).to_bytes(2, "big")
         buf[ihl + 4 : ihl + 8] = ((seqno + off) & 0xFFFFFFFF).to_bytes(4, "big")
         if i != len(pieces) - 1:
             buf[ihl + 13] = flags & ~0x09  # FIN and PSH ride on the last segment only
         # The partial sum was for the whole super-segment's length: sum this piece afresh.
         buf[ihl + TCP_CSUM_OFFSET : ihl + TCP_CSUM_OFFSET + 2] = b"\0\0"
-        init = pseudo_header_sum(bytes(buf[12:16]), bytes(buf[16:20]), buf[9], thl + len(piece))
+        init = pseudo_header_sum(src, dst, PROTO_TCP, thl + len(piece))
         csum = internet_checksum(bytes(buf[ihl:]) + piece, init)
         buf[ihl + TCP_CSUM_OFFSET : ihl + TCP_CSUM_OFFSET + 2] = csum.to_bytes(2, "big")
         out.append(bytes(buf) + piece)

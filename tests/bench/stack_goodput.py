@@ -108,14 +108,15 @@ def _schedstat(pid: int) -> tuple[float, float]:
         return 0.0, 0.0
 
 
-def run_bulk(lab: Lab, seconds: float) -> dict[str, Any]:
+def run_bulk(lab: Lab, seconds: float, host: str = "server") -> dict[str, Any]:
     """One bulk transfer client → server for `seconds` with the daemons running; figures and counters.
+    `host` is what the client connects to: the node name (IPv4) or an address of the server.
 
     `cpu` says where each daemon's time went (from /proc/PID/schedstat over the transfer): on a
     CPU, waiting in the run queue for one (a busy machine), and the rest waiting for packets."""
     timeout = seconds + 30
     client = ControlClient(lab.run_dir / "client.sock", timeout=timeout + 5)
-    options = {"host": "server", "port": PORT, "seconds": seconds, "direction": "send"}
+    options = {"host": host, "port": PORT, "seconds": seconds, "direction": "send"}
     pids = {node: lab.state.daemons.get(node, 0) for node in NODES}
     before = {node: _schedstat(pid) for node, pid in pids.items()}
     t0 = time.monotonic()
@@ -157,12 +158,12 @@ TRACE_MODES: dict[str, dict[str, bool]] = {
 
 
 def measure(lab: Lab, seconds: float = 3.0, *, trace: str = "files-off", offload: bool = False,
-            buffers: int | None = None) -> dict[str, Any]:
+            buffers: int | None = None, host: str = "server") -> dict[str, Any]:
     """Goodput with the daemons' trace in mode `trace` (a key of TRACE_MODES), tun0 with TUN
     offloads (TSO super-segments, see stack.tundev) or without, and SO_SNDBUF/SO_RCVBUF of
-    `buffers` octets on both nodes (None: the stack's default)."""
+    `buffers` octets on both nodes (None: the stack's default); the client connects to `host`."""
     with daemons(lab, TRACE_MODES[trace], offload=offload, buffers=buffers):
-        figures = run_bulk(lab, seconds)
+        figures = run_bulk(lab, seconds, host)
     figures["offload"] = offload
     figures["buffers"] = buffers
     if TRACE_MODES[trace]["jsonl"] or TRACE_MODES[trace]["pcap"]:

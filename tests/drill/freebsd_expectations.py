@@ -94,12 +94,6 @@ _FAIL = [
         "agrees; the stack never negotiates ECN",
     ),
     (r"parse error", "the upstream script does not parse (a typo in the corpus)"),
-    (
-        r"rcv-syn-ack-listen",
-        "platform: FreeBSD drops a SYN-ACK in LISTEN; the stack answers "
-        "<SEQ=SEG.ACK><CTL=RST> (RFC 9293 3.10.7.2), and its listener has no setting for "
-        "FreeBSD's choice yet",
-    ),
 ]
 
 

@@ -116,6 +116,12 @@ class TcpConfig:
     rfc5961_rst: bool = True
     rfc5961_syn: bool = True
 
+    # A SYN-ACK to a listener: RFC 9293 3.10.7.2 answers any ACK in LISTEN with <SEQ=SEG.ACK>
+    # <CTL=RST>. On, it is dropped and counted (`listen_syn_ack`) with no reply, as current
+    # FreeBSD does and its test suite expects (tcp_input_with_port(): "SYN|ACK invalid, segment
+    # ignored", goto dropunlock; older releases sent the RST, BANDLIM_RST_OPENPORT).
+    listen_drop_syn_ack: bool = False
+
     # RFC 5961 challenge ACKs: about this many per second per host, the budget of each second
     # drawn at random from [limit/2, 3*limit/2) (Linux's tcp_challenge_ack_limit; 0: none).
     challenge_ack_limit: int = 1000
@@ -171,7 +177,8 @@ def freebsd_profile(**changes: object) -> TcpConfig:
     rexmit_min 30 ms, rexmit_slop 200 ms, keepcnt 8), the BSD SYN option layout, a window
     scale for kern.ipc.maxsockbuf (2 MB: wscale 6), a receive buffer rounded to whole segments,
     RCV.WND and the window advertised as the free buffer space, a zero RST window, a delayed
-    ACK for every second segment of any size. README.md, "The profiles", lists each."""
+    ACK for every second segment of any size, hard ICMP errors as icmp_may_rst=1 takes them, a
+    SYN-ACK to a listener dropped (current FreeBSD). README.md, "The profiles", lists each."""
     freebsd = TcpConfig(
         rcvbuf=65536,
         sndbuf=32768,
@@ -191,5 +198,6 @@ def freebsd_profile(**changes: object) -> TcpConfig:
         time_wait_acks_all=True,
         rst_error_when_closing=True,
         icmp_prohibited_ttl_hard=True,
+        listen_drop_syn_ack=True,
     )
     return freebsd.with_(**changes)

@@ -11,9 +11,14 @@ ICMPv6 errors about our TCP segments (RFC 4443 section 3, checked against the qu
 number as RFC 5927 4.1 advises) act on the connection:
 - Packet Too Big lowers its path MTU (RFC 8201 section 4), never below the IPv6 minimum of 1280:
   a message reporting less is discarded and counted, as RFC 8201 section 4 requires;
-- Destination Unreachable, Time Exceeded and Parameter Problem are soft errors (RFC 1122
-  4.2.3.9, RFC 5461): the connection carries on, and if it later times out the application gets
-  the last one (EHOSTUNREACH, ECONNREFUSED, ...) instead of ETIMEDOUT, as Linux does.
+- Destination Unreachable, Time Exceeded and Parameter Problem are judged as the ICMPv4 message
+  RFC 7915 5.2 translates each to, by the connection's one rule for both families
+  (TcpConnection.on_icmp_error): in SYN-SENT a hard error (port unreachable, an unrecognized Next
+  Header, i.e. protocol unreachable; with `icmp_prohibited_ttl_hard` also administratively
+  prohibited and hop limit exceeded) aborts the connection (RFC 1122 4.2.3.9, RFC 5461 section 4).
+  Every other is a soft error: the connection carries on, and if it later times out the
+  application gets the last one (EHOSTUNREACH, ECONNREFUSED, ...) instead of ETIMEDOUT, as Linux
+  does.
 
 Flow label (RFC 6437 section 3): one per connection, a keyed hash of the addresses and ports, so
 a flow keeps one label and labels do not reveal anything; ICMPv6 messages we send carry zero.
@@ -30,6 +35,7 @@ from stack import seq, tunpath
 from stack.errors import ParseError
 from stack.inet import pack, unpack
 from stack.tcp.ratelimit import PerSecondLimit
+from stack.tcp.state import State
 from stack.trace import AppEvent, PacketEvent
 from stack.wire import icmpv6, vnet
 from stack.wire.icmpv6 import Icmpv6Message, build_icmpv6, parse_icmpv6
@@ -182,8 +188,9 @@ class Ipv6Layer:
             host.drop("icmp_no_connection", now)
             return
         quoted_seq = int.from_bytes(q[44:48], "big")
-        if not (seq.le(conn.snd_una, quoted_seq) and seq.le(quoted_seq, conn.snd_max)):
-            host.drop("icmp6_out_of_window", now, f"seq {quoted_seq}")  # RFC 5927 4.1
+        # RFC 5927 4.1: SND.UNA <= SEG.SEQ < SND.NXT, the IPv4 rule (Host._icmp_connection).
+        if not (seq.le(conn.snd_una, quoted_seq) and seq.lt(quoted_seq, conn.snd_max)):
+            host.drop("icmp6_out_of_window", now, f"seq {quoted_seq}")
             return
         if msg.type == icmpv6.PACKET_TOO_BIG:
             if msg.rest < 1280:
@@ -193,6 +200,13 @@ class Ipv6Layer:
             conn.on_pmtu(msg.rest, now)
             host.after_event(conn)
             return
+        as_v4 = icmpv6.as_icmpv4(msg.type, msg.code)
+        if as_v4 is not None:  # hard or soft, judged as its ICMPv4 translation is (RFC 7915 5.2)
+            conn.on_icmp_error(*as_v4, now, cause=f"icmp6:{msg.type}/{msg.code}")
+            if conn.state is State.CLOSED:
+                host.counters[f"icmp6_hard_error_{msg.type}"] += 1
+                host.after_event(conn)
+                return
         if msg.type == icmpv6.DEST_UNREACH:
             code = _UNREACH_ERRNO.get(msg.code, errno.EHOSTUNREACH)
         elif msg.type == icmpv6.TIME_EXCEEDED:

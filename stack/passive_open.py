@@ -46,6 +46,9 @@ class PassiveOpen:
             self.drop("listen_rst", now)
             return
         if flags & ACK:
+            if flags & SYN and self.config.listen_drop_syn_ack:
+                self.drop("listen_syn_ack", now)  # FreeBSD's choice (TcpConfig.listen_drop_syn_ack)
+                return
             if not flags & SYN and self._cookie_ack(listener, src, seg, now):
                 return
             self._reset_closed(src, seg, now, "listen_ack")

@@ -383,12 +383,14 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Timers):
             self._output(now, force_one=True)
         self._update_deadline()
 
-    def on_icmp_error(self, icmp_type: int, code: int, now: float) -> None:
-        """An ICMP error about a segment we sent (the host checked its quoted sequence number).
+    def on_icmp_error(self, icmp_type: int, code: int, now: float, cause: str = "") -> None:
+        """An ICMP error about a segment we sent (the host checked its quoted sequence number),
+        as ICMPv4 type and code (an ICMPv6 error comes translated, stack.wire.icmpv6.as_icmpv4).
         A hard error aborts a connection in SYN_SENT (RFC 1122 4.2.3.9, RFC 5461 section 4):
         protocol or port unreachable; with `icmp_prohibited_ttl_hard`, also administratively
         prohibited and TTL exceeded in transit (FreeBSD's icmp_may_rst). The others, and every
-        error in a synchronized state, are soft (RFC 5461 section 4): nothing changes."""
+        error in a synchronized state, are soft (RFC 5461 section 4): nothing changes. `cause`
+        names the message in the trace (default: the ICMPv4 type and code)."""
         if self.state is not State.SYN_SENT or not self.config.icmp_hard_errors:
             return
         error: OSError
@@ -402,7 +404,7 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Timers):
             error = OSError(errno.EHOSTUNREACH, "no route to host (ICMP TTL exceeded)")
         else:
             return
-        self._fail(error, Event.ABORT, f"icmp:{icmp_type}/{code}", now)
+        self._fail(error, Event.ABORT, cause or f"icmp:{icmp_type}/{code}", now)
         self._cancel_all_timers()
         self._update_deadline()
 

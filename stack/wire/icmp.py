@@ -12,12 +12,15 @@ ECHO_REPLY = 0
 DEST_UNREACH = 3
 ECHO_REQUEST = 8
 TIME_EXCEEDED = 11
+PARAM_PROBLEM = 12
 
 # Destination Unreachable codes (RFC 792; 9, 10: RFC 1122 3.2.2.1; 13: RFC 1812 5.2.7.1).
+HOST_UNREACH = 1
 PROTO_UNREACH = 2
 PORT_UNREACH = 3
 FRAG_NEEDED = 4
-ADMIN_PROHIBITED = (9, 10, 13)  # network, host, communication administratively prohibited
+HOST_PROHIBITED = 10
+ADMIN_PROHIBITED = (9, HOST_PROHIBITED, 13)  # network, host, communication administratively prohibited
 
 HEADER = struct.Struct("!BBHI")
 HEADER_LEN = 8

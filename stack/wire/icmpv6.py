@@ -1,4 +1,5 @@
-"""ICMPv6 messages (RFC 4443): echo, and the error messages TCP and PMTU discovery read.
+"""ICMPv6 messages (RFC 4443): echo, and the error messages TCP and PMTU discovery read, with
+the ICMPv4 message each error translates to (RFC 7915 section 5.2), by which TCP judges it.
 
 Unlike ICMP for IPv4, the checksum covers the IPv6 pseudo-header (RFC 4443 2.3), so parse and
 build take the packed source and destination addresses. An error message quotes as much of the
@@ -13,8 +14,9 @@ from dataclasses import dataclass
 from stack.checksum import internet_checksum, pseudo_header_sum
 from stack.errors import ParseError
 from stack.inet import IPV6_MIN_MTU
+from stack.wire import icmp
+from stack.wire.ipv6 import ERRONEOUS_HEADER_FIELD, NH_ICMPV6, UNRECOGNIZED_NEXT_HEADER
 from stack.wire.ipv6 import HEADER_LEN as IPV6_HEADER_LEN
-from stack.wire.ipv6 import NH_ICMPV6
 
 DEST_UNREACH = 1
 PACKET_TOO_BIG = 2
@@ -86,3 +88,32 @@ def parameter_problem(code: int, pointer: int, invoking_packet: bytes) -> Icmpv6
 
 def destination_unreachable(code: int, invoking_packet: bytes) -> Icmpv6Message:
     return Icmpv6Message(DEST_UNREACH, code, 0, invoking_packet[:MAX_QUOTE])
+
+
+# RFC 7915 section 5.2: the ICMPv4 Destination Unreachable code of each ICMPv6 one.
+_UNREACH_AS_ICMPV4 = {
+    NO_ROUTE: icmp.HOST_UNREACH,
+    ADMIN_PROHIBITED: icmp.HOST_PROHIBITED,
+    BEYOND_SCOPE: icmp.HOST_UNREACH,
+    ADDRESS_UNREACH: icmp.HOST_UNREACH,
+    PORT_UNREACH: icmp.PORT_UNREACH,
+}
+
+
+def as_icmpv4(type_: int, code: int) -> tuple[int, int] | None:
+    """The ICMPv4 (type, code) an ICMPv6 error means, as RFC 7915 section 5.2 translates it, so
+    that TCP judges an error of either family by one rule (TcpConnection.on_icmp_error): port
+    unreachable stays port unreachable, administratively prohibited becomes code 10, an
+    unrecognized Next Header (Parameter Problem code 1) is protocol unreachable, Time Exceeded
+    keeps its code. None for what has no translation (RFC 7915 drops it) and for Packet Too Big,
+    which is no error to TCP but path MTU discovery (RFC 8201)."""
+    if type_ == DEST_UNREACH:
+        v4_code = _UNREACH_AS_ICMPV4.get(code)
+        return None if v4_code is None else (icmp.DEST_UNREACH, v4_code)
+    if type_ == TIME_EXCEEDED:
+        return icmp.TIME_EXCEEDED, code
+    if type_ == PARAM_PROBLEM and code == UNRECOGNIZED_NEXT_HEADER:
+        return icmp.DEST_UNREACH, icmp.PROTO_UNREACH
+    if type_ == PARAM_PROBLEM and code == ERRONEOUS_HEADER_FIELD:
+        return icmp.PARAM_PROBLEM, 0
+    return None

@@ -89,25 +89,11 @@ _FAIL = [
         "MTU less the IPv6 and TCP headers (RFC 9293 3.7.1, RFC 6691 section 2: MMS_R, not the path)",
     ),
     (
-        r"rcv-icmp/rcv-icmp-hard-error-.*-ipv6",
-        "missing feature: ICMPv6 hard errors (Destination Unreachable port unreachable and "
-        "administratively prohibited, Parameter Problem unknown next header, Time Exceeded) abort a "
-        "connection in SYN-SENT (RFC 5461 section 4; FreeBSD's icmp_may_rst=1); the stack takes every "
-        "ICMPv6 error but Packet Too Big as a soft error, reported only if the connection times out "
-        "(RFC 1122 4.2.3.9, stack/host6.py)",
-    ),
-    (
         r"expected S?E",
         "missing feature: ECN (RFC 3168): the peer's SYN asks for ECN and FreeBSD (ecn.enable=2) "
         "agrees; the stack never negotiates ECN",
     ),
     (r"parse error", "the upstream script does not parse (a typo in the corpus)"),
-    (
-        r"rcv-syn-ack-listen",
-        "platform: FreeBSD drops a SYN-ACK in LISTEN; the stack answers "
-        "<SEQ=SEG.ACK><CTL=RST> (RFC 9293 3.10.7.2), and its listener has no setting for "
-        "FreeBSD's choice yet",
-    ),
 ]
 
 

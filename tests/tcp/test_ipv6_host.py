@@ -1,6 +1,7 @@
 """The host's IPv6 layer, one packet at a time: ICMPv6 echo and errors, Parameter Problem for what
 it cannot process (RFC 8200 section 4), fragments and malformed packets dropped and counted (never
-raised), Packet Too Big (RFC 8201) and soft errors (RFC 1122 4.2.3.9) acting on connections,
+raised), Packet Too Big (RFC 8201) and soft errors (RFC 1122 4.2.3.9) acting on connections
+(hard errors in SYN-SENT, the same for both families: test_icmp_errors.py),
 the flow label (RFC 6437) and hop limit of what it sends."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stack.config import TcpConfig
 from stack.host import Host
 from stack.inet import pack
 from stack.tcp.state import State
@@ -30,7 +32,7 @@ from stack.wire.ipv6 import (
 from stack.wire.tcp import Flags, Mss, TcpSegment, build_tcp
 
 from . import harness
-from .harness import IPV6, LOCAL_PORT, REMOTE_PORT, Peer, established, listening, syn_sent
+from .harness import IPV6, LOCAL_PORT, PLAIN, REMOTE_PORT, Peer, established, listening, syn_sent
 
 LOCAL, REMOTE = IPV6.local_ip, IPV6.remote_ip
 
@@ -282,14 +284,16 @@ def test_error_for_no_connection_is_dropped() -> None:
     assert peer.host.counters["icmp_no_connection"] == 1
 
 
-@pytest.mark.parametrize(("code", "error"), [
-    (icmpv6.PORT_UNREACH, ConnectionRefusedError),
-    (icmpv6.ADDRESS_UNREACH, OSError),
+@pytest.mark.parametrize(("code", "error", "config"), [
+    (icmpv6.PORT_UNREACH, ConnectionRefusedError, PLAIN.with_(icmp_hard_errors=False)),
+    (icmpv6.ADDRESS_UNREACH, OSError, PLAIN),
 ])
-def test_destination_unreachable_is_a_soft_error_reported_at_the_timeout(code: int, error: type) -> None:
+def test_destination_unreachable_is_a_soft_error_reported_at_the_timeout(
+        code: int, error: type, config: TcpConfig) -> None:
     """RFC 1122 4.2.3.9, RFC 5461: the connection keeps trying; when it gives up the application
-    hears the ICMPv6 error (as Linux reports it) rather than a bare timeout."""
-    peer = syn_sent()
+    hears the ICMPv6 error (as Linux reports it) rather than a bare timeout. (Port unreachable is
+    a hard error in SYN-SENT unless icmp_hard_errors is off: tests/tcp/test_icmp_errors.py.)"""
+    peer = syn_sent(config=config)
     sent = build_ipv6(IPv6Packet(LOCAL, REMOTE, NH_TCP, build_tcp(
         TcpSegment(LOCAL_PORT, REMOTE_PORT, peer.iss, 0, Flags.SYN, 8192, b"", IPV6.syn_opts),
         pack(LOCAL), pack(REMOTE))))

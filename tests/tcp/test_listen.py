@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from stack import seq
-from stack.config import TcpConfig
+from stack.config import TcpConfig, freebsd_profile
 from stack.inet import tcp_overhead
 from stack.tcp.state import State
-from stack.wire.tcp import Mss
+from stack.wire.tcp import Flags, Mss
 
 from .harness import (
     LOCAL_PORT,
@@ -85,11 +85,31 @@ def test_ack_with_data_gets_rst() -> None:
     peer.expect("R", seq=999, ack=0, win=0)
 
 
-def test_syn_ack_to_listener_gets_rst() -> None:
+@pytest.mark.parametrize("payload", [b"", b"abc"])
+def test_syn_ack_to_listener_gets_rst(payload: bytes) -> None:
     peer = listening()
-    peer.send("S.", ack=4242)
+    peer.send("S.", ack=4242, payload=payload)
     peer.expect("R", seq=4242, ack=0, win=0)
     assert not peer.host.connections
+
+
+@pytest.mark.parametrize("payload", [b"", b"abc"])
+def test_syn_ack_to_listener_is_dropped_under_the_freebsd_profile(payload: bytes) -> None:
+    """listen_drop_syn_ack, as current FreeBSD: no RST, no state; the listener goes on serving."""
+    peer = listening(config=freebsd_profile())
+    peer.send("S.", seq=17, ack=34, payload=payload)
+    peer.expect_none()
+    assert peer.host.counters["listen_syn_ack"] == 1
+    assert not peer.host.connections
+    peer.send("S", seq=0)
+    [synack] = peer.segments()
+    assert (synack.flags, synack.ack) == (Flags.SYN | Flags.ACK, 1)
+
+
+def test_listen_drop_syn_ack_leaves_an_ack_to_be_reset() -> None:
+    peer = listening(config=PLAIN.with_(listen_drop_syn_ack=True))
+    peer.send(".", ack=4242)
+    peer.expect("R", seq=4242, ack=0, win=0)
 
 
 def test_syn_rst_is_dropped() -> None:

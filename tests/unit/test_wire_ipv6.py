@@ -288,3 +288,25 @@ def test_icmpv6_checksum_and_short() -> None:
     body[-1] ^= 1
     with pytest.raises(ParseError, match="icmp6_checksum"):
         icmpv6.parse_icmpv6(bytes(body), pack(A), pack(B))
+
+
+@pytest.mark.parametrize(("v6", "v4"), [
+    # RFC 7915 section 5.2, ICMPv6 to ICMPv4: Destination Unreachable codes 0 to 4...
+    ((icmpv6.DEST_UNREACH, icmpv6.NO_ROUTE), (3, 1)),
+    ((icmpv6.DEST_UNREACH, icmpv6.ADMIN_PROHIBITED), (3, 10)),
+    ((icmpv6.DEST_UNREACH, icmpv6.BEYOND_SCOPE), (3, 1)),
+    ((icmpv6.DEST_UNREACH, icmpv6.ADDRESS_UNREACH), (3, 1)),
+    ((icmpv6.DEST_UNREACH, icmpv6.PORT_UNREACH), (3, 3)),
+    ((icmpv6.DEST_UNREACH, icmpv6.SOURCE_POLICY), None),  # other codes: dropped
+    # ... Time Exceeded keeps its code; Parameter Problem 0 stays one, 1 is protocol unreachable.
+    ((icmpv6.TIME_EXCEEDED, 0), (11, 0)),
+    ((icmpv6.TIME_EXCEEDED, 1), (11, 1)),
+    ((icmpv6.PARAM_PROBLEM, ERRONEOUS_HEADER_FIELD), (12, 0)),
+    ((icmpv6.PARAM_PROBLEM, UNRECOGNIZED_NEXT_HEADER), (3, 2)),
+    ((icmpv6.PARAM_PROBLEM, UNRECOGNIZED_OPTION), None),
+    ((icmpv6.PACKET_TOO_BIG, 0), None),  # path MTU discovery's, not an error to TCP
+    ((icmpv6.ECHO_REQUEST, 0), None),
+])
+def test_icmpv6_errors_translate_to_icmpv4_as_rfc_7915_says(v6: tuple[int, int],
+                                                           v4: tuple[int, int] | None) -> None:
+    assert icmpv6.as_icmpv4(*v6) == v4

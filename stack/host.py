@@ -21,6 +21,7 @@ from stack.cookie_open import CookieOpen
 from stack.errors import ParseError
 from stack.guard import Bounds
 from stack.host6 import Ipv6Layer
+from stack.icmp4 import Icmp4
 from stack.inet import canonical, is_ipv6
 from stack.martian import MartianFilter
 from stack.passive_open import PassiveOpen
@@ -32,7 +33,7 @@ from stack.tcp.state import State
 from stack.tcp.time_wait import TimeWaitRecord, can_stand_in
 from stack.timer_heap import TimerHeap
 from stack.trace import Drop, PacketEvent, SegmentEvent, Trace, conn_id
-from stack.wire import icmp, ipv4, vnet
+from stack.wire import ipv4, vnet
 from stack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, IPv4Packet, build_ipv4, pack_addr, parse_ipv4
 from stack.wire.tcp import ACK, RST, SYN, TcpSegment, build_tcp, flags_str, format_options, parse_tcp
 
@@ -45,7 +46,7 @@ GSO_MAX_PAYLOAD = 0xFFFF - 20 - 60
 GSO_MAX_PAYLOAD6 = 0xFFFF - 40 - 60
 
 
-class Host(PassiveOpen):
+class Host(PassiveOpen, Icmp4):
     def __init__(
         self,
         address: str,
@@ -404,57 +405,3 @@ class Host(PassiveOpen):
         self.counters["rst_sent"] += 1
         cid = conn_id(self.local_address(src), seg.dst_port, src, seg.src_port)
         self._transmit_segment(src, rst, cid, now)
-
-    # ------------------------------------------------------------------ ICMP
-
-    def _on_icmp(self, ip: IPv4Packet, now: float) -> None:
-        try:
-            msg = icmp.parse_icmp(ip.payload)
-        except ParseError as e:
-            self.drop(e.reason, now, e.detail)
-            return
-        if msg.type == icmp.ECHO_REQUEST:
-            if not self.bounds.icmp.allow(now):
-                self.counters["icmp_rate_limited"] += 1
-                return
-            self.counters["icmp_echo"] += 1
-            self._send_ip(ip.src, PROTO_ICMP, icmp.build_icmp(icmp.echo_reply_for(msg)), now)
-        elif msg.type == icmp.DEST_UNREACH and msg.code == icmp.FRAG_NEEDED:
-            conn = self._icmp_connection(msg, now)
-            if conn is not None:
-                self.counters["icmp_frag_needed"] += 1
-                conn.on_pmtu(icmp.next_hop_mtu(msg), now)  # RFC 1191
-                self.after_event(conn)
-        elif msg.type in (icmp.DEST_UNREACH, icmp.TIME_EXCEEDED):
-            conn = self._icmp_connection(msg, now)
-            if conn is not None:
-                self.counters[f"icmp_type_{msg.type}"] += 1
-                conn.on_icmp_error(msg.type, msg.code, now)
-                self.after_event(conn)
-        else:
-            self.counters[f"icmp_type_{msg.type}"] += 1
-
-    def _icmp_connection(self, msg: icmp.IcmpMessage, now: float) -> TcpConnection | None:
-        """The connection an ICMP error is about: the quoted header's ports name it, and the
-        quoted sequence number must lie in SND.UNA..SND.NXT - 1, or the message is no answer
-        to a segment we sent (RFC 5927 section 4.1, RFC 5961 section 7)."""
-        quoted = icmp.quoted_packet(msg)
-        if len(quoted) < 28:  # the quoted IP header and the first 8 octets of TCP
-            self.drop("icmp_quote_short", now)
-            return None
-        ihl = (quoted[0] & 0x0F) * 4
-        if quoted[9] != PROTO_TCP:
-            self.drop("icmp_not_tcp", now)
-            return None
-        dst = ipv4.unpack_addr(bytes(quoted[16:20]))
-        sport = int.from_bytes(quoted[ihl : ihl + 2], "big")
-        dport = int.from_bytes(quoted[ihl + 2 : ihl + 4], "big")
-        seqno = int.from_bytes(quoted[ihl + 4 : ihl + 8], "big")
-        conn = self.connections.get((dst, dport, sport))
-        if not isinstance(conn, TcpConnection):  # none, or TIME_WAIT: nothing left to send
-            self.drop("icmp_no_connection", now)
-            return None
-        if not (seq.le(conn.snd_una, seqno) and seq.lt(seqno, conn.snd_max)):
-            self.drop("icmp_seq_out_of_window", now)
-            return None
-        return conn

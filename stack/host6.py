@@ -36,7 +36,7 @@ from stack.errors import ParseError
 from stack.inet import pack, unpack
 from stack.tcp.ratelimit import PerSecondLimit
 from stack.tcp.state import State
-from stack.trace import AppEvent, PacketEvent
+from stack.trace import PacketEvent
 from stack.wire import icmpv6, vnet
 from stack.wire.icmpv6 import Icmpv6Message, build_icmpv6, parse_icmpv6
 from stack.wire.ipv6 import (
@@ -213,11 +213,8 @@ class Ipv6Layer:
             code = errno.EHOSTUNREACH
         else:
             code = errno.EPROTO
-        host.counters[f"icmp6_soft_error_{msg.type}"] += 1
-        host.soft_errors[conn] = OSError(code, f"{errno.errorcode[code]} (ICMPv6 type {msg.type} "
-                                               f"code {msg.code} from the path)")
-        if host.trace.enabled:
-            host.trace.emit(AppEvent(now, conn.id, "soft_error", errno.errorcode[code]))
+        host.note_soft_error(conn, code, f"ICMPv6 type {msg.type} code {msg.code}",
+                             f"icmp6_soft_error_{msg.type}", now)
 
     # ------------------------------------------------------------------ output
 

@@ -136,3 +136,16 @@ def test_every_error_is_soft_once_synchronized(profile: str, kind: str) -> None:
     assert peer.state is State.ESTABLISHED and peer.c().error is None
     peer.send(".", ack=peer.ack)
     peer.expect_none()
+
+
+@pytest.mark.parametrize("kind", ["host unreachable", "reassembly time exceeded"])
+def test_a_soft_error_is_what_the_application_hears_when_syn_sent_times_out(kind: str) -> None:
+    """RFC 1122 4.2.3.9: TCP keeps trying on a soft error, and reports it to the application
+    (here: as the error of the connection that then gives up), rather than a bare timeout."""
+    peer = syn_sent(config=PLAIN)
+    peer.host.receive(icmp_error(kind, peer.iss), peer.now)
+    expect_retrying(peer)
+    while peer.state is not State.CLOSED:
+        peer.fire()
+    error = peer.c().error
+    assert type(error) is OSError and error.errno == errno.EHOSTUNREACH, error

@@ -44,6 +44,7 @@ class TimeWaitRecord:
         "_oow",
         "_sched",
         "_transmit",
+        "ack_floor",
         "app_closed",
         "id",
         "local_ip",
@@ -77,6 +78,8 @@ class TimeWaitRecord:
         self.state = State.TIME_WAIT
         self.app_closed = True
         self.snd_nxt = conn.snd_max  # our FIN is acknowledged: nothing lies beyond it
+        # RFC 5961 5.2: an ACK below SND.UNA - MAX.SND.WND is too old to be genuine.
+        self.ack_floor = seq.add(conn.snd_una, -max(conn.max_snd_wnd, 1))
         self.rcv_nxt = conn.rcv_nxt
         self.rcv_wnd = max(seq.sub(conn.rcv_adv, conn.rcv_nxt), 0)
         shift = conn.rcv_wscale if conn.ws_ok else 0
@@ -149,6 +152,10 @@ class TimeWaitRecord:
         if seq.gt(seg.ack, self.snd_nxt):
             self._drop("ack_of_unsent_data", now)
             self._challenge_ack(now, "ack_of_unsent_data")
+            return
+        if seq.lt(seg.ack, self.ack_floor):
+            self._drop("ack_too_old", now)
+            self._challenge_ack(now, "ack_too_old")
             return
         if self.ts_ok and ts is not None and seq.le(seg.seq, self.rcv_nxt):
             self.ts_recent, self.ts_recent_age = ts.tsval, now  # RFC 7323 4.3

@@ -169,3 +169,16 @@ def test_the_freebsd_profile_keeps_its_connection_through_time_wait() -> None:
     peer.expect(".")
     assert peer.state is State.TIME_WAIT
     assert peer.host.find(LOCAL_PORT, remote_ip(), REMOTE_PORT) is peer.c()
+
+
+@hows
+@pytest.mark.parametrize("ack_delta", [1, -70_000], ids=["unsent", "too_old"])
+def test_an_ack_outside_the_acceptable_range_gets_a_challenge_ack(how: str, ack_delta: int) -> None:
+    """RFC 5961 5.2 in TIME_WAIT too: SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT, or the segment
+    is dropped and answered with a (rate-limited) challenge ACK; the connection and its record alike."""
+    peer = time_wait(how=how)
+    snd_nxt = seq.add(peer.iss, 2)  # our SYN and FIN
+    peer.send(".", ack=seq.add(snd_nxt, ack_delta))
+    peer.expect(".", seq=snd_nxt, win=RCVBUF - 1)
+    assert peer.drops("ack_of_unsent_data" if ack_delta > 0 else "ack_too_old") == 1
+    assert peer.state is State.TIME_WAIT and peer.deadline() == 60.0

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from stack import seq
-from stack.inet import family, pack, tcp_overhead
+from stack.inet import family, is_ipv6, pack, tcp_overhead
 from stack.tcp import syncookies
 from stack.tcp.listener import Listener
 from stack.trace import SynCookieEvent, conn_id
@@ -58,7 +58,7 @@ class CookieOpen:
         listener.cookies_sent_at = now
         tuple_bytes = self._tuple_bytes(src, syn.src_port, syn.dst_port)
         peer_mss = syn.mss or host.config.default_peer_mss
-        cookie = self.cookies.make(now, tuple_bytes, syn.seq, peer_mss)
+        cookie = self.cookies.make(now, tuple_bytes, syn.seq, peer_mss, _mss_table(src))
         tsval = (int(now * TS_HZ) + self.cookies.ts_offset(tuple_bytes)) & seq.MASK
         mss = listener.config.mtu - tcp_overhead(src)  # as a connection offers (Handshake)
         synack = syncookies.synack(listener.config, syn, cookie, tsval, mss)
@@ -76,7 +76,7 @@ class CookieOpen:
         host = self.host
         tuple_bytes = self._tuple_bytes(src, ack.src_port, ack.dst_port)
         iss = seq.add(ack.ack, -1)
-        mss = self.cookies.check(now, tuple_bytes, seq.add(ack.seq, -1), iss)
+        mss = self.cookies.check(now, tuple_bytes, seq.add(ack.seq, -1), iss, _mss_table(src))
         opts = None if mss is None else syncookies.options_of(ack, mss, listener.config)
         cid = conn_id(host.local_address(src), ack.dst_port, src, ack.src_port)
         if opts is None:
@@ -96,3 +96,7 @@ class CookieOpen:
         ports = src_port.to_bytes(2, "big") + dst_port.to_bytes(2, "big")
         # inet_pton, not the cached `pack`: a flood of spoofed sources would fill its cache.
         return socket.inet_pton(family(src), src) + pack(self.host.local_address(src)) + ports
+
+
+def _mss_table(src: str) -> tuple[int, ...]:
+    return syncookies.MSS_TABLE6 if is_ipv6(src) else syncookies.MSS_TABLE

@@ -38,6 +38,7 @@ from stack.wire.tcp import (
 )
 
 MSS_TABLE = (536, 1300, 1440, 1460)  # Linux's msstab for IPv4
+MSS_TABLE6 = (1220, 1420, 1440, 8940)  # and for IPv6: MTUs 1280, 1480, 1500, 9000 less 60 octets
 COOKIE_BITS = 24
 COOKIE_MASK = (1 << COOKIE_BITS) - 1
 MAX_AGE = 2  # minutes a cookie stays valid (Linux MAX_SYNCOOKIE_AGE)
@@ -59,10 +60,10 @@ class CookieOptions:
     timestamps: bool
 
 
-def mss_index(peer_mss: int) -> int:
+def mss_index(peer_mss: int, table: tuple[int, ...] = MSS_TABLE) -> int:
     """The largest table entry not above the peer's MSS (index 0 when it is smaller still)."""
-    for i in range(len(MSS_TABLE) - 1, 0, -1):
-        if peer_mss >= MSS_TABLE[i]:
+    for i in range(len(table) - 1, 0, -1):
+        if peer_mss >= table[i]:
             return i
     return 0
 
@@ -110,14 +111,17 @@ class SynCookies:
     def _count(now: float) -> int:
         return int(now // 60)
 
-    def make(self, now: float, tuple_bytes: bytes, peer_isn: int, peer_mss: int) -> int:
-        """The cookie (our ISN) for a SYN with sequence number peer_isn on this 4-tuple."""
+    def make(self, now: float, tuple_bytes: bytes, peer_isn: int, peer_mss: int,
+             table: tuple[int, ...] = MSS_TABLE) -> int:
+        """The cookie (our ISN) for a SYN with sequence number peer_isn on this 4-tuple; `table`:
+        the MSS values of the family (MSS_TABLE6 for IPv6, whose smallest path is 1280)."""
         count = self._count(now)
-        data = mss_index(peer_mss)
+        data = mss_index(peer_mss, table)
         h2 = (self._hash(tuple_bytes, count, 2, peer_isn) + data) & COOKIE_MASK
         return (self._hash(tuple_bytes, 0, 1) + peer_isn + (count << COOKIE_BITS) + h2) & seq.MASK
 
-    def check(self, now: float, tuple_bytes: bytes, peer_isn: int, cookie: int) -> int | None:
+    def check(self, now: float, tuple_bytes: bytes, peer_isn: int, cookie: int,
+              table: tuple[int, ...] = MSS_TABLE) -> int | None:
         """The peer's MSS the cookie encodes, or None when it is not a valid, recent cookie."""
         count = self._count(now)
         v = (cookie - self._hash(tuple_bytes, 0, 1) - peer_isn) & seq.MASK
@@ -125,7 +129,7 @@ class SynCookies:
         if age >= MAX_AGE:
             return None
         data = (v - self._hash(tuple_bytes, count - age, 2, peer_isn)) & COOKIE_MASK
-        return MSS_TABLE[data] if data < len(MSS_TABLE) else None
+        return table[data] if data < len(table) else None
 
     def ts_offset(self, tuple_bytes: bytes) -> int:
         """The timestamp offset of a connection made from a cookie: found again from the tuple

@@ -13,6 +13,7 @@ from stack.tcp.state import State
 from stack.trace import StateChange, SynCookieEvent
 from stack.wire.tcp import Mss, SackPermitted, TcpSegment, Timestamps, WindowScale
 
+from . import harness
 from .harness import PLAIN, REMOTE_PORT, Peer, listening, our_mss, send_mss
 
 pytestmark = pytest.mark.usefixtures("family")  # each test over IPv4 and IPv6
@@ -68,7 +69,8 @@ def test_options_come_back_from_the_timestamp_bits() -> None:
     assert conn is not None
     info = conn.info()
     assert info["options"] == "ws,sack,ts"
-    assert info["mss"] == 1300 - 12  # the table's 1300 for a 1400 MSS, less the timestamps
+    # The family's table entry for a 1400 MSS (IPv4: 1300; IPv6: 1220), less the timestamps.
+    assert info["mss"] == (1220 if harness.FAMILY is harness.IPV6 else 1300) - 12
     assert info["snd_wnd"] == 100 << 5  # the peer's window scale, from the cookie
 
 
@@ -88,8 +90,9 @@ def test_without_timestamps_no_sack_or_window_scale() -> None:
 def test_a_wrong_cookie_gets_a_rst_and_no_connection() -> None:
     peer = listening(config=COOKIES)
     synack = cookie_syn(peer)
-    peer.send(".", ack=seq.add(synack.seq, 2))
-    peer.expect("R", seq=seq.add(synack.seq, 2), ack=0, win=0)
+    wrong = seq.add(synack.seq, 1 + 4096)  # (cookie + 1 is the next MSS index: a valid cookie)
+    peer.send(".", ack=wrong)
+    peer.expect("R", seq=wrong, ack=0, win=0)
     assert not peer.host.connections
     assert peer.host.counters["syncookies_failed"] == 1
     assert [e.action for e in peer.sink.of(SynCookieEvent)] == ["sent", "failed"]
@@ -151,6 +154,21 @@ def test_a_full_accept_queue_drops_the_cookie_ack_without_reset() -> None:
     peer.send(".", seq=peer.irs + 1)  # the retransmitted ACK now gets in
     assert peer.listener.accept() is not None
     assert len([e for e in peer.sink.of(StateChange) if e.new == "ESTABLISHED"]) == 2
+
+
+@pytest.mark.parametrize(("peer_mss", "v4", "v6"), [(1220, 536, 1220), (1400, 1300, 1220),
+                                                     (1460, 1460, 1440), (8960, 1460, 8940)])
+def test_the_cookie_carries_the_mss_from_the_familys_table(peer_mss: int, v4: int, v6: int) -> None:
+    """Linux's msstab per family: IPv4 536, 1300, 1440, 1460; IPv6 1220 (the 1280 minimum MTU),
+    1420, 1440, 8940: an IPv6 peer at the minimum MTU is not cut to 536."""
+    peer = listening(config=COOKIES.with_(mtu=9000))
+    peer.send("S", options=(Mss(peer_mss),))
+    synack = peer.expect_many(1)[0]
+    peer.ack = seq.add(synack.seq, 1)
+    peer.send(".")
+    assert peer.listener is not None
+    conn = peer.listener.accept()
+    assert conn is not None and conn.info()["mss"] == (v6 if harness.FAMILY is harness.IPV6 else v4)
 
 
 def test_a_cookie_synack_announces_the_window_scale_the_connection_uses() -> None:

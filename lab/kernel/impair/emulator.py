@@ -52,13 +52,13 @@ import contextlib
 import ctypes
 import heapq
 import json
+import math
 import os
 import random
 import signal
 import socket
 import subprocess
 import sys
-import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +77,7 @@ KERNEL_QUEUE_LEN = 16384  # pending verdicts the kernel keeps before it drops
 NETLINK_RCVBUF = 32 << 20  # room for bursts while Python is busy
 HEADER_COPY = 128  # bytes copied of each packet when the payload itself is not needed
 READ_BATCH = 256  # packets read per wake-up at most, so releases are not kept waiting
+READ_SLICE = 50e-6  # the least time given to reading per wake-up, however overdue a release is
 LATE_SAMPLES = 1000  # recent release wake-ups whose lateness stats.json summarises
 SO_TIMESTAMP = 29  # any socket asking for it makes the kernel stamp every received packet
 STATS_INTERVAL = 0.1
@@ -184,7 +185,7 @@ _Verdict = tuple[int, int, bytes | None]
 class QueueIO(Protocol):
     """What a wake-up needs of the kernel queue (`nfqueue.NfQueue`; a stand-in in tests)."""
 
-    def receive(self, limit: int = ...) -> list[nfqueue.QueuedPacket]: ...
+    def receive(self, limit: int = ..., until: float = ...) -> list[nfqueue.QueuedPacket]: ...
     def prepare(self, verdicts: list[_Verdict]) -> list[bytes]: ...
     def send(self, datagrams: list[bytes]) -> int: ...
 
@@ -360,8 +361,12 @@ class Emulator:
         ready = pacer.wait(fds, self.heap[0][0] if self.heap else None, limit)
         self.wakeups += 1
         if ready:
-            realtime_offset = time.time() - pacer.clock()
-            for packet in nfq.receive(READ_BATCH):
+            now = pacer.clock()
+            realtime_offset = pacer.wall() - now
+            # Read until the next release is near, READ_SLICE at least (a batch of MTU-sized
+            # packets takes Python milliseconds, and held a due release that long).
+            until = max(self.heap[0][0] - pacer.margin, now + READ_SLICE) if self.heap else math.inf
+            for packet in nfq.receive(READ_BATCH, until):
                 self.on_packet(packet, arrival(packet.timestamp, realtime_offset, pacer.clock()))
             self.dirty = True
         now = pacer.clock()

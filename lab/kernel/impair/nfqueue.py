@@ -18,8 +18,10 @@ The message layouts are pure functions, unit-tested without root.
 from __future__ import annotations
 
 import errno
+import math
 import socket
 import struct
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -278,8 +280,10 @@ class NfQueue:
                 pass
         self.sock.close()
 
-    def receive(self, limit: int = 1024) -> list[QueuedPacket]:
-        """Every packet waiting on the socket, up to `limit`, without blocking."""
+    def receive(self, limit: int = 1024, until: float = math.inf) -> list[QueuedPacket]:
+        """Every packet waiting on the socket, without blocking: up to `limit`, and no longer than
+        until the monotonic clock reads `until` (a release falls due then, and must not wait for
+        the end of a long read); at least one datagram's worth."""
         packets, self.backlog = self.backlog, []
         while len(packets) < limit:
             try:
@@ -292,6 +296,8 @@ class NfQueue:
                     continue
                 raise
             self._dispatch(n, packets)
+            if time.monotonic() >= until:
+                break
         return packets
 
     def prepare(self, verdicts: list[tuple[int, int, bytes | None]]) -> list[bytes]:

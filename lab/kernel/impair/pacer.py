@@ -29,13 +29,14 @@ Select = Callable[[Fds, Fds, Fds, float], tuple[list[int], list[int], list[int]]
 
 
 class Pacer:
-    """The loop's clock and sleep. Clock and select are parameters so that tests can run it on a
-    simulated clock whose sleeps come back late."""
+    """The loop's clocks and sleep. They are parameters so that tests can run it on a simulated
+    clock whose sleeps come back late."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic,
-                 select_fn: Select = select.select) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, select_fn: Select = select.select,
+                 wall: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self.select = select_fn
+        self.wall = wall  # the clock of the kernel's receive stamps (CLOCK_REALTIME)
         self.margin = SPIN_LIMIT  # until measured: wake a little early rather than late
         self.aimed: float | None = None  # when the last sleep was meant to end, if a release ended it
         self.spun = 0.0  # seconds spent spinning, for stats.json

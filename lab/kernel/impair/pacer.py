@@ -10,7 +10,7 @@ round trip. So the loop asks select (a microsecond timeout) to wake it `margin` 
 being what waking and preparing took lately (learned as TCP learns SRTT, RFC 6298), builds the
 verdicts, and `hold`s them until the release is due: the last SPIN_LIMIT spun on the clock, any
 longer remainder slept. A release then leaves within microseconds of its time, for at most
-SPIN_LIMIT of CPU per release wake-up and no spinning at all while no release is near.
+SPIN_LIMIT of CPU per release and SPIN_SHARE of the time, and no spinning while no release is near.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 SPIN_LIMIT = 90e-6  # the longest stretch spun before a release; anything longer is slept
+SPIN_SHARE = 0.1  # and at most this share of the time since the last release: a dense train of
+# releases (a rate-limited link) would otherwise keep a core spinning
 MAX_MARGIN = 1e-3  # a margin cap, so one stall (the host descheduling us) does not teach a spin
 MAX_ARRIVAL_LAG = 0.5  # a receive stamp older than this is not trusted (see `arrival`)
 LEARN = 0.125  # weight of the newest sample in `margin` (RFC 6298's alpha)
@@ -40,6 +42,7 @@ class Pacer:
         self.margin = SPIN_LIMIT  # until measured: wake a little early rather than late
         self.aimed: float | None = None  # when the last sleep was meant to end, if a release ended it
         self.spun = 0.0  # seconds spent spinning, for stats.json
+        self.last_hold = 0.0  # when the last release was held to
 
     def timeout(self, release: float | None, limit: float, now: float) -> float:
         """Seconds to ask of select at `now`: until `margin` before `release` or until `limit`,
@@ -59,19 +62,22 @@ class Pacer:
 
     def hold(self, release: float) -> None:
         """With the verdicts of `release` ready: learn how long waking and preparing took since the
-        wake-up aimed at, then wait until `release` (sleeping any part beyond SPIN_LIMIT)."""
+        wake-up aimed at, then wait until `release`: spin the last SPIN_LIMIT (or SPIN_SHARE of the
+        time since the last release, if less), sleep any longer part."""
         now = self.clock()
         if self.aimed is not None:
             took = min(max(now - self.aimed, 0.0), MAX_MARGIN)
             self.margin += LEARN * (took - self.margin)
             self.aimed = None
-        while release - now > SPIN_LIMIT:
-            self.select([], [], [], release - now - SPIN_LIMIT)
+        spin = min(SPIN_LIMIT, SPIN_SHARE * (now - self.last_hold))
+        while release - now > spin:
+            self.select([], [], [], release - now - spin)
             now = self.clock()
         start = now
-        while now < release:  # bounded by SPIN_LIMIT: a sleep this short would come back late
+        while now < release:  # bounded by `spin`: a sleep this short would come back late
             now = self.clock()
         self.spun += now - start
+        self.last_hold = now
 
 
 def lateness(samples: Iterable[float]) -> dict[str, float] | None:

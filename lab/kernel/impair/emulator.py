@@ -15,12 +15,13 @@ falls back to POSTROUTING of IF in NS, which is correct but throttles a local TC
 It enters the hook's namespace, binds NFQUEUE queue N (`nfqueue`, its own small netlink client),
 then adds the rule (IPv4 and IPv6) sending every packet of the direction, forwarded or locally
 made, to that queue. Each packet's verdict is held and given when the profile says the packet
-leaves, so a delayed packet costs a pending queue entry, not a copy. Per wake-up it reads every
-waiting packet and sends all verdicts due in one sendmsg (a single "all up to id N" verdict when
-they are the oldest held). Profiles that only delay (no loss, duplication, corruption or rate) take
-GSO super-packets whole (NFQA_CFG_F_GSO) and copy only their headers: up to 64 KB per packet, as
-netem sees them on a GSO-capable device. Other profiles get MTU-sized packets, because loss,
-duplication, corruption and rate are decided per packet on the wire.
+leaves, so a delayed packet costs a pending queue entry, not a copy. Per wake-up it reads the
+waiting packets (until a release falls due) and sends all verdicts due in one sendmsg (a single
+"all up to id N" verdict when they are the oldest held). Profiles that only delay (no loss,
+duplication, corruption or rate) take GSO super-packets whole (NFQA_CFG_F_GSO) and copy only
+their headers: up to 64 KB per packet, as netem sees them on a GSO-capable device. Other profiles
+get MTU-sized packets, because loss, duplication, corruption and rate are decided per packet on
+the wire.
 Duplicates are the one case that needs a second packet: the copy is written through a raw socket
 (on PREROUTING: routed from the receiving namespace; on POSTROUTING: bound to IF with SO_MARK set,
 which the rule skips so the copy is not queued again).

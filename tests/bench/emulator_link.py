@@ -218,8 +218,8 @@ def _emulator_stats(lab: Lab) -> dict[str, Any]:
         stats = backend.read_stats(lab.run_dir, lab.plan.node(end.node).netns, end.ifname)
         if stats:
             out[f"{end.node}->{end.peer_node}"] = {key: stats.get(key) for key in (
-                "seen", "delivered", "lost", "gso_packets", "wakeups", "sendmsgs", "late_ms", "hook",
-                "kernel_dropped")}
+                "seen", "delivered", "lost", "gso_packets", "wakeups", "sendmsgs", "late_ms", "spun_ms",
+                "margin_ms", "hook", "kernel_dropped")}
     return out
 
 

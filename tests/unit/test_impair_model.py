@@ -148,7 +148,7 @@ def test_gso_only_when_no_decision_is_per_wire_packet() -> None:
 
 
 def test_arrival_trusts_a_plausible_receive_stamp_only() -> None:
-    from lab.kernel.impair.emulator import MAX_ARRIVAL_LAG, arrival
+    from lab.kernel.impair.pacer import MAX_ARRIVAL_LAG, arrival
 
     offset, now = 1_700_000_000.0, 50.0  # wall clock = monotonic + offset
     assert arrival(offset + 49.998, offset, now) == pytest.approx(49.998)  # stamped 2 ms ago
@@ -171,7 +171,7 @@ def test_rules_queue_the_receiving_end_or_the_sending_end() -> None:
 
 
 def test_lateness_summary() -> None:
-    from lab.kernel.impair.emulator import lateness
+    from lab.kernel.impair.pacer import lateness
 
     assert lateness([]) is None
     summary = lateness([i / 1e5 for i in range(100)])  # 0 .. 0.99 ms

@@ -116,17 +116,19 @@ class _FakeQueue:
     def arrive(self, emulator: Any, packet_id: int, now: float, stamp: float | None = None) -> None:
         """Packet `packet_id` read at `now` (monotonic), stamped by the kernel at `stamp` (also
         monotonic here; the wall clock runs WALL seconds ahead), as the emulator's loop admits it."""
-        from lab.kernel.impair.emulator import arrival
+        from lab.kernel.impair.pacer import arrival
 
         self.plan.received(packet_id)
         wall = None if stamp is None else stamp + WALL
         packet = nfqueue.QueuedPacket(packet_id, 0x0800, b"\x45" + bytes(59), 1500, timestamp=wall)
         emulator.on_packet(packet, arrival(packet.timestamp, WALL, now))
 
-    def send_verdicts(self, verdicts: list[tuple[int, int, bytes | None]]) -> int:
-        sent = list(nfqueue.chunks(self.plan.messages(verdicts)))
-        self.datagrams += sent
-        return len(sent)
+    def prepare(self, verdicts: list[tuple[int, int, bytes | None]]) -> list[bytes]:
+        return list(nfqueue.chunks(self.plan.messages(verdicts)))
+
+    def send(self, datagrams: list[bytes]) -> int:
+        self.datagrams += datagrams
+        return len(datagrams)
 
     def take(self) -> list[list[Verdict]]:
         out = [_decode(d) for d in self.datagrams]

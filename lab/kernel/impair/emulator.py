@@ -15,19 +15,22 @@ falls back to POSTROUTING of IF in NS, which is correct but throttles a local TC
 It enters the hook's namespace, binds NFQUEUE queue N (`nfqueue`, its own small netlink client),
 then adds the rule (IPv4 and IPv6) sending every packet of the direction, forwarded or locally
 made, to that queue. Each packet's verdict is held and given when the profile says the packet
-leaves, so a delayed packet costs a pending queue entry, not a copy. Per wake-up it reads every
-waiting packet and sends all verdicts due in one sendmsg (a single "all up to id N" verdict when
-they are the oldest held). Profiles that only delay (no loss, duplication, corruption or rate) take
-GSO super-packets whole (NFQA_CFG_F_GSO) and copy only their headers: up to 64 KB per packet, as
-netem sees them on a GSO-capable device. Other profiles get MTU-sized packets, because loss,
-duplication, corruption and rate are decided per packet on the wire.
+leaves, so a delayed packet costs a pending queue entry, not a copy. Per wake-up it reads the
+waiting packets (until a release falls due) and sends all verdicts due in one sendmsg (a single
+"all up to id N" verdict when they are the oldest held). Profiles that only delay (no loss,
+duplication, corruption or rate) take GSO super-packets whole (NFQA_CFG_F_GSO) and copy only
+their headers: up to 64 KB per packet, as netem sees them on a GSO-capable device. Other profiles
+get MTU-sized packets, because loss, duplication, corruption and rate are decided per packet on
+the wire.
 Duplicates are the one case that needs a second packet: the copy is written through a raw socket
 (on PREROUTING: routed from the receiving namespace; on POSTROUTING: bound to IF with SO_MARK set,
 which the rule skips so the copy is not queued again).
 
 Timing: the delay counts from the kernel's receive stamp of the packet (`arrival`), so the time
-this process takes to wake up is not added to it, and the emulator runs SCHED_FIFO
-(`raise_priority`) so releases leave on time on a busy machine. A consequence of the hook: tcpdump
+this process takes to wake up is not added to it; the loop wakes early enough before a release to
+have its verdicts built when it is due (`pacer`: a timer wake-up and Python's work took 0.1 to
+0.2 ms, which each direction added); and the emulator runs SCHED_FIFO (`raise_priority`) so
+releases leave on time on a busy machine. A consequence of the hook: tcpdump
 on either end of the link sees a direction's packets before the emulator acts on them (the
 receiving interface's tap runs before PREROUTING), so captures show what was sent, lost packets
 included, at their sending times; the receiving stack or socket sees them impaired.
@@ -50,21 +53,20 @@ import contextlib
 import ctypes
 import heapq
 import json
+import math
 import os
 import random
-import select
 import signal
 import socket
 import subprocess
 import sys
-import time
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from lab.kernel.impair import nfqueue
+from lab.kernel.impair.pacer import Pacer, arrival, lateness
 from lab.kernel.impair.schedule import Counters, Fate, LinkSchedule, corrupt_packet
 from lab.model.impairment import Impairment
 
@@ -76,8 +78,8 @@ KERNEL_QUEUE_LEN = 16384  # pending verdicts the kernel keeps before it drops
 NETLINK_RCVBUF = 32 << 20  # room for bursts while Python is busy
 HEADER_COPY = 128  # bytes copied of each packet when the payload itself is not needed
 READ_BATCH = 256  # packets read per wake-up at most, so releases are not kept waiting
+READ_SLICE = 50e-6  # the least time given to reading per wake-up, however overdue a release is
 LATE_SAMPLES = 1000  # recent release wake-ups whose lateness stats.json summarises
-MAX_ARRIVAL_LAG = 0.5  # a receive stamp older than this is not trusted (see `arrival`)
 SO_TIMESTAMP = 29  # any socket asking for it makes the kernel stamp every received packet
 STATS_INTERVAL = 0.1
 NETNS_CHECK_INTERVAL = 0.5
@@ -95,28 +97,6 @@ def copy_range(profile: Impairment) -> int:
     """Bytes of each packet to copy to user space: all of it only when a copy or a corrupted
     version must be written back."""
     return nfqueue.MAX_COPY_RANGE if profile.duplicate or profile.corrupt else HEADER_COPY
-
-
-def lateness(samples: Iterable[float]) -> dict[str, float] | None:
-    """Median, 90th percentile and maximum of how late releases came, in milliseconds."""
-    ordered = sorted(samples)
-    if not ordered:
-        return None
-    n = len(ordered)
-    return {"p50": round(ordered[n // 2] * 1e3, 3), "p90": round(ordered[min(n - 1, n * 9 // 10)] * 1e3, 3),
-            "max": round(ordered[-1] * 1e3, 3)}
-
-
-def arrival(timestamp: float | None, realtime_offset: float, now: float) -> float:
-    """When the packet reached the interface, on the monotonic clock: its kernel receive stamp
-    (NFQA_TIMESTAMP, wall clock) when it has a plausible one, else `now` (when it was read).
-    Counting the delay from there, as netem counts from the enqueue, keeps the time this process
-    took to wake up out of the emulated delay."""
-    if timestamp is not None:
-        stamped = timestamp - realtime_offset
-        if now - MAX_ARRIVAL_LAG <= stamped <= now:
-            return stamped
-    return now
 
 
 def rule_args(chain: str, ifname: str, queue: int) -> list[str]:
@@ -203,6 +183,14 @@ _Held = tuple[float, int, int, bytes | None]
 _Verdict = tuple[int, int, bytes | None]
 
 
+class QueueIO(Protocol):
+    """What a wake-up needs of the kernel queue (`nfqueue.NfQueue`; a stand-in in tests)."""
+
+    def receive(self, limit: int = ..., until: float = ...) -> list[nfqueue.QueuedPacket]: ...
+    def prepare(self, verdicts: list[_Verdict]) -> list[bytes]: ...
+    def send(self, datagrams: list[bytes]) -> int: ...
+
+
 class Emulator:
     """The I/O shell around LinkSchedule: the queue, the rules, timers, signals and stats."""
 
@@ -220,6 +208,7 @@ class Emulator:
         self.sendmsgs = 0
         self.gso_packets = 0
         self.late: deque[float] = deque(maxlen=LATE_SAMPLES)
+        self.pacer = Pacer()
         self.scheduling = "normal"
         self.dirty = True
         self.stop = False
@@ -264,7 +253,6 @@ class Emulator:
         heap = self.heap
         if not heap or heap[0][0] > now:
             return
-        self.late.append(now - heap[0][0])  # how late this wake-up came for its first release
         while heap and heap[0][0] <= now:
             _due, _seq, packet_id, data = heapq.heappop(heap)
             self.schedule.released()
@@ -281,9 +269,9 @@ class Emulator:
                 self.raw[family] = self._raw_socket(family)
             self.raw[family].sendto(copy, (socket.inet_ntop(family, dst), 0))
 
-    def flush(self, nfq: nfqueue.NfQueue) -> None:
+    def flush(self, nfq: QueueIO) -> None:
         if self.verdicts:
-            self.sendmsgs += nfq.send_verdicts(self.verdicts)
+            self.sendmsgs += nfq.send(nfq.prepare(self.verdicts))
             self.verdicts = []
 
     # -- control --------------------------------------------------------------------------------
@@ -318,6 +306,8 @@ class Emulator:
             "netlink_errors": nfq.errors if nfq else 0,
             "overruns": nfq.overruns if nfq else 0,
             "late_ms": lateness(self.late),
+            "spun_ms": round(self.pacer.spun * 1e3, 3),  # CPU spent spinning just before releases
+            "margin_ms": round(self.pacer.margin * 1e3, 3),
             "scheduling": self.scheduling,
         })
         self.dirty = False
@@ -364,30 +354,45 @@ class Emulator:
             with contextlib.suppress(OSError):
                 self.write_stats(running=False, nfq=nfq)
 
+    def step(self, nfq: QueueIO, fds: list[int], limit: float) -> list[int]:
+        """One wake-up: wait for a packet, the next release or `limit`; admit what was read; if a
+        release is near, build its verdicts first and send them when it is due (`Pacer`).
+        Returns the descriptors that were readable."""
+        pacer = self.pacer
+        ready = pacer.wait(fds, self.heap[0][0] if self.heap else None, limit)
+        self.wakeups += 1
+        if ready:
+            now = pacer.clock()
+            realtime_offset = pacer.wall() - now
+            # Read until the next release is near, READ_SLICE at least (a batch of MTU-sized
+            # packets takes Python milliseconds, and held a due release that long).
+            until = max(self.heap[0][0] - pacer.margin, now + READ_SLICE) if self.heap else math.inf
+            for packet in nfq.receive(READ_BATCH, until):
+                self.on_packet(packet, arrival(packet.timestamp, realtime_offset, pacer.clock()))
+            self.dirty = True
+        now = pacer.clock()
+        if not self.heap or self.heap[0][0] > now + pacer.margin:
+            self.flush(nfq)  # drops and reordered packets: nothing is due yet
+            return ready
+        first = self.heap[0][0]
+        self.release_due(max(now, first))
+        datagrams = nfq.prepare(self.verdicts)
+        self.verdicts = []
+        pacer.hold(first)
+        self.late.append(pacer.clock() - first)  # how late this wake-up's first release left
+        self.sendmsgs += nfq.send(datagrams)
+        return ready
+
     def _loop(self, nfq: nfqueue.NfQueue, wake_fd: int) -> None:
         last_stats = last_ns_check = 0.0
         namespaces = {f"/run/netns/{self.netns}", f"/run/netns/{self.hook.netns}"}
         while not self.stop:
-            now = time.monotonic()
-            timeout = NETNS_CHECK_INTERVAL
-            if self.heap:
-                timeout = min(timeout, max(0.0, self.heap[0][0] - now))
+            limit = last_ns_check + NETNS_CHECK_INTERVAL
             if self.dirty:
-                timeout = min(timeout, max(0.0, last_stats + STATS_INTERVAL - now))
-            # select, not epoll: its timeout has microsecond resolution (epoll's is a millisecond).
-            ready, _, _ = select.select([nfq.fileno(), wake_fd], [], [], timeout)
-            self.wakeups += 1
-            if wake_fd in ready:
+                limit = min(limit, last_stats + STATS_INTERVAL)
+            if wake_fd in self.step(nfq, [nfq.fileno(), wake_fd], limit):
                 os.read(wake_fd, 512)
-            if ready:
-                clock = time.monotonic
-                realtime_offset = time.time() - clock()
-                for packet in nfq.receive(READ_BATCH):
-                    self.on_packet(packet, arrival(packet.timestamp, realtime_offset, clock()))
-                self.dirty = True
-            now = time.monotonic()
-            self.release_due(now)
-            self.flush(nfq)
+            now = self.pacer.clock()
             if self.reload:
                 self.reload = False
                 self.load_profile()

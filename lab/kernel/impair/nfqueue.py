@@ -8,7 +8,7 @@ Here (nfnetlink_queue, include/uapi/linux/netfilter/nfnetlink_queue.h):
 - `configure` sets the copy range (a few header bytes when the payload is not needed), the queue
   length and the flags (F_GSO: GSO packets are queued whole, with their checksum not yet filled in);
 - `receive` reads every packet waiting on the socket (up to a bound) in one wake-up;
-- `send_verdicts` writes all the verdicts of a wake-up in one sendmsg: several netlink messages in
+- `prepare` and `send` write all the verdicts of a wake-up in one sendmsg: several netlink messages in
   one datagram, and, where the accepted packets are the oldest ones the kernel holds, a single
   NFQNL_MSG_VERDICT_BATCH ("every id up to N") instead of one message each (`VerdictPlan`).
 
@@ -18,8 +18,10 @@ The message layouts are pure functions, unit-tested without root.
 from __future__ import annotations
 
 import errno
+import math
 import socket
 import struct
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -278,8 +280,10 @@ class NfQueue:
                 pass
         self.sock.close()
 
-    def receive(self, limit: int = 1024) -> list[QueuedPacket]:
-        """Every packet waiting on the socket, up to `limit`, without blocking."""
+    def receive(self, limit: int = 1024, until: float = math.inf) -> list[QueuedPacket]:
+        """Every packet waiting on the socket, without blocking: up to `limit`, and no longer than
+        until the monotonic clock reads `until` (a release falls due then, and must not wait for
+        the end of a long read); at least one datagram's worth."""
         packets, self.backlog = self.backlog, []
         while len(packets) < limit:
             try:
@@ -292,17 +296,20 @@ class NfQueue:
                     continue
                 raise
             self._dispatch(n, packets)
+            if time.monotonic() >= until:
+                break
         return packets
 
-    def send_verdicts(self, verdicts: list[tuple[int, int, bytes | None]]) -> int:
-        """Give every verdict of one wake-up; returns the number of sendmsg calls made."""
-        if not verdicts:
-            return 0
-        calls = 0
-        for datagram in chunks(self.plan.messages(verdicts)):
+    def prepare(self, verdicts: list[tuple[int, int, bytes | None]]) -> list[bytes]:
+        """The datagrams that give every verdict of one wake-up (built ahead of the time they
+        are due, so that only `send` is left to do then)."""
+        return list(chunks(self.plan.messages(verdicts))) if verdicts else []
+
+    def send(self, datagrams: list[bytes]) -> int:
+        """Write prepared verdict datagrams; returns the number of sendmsg calls made."""
+        for datagram in datagrams:
             self.sock.send(datagram)
-            calls += 1
-        return calls
+        return len(datagrams)
 
     def _next_seq(self) -> int:
         self.seq += 1

@@ -115,6 +115,10 @@ class TcpConfig:
     # aborts the connection (RFC 9293 3.10.7.4 without RFC 5961).
     rfc5961_rst: bool = True
     rfc5961_syn: bool = True
+    # Drop every segment with both SYN and FIN set, in any state and for any port, without an
+    # answer (FreeBSD's net.inet.tcp.drop_synfin); off, RFC 9293 3.10.7 processes it as a SYN
+    # (and its FIN). Host-wide: the host's config decides, as a sysctl does.
+    drop_synfin: bool = False
 
     # RFC 5961 challenge ACKs: about this many per second per host, the budget of each second
     # drawn at random from [limit/2, 3*limit/2) (Linux's tcp_challenge_ack_limit; 0: none).

@@ -31,10 +31,10 @@ from stack.tcp.ratelimit import ChallengeAckLimiter
 from stack.tcp.state import State
 from stack.tcp.time_wait import TimeWaitRecord, can_stand_in
 from stack.timer_heap import TimerHeap
-from stack.trace import Drop, PacketEvent, SegmentEvent, Trace, conn_id
+from stack.trace import Drop, PacketEvent, Trace, conn_id, segment_event
 from stack.wire import icmp, ipv4, vnet
 from stack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, IPv4Packet, build_ipv4, pack_addr, parse_ipv4
-from stack.wire.tcp import ACK, RST, SYN, TcpSegment, build_tcp, flags_str, format_options, parse_tcp
+from stack.wire.tcp import ACK, FIN, RST, SYN, TcpSegment, build_tcp, parse_tcp
 
 EPHEMERAL_PORTS = (32768, 60999)  # Linux's default ip_local_port_range
 ConnKey = tuple[str, int, int]  # (remote ip, remote port, local port)
@@ -43,6 +43,8 @@ Entry = TcpConnection | TimeWaitRecord  # what the table holds: orphans in TIME_
 # with the largest options) must stay under Linux's GSO_MAX_SIZE 65536 and the 16-bit lengths.
 GSO_MAX_PAYLOAD = 0xFFFF - 20 - 60
 GSO_MAX_PAYLOAD6 = 0xFFFF - 40 - 60
+SYN_FIN = SYN | FIN
+DROP_SYN_FIN = "tcp_syn_fin"  # TcpConfig.drop_synfin: a segment with SYN and FIN, dropped unanswered
 
 
 class Host(PassiveOpen):
@@ -336,10 +338,7 @@ class Host(PassiveOpen):
 
     def _transmit_segment(self, remote_ip: str, seg: TcpSegment, cid: str, now: float, gso: int = 0) -> None:
         if self.trace.enabled:
-            self.trace.emit(
-                SegmentEvent(now, "out", cid, flags_str(seg.flags), seg.seq, seg.ack, seg.window,
-                             len(seg.payload), format_options(seg.options), gso)
-            )
+            self.trace.emit(segment_event(now, "out", cid, seg, gso))
         if self.ip6 is not None and is_ipv6(remote_ip):
             self.ip6.send_tcp(remote_ip, seg, now, gso)
             return
@@ -356,7 +355,6 @@ class Host(PassiveOpen):
         if self.trace.enabled:
             self.trace.emit(PacketEvent(now, "out", packet))
 
-
     # ------------------------------------------------------------------ TCP demultiplexing
 
     def on_tcp(self, src: str, seg: TcpSegment, now: float, gso: int = 0) -> None:
@@ -365,10 +363,10 @@ class Host(PassiveOpen):
         if self.trace.enabled:
             cid = conn.id if conn is not None else conn_id(self.local_address(src), seg.dst_port, src,
                                                             seg.src_port)
-            self.trace.emit(
-                SegmentEvent(now, "in", cid, flags_str(seg.flags), seg.seq, seg.ack, seg.window,
-                             len(seg.payload), format_options(seg.options), gso)
-            )
+            self.trace.emit(segment_event(now, "in", cid, seg, gso))
+        if seg.flags & SYN_FIN == SYN_FIN and self.config.drop_synfin:
+            self.drop(DROP_SYN_FIN, now)  # in any state, never answered (FreeBSD's drop_synfin)
+            return
         if conn is not None:
             # RFC 6191 / RFC 9293 3.10.7.4 note: a new SYN may reuse a TIME_WAIT 4-tuple when its
             # sequence number is above the old connection's.

@@ -101,7 +101,7 @@ def test_the_cleanup_command_is_noted_and_never_fails_the_script() -> None:
 @pytest.mark.parametrize(
     ("command", "construct"),
     [
-        ("`sysctl -w net.inet.tcp.drop_synfin=1`", "sysctl net.inet.tcp.drop_synfin=1"),
+        ("`sysctl -w net.inet.tcp.syncookies_only=1`", "sysctl net.inet.tcp.syncookies_only=1"),
         ("`sysctl -w net.inet.tcp.fastopen.client_enable=1`", "sysctl net.inet.tcp.fastopen.client_enable=1"),
         ("`tcpdrop -s TIME_WAIT`", "shell command `tcpdrop`"),
     ],
@@ -111,7 +111,7 @@ def test_a_setting_the_stack_cannot_honour_is_unsupported_naming_it(command: str
     result = run_text(script)
     assert result.outcome == "unsupported" and result.unsupported == construct
     assert result.failure is not None and result.failure.line == PASSIVE.count("\n") + 1
-    assert run_text(PASSIVE + "+0 `sysctl -w net.inet.tcp.drop_synfin=0`\n").passed
+    assert run_text(PASSIVE + "+0 `sysctl -w net.inet.tcp.syncookies_only=0`\n").passed
 
 
 def test_shell_interpretation_of_linux_buffer_triples_and_bad_values() -> None:
@@ -131,6 +131,7 @@ def test_shell_interpretation_of_linux_buffer_triples_and_bad_values() -> None:
     assert interpret("sysctl -w net.inet.tcp.rexmit_slop=200").changes == {"rto_slop": 0.2}
     assert interpret("sysctl -w kern.ipc.maxsockbuf=73728").changes == {"wscale_space": 73728}
     assert interpret("sysctl -w net.inet.tcp.icmp_may_rst=0").changes == {"icmp_hard_errors": False}
+    assert interpret("sysctl -w net.inet.tcp.drop_synfin=1").changes == {"drop_synfin": True}
 
 
 # --- system calls ----------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ MAPPED: dict[str, Callable[[str], _Changes]] = {
     "net.inet.tcp.keepidle": _ms("keepalive_idle"),
     "net.inet.tcp.keepintvl": _ms("keepalive_interval"),
     "net.inet.tcp.keepcnt": _to("keepalive_count"),
+    "net.inet.tcp.keepinit": _ms("keepinit"),
     "net.inet.tcp.rexmit_initial": _ms("rto_initial"),
     "net.inet.tcp.rexmit_min": _ms("rto_min"),
     "net.inet.tcp.rexmit_slop": _ms("rto_slop"),

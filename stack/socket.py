@@ -38,6 +38,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from stack import sockopts
 from stack.config import TcpConfig
 from stack.driver import StackRuntime
 from stack.inet import AF_INET, AF_INET6, canonical, is_ipv6, mapped
@@ -59,9 +60,11 @@ SO_RCVBUF = _pysocket.SO_RCVBUF
 SO_REUSEADDR = _pysocket.SO_REUSEADDR
 SO_ERROR = _pysocket.SO_ERROR
 TCP_NODELAY = _pysocket.TCP_NODELAY
-TCP_KEEPIDLE = getattr(_pysocket, "TCP_KEEPIDLE", 4)
-TCP_KEEPINTVL = getattr(_pysocket, "TCP_KEEPINTVL", 5)
-TCP_KEEPCNT = getattr(_pysocket, "TCP_KEEPCNT", 6)
+TCP_KEEPIDLE = sockopts.TCP_KEEPIDLE
+TCP_KEEPINTVL = sockopts.TCP_KEEPINTVL
+TCP_KEEPCNT = sockopts.TCP_KEEPCNT
+TCP_KEEPINIT = sockopts.TCP_KEEPINIT
+TCP_NOOPT = sockopts.TCP_NOOPT
 TCP_CONGESTION = getattr(_pysocket, "TCP_CONGESTION", 13)
 MSG_OOB = _pysocket.MSG_OOB
 MSG_PEEK = _pysocket.MSG_PEEK
@@ -193,14 +196,11 @@ class Socket:
                 self._after()
             if self.listener is not None:
                 self.listener.nodelay = bool(value)
-        elif level == IPPROTO_TCP and option in (TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT):
-            field = {TCP_KEEPIDLE: "keepalive_idle", TCP_KEEPINTVL: "keepalive_interval",
-                     TCP_KEEPCNT: "keepalive_count"}[option]
-            v = value if isinstance(value, int) else int.from_bytes(value, 'little')
-            self._config = self._config.with_(**{field: v})
+        elif (level, option) in sockopts.CONFIG_OPTIONS:
+            self._config = sockopts.set_option(self._config, level, option, value)
             if conn is not None:
-                conn.config = conn.config.with_(**{field: v})
-                conn.set_keepalive(conn.keepalive, now)
+                conn.config = sockopts.set_option(conn.config, level, option, value)
+                conn.set_keepalive(conn.keepalive, now)  # re-armed, should the option be one of its
                 self._after()
         elif level == IPPROTO_TCP and option == TCP_CONGESTION:
             name = value.decode() if isinstance(value, bytes) else str(value)
@@ -228,10 +228,8 @@ class Socket:
             return 0
         if level == IPPROTO_TCP and option == TCP_NODELAY:
             return int(self._nodelay)
-        if level == IPPROTO_TCP and option in (TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT):
-            cfg = conn.config if conn is not None else self._config
-            keepalive = {TCP_KEEPIDLE: cfg.keepalive_idle, TCP_KEEPINTVL: cfg.keepalive_interval}
-            return int(keepalive.get(option, cfg.keepalive_count))  # seconds, or the probe count
+        if (level, option) in sockopts.CONFIG_OPTIONS:
+            return sockopts.get_option(conn.config if conn is not None else self._config, level, option)
         if level == SOL_SOCKET and option == SO_LINGER:
             return int(self._linger_zero)
         raise OSError(92, f"option ({level}, {option}) not supported by the stack")

@@ -132,6 +132,7 @@ def test_shell_interpretation_of_linux_buffer_triples_and_bad_values() -> None:
     assert interpret("sysctl -w kern.ipc.maxsockbuf=73728").changes == {"wscale_space": 73728}
     assert interpret("sysctl -w net.inet.tcp.icmp_may_rst=0").changes == {"icmp_hard_errors": False}
     assert interpret("sysctl -w net.inet.tcp.drop_synfin=1").changes == {"drop_synfin": True}
+    assert interpret("sysctl -w net.inet.tcp.keepinit=15000").changes == {"keepinit": 15.0}
 
 
 # --- system calls ----------------------------------------------------------------------------------
@@ -333,6 +334,17 @@ def test_tcpi_state_assertions_check_the_socket_under_test() -> None:
     _fails_at(PASSIVE + wrong + "\n", wrong)
     result = run_text(PASSIVE + "+0 %{ print(tcpi_rto) }%\n")
     assert result.outcome == "unsupported" and result.unsupported == "%{ }% code block"
+
+
+def test_tcpi_options_assertions_check_the_options_negotiated() -> None:
+    good = PASSIVE + "+0 %{ assert tcpi_options == 6 }%\n"  # SACK (2) and window scale (4)
+    assert run_text(good).passed, run_text(good).text()
+    wrong = "+0 %{ assert tcpi_options == 0 }%"
+    _fails_at(PASSIVE + wrong + "\n", wrong)
+    noopt = PASSIVE.replace("+0  bind", "+0  setsockopt(3, IPPROTO_TCP, TCP_NOOPT, [1], 4) = 0\n+0  bind")
+    noopt = noopt.replace("> S. 0:0(0) ack 1 <...>", "> S. 0:0(0) ack 1")
+    noopt += "+0 getsockopt(4, IPPROTO_TCP, TCP_NOOPT, [1], [4]) = 0\n+0 %{ assert tcpi_options == 0 }%\n"
+    assert run_text(noopt).passed, run_text(noopt).text()
 
 
 def test_keepalive_settings_read_back_and_ewouldblock_is_eagain() -> None:

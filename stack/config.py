@@ -122,6 +122,13 @@ class TcpConfig:
     # aborts the connection (RFC 9293 3.10.7.4 without RFC 5961).
     rfc5961_rst: bool = True
     rfc5961_syn: bool = True
+    # The IP header of the connection's packets (IP_TTL, IP_TOS; IPV6_UNICAST_HOPS, IPV6_TCLASS):
+    # TTL / hop limit 64 (RFC 1700's recommendation, Linux's default), DSCP 0 (RFC 2474).
+    ip_ttl: int = 64
+    ip_tos: int = 0
+    ipv6_hops: int = 64
+    ipv6_tclass: int = 0
+
     # Drop every segment with both SYN and FIN set, in any state and for any port, without an
     # answer (FreeBSD's net.inet.tcp.drop_synfin); off, RFC 9293 3.10.7 processes it as a SYN
     # (and its FIN). Host-wide: the host's config decides, as a sysctl does.

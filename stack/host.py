@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from stack import seq, tunpath
+from stack.closed_port import ClosedPort, ConfigOf
 from stack.config import TcpConfig
 from stack.cookie_open import CookieOpen
 from stack.errors import ParseError
@@ -34,7 +35,7 @@ from stack.timer_heap import TimerHeap
 from stack.trace import Drop, PacketEvent, Trace, conn_id, segment_event
 from stack.wire import icmp, ipv4, vnet
 from stack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, IPv4Packet, build_ipv4, pack_addr, parse_ipv4
-from stack.wire.tcp import ACK, FIN, RST, SYN, TcpSegment, build_tcp, parse_tcp
+from stack.wire.tcp import ACK, FIN, SYN, TcpSegment, build_tcp, parse_tcp
 
 EPHEMERAL_PORTS = (32768, 60999)  # Linux's default ip_local_port_range
 ConnKey = tuple[str, int, int]  # (remote ip, remote port, local port)
@@ -47,7 +48,7 @@ SYN_FIN = SYN | FIN
 DROP_SYN_FIN = "tcp_syn_fin"  # TcpConfig.drop_synfin: a segment with SYN and FIN, dropped unanswered
 
 
-class Host(PassiveOpen):
+class Host(ClosedPort, PassiveOpen):
     def __init__(
         self,
         address: str,
@@ -82,6 +83,7 @@ class Host(PassiveOpen):
         self._clock = 0.0  # the latest `now` seen (application calls bring none)
         self.connections: dict[ConnKey, Entry] = {}
         self.listeners: dict[int, Listener] = {}
+        self.bound: dict[int, ConfigOf] = {}  # stack.closed_port
         self._out: list[bytes] = []
         self._events: dict[object, None] = {}  # insertion-ordered set
         self._batch = tunpath.BatchAcks()
@@ -334,23 +336,28 @@ class Host(PassiveOpen):
         return ident
 
     def _transmit(self, conn: Entry, seg: TcpSegment, now: float, gso: int = 0) -> None:
-        self._transmit_segment(conn.remote_ip, seg, conn.id, now, gso)
+        self._transmit_segment(conn.remote_ip, seg, conn.id, now, gso, conn.config)
 
-    def _transmit_segment(self, remote_ip: str, seg: TcpSegment, cid: str, now: float, gso: int = 0) -> None:
+    def _transmit_segment(self, remote_ip: str, seg: TcpSegment, cid: str, now: float, gso: int = 0,
+                          config: TcpConfig | None = None) -> None:
+        """`config`: the IP header fields (TTL, TOS; hop limit, traffic class) of the socket
+        that sends seg; the host's by default."""
+        cfg = config or self.config
         if self.trace.enabled:
             self.trace.emit(segment_event(now, "out", cid, seg, gso))
         if self.ip6 is not None and is_ipv6(remote_ip):
-            self.ip6.send_tcp(remote_ip, seg, now, gso)
+            self.ip6.send_tcp(remote_ip, seg, now, gso, cfg)
             return
         if self.offload:
-            tunpath.send_tcp_offload(self, remote_ip, seg, now, gso)
+            tunpath.send_tcp_offload(self, remote_ip, seg, now, gso, cfg)
             return
         dst = pack_addr(remote_ip)
         tcp = build_tcp(seg, self.address_raw, dst)
         ident = self.next_ip_ident()
-        # The header build_ipv4 would make (DF, TTL 64), without an IPv4Packet per segment.
+        # The header build_ipv4 would make (DF), without an IPv4Packet per segment.
         total = ipv4.MIN_HEADER_LEN + len(tcp)
-        packet = ipv4.ipv4_header(self.address_raw, dst, PROTO_TCP, total, ident) + tcp
+        header = ipv4.ipv4_header(self.address_raw, dst, PROTO_TCP, total, ident, cfg.ip_ttl, cfg.ip_tos)
+        packet = header + tcp
         self._out.append(packet)
         if self.trace.enabled:
             self.trace.emit(PacketEvent(now, "out", packet))
@@ -384,24 +391,6 @@ class Host(PassiveOpen):
             self._on_listen(listener, src, seg, now)
             return
         self._reset_closed(src, seg, now, "closed_port")
-
-    def _reset_closed(self, src: str, seg: TcpSegment, now: float, reason: str) -> None:
-        """RFC 9293 3.10.7.1: answer a segment for no connection with a RST, never a RST."""
-        self.drop(reason, now)
-        if seg.flags & RST:
-            return
-        if seg.flags & ACK:
-            rst = TcpSegment(seg.dst_port, seg.src_port, seg.ack, 0, RST, 0)
-        else:
-            rst = TcpSegment(
-                seg.dst_port, seg.src_port, 0, seq.add(seg.seq, seg.seg_len), RST | ACK, 0
-            )
-        if not self.bounds.rst.allow(now):
-            self.counters["rst_rate_limited"] += 1
-            return
-        self.counters["rst_sent"] += 1
-        cid = conn_id(self.local_address(src), seg.dst_port, src, seg.src_port)
-        self._transmit_segment(src, rst, cid, now)
 
     # ------------------------------------------------------------------ ICMP
 

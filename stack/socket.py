@@ -245,6 +245,11 @@ class Socket:
         if ip not in ours and (not ip or canonical(ip) not in ours):
             raise OSError(99, f"Cannot assign requested address {ip}")
         self._port = port or None
+        if self._port is not None:  # a RST for the port carries our IP options (stack.closed_port)
+            self.host.bind_port(self._port, self._own_config)
+
+    def _own_config(self) -> TcpConfig:
+        return self._config
 
     def _name(self, ip: str, port: int) -> Address:
         """An address as this socket's family spells it (see the module docstring)."""
@@ -281,6 +286,7 @@ class Socket:
 
     def listen(self, backlog: int = 128) -> None:
         port = self._port or self.host.ephemeral_port("0.0.0.0", 0)
+        self.host.unbind_port(port, self._own_config)
         self.listener = self.host.listen(port, backlog, self._config)
         self.listener.keepalive = self._keepalive
         self.listener.nodelay = self._nodelay
@@ -295,6 +301,7 @@ class Socket:
         conn = self.host.connect(ip, port, self.runtime.now(),
                                  local_port=self._port, config=self._config, setup=self._setup)
         self.conn = conn
+        self.host.unbind_port(conn.local_port, self._own_config)
         self.runtime.pump()
         await self._with_timeout(wait_connected(self.runtime, conn))
 
@@ -396,6 +403,8 @@ class Socket:
             return
         self._closed = True
         now = self.runtime.now()
+        if self._port is not None:
+            self.host.unbind_port(self._port, self._own_config)
         if self.listener is not None:
             self.host.close_listener(self.listener, now)
             self.runtime.pump()

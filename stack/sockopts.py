@@ -85,6 +85,10 @@ CONFIG_OPTIONS: dict[tuple[int, int], ConfigOption] = {
         "keepinit", lambda v: _seconds(v) or None, lambda c: _int(c or 0)
     ),
     (IPPROTO_TCP, TCP_NOOPT): ConfigOption("noopt", bool, _int),
+    (IPPROTO_IP, IP_TTL): ConfigOption("ip_ttl", _hops, _int),
+    (IPPROTO_IP, IP_TOS): ConfigOption("ip_tos", _class, _int),
+    (IPPROTO_IPV6, IPV6_UNICAST_HOPS): ConfigOption("ipv6_hops", _hops, _int),
+    (IPPROTO_IPV6, IPV6_TCLASS): ConfigOption("ipv6_tclass", _class, _int),
 }
 
 

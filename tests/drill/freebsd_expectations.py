@@ -77,7 +77,6 @@ _UNSUPPORTED = [
     (r"icmp|IP-level", "missing feature (runner): ICMP and IP-level packets in scripts"),
     (r"%\{", "missing feature (runner): %{ }% Python blocks (tcpi_state assertions)"),
     (r"md5|MD5", "missing feature: TCP MD5 signatures (RFC 2385)"),
-    (r"'!'", "missing feature (runner): nplab packetdrill's '!' sequence-number marker"),
 ]
 
 _FAIL = [

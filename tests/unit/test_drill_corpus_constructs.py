@@ -347,6 +347,24 @@ def test_tcpi_options_assertions_check_the_options_negotiated() -> None:
     assert run_text(noopt).passed, run_text(noopt).text()
 
 
+def test_ip_header_fields_of_outbound_packets_are_checked() -> None:
+    options = "+0  setsockopt(3, IPPROTO_IP, IP_TTL, [4], 4) = 0\n"
+    options += "+0  setsockopt(3, IPPROTO_IP, IP_TOS, [IPTOS_DSCP_CS1], 4) = 0\n+0  bind"
+    script = PASSIVE.replace("+0  bind", options).replace("> S. 0:0(0)", "> (ttl 4, tos 0x20) S. 0:0(0)")
+    script += "+0 getsockopt(4, IPPROTO_IP, IP_TTL, [4], [4]) = 0\n"
+    script += "+0 setsockopt(4, IPPROTO_IP, IP_TTL, [6], 4) = 0\n+0 close(4) = 0\n"
+    assert run_text(script + "+0 > (ttl 6, tos 0x20) F. 1:1(0) ack 1 <...>\n").passed
+    wrong = "+0 > (ttl 64) F. 1:1(0) ack 1 <...>"
+    assert "ttl 6, expected 64" in _fails_at(script + wrong + "\n", wrong)
+    wrong = "+0 > (tos 0x00) F. 1:1(0) ack 1 <...>"
+    assert "tos 0x20, expected 0x00" in _fails_at(script + wrong + "\n", wrong)
+    # A RST for a port bound but not listening goes out with the socket's TTL, its sequence
+    # number as on the wire (`!`).
+    bound = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 setsockopt(3, IPPROTO_IP, IP_TTL, [4], 4) = 0\n"
+    bound += "+0 bind(3, ..., ...) = 0\n+0 < S 0:0(0) win 1000\n+0 > (ttl 4) R. 0:0(0)! ack 1 win 0\n"
+    assert run_text(bound).passed, run_text(bound).text()
+
+
 def test_keepalive_settings_read_back_and_ewouldblock_is_eagain() -> None:
     script = "0 `sysctl -w net.inet.tcp.keepidle=15000`\n" + PASSIVE.replace("0   socket", "+0  socket")
     good = script + "+0 getsockopt(4, IPPROTO_TCP, TCP_KEEPIDLE, [15], [4]) = 0\n"

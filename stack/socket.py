@@ -60,11 +60,6 @@ SO_RCVBUF = _pysocket.SO_RCVBUF
 SO_REUSEADDR = _pysocket.SO_REUSEADDR
 SO_ERROR = _pysocket.SO_ERROR
 TCP_NODELAY = _pysocket.TCP_NODELAY
-TCP_KEEPIDLE = sockopts.TCP_KEEPIDLE
-TCP_KEEPINTVL = sockopts.TCP_KEEPINTVL
-TCP_KEEPCNT = sockopts.TCP_KEEPCNT
-TCP_KEEPINIT = sockopts.TCP_KEEPINIT
-TCP_NOOPT = sockopts.TCP_NOOPT
 TCP_CONGESTION = getattr(_pysocket, "TCP_CONGESTION", 13)
 MSG_OOB = _pysocket.MSG_OOB
 MSG_PEEK = _pysocket.MSG_PEEK
@@ -198,6 +193,8 @@ class Socket:
                 self.listener.nodelay = bool(value)
         elif (level, option) in sockopts.CONFIG_OPTIONS:
             self._config = sockopts.set_option(self._config, level, option, value)
+            if self.listener is not None:  # for the connections it accepts from now on
+                self.listener.config = sockopts.set_option(self.listener.config, level, option, value)
             if conn is not None:
                 conn.config = sockopts.set_option(conn.config, level, option, value)
                 conn.set_keepalive(conn.keepalive, now)  # re-armed, should the option be one of its

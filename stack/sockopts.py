@@ -39,12 +39,19 @@ def _invalid(what: str) -> OSError:
 
 
 def _hops(v: int) -> int:
-    """IP_TTL, IPV6_UNICAST_HOPS: 1..255 (0 too for IPv6 hops), -1 for the default (RFC 3493 5.1)."""
+    """IPV6_UNICAST_HOPS: 0..255, or -1 for the default (RFC 3493 5.1)."""
     if v == -1:
         return DEFAULT_HOPS
     if not 0 <= v <= 255:
         raise _invalid(f"hop limit {v} (0..255 or -1)")
     return v
+
+
+def _ttl(v: int) -> int:
+    """IP_TTL: 1..255, or -1 for the default (Linux refuses 0: no router forwards it)."""
+    if v == 0:
+        raise _invalid("TTL 0 (1..255 or -1)")
+    return _hops(v)
 
 
 def _class(v: int) -> int:
@@ -85,7 +92,7 @@ CONFIG_OPTIONS: dict[tuple[int, int], ConfigOption] = {
         "keepinit", lambda v: _seconds(v) or None, lambda c: _int(c or 0)
     ),
     (IPPROTO_TCP, TCP_NOOPT): ConfigOption("noopt", bool, _int),
-    (IPPROTO_IP, IP_TTL): ConfigOption("ip_ttl", _hops, _int),
+    (IPPROTO_IP, IP_TTL): ConfigOption("ip_ttl", _ttl, _int),
     (IPPROTO_IP, IP_TOS): ConfigOption("ip_tos", _class, _int),
     (IPPROTO_IPV6, IPV6_UNICAST_HOPS): ConfigOption("ipv6_hops", _hops, _int),
     (IPPROTO_IPV6, IPV6_TCLASS): ConfigOption("ipv6_tclass", _class, _int),

@@ -168,11 +168,31 @@ def test_a_bound_port_resets_with_its_sockets_fields_until_it_listens(net: TwoHo
 def test_out_of_range_values_are_refused_and_minus_one_restores_defaults(net: TwoHosts, family: str) -> None:
     fam, _, _, level, hops, tclass = FAMILIES[family]
     sock = net.stack_a.socket(fam)
-    for option, bad in ((hops, 256), (hops, -2), (tclass, 256)):
+    zero = [(hops, 0)] if family == "ipv4" else []  # a TTL of 0; IPv6 allows a hop limit of 0
+    for option, bad in ((hops, 256), (hops, -2), (tclass, 256), *zero):
         with pytest.raises(OSError) as err:
             sock.setsockopt(level, option, bad)
         assert err.value.errno == errno.EINVAL
     sock.setsockopt(level, hops, 1)
+    assert sock.getsockopt(level, hops) == 1
     sock.setsockopt(level, hops, -1)
     sock.setsockopt(level, tclass, -1)
     assert (sock.getsockopt(level, hops), sock.getsockopt(level, tclass)) == (64, 0)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_setsockopt_on_a_listener_holds_for_what_it_accepts_next(net: TwoHosts, family: str) -> None:
+    fam, server, _, level, hops, _ = FAMILIES[family]
+
+    async def main() -> None:
+        srv = net.stack_b.socket(fam)
+        srv.bind(("", PORT))
+        srv.listen(4)
+        srv.setsockopt(level, hops, 7)
+        cli = net.stack_a.socket(fam)
+        await cli.aconnect((server, PORT))
+        child, _ = await srv.aaccept()
+        assert child.getsockopt(level, hops) == 7
+
+    net.run(main())
+    assert _fields(net.sink_b)[0][:2] == ("S.", 7)

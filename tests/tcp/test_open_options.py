@@ -12,7 +12,7 @@ import pytest
 from stack import seq
 from stack.config import TcpConfig, freebsd_profile
 from stack.sim import LinkProfile
-from stack.socket import IPPROTO_TCP, TCP_KEEPINIT, TCP_NOOPT
+from stack.sockopts import IPPROTO_TCP, TCP_KEEPINIT, TCP_NOOPT
 from stack.tcp.state import State
 from stack.wire.tcp import Mss, SackPermitted, Timestamps, WindowScale
 from tests.two_hosts import TwoHosts, two_hosts
@@ -120,6 +120,17 @@ def test_noopt_listener_answers_with_a_bare_syn_ack() -> None:
     peer.expect_none()
     assert peer.state is State.ESTABLISHED and peer.c().info()["options"] == ""
     assert peer.c().info()["mss"] == 1000
+
+
+def test_noopt_listener_answers_with_a_bare_syn_cookie_too() -> None:
+    peer = listening(config=RICH.with_(noopt=True, syncookies=2))  # always a cookie
+    peer.send("S", options=(Mss(1300), *PEER_OPTIONS[1:]))  # 1300: in the cookie's MSS table
+    synack = peer.segments()[0]
+    assert synack.options == () and not peer.host.connections
+    peer.send(".", ack=seq.add(synack.seq, 1))
+    peer.conn = peer.host.find(LOCAL_PORT, peer.ip, peer.port)
+    assert peer.conn is not None and peer.state is State.ESTABLISHED
+    assert peer.c().info()["options"] == "" and peer.c().info()["mss"] == 1300
 
 
 def test_freebsd_profile_noopt_syn_is_bare() -> None:

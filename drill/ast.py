@@ -159,6 +159,9 @@ class PacketEvent:
     win: int | None = None
     urg: int | None = None
     options: tuple[TcpOption, ...] | Elided | None = None
+    # `(ttl 4)`, `(tos 0x20)`, `(hlim 4)`, `(class 0x20)` before the flags: IP header fields.
+    ip_fields: tuple[tuple[str, int], ...] = ()
+    seq_absolute: bool = False  # `0:0(0)!` (nplab packetdrill): the number as on the wire
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -202,7 +202,7 @@ def match_outbound(ev: ast.PacketEvent, seg: TcpSegment, flow: Flow) -> str | No
     want_flags = script_flags(ev.flags)
     if seg.flags != want_flags:
         return f"flags {flags_text(seg.flags)}, expected {ev.flags}"
-    start = flow.local_rel(seg.seq)
+    start = seg.seq if ev.seq_absolute else flow.local_rel(seg.seq)
     if start != ev.seq_start & MASK:
         return f"sequence number {start}, expected {ev.seq_start}"
     if len(seg.payload) != ev.payload_len:

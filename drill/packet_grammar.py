@@ -27,6 +27,9 @@ FLAG_CHARS = "FSRP.EWU"  # FIN SYN RST PSH ACK ECE CWR URG
 # packetdrill TCP options this runner does not implement (others are simply errors).
 UNSUPPORTED_OPTIONS = frozenset({"FO", "FOEXP", "md5", "mpcapable", "dss"})
 ICMP_WORDS = ("icmp", "icmpv6", "icmp6")  # packetdrill writes `icmp` for both versions
+# IP header fields a packet line may give in parentheses: IPv4's TTL and TOS, IPv6's hop limit
+# and traffic class.
+IP_FIELDS = {"ttl": 0xFF, "tos": 0xFF, "hlim": 0xFF, "class": 0xFF}
 
 
 class PacketGrammar(TokenStream):
@@ -39,6 +42,7 @@ class PacketGrammar(TokenStream):
             return self.icmp(line, timing)
         if tok.kind is Kind.WORD and tok.text.lower() in ("udp", "udplite", "gre", "mpls", *ICMP_WORDS):
             raise UnsupportedSyntax(f"{tok.text} packet")
+        ip_fields = self.ip_fields() if self.at(Kind.PUNCT, "(") else ()
         if self.at_punct("[("):
             raise UnsupportedSyntax("IP-level packet field")
         flags = self.flags()
@@ -51,8 +55,9 @@ class PacketGrammar(TokenStream):
         self.expect(Kind.PUNCT, "(")
         payload_len = self.expect_int("payload length", U16_MAX)
         self.expect(Kind.PUNCT, ")")
-        if self.at(Kind.PUNCT, "!"):  # nplab packetdrill's marker for unchecked sequence numbers
-            raise UnsupportedSyntax("'!' after the sequence numbers")
+        seq_absolute = self.at(Kind.PUNCT, "!")  # nplab packetdrill: the numbers as on the wire
+        if seq_absolute:
+            self.next()
         if (seq_end - seq_start) & U32_MAX != payload_len:
             raise ParseError(
                 start_tok.line, start_tok.column, "inconsistent TCP sequence numbers and payload length"
@@ -81,7 +86,24 @@ class PacketGrammar(TokenStream):
             win=fields.get("win"),
             urg=fields.get("urg"),
             options=options,
+            ip_fields=ip_fields,
+            seq_absolute=seq_absolute,
         )
+
+    def ip_fields(self) -> tuple[tuple[str, int], ...]:
+        """`(ttl 4)`, `(tos 0x20, ttl 4)`: the IP header fields of IP_FIELDS, in order."""
+        self.expect(Kind.PUNCT, "(")
+        fields: list[tuple[str, int]] = []
+        while True:
+            if not (self.at(Kind.WORD) and self.peek().text in IP_FIELDS):
+                raise UnsupportedSyntax(f"IP-level packet field {self.peek().text}")
+            name = self.next().text
+            fields.append((name, self.expect_int(f"{name} value", IP_FIELDS[name])))
+            if not self.at(Kind.PUNCT, ","):
+                break
+            self.next()
+        self.expect(Kind.PUNCT, ")")
+        return tuple(fields)
 
     def icmp(self, line: int, timing: Timing) -> IcmpEvent:
         """`icmp TYPE [CODE] [mtu N] [[START:END(LEN)]]`, inbound only. The names must be ICMPv4

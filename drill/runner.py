@@ -54,6 +54,9 @@ _OPTION_VALUES: dict[str, set[str | None]] = {"address_family": {"AF_INET"}}
 _ADDRESS_OPTIONS = ("ip_version", "local_ip", "remote_ip")  # drill.addresses
 _INT_OPTIONS = ("tolerance_usecs", "bind_port", "connect_port", "speaker_port", "mtu")
 _TCPI_STATE = re.compile(r"assert\s+tcpi_state\s*==\s*TCPI_([A-Z_0-9]+)")
+_TCPI_OPTIONS = re.compile(r"assert\s+tcpi_options\s*==\s*(\d+)")
+# struct tcp_info's tcpi_options bits (Linux and FreeBSD alike), by the stack's `ss` names.
+_TCPI_OPT = {"ts": 1, "sack": 2, "ws": 4}
 
 
 def profile_config(profile: str) -> TcpConfig:
@@ -223,13 +226,22 @@ class Runner:
 
     def _code(self, ev: ast.CodeEvent) -> None:
         """`%{ assert tcpi_state == TCPI_X }%`: the state of the socket under test (as packetdrill,
-        the socket of the latest system call); any other code is unsupported."""
+        the socket of the latest system call), or `tcpi_options == N`: the options negotiated;
+        any other code is unsupported."""
         match = _TCPI_STATE.fullmatch(ev.code.strip())
-        if match is None:
+        options = _TCPI_OPTIONS.fullmatch(ev.code.strip())
+        if match is None and options is None:
             raise ScriptUnsupported(ev.line, "%{ }% code block")
         sock = self.calls.socket_under_test()
         if sock is None:
-            raise ScriptFailed(ev.line, "tcpi_state: no socket under test")
+            raise ScriptFailed(ev.line, "tcp_info: no socket under test")
+        if options is not None:
+            names = str(sock.info().get("options", "")).split(",")
+            got = sum(_TCPI_OPT.get(name, 0) for name in names)
+            if got != int(options.group(1)):
+                raise ScriptFailed(ev.line, f"tcpi_options is {got}", options.group(1), str(got))
+            return
+        assert match is not None
         state = sock.conn.state.name if sock.conn else "LISTEN" if sock.listener else "CLOSED"
         want = match.group(1)
         if state != want:

@@ -70,6 +70,7 @@ MAPPED: dict[str, Callable[[str], _Changes]] = {
     "net.inet.tcp.keepidle": _ms("keepalive_idle"),
     "net.inet.tcp.keepintvl": _ms("keepalive_interval"),
     "net.inet.tcp.keepcnt": _to("keepalive_count"),
+    "net.inet.tcp.keepinit": _ms("keepinit"),
     "net.inet.tcp.rexmit_initial": _ms("rto_initial"),
     "net.inet.tcp.rexmit_min": _ms("rto_min"),
     "net.inet.tcp.rexmit_slop": _ms("rto_slop"),
@@ -82,6 +83,7 @@ MAPPED: dict[str, Callable[[str], _Changes]] = {
     "net.inet.tcp.msl": _ms("msl"),
     "net.inet.tcp.mssdflt": _to("default_peer_mss"),
     "net.inet.tcp.finwait2_timeout": _ms("fin_wait_2_timeout"),
+    "net.inet.tcp.drop_synfin": _to("drop_synfin", lambda v: bool(_int(v))),
     "net.ipv4.tcp_sack": _to("sack", lambda v: bool(_int(v))),
     "net.ipv4.tcp_timestamps": _to("timestamps", lambda v: bool(_int(v))),
     "net.ipv4.tcp_window_scaling": _to("window_scaling", lambda v: bool(_int(v))),
@@ -104,7 +106,6 @@ MATCHING: dict[str, tuple[frozenset[int], str]] = {
     "net.inet.tcp.fastopen.server_enable": (frozenset({0}), "no TCP Fast Open"),
     "net.inet.tcp.syncookies_only": (frozenset({0}), "a SYN cache, not SYN cookies alone"),
     "net.inet.tcp.udp_tunneling_port": (frozenset({0}), "no TCP over UDP"),
-    "net.inet.tcp.drop_synfin": (frozenset({0}), "a SYN with FIN is processed, not dropped"),
     "net.ipv4.tcp_ecn": (frozenset({0, 2}), "no ECN unless asked (the stack never negotiates ECN)"),
     "net.ipv4.tcp_fastopen": (frozenset({0}), "no TCP Fast Open"),
 }

@@ -18,6 +18,7 @@ from drill import ast
 from drill.matcher import PASSIVE_REMOTE_PORT, REMOTE_PORT, Flow
 from drill.report import ScriptFailed, ScriptUnsupported
 from stack import socket as so
+from stack import sockopts
 from stack.inet import AF_INET, AF_INET6
 from stack.sim.loop import VirtualTimeLoop
 from stack.socket import Socket, Stack
@@ -35,13 +36,27 @@ _SOCKOPTS: dict[str, tuple[int, int]] = {
     "SO_SNDBUF": (so.SOL_SOCKET, so.SO_SNDBUF),
     "SO_ERROR": (so.SOL_SOCKET, so.SO_ERROR),
     "TCP_NODELAY": (so.IPPROTO_TCP, so.TCP_NODELAY),
-    "TCP_KEEPIDLE": (so.IPPROTO_TCP, so.TCP_KEEPIDLE),
-    "TCP_KEEPINTVL": (so.IPPROTO_TCP, so.TCP_KEEPINTVL),
-    "TCP_KEEPCNT": (so.IPPROTO_TCP, so.TCP_KEEPCNT),
+    "TCP_KEEPIDLE": (so.IPPROTO_TCP, sockopts.TCP_KEEPIDLE),
+    "TCP_KEEPINTVL": (so.IPPROTO_TCP, sockopts.TCP_KEEPINTVL),
+    "TCP_KEEPCNT": (so.IPPROTO_TCP, sockopts.TCP_KEEPCNT),
+    "TCP_KEEPINIT": (so.IPPROTO_TCP, sockopts.TCP_KEEPINIT),
+    "TCP_NOOPT": (so.IPPROTO_TCP, sockopts.TCP_NOOPT),
+    "IP_TTL": (sockopts.IPPROTO_IP, sockopts.IP_TTL),
+    "IP_TOS": (sockopts.IPPROTO_IP, sockopts.IP_TOS),
+    "IPV6_UNICAST_HOPS": (sockopts.IPPROTO_IPV6, sockopts.IPV6_UNICAST_HOPS),
+    "IPV6_TCLASS": (sockopts.IPPROTO_IPV6, sockopts.IPV6_TCLASS),
 }
-_LEVELS = {"SOL_SOCKET": so.SOL_SOCKET, "IPPROTO_TCP": so.IPPROTO_TCP, "SOL_TCP": so.IPPROTO_TCP}
+_LEVELS = {"SOL_SOCKET": so.SOL_SOCKET, "IPPROTO_TCP": so.IPPROTO_TCP, "SOL_TCP": so.IPPROTO_TCP,
+           "IPPROTO_IP": sockopts.IPPROTO_IP, "SOL_IP": sockopts.IPPROTO_IP,
+           "IPPROTO_IPV6": sockopts.IPPROTO_IPV6, "SOL_IPV6": sockopts.IPPROTO_IPV6}
 _GETTABLE = {"SO_KEEPALIVE", "SO_RCVBUF", "SO_SNDBUF", "SO_ERROR", "TCP_NODELAY", "SO_REUSEADDR"}
-_GETTABLE |= {"TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"}
+_GETTABLE |= {"TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_KEEPINIT", "TCP_NOOPT"}
+_GETTABLE |= {"IP_TTL", "IP_TOS", "IPV6_UNICAST_HOPS", "IPV6_TCLASS"}
+# <netinet/ip.h> names of TOS / traffic-class values: the DSCP class selectors (RFC 2474 4.2.2),
+# expedited forwarding (RFC 3246) and the RFC 1349 bits.
+_IPTOS = {f"IPTOS_DSCP_CS{n}": n << 5 for n in range(8)}
+_IPTOS |= {"IPTOS_DSCP_EF": 0xB8, "IPTOS_LOWDELAY": 0x10, "IPTOS_THROUGHPUT": 0x08,
+           "IPTOS_RELIABILITY": 0x04, "IPTOS_MINCOST": 0x02}
 _SHUT = {"SHUT_RD": so.SHUT_RD, "SHUT_WR": so.SHUT_WR, "SHUT_RDWR": so.SHUT_RDWR}
 _FAMILIES = {"AF_INET": AF_INET, "AF_INET6": AF_INET6}
 
@@ -122,6 +137,8 @@ class Syscalls:
             if isinstance(item, ast.IntLit):
                 return item.value
             # A symbolic errno, as in getsockopt(fd, SOL_SOCKET, SO_ERROR, [ECONNRESET], [4]).
+            if isinstance(item, ast.Symbols) and len(item.names) == 1 and item.names[0] in _IPTOS:
+                return _IPTOS[item.names[0]]
             if isinstance(item, ast.Symbols) and len(item.names) == 1:
                 code = getattr(errno, item.names[0], None)
                 if item.names[0].startswith("E") and isinstance(code, int):

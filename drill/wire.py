@@ -34,6 +34,8 @@ from stack.wire.ipv6 import parse_ipv6
 from stack.wire.tcp import TcpSegment, parse_tcp
 
 RUNAWAY_PACKETS = 100_000  # unread packets the stack may send before the script fails
+# A `>` line's IP fields, by either family's name: (TTL or hop limit, TOS or traffic class).
+_IP_FIELD = {"ttl": 0, "hlim": 0, "tos": 1, "class": 1}
 
 
 class Wire:
@@ -45,23 +47,24 @@ class Wire:
         self.loop = loop
         self.flow = flow
         self.line = line  # the script line being run: a failure in transmit() names it
-        self.sent: deque[tuple[int, TcpSegment]] = deque()
+        self.sent: deque[tuple[int, TcpSegment, tuple[int, int]]] = deque()  # time, segment, IP fields
         self._waiter: asyncio.Future[None] | None = None
 
     def now(self) -> int:
         return round(self.loop.time() * 1e6)
 
     def transmit(self, packet: bytes) -> None:
-        seg = self._tcp(packet)
+        seg, ip = self._tcp(packet)
         note_sent(seg, self.flow)
-        self.sent.append((self.now(), seg))
+        self.sent.append((self.now(), seg, ip))
         if len(self.sent) > RUNAWAY_PACKETS:  # a stack bug sending without end must not hang a corpus run
             raise ScriptFailed(self.line(), f"the stack sent over {RUNAWAY_PACKETS} packets no line expected")
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    def _tcp(self, packet: bytes) -> TcpSegment:
-        """The TCP segment of a packet the stack sent; ScriptFailed if it is anything else."""
+    def _tcp(self, packet: bytes) -> tuple[TcpSegment, tuple[int, int]]:
+        """The TCP segment of a packet the stack sent and its IP header's (TTL or hop limit, TOS
+        or traffic class); ScriptFailed if it is anything else."""
         addrs = self.flow.addrs
         version = packet[0] >> 4 if packet else 0
         want = 6 if addrs.wire6 else 4
@@ -74,9 +77,11 @@ class Wire:
             if version == 6:
                 ip6 = parse_ipv6(packet)
                 src, dst, protocol, payload = ip6.src, ip6.dst, ip6.next_header, ip6.payload
+                fields = (ip6.hop_limit, ip6.traffic_class)
             else:
                 ip4 = parse_ipv4(packet)
                 src, dst, protocol, payload = ip4.src, ip4.dst, ip4.protocol, ip4.payload
+                fields = (ip4.ttl, ip4.tos)
             if protocol != PROTO_TCP:
                 raise ScriptFailed(self.line(), f"the stack sent a non-TCP packet (protocol {protocol})")
             if (src, dst) != (addrs.local_ip, addrs.remote_ip):
@@ -84,7 +89,7 @@ class Wire:
                     self.line(), f"the stack sent a packet from {src} to {dst}; the script's addresses are "
                     f"{addrs.local_ip} (the stack) and {addrs.remote_ip}",
                 )  # fmt: skip
-            return parse_tcp(payload, pack(src), pack(dst))
+            return parse_tcp(payload, pack(src), pack(dst)), fields
         except WireParseError as e:
             raise ScriptFailed(self.line(), f"the stack sent a malformed packet: {e}") from None
 
@@ -119,7 +124,7 @@ class Wire:
                     expected, f"nothing sent by t={usecs_text(self.now())}",
                 )  # fmt: skip
             await self._wait_packet(hi)
-        at, seg = self.sent.popleft()
+        at, seg, ip = self.sent.popleft()
         learn(seg, self.flow, ev.seq_start if "S" in ev.flags else 0)
         actual = f"{describe_actual(seg, self.flow)} at t={usecs_text(at)}"
         if at < lo or at > hi:
@@ -129,7 +134,7 @@ class Wire:
                 f"packet at t={usecs_text(at)}, expected at t={want} (tolerance {tol} us)",
                 expected, actual,
             )  # fmt: skip
-        problem = match_outbound(ev, seg, self.flow)
+        problem = match_outbound(ev, seg, self.flow) or _match_ip(ev, ip)
         if problem is not None:
             raise ScriptFailed(ev.line, f"outbound packet mismatch: {problem}", expected, actual)
         return at
@@ -142,6 +147,16 @@ class Wire:
             return inbound_icmp(ev, self.flow)
         except ValueError as e:
             raise ScriptFailed(ev.line, f"cannot inject the packet: {e}") from None
+
+
+def _match_ip(ev: ast.PacketEvent, ip: tuple[int, int]) -> str | None:
+    for name, want in ev.ip_fields:
+        got = ip[_IP_FIELD[name]]
+        if got != want:
+            return f"{name} {got:#04x}, expected {want:#04x}" if name in ("tos", "class") else (
+                f"{name} {got}, expected {want}"
+            )
+    return None
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

@@ -47,6 +47,9 @@ class TcpConfig:
     # "linux" (MSS, SACK-permitted, timestamps, NOP, window scale: tcp_options_write) or "bsd"
     # (MSS, NOP + window scale, SACK-permitted, NOPs + timestamps, EOL padding: tcp_addoptions).
     syn_option_layout: Literal["linux", "bsd"] = "linux"
+    # TCP_NOOPT (FreeBSD): our SYN and SYN-ACK carry no option at all, not even the MSS, and
+    # none of the peer's is taken but its MSS (window scale, SACK, timestamps stay off).
+    noopt: bool = False
     window_scaling: bool = True  # RFC 7323
     sack: bool = True  # RFC 2018
     timestamps: bool = True  # RFC 7323
@@ -64,6 +67,10 @@ class TcpConfig:
     # with options (FreeBSD's rexmit_drop_options: the third); 0: never.
     syn_drop_options_after: int = 0
     synack_retries: int = 5  # Linux tcp_synack_retries
+    # An active open that is not ESTABLISHED this many seconds after connect() fails with
+    # ETIMEDOUT, whatever syn_retries allows (FreeBSD's TCP_KEEPINIT, net.inet.tcp.keepinit;
+    # 75 s there). None: syn_retries alone bounds it.
+    keepinit: float | None = None
     data_retries: int = 15  # Linux tcp_retries2: about 15 minutes with the RTO capped at 120 s
     delack_timeout: float = 0.2  # RFC 1122 4.2.3.2 / RFC 9293 3.8.6.3 (at most 500 ms)
     delack_segments: int = 2  # ACK at least every second full-sized segment
@@ -115,6 +122,17 @@ class TcpConfig:
     # aborts the connection (RFC 9293 3.10.7.4 without RFC 5961).
     rfc5961_rst: bool = True
     rfc5961_syn: bool = True
+    # The IP header of the connection's packets (IP_TTL, IP_TOS; IPV6_UNICAST_HOPS, IPV6_TCLASS):
+    # TTL / hop limit 64 (RFC 1700's recommendation, Linux's default), DSCP 0 (RFC 2474).
+    ip_ttl: int = 64
+    ip_tos: int = 0
+    ipv6_hops: int = 64
+    ipv6_tclass: int = 0
+
+    # Drop every segment with both SYN and FIN set, in any state and for any port, without an
+    # answer (FreeBSD's net.inet.tcp.drop_synfin); off, RFC 9293 3.10.7 processes it as a SYN
+    # (and its FIN). Host-wide: the host's config decides, as a sysctl does.
+    drop_synfin: bool = False
 
     # A SYN-ACK to a listener: RFC 9293 3.10.7.2 answers any ACK in LISTEN with <SEQ=SEG.ACK>
     # <CTL=RST>. On, it is dropped and counted (`listen_syn_ack`) with no reply, as current
@@ -174,7 +192,7 @@ def linux_profile(**changes: object) -> TcpConfig:
 def freebsd_profile(**changes: object) -> TcpConfig:
     """Behave like FreeBSD 13/14 where the RFCs leave a choice, so that the FreeBSD TCP test
     suite's scripts pass: its defaults (recvspace 64 KB, sendspace 32 KB, delacktime 100 ms,
-    rexmit_min 30 ms, rexmit_slop 200 ms, keepcnt 8), the BSD SYN option layout, a window
+    rexmit_min 30 ms, rexmit_slop 200 ms, keepcnt 8, keepinit 75 s), the BSD SYN option layout, a window
     scale for kern.ipc.maxsockbuf (2 MB: wscale 6), a receive buffer rounded to whole segments,
     RCV.WND and the window advertised as the free buffer space, a zero RST window, a delayed
     ACK for every second segment of any size, hard ICMP errors as icmp_may_rst=1 takes them, a
@@ -186,6 +204,9 @@ def freebsd_profile(**changes: object) -> TcpConfig:
         rto_min=0.03,
         rto_slop=0.2,
         keepalive_count=8,
+        keepinit=75.0,
+        syn_retries=12,  # TCP_MAXRXTSHIFT: keepinit ends an open first
+        rto_max=64.0,  # TCPTV_REXMTMAX
         syn_option_layout="bsd",
         wscale_space=2 * 1024 * 1024,
         wscale_space_always=True,

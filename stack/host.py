@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from stack import seq, tunpath
+from stack.closed_port import ClosedPort, ConfigOf
 from stack.config import TcpConfig
 from stack.cookie_open import CookieOpen
 from stack.errors import ParseError
@@ -32,10 +33,10 @@ from stack.tcp.ratelimit import ChallengeAckLimiter
 from stack.tcp.state import State
 from stack.tcp.time_wait import TimeWaitRecord, can_stand_in
 from stack.timer_heap import TimerHeap
-from stack.trace import Drop, PacketEvent, SegmentEvent, Trace, conn_id
+from stack.trace import Drop, PacketEvent, Trace, conn_id, segment_event
 from stack.wire import ipv4, vnet
 from stack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, IPv4Packet, build_ipv4, pack_addr, parse_ipv4
-from stack.wire.tcp import ACK, RST, SYN, TcpSegment, build_tcp, flags_str, format_options, parse_tcp
+from stack.wire.tcp import ACK, FIN, SYN, TcpSegment, build_tcp, parse_tcp
 
 EPHEMERAL_PORTS = (32768, 60999)  # Linux's default ip_local_port_range
 ConnKey = tuple[str, int, int]  # (remote ip, remote port, local port)
@@ -44,9 +45,11 @@ Entry = TcpConnection | TimeWaitRecord  # what the table holds: orphans in TIME_
 # with the largest options) must stay under Linux's GSO_MAX_SIZE 65536 and the 16-bit lengths.
 GSO_MAX_PAYLOAD = 0xFFFF - 20 - 60
 GSO_MAX_PAYLOAD6 = 0xFFFF - 40 - 60
+SYN_FIN = SYN | FIN
+DROP_SYN_FIN = "tcp_syn_fin"  # TcpConfig.drop_synfin: a segment with SYN and FIN, dropped unanswered
 
 
-class Host(PassiveOpen, Icmp4):
+class Host(ClosedPort, PassiveOpen, Icmp4):
     def __init__(
         self,
         address: str,
@@ -81,6 +84,7 @@ class Host(PassiveOpen, Icmp4):
         self._clock = 0.0  # the latest `now` seen (application calls bring none)
         self.connections: dict[ConnKey, Entry] = {}
         self.listeners: dict[int, Listener] = {}
+        self.bound: dict[int, ConfigOf] = {}  # stack.closed_port
         self._out: list[bytes] = []
         self._events: dict[object, None] = {}  # insertion-ordered set
         self._batch = tunpath.BatchAcks()
@@ -333,30 +337,31 @@ class Host(PassiveOpen, Icmp4):
         return ident
 
     def _transmit(self, conn: Entry, seg: TcpSegment, now: float, gso: int = 0) -> None:
-        self._transmit_segment(conn.remote_ip, seg, conn.id, now, gso)
+        self._transmit_segment(conn.remote_ip, seg, conn.id, now, gso, conn.config)
 
-    def _transmit_segment(self, remote_ip: str, seg: TcpSegment, cid: str, now: float, gso: int = 0) -> None:
+    def _transmit_segment(self, remote_ip: str, seg: TcpSegment, cid: str, now: float, gso: int = 0,
+                          config: TcpConfig | None = None) -> None:
+        """`config`: the IP header fields (TTL, TOS; hop limit, traffic class) of the socket
+        that sends seg; the host's by default."""
+        cfg = config or self.config
         if self.trace.enabled:
-            self.trace.emit(
-                SegmentEvent(now, "out", cid, flags_str(seg.flags), seg.seq, seg.ack, seg.window,
-                             len(seg.payload), format_options(seg.options), gso)
-            )
+            self.trace.emit(segment_event(now, "out", cid, seg, gso))
         if self.ip6 is not None and is_ipv6(remote_ip):
-            self.ip6.send_tcp(remote_ip, seg, now, gso)
+            self.ip6.send_tcp(remote_ip, seg, now, gso, cfg)
             return
         if self.offload:
-            tunpath.send_tcp_offload(self, remote_ip, seg, now, gso)
+            tunpath.send_tcp_offload(self, remote_ip, seg, now, gso, cfg)
             return
         dst = pack_addr(remote_ip)
         tcp = build_tcp(seg, self.address_raw, dst)
         ident = self.next_ip_ident()
-        # The header build_ipv4 would make (DF, TTL 64), without an IPv4Packet per segment.
+        # The header build_ipv4 would make (DF), without an IPv4Packet per segment.
         total = ipv4.MIN_HEADER_LEN + len(tcp)
-        packet = ipv4.ipv4_header(self.address_raw, dst, PROTO_TCP, total, ident) + tcp
+        header = ipv4.ipv4_header(self.address_raw, dst, PROTO_TCP, total, ident, cfg.ip_ttl, cfg.ip_tos)
+        packet = header + tcp
         self._out.append(packet)
         if self.trace.enabled:
             self.trace.emit(PacketEvent(now, "out", packet))
-
 
     # ------------------------------------------------------------------ TCP demultiplexing
 
@@ -366,10 +371,10 @@ class Host(PassiveOpen, Icmp4):
         if self.trace.enabled:
             cid = conn.id if conn is not None else conn_id(self.local_address(src), seg.dst_port, src,
                                                             seg.src_port)
-            self.trace.emit(
-                SegmentEvent(now, "in", cid, flags_str(seg.flags), seg.seq, seg.ack, seg.window,
-                             len(seg.payload), format_options(seg.options), gso)
-            )
+            self.trace.emit(segment_event(now, "in", cid, seg, gso))
+        if seg.flags & SYN_FIN == SYN_FIN and self.config.drop_synfin:
+            self.drop(DROP_SYN_FIN, now)  # in any state, never answered (FreeBSD's drop_synfin)
+            return
         if conn is not None:
             # RFC 6191 / RFC 9293 3.10.7.4 note: a new SYN may reuse a TIME_WAIT 4-tuple when its
             # sequence number is above the old connection's.
@@ -388,20 +393,3 @@ class Host(PassiveOpen, Icmp4):
             return
         self._reset_closed(src, seg, now, "closed_port")
 
-    def _reset_closed(self, src: str, seg: TcpSegment, now: float, reason: str) -> None:
-        """RFC 9293 3.10.7.1: answer a segment for no connection with a RST, never a RST."""
-        self.drop(reason, now)
-        if seg.flags & RST:
-            return
-        if seg.flags & ACK:
-            rst = TcpSegment(seg.dst_port, seg.src_port, seg.ack, 0, RST, 0)
-        else:
-            rst = TcpSegment(
-                seg.dst_port, seg.src_port, 0, seq.add(seg.seq, seg.seg_len), RST | ACK, 0
-            )
-        if not self.bounds.rst.allow(now):
-            self.counters["rst_rate_limited"] += 1
-            return
-        self.counters["rst_sent"] += 1
-        cid = conn_id(self.local_address(src), seg.dst_port, src, seg.src_port)
-        self._transmit_segment(src, rst, cid, now)

@@ -53,6 +53,7 @@ from stack.wire.ipv6 import (
 from stack.wire.tcp import TcpSegment, build_tcp, parse_tcp
 
 if TYPE_CHECKING:
+    from stack.config import TcpConfig
     from stack.host import Host
 
 ICMP_ERRORS_PER_SECOND = 100  # RFC 4443 2.4 (f): rate-limit the errors we originate
@@ -218,23 +219,27 @@ class Ipv6Layer:
 
     # ------------------------------------------------------------------ output
 
-    def send(self, dst: str, next_header: int, payload: bytes, now: float, label: int = 0) -> None:
-        packet = build_ipv6(IPv6Packet(self.address, dst, next_header, payload, self.hop_limit,
-                                       flow_label=label))
+    def send(self, dst: str, next_header: int, payload: bytes, now: float, label: int = 0,
+             hops: int | None = None, traffic_class: int = 0) -> None:
+        hop_limit = self.hop_limit if hops is None else hops
+        packet = build_ipv6(IPv6Packet(self.address, dst, next_header, payload, hop_limit,
+                                       traffic_class, label))
         self.host.queue_packet(packet)
         if self.host.trace.enabled:
             self.host.trace.emit(PacketEvent(now, "out", packet))
 
-    def send_tcp(self, remote: str, seg: TcpSegment, now: float, gso: int = 0) -> None:
-        """One TCP segment; on an offload host (stack.tunpath) a frame with a partial checksum,
-        with gso a TSO6 super-segment the device cuts into segments of gso payload octets."""
+    def send_tcp(self, remote: str, seg: TcpSegment, now: float, gso: int, config: TcpConfig) -> None:
+        """One TCP segment, its hop limit and traffic class the connection's (`config`); on an
+        offload host (stack.tunpath) a frame with a partial checksum, with gso a TSO6
+        super-segment the device cuts into segments of gso payload octets."""
         label = flow_label(self.flow_key, self.address, remote, seg.src_port, seg.dst_port)
+        hops, tclass = config.ipv6_hops, config.ipv6_tclass
         if self.host.offload:
-            frame = vnet.tcp6_frame(seg, self.address_raw, pack(remote), self.hop_limit, label, gso)
+            frame = vnet.tcp6_frame(seg, self.address_raw, pack(remote), hops, label, gso, tclass)
             tunpath.queue_tcp_frame(self.host, frame, now, gso)
             return
         data = build_tcp(seg, self.address_raw, pack(remote))
-        self.send(remote, NH_TCP, data, now, label)
+        self.send(remote, NH_TCP, data, now, label, hops, tclass)
 
     def _send_error(self, msg: Icmpv6Message, dst: str, now: float) -> None:
         if not self.error_limit.allow(now):

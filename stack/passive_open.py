@@ -33,7 +33,8 @@ class PassiveOpen:
     def drop(self, reason: str, now: float, detail: str = "") -> None:
         raise NotImplementedError
 
-    def _transmit_segment(self, remote_ip: str, seg: TcpSegment, cid: str, now: float) -> None:
+    def _transmit_segment(self, remote_ip: str, seg: TcpSegment, cid: str, now: float, gso: int = 0,
+                          config: TcpConfig | None = None) -> None:
         raise NotImplementedError
 
     def _reset_closed(self, src: str, seg: TcpSegment, now: float, reason: str) -> None:
@@ -62,7 +63,7 @@ class PassiveOpen:
         mode = self.config.syncookies
         if mode == 2 or (mode == 1 and listener.syn_queue_full()):
             synack, cid = self.cookie_open.answer(listener, src, seg, now)
-            self._transmit_segment(src, synack, cid, now)
+            self._transmit_segment(src, synack, cid, now, 0, listener.config)
             return
         if listener.syn_queue_full():
             self._overflow(listener, now)

@@ -38,6 +38,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from stack import sockopts
 from stack.config import TcpConfig
 from stack.driver import StackRuntime
 from stack.inet import AF_INET, AF_INET6, canonical, is_ipv6, mapped
@@ -59,9 +60,8 @@ SO_RCVBUF = _pysocket.SO_RCVBUF
 SO_REUSEADDR = _pysocket.SO_REUSEADDR
 SO_ERROR = _pysocket.SO_ERROR
 TCP_NODELAY = _pysocket.TCP_NODELAY
-TCP_KEEPIDLE = getattr(_pysocket, "TCP_KEEPIDLE", 4)
-TCP_KEEPINTVL = getattr(_pysocket, "TCP_KEEPINTVL", 5)
-TCP_KEEPCNT = getattr(_pysocket, "TCP_KEEPCNT", 6)
+TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT = sockopts.TCP_KEEPIDLE, sockopts.TCP_KEEPINTVL, sockopts.TCP_KEEPCNT
+TCP_KEEPINIT, TCP_NOOPT = sockopts.TCP_KEEPINIT, sockopts.TCP_NOOPT  # FreeBSD's (stack.sockopts)
 TCP_CONGESTION = getattr(_pysocket, "TCP_CONGESTION", 13)
 MSG_OOB = _pysocket.MSG_OOB
 MSG_PEEK = _pysocket.MSG_PEEK
@@ -193,14 +193,13 @@ class Socket:
                 self._after()
             if self.listener is not None:
                 self.listener.nodelay = bool(value)
-        elif level == IPPROTO_TCP and option in (TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT):
-            field = {TCP_KEEPIDLE: "keepalive_idle", TCP_KEEPINTVL: "keepalive_interval",
-                     TCP_KEEPCNT: "keepalive_count"}[option]
-            v = value if isinstance(value, int) else int.from_bytes(value, 'little')
-            self._config = self._config.with_(**{field: v})
+        elif (level, option) in sockopts.CONFIG_OPTIONS:
+            self._config = sockopts.set_option(self._config, level, option, value)
+            if self.listener is not None:  # for the connections it accepts from now on
+                self.listener.config = sockopts.set_option(self.listener.config, level, option, value)
             if conn is not None:
-                conn.config = conn.config.with_(**{field: v})
-                conn.set_keepalive(conn.keepalive, now)
+                conn.config = sockopts.set_option(conn.config, level, option, value)
+                conn.set_keepalive(conn.keepalive, now)  # re-armed, should the option be one of its
                 self._after()
         elif level == IPPROTO_TCP and option == TCP_CONGESTION:
             name = value.decode() if isinstance(value, bytes) else str(value)
@@ -228,10 +227,8 @@ class Socket:
             return 0
         if level == IPPROTO_TCP and option == TCP_NODELAY:
             return int(self._nodelay)
-        if level == IPPROTO_TCP and option in (TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT):
-            cfg = conn.config if conn is not None else self._config
-            keepalive = {TCP_KEEPIDLE: cfg.keepalive_idle, TCP_KEEPINTVL: cfg.keepalive_interval}
-            return int(keepalive.get(option, cfg.keepalive_count))  # seconds, or the probe count
+        if (level, option) in sockopts.CONFIG_OPTIONS:
+            return sockopts.get_option(conn.config if conn is not None else self._config, level, option)
         if level == SOL_SOCKET and option == SO_LINGER:
             return int(self._linger_zero)
         raise OSError(92, f"option ({level}, {option}) not supported by the stack")
@@ -247,6 +244,11 @@ class Socket:
         if ip not in ours and (not ip or canonical(ip) not in ours):
             raise OSError(99, f"Cannot assign requested address {ip}")
         self._port = port or None
+        if self._port is not None:  # a RST for the port carries our IP options (stack.closed_port)
+            self.host.bind_port(self._port, self._own_config)
+
+    def _own_config(self) -> TcpConfig:
+        return self._config
 
     def _name(self, ip: str, port: int) -> Address:
         """An address as this socket's family spells it (see the module docstring)."""
@@ -283,6 +285,7 @@ class Socket:
 
     def listen(self, backlog: int = 128) -> None:
         port = self._port or self.host.ephemeral_port("0.0.0.0", 0)
+        self.host.unbind_port(port, self._own_config)
         self.listener = self.host.listen(port, backlog, self._config)
         self.listener.keepalive = self._keepalive
         self.listener.nodelay = self._nodelay
@@ -297,6 +300,7 @@ class Socket:
         conn = self.host.connect(ip, port, self.runtime.now(),
                                  local_port=self._port, config=self._config, setup=self._setup)
         self.conn = conn
+        self.host.unbind_port(conn.local_port, self._own_config)
         self.runtime.pump()
         await self._with_timeout(wait_connected(self.runtime, conn))
 
@@ -398,6 +402,8 @@ class Socket:
             return
         self._closed = True
         now = self.runtime.now()
+        if self._port is not None:
+            self.host.unbind_port(self._port, self._own_config)
         if self.listener is not None:
             self.host.close_listener(self.listener, now)
             self.runtime.pump()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from typing import IO, Any, Protocol
 
 from stack.inet import endpoint, split_endpoint
+from stack.wire.tcp import TcpSegment, flags_str, format_options
 from stack.wire.vnet import complete_checksum
 
 ConnId = str  # "10.0.0.1:40000>10.0.0.2:80" or "[fd00::1]:40000>[fd00::2]:80" (local>remote)
@@ -85,6 +86,12 @@ class SegmentEvent(Event):
         if not self.gso:
             del d["gso"]  # per-segment traces read exactly as before offloads existed
         return d
+
+
+def segment_event(now: float, direction: str, cid: ConnId, seg: TcpSegment, gso: int = 0) -> SegmentEvent:
+    """The event of one segment in or out of a host."""
+    return SegmentEvent(now, direction, cid, flags_str(seg.flags), seg.seq, seg.ack, seg.window,
+                        len(seg.payload), format_options(seg.options), gso)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from stack.wire import vnet
 from stack.wire.ipv4 import pack_addr
 
 if TYPE_CHECKING:
+    from stack.config import TcpConfig
     from stack.host import Host
     from stack.tcp.connection import TcpConnection
     from stack.wire.tcp import TcpSegment
@@ -44,12 +45,15 @@ def unframe(frame: bytes) -> Unframed:
                     gso, bool(vh.flags & vnet.F_NEEDS_CSUM))
 
 
-def send_tcp_offload(host: Host, remote_ip: str, seg: TcpSegment, now: float, gso: int) -> None:
-    """One IPv4 TCP segment (gso: a TSO super-segment) as a frame with a partial checksum."""
+def send_tcp_offload(host: Host, remote_ip: str, seg: TcpSegment, now: float, gso: int,
+                     config: TcpConfig) -> None:
+    """One IPv4 TCP segment (gso: a TSO super-segment) as a frame with a partial checksum, its
+    TTL and TOS the connection's (`config`)."""
     # The kernel gives the segments of a super-segment consecutive IP idents.
     ident = host.next_ip_ident(1 + (len(seg.payload) - 1) // gso if gso else 1)
-    queue_tcp_frame(host, vnet.tcp_frame(seg, host.address_raw, pack_addr(remote_ip), ident, gso),
-                    now, gso)
+    frame = vnet.tcp_frame(seg, host.address_raw, pack_addr(remote_ip), ident, gso, config.ip_ttl,
+                           config.ip_tos)
+    queue_tcp_frame(host, frame, now, gso)
 
 
 def queue_tcp_frame(host: Host, frame: bytes, now: float, gso: int) -> None:

@@ -91,6 +91,8 @@ class Handshake(Tcb):
         use_ts = cfg.timestamps and (self.ts_ok or not syn_ack)
         use_ws = cfg.window_scaling and (self.ws_ok or not syn_ack)
         mss = cfg.mtu - self.ip_overhead  # our MSS option: the MTU less IP and TCP headers
+        if cfg.noopt:
+            return ()
         if not syn_ack and self._syn_options_dropped():
             return (Mss(mss),)
         ts = Timestamps(self.tsval(now), self.ts_recent if syn_ack else 0) if use_ts else None
@@ -129,7 +131,7 @@ class Handshake(Tcb):
         mss = syn.mss
         self.peer_mss = mss if mss else self.default_peer_mss
         ws = syn.wscale
-        bare = self._syn_options_dropped()
+        bare = cfg.noopt or self._syn_options_dropped()
         if cfg.window_scaling and ws is not None and not bare:
             self.ws_ok = True
             self.snd_wscale = min(ws, MAX_WSCALE)  # RFC 7323 2.3: treat larger as 14

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from stack import seq
 from stack.tcp.state import State
-from stack.tcp.tcb import Tcb
+from stack.tcp.tcb import TIMER_SLACK, Tcb
+from stack.tcp.timers import keepinit_deadline
 from stack.wire.tcp import TcpSegment
 
 
@@ -126,6 +127,10 @@ class Recovery(Tcb):
         self.retries += 1
         self.rtt_seq = None  # Karn's rule: never time a retransmitted segment
         if self.state in (State.SYN_SENT, State.SYN_RECEIVED):
+            keepinit = keepinit_deadline(self)
+            if keepinit is not None and now + TIMER_SLACK >= keepinit:
+                self._give_up(now, "timer:keepinit")
+                return
             limit = self.config.syn_retries if self.state is State.SYN_SENT else self.config.synack_retries
             if self.retries > limit:
                 self._give_up(now, "timer:syn_retries")

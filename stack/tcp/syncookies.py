@@ -152,8 +152,9 @@ def synack(config: TcpConfig, syn: TcpSegment, cookie: int, tsval: int, mss: int
     if use_ws:
         opts += [Nop(), WindowScale(wscale_for(config))]
     window = min(config.rcvbuf, 0xFFFF)  # RFC 7323 2.2: a SYN's window is never scaled
+    options = () if config.noopt else tuple(opts)  # TCP_NOOPT: none at all, as a connection's
     return TcpSegment(
-        syn.dst_port, syn.src_port, cookie, seq.add(syn.seq, 1), SYN | ACK, window, b"", tuple(opts)
+        syn.dst_port, syn.src_port, cookie, seq.add(syn.seq, 1), SYN | ACK, window, b"", options
     )
 
 

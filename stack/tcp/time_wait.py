@@ -46,6 +46,7 @@ class TimeWaitRecord:
         "_transmit",
         "ack_floor",
         "app_closed",
+        "config",
         "id",
         "local_ip",
         "local_port",
@@ -89,6 +90,7 @@ class TimeWaitRecord:
         self.ts_recent, self.ts_recent_age = conn.ts_recent, conn.ts_recent_age
         self.time_wait_at = conn.time_wait_at
         self.msl = conn.config.msl
+        self.config = conn.config  # the IP header fields of what it sends (stack.host._transmit)
         self.trace = conn.trace
         self._transmit = transmit
         self._sched = sched

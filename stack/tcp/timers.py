@@ -30,6 +30,17 @@ class Timer(enum.Enum):
 
 
 FIRING_ORDER = tuple((t, t.value + "_at", "_on_" + t.value) for t in Timer)
+_OPENING = (State.SYN_SENT, State.SYN_RECEIVED)
+
+
+def keepinit_deadline(tcb: Tcb) -> float | None:
+    """When an active open still short of ESTABLISHED gives up (TcpConfig.keepinit, counted
+    from connect() as FreeBSD's TT_KEEP in SYN-SENT); None when no such limit applies. A passive
+    open has none: synack_retries bounds it (FreeBSD's syncache ignores TCP_KEEPINIT too)."""
+    keepinit = tcb.config.keepinit
+    if keepinit is None or tcb.listener is not None or tcb.state not in _OPENING:
+        return None
+    return tcb.created + keepinit
 
 
 class Timers(Tcb):
@@ -82,6 +93,10 @@ class Timers(Tcb):
             if self.backoff or self.rtt.srtt is not None:
                 rto += self.config.rto_slop  # FreeBSD's TCPT_RANGESET: all but the initial RTO
             self.rto_at = now + min(rto, self.config.rto_max)
+            if self.config.keepinit is not None:  # the SYN's last timeout ends at keepinit
+                limit = keepinit_deadline(self)
+                if limit is not None and limit < self.rto_at:
+                    self.rto_at = max(limit, now)
 
     def _arm_persist(self, now: float) -> None:
         base = max(self.rtt.rto, self.config.persist_min)

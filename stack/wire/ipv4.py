@@ -86,9 +86,10 @@ def parse_ipv4(data: bytes | memoryview) -> IPv4Packet:
     )
 
 
-def ipv4_header(src: bytes, dst: bytes, protocol: int, total: int, ident: int, ttl: int = 64) -> bytes:
+def ipv4_header(src: bytes, dst: bytes, protocol: int, total: int, ident: int, ttl: int = 64,
+                tos: int = 0) -> bytes:
     """A 20-octet header (DF set, no options) with its checksum, for packed addresses."""
-    header = HEADER.pack(0x45, 0, total, ident, _FLAG_DF, ttl, protocol, 0, src, dst)
+    header = HEADER.pack(0x45, tos, total, ident, _FLAG_DF, ttl, protocol, 0, src, dst)
     return header[:10] + internet_checksum(header).to_bytes(2, "big") + header[12:]
 
 

@@ -172,10 +172,10 @@ def build_ipv6(pkt: IPv6Packet) -> bytes:
 
 
 def ipv6_header(src: bytes, dst: bytes, next_header: int, payload_len: int, hop_limit: int,
-                flow_label: int = 0) -> bytes:
-    """The fixed header alone, from packed addresses (traffic class 0), for a sender that joins
-    it to a payload it does not copy (`stack.wire.vnet.tcp6_frame`)."""
-    vtf = (6 << 28) | (flow_label & 0xFFFFF)
+                flow_label: int = 0, traffic_class: int = 0) -> bytes:
+    """The fixed header alone, from packed addresses, for a sender that joins it to a payload
+    it does not copy (`stack.wire.vnet.tcp6_frame`)."""
+    vtf = (6 << 28) | ((traffic_class & 0xFF) << 20) | (flow_label & 0xFFFFF)
     return HEADER.pack(vtf, payload_len, next_header, hop_limit, src, dst)
 
 

@@ -79,23 +79,24 @@ def tcp_header(ip_hlen: int, tcp_hlen: int, gso_size: int = 0, gso_type: int = G
     )
 
 
-def tcp_frame(seg: TcpSegment, src: bytes, dst: bytes, ident: int, gso: int = 0) -> bytes:
+def tcp_frame(seg: TcpSegment, src: bytes, dst: bytes, ident: int, gso: int = 0, ttl: int = 64,
+              tos: int = 0) -> bytes:
     """What a TUN with offloads is given for one TCP segment (gso: a super-segment): this header,
     an IPv4 header, the TCP header with a partial checksum, the payload, joined once (no octet of
     a 64 KB super-segment is copied twice or summed in Python)."""
     tcp = build_tcp_header_partial(seg, src, dst)
-    ip = ipv4_header(src, dst, PROTO_TCP, IP_HEADER_LEN + len(tcp) + len(seg.payload), ident)
+    ip = ipv4_header(src, dst, PROTO_TCP, IP_HEADER_LEN + len(tcp) + len(seg.payload), ident, ttl, tos)
     return b"".join((tcp_header(IP_HEADER_LEN, len(tcp), gso), ip, tcp, seg.payload))
 
 
 def tcp6_frame(seg: TcpSegment, src: bytes, dst: bytes, hop_limit: int, flow_label: int,
-               gso: int = 0) -> bytes:
+               gso: int = 0, traffic_class: int = 0) -> bytes:
     """`tcp_frame` for IPv6: the fixed header (no extension headers, so TCP starts at octet 40)
     and a partial checksum over RFC 8200 8.1's pseudo-header (16-octet addresses, the 32-bit
     upper-layer length of the whole super-segment, next header 6); the kernel adjusts it per
     segment when it cuts (TSO6)."""
     tcp = build_tcp_header_partial(seg, src, dst)
-    ip = ipv6_header(src, dst, NH_TCP, len(tcp) + len(seg.payload), hop_limit, flow_label)
+    ip = ipv6_header(src, dst, NH_TCP, len(tcp) + len(seg.payload), hop_limit, flow_label, traffic_class)
     return b"".join((tcp_header(IP6_HEADER_LEN, len(tcp), gso, GSO_TCPV6), ip, tcp, seg.payload))
 
 

@@ -72,13 +72,11 @@ _UNSUPPORTED = [
     (r"fastopen|'FO'", "missing feature: TCP Fast Open (RFC 7413)"),
     (r"insecure_rst=1", "FreeBSD option: RST accepted anywhere in the window (RFC 5961 section 3 off)"),
     (r"insecure_syn=1", "FreeBSD option: SYN in a synchronized state resets (RFC 5961 section 4 off)"),
-    (r"drop_synfin=1", "FreeBSD option: SYN+FIN segments dropped"),
     (r"udp|UDP", "missing feature: TCP over UDP encapsulation (FreeBSD's udp_tunneling_port)"),
     (r"ecn", "missing feature: ECN (RFC 3168)"),
     (r"icmp|IP-level", "missing feature (runner): ICMP and IP-level packets in scripts"),
     (r"%\{", "missing feature (runner): %{ }% Python blocks (tcpi_state assertions)"),
     (r"md5|MD5", "missing feature: TCP MD5 signatures (RFC 2385)"),
-    (r"'!'", "missing feature (runner): nplab packetdrill's '!' sequence-number marker"),
 ]
 
 _FAIL = [

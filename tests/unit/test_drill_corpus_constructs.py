@@ -101,7 +101,7 @@ def test_the_cleanup_command_is_noted_and_never_fails_the_script() -> None:
 @pytest.mark.parametrize(
     ("command", "construct"),
     [
-        ("`sysctl -w net.inet.tcp.drop_synfin=1`", "sysctl net.inet.tcp.drop_synfin=1"),
+        ("`sysctl -w net.inet.tcp.syncookies_only=1`", "sysctl net.inet.tcp.syncookies_only=1"),
         ("`sysctl -w net.inet.tcp.fastopen.client_enable=1`", "sysctl net.inet.tcp.fastopen.client_enable=1"),
         ("`tcpdrop -s TIME_WAIT`", "shell command `tcpdrop`"),
     ],
@@ -111,7 +111,7 @@ def test_a_setting_the_stack_cannot_honour_is_unsupported_naming_it(command: str
     result = run_text(script)
     assert result.outcome == "unsupported" and result.unsupported == construct
     assert result.failure is not None and result.failure.line == PASSIVE.count("\n") + 1
-    assert run_text(PASSIVE + "+0 `sysctl -w net.inet.tcp.drop_synfin=0`\n").passed
+    assert run_text(PASSIVE + "+0 `sysctl -w net.inet.tcp.syncookies_only=0`\n").passed
 
 
 def test_shell_interpretation_of_linux_buffer_triples_and_bad_values() -> None:
@@ -131,6 +131,8 @@ def test_shell_interpretation_of_linux_buffer_triples_and_bad_values() -> None:
     assert interpret("sysctl -w net.inet.tcp.rexmit_slop=200").changes == {"rto_slop": 0.2}
     assert interpret("sysctl -w kern.ipc.maxsockbuf=73728").changes == {"wscale_space": 73728}
     assert interpret("sysctl -w net.inet.tcp.icmp_may_rst=0").changes == {"icmp_hard_errors": False}
+    assert interpret("sysctl -w net.inet.tcp.drop_synfin=1").changes == {"drop_synfin": True}
+    assert interpret("sysctl -w net.inet.tcp.keepinit=15000").changes == {"keepinit": 15.0}
 
 
 # --- system calls ----------------------------------------------------------------------------------
@@ -332,6 +334,35 @@ def test_tcpi_state_assertions_check_the_socket_under_test() -> None:
     _fails_at(PASSIVE + wrong + "\n", wrong)
     result = run_text(PASSIVE + "+0 %{ print(tcpi_rto) }%\n")
     assert result.outcome == "unsupported" and result.unsupported == "%{ }% code block"
+
+
+def test_tcpi_options_assertions_check_the_options_negotiated() -> None:
+    good = PASSIVE + "+0 %{ assert tcpi_options == 6 }%\n"  # SACK (2) and window scale (4)
+    assert run_text(good).passed, run_text(good).text()
+    wrong = "+0 %{ assert tcpi_options == 0 }%"
+    _fails_at(PASSIVE + wrong + "\n", wrong)
+    noopt = PASSIVE.replace("+0  bind", "+0  setsockopt(3, IPPROTO_TCP, TCP_NOOPT, [1], 4) = 0\n+0  bind")
+    noopt = noopt.replace("> S. 0:0(0) ack 1 <...>", "> S. 0:0(0) ack 1")
+    noopt += "+0 getsockopt(4, IPPROTO_TCP, TCP_NOOPT, [1], [4]) = 0\n+0 %{ assert tcpi_options == 0 }%\n"
+    assert run_text(noopt).passed, run_text(noopt).text()
+
+
+def test_ip_header_fields_of_outbound_packets_are_checked() -> None:
+    options = "+0  setsockopt(3, IPPROTO_IP, IP_TTL, [4], 4) = 0\n"
+    options += "+0  setsockopt(3, IPPROTO_IP, IP_TOS, [IPTOS_DSCP_CS1], 4) = 0\n+0  bind"
+    script = PASSIVE.replace("+0  bind", options).replace("> S. 0:0(0)", "> (ttl 4, tos 0x20) S. 0:0(0)")
+    script += "+0 getsockopt(4, IPPROTO_IP, IP_TTL, [4], [4]) = 0\n"
+    script += "+0 setsockopt(4, IPPROTO_IP, IP_TTL, [6], 4) = 0\n+0 close(4) = 0\n"
+    assert run_text(script + "+0 > (ttl 6, tos 0x20) F. 1:1(0) ack 1 <...>\n").passed
+    wrong = "+0 > (ttl 64) F. 1:1(0) ack 1 <...>"
+    assert "ttl 6, expected 64" in _fails_at(script + wrong + "\n", wrong)
+    wrong = "+0 > (tos 0x00) F. 1:1(0) ack 1 <...>"
+    assert "tos 0x20, expected 0x00" in _fails_at(script + wrong + "\n", wrong)
+    # A RST for a port bound but not listening goes out with the socket's TTL, its sequence
+    # number as on the wire (`!`).
+    bound = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 setsockopt(3, IPPROTO_IP, IP_TTL, [4], 4) = 0\n"
+    bound += "+0 bind(3, ..., ...) = 0\n+0 < S 0:0(0) win 1000\n+0 > (ttl 4) R. 0:0(0)! ack 1 win 0\n"
+    assert run_text(bound).passed, run_text(bound).text()
 
 
 def test_keepalive_settings_read_back_and_ewouldblock_is_eagain() -> None:

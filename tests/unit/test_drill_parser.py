@@ -491,7 +491,6 @@ def test_comments_everywhere() -> None:
     ("text", "what"),
     [
         ("+0 < S 0:0(0) win 1000 <mss 1000>/udp(1 > 9811)", "TCP over UDP encapsulation (/udp)"),
-        ("+0 > R. 0:0(0)! ack 1 win 0", "'!' after the sequence numbers"),
         ("+0 getsockopt(3, SOL_SOCKET, SO_LINGER, {l_onoff=1, l_linger=0}, [8]) = 0",
          "struct argument to getsockopt()"),
         ("+0 getsockopt(3, SOL_TCP, TCP_INFO, [{tcpi_rto=200000}], [232]) = 0",
@@ -500,7 +499,8 @@ def test_comments_everywhere() -> None:
         ("+0 < udp (1472)", "udp packet"),
         ("+0 > icmp unreachable port [1:1(0)]", "icmp packet"),
         ("+0 < [ect0] . 1:1(0) ack 1 win 257", "IP-level packet field"),
-        ("+0 > (mf) . 1:1(0) ack 1", "IP-level packet field"),
+        ("+0 > (mf) . 1:1(0) ack 1", "IP-level packet field mf"),
+        ("+0 > (ttl 4, flowlabel 1) . 1:1(0) ack 1", "IP-level packet field flowlabel"),
         ("+0 < S 0:0(0) win 1000 <mss 1000,FO abcd1234,nop,nop>", "TCP option 'FO'"),
         ("+0 < S 0:0(0) win 1000 <md5 000102>", "TCP option 'md5'"),
     ],
@@ -509,6 +509,22 @@ def test_unsupported_syntax_becomes_an_event_naming_the_line(text: str, what: st
     script = parse_script(f"0 close(9) = 0\n{text}\n+0 close(3) = 0\n")
     assert script.events[1] == UnsupportedEvent(line=2, timing=rel(0), what=what)
     assert script.events[2] == call(3, rel(0), "close", i(3))
+
+
+def test_ip_header_fields_and_absolute_sequence_numbers() -> None:
+    script = parse_script(
+        "0 > (ttl 4) R. 0:0(0)! ack 1 win 0\n+0 < (tos 0x28, ttl 3) S 0:0(0) win 1\n"
+        "+0 > (hlim 6) . 1:1(0) ack 1\n+0 > (class 0xe0) . 1:1(0) ack 1\n"
+    )
+    fields = [(e.ip_fields, e.seq_absolute) for e in script.events if isinstance(e, PacketEvent)]
+    assert fields == [
+        ((("ttl", 4),), True),
+        ((("tos", 0x28), ("ttl", 3)), False),
+        ((("hlim", 6),), False),
+        ((("class", 0xE0),), False),
+    ]
+    with pytest.raises(ParseError):
+        parse_script("0 > (ttl 256) . 1:1(0) ack 1\n")
 
 
 def test_shell_commands_and_code_blocks_are_events_for_the_runner() -> None:

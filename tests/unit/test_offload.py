@@ -187,3 +187,13 @@ def test_partial_checksum_of_another_protocol_is_not_rewritten_in_the_pcap() -> 
     host.receive(_frame(udp, vnet.F_NEEDS_CSUM), 0.0)
     assert out.getvalue()[24 + 16 :] == udp
     assert host.counters["ip_protocol"] == 1
+
+
+def test_super_segments_carry_the_connections_ttl_and_tos() -> None:
+    """IP_TTL and IP_TOS reach every segment the device cuts from a super-segment."""
+    host = Host(A, offload=True)
+    seg = TcpSegment(1000, 80, 5000, 7, ACK, 512, bytes(2500))
+    host._transmit_segment(B, seg, "x", 0.0, gso=1000, config=TcpConfig(ip_ttl=4, ip_tos=0x20))
+    (frame,) = host.take_packets()
+    pieces = [parse_ipv4(p) for p in vnet.segment(vnet.parse_vnet(frame), frame[vnet.HEADER_LEN :])]
+    assert [(p.ttl, p.tos) for p in pieces] == [(4, 0x20)] * 3

@@ -13,6 +13,7 @@ import struct
 import pytest
 
 from stack.checksum import internet_checksum, pseudo_header_sum
+from stack.config import TcpConfig
 from stack.host import GSO_MAX_PAYLOAD6, Host
 from stack.inet import pack
 from stack.sim.link import LinkProfile
@@ -237,3 +238,13 @@ def test_a_batch_of_ipv6_segments_is_acknowledged_once() -> None:
     assert len(acks) == 1
     (server,) = b.listeners[80].accept_queue
     assert acks[0].ack == server.rcv_nxt and len(server.rcvq) == 1428 * 6
+
+
+def test_ipv6_frames_carry_the_connections_hop_limit_and_traffic_class() -> None:
+    """IPV6_UNICAST_HOPS and IPV6_TCLASS, with offloads on."""
+    host = Host(A, address6=A6, offload=True)
+    seg = TcpSegment(1000, 80, 5000, 7, ACK, 512, bytes(100))
+    host._transmit_segment(B6, seg, "x", 0.0, config=TcpConfig(ipv6_hops=5, ipv6_tclass=0xE0))
+    (frame,) = host.take_packets()
+    ip = parse_ipv6(frame[vnet.HEADER_LEN :])
+    assert (ip.hop_limit, ip.traffic_class, ip.flow_label != 0) == (5, 0xE0, True)

@@ -121,42 +121,40 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Timers):
 
     def _predicted(self, seg: TcpSegment, now: float) -> bool:
         """Header prediction (Jacobson's, as BSD's tcp_input and Linux's fast path have it): in
-        ESTABLISHED, a segment with only ACK (and PSH), the next expected sequence number, no
-        SACK, urgent or out-of-order state, and either in-order data that fits the window with
-        nothing new acknowledged, or an ACK of new data without data. For such a segment every
-        check of RFC 9293 3.10.7.4 passes and does only what is done here, in the same order
-        (the window update included); anything else returns False and takes the full path."""
+        ESTABLISHED and out of loss recovery, a segment with only ACK (and PSH), the next expected
+        sequence number, no SACK, urgent or out-of-order state, an acknowledgment in SND.UNA..SND.NXT,
+        and in-order data that fits the window, or an ACK of new data without data (a duplicate
+        ACK or a bare window update takes the full path, which counts it). For such a segment every
+        check of RFC 9293 3.10.7.4 passes and does only what is done here, in the same order (the
+        window update included); anything else returns False and takes the full path."""
         if seg.flags & ~PSH != ACK or seg.seq != self.rcv_nxt or self.fin_queued or len(self.ooo):
             return False
-        ack, payload = seg.ack, seg.payload
-        window = seg.window << self.snd_wscale if self.ws_ok else seg.window
-        if self.dsack is not None or self.ooo.fin_seq is not None:
+        if self.dsack is not None or self.ooo.fin_seq is not None or self.in_recovery:
             return False
         if self.sack_ok and seg.sack_blocks:
+            return False
+        ack, payload = seg.ack, seg.payload
+        acked = seq.sub(ack, self.snd_una)
+        if acked < 0 or seq.gt(ack, self.snd_max) or (payload and len(payload) > self._rcv_wnd()):
+            return False
+        if not payload and not acked:
             return False
         if self.ts_ok:  # PAWS (RFC 7323 5.3) would pass
             ts = seg.timestamps
             if ts is None or seq.lt(ts.tsval, self.ts_recent):
                 return False
+        self._update_ts_recent(seg, now)
+        if acked:
+            self._on_new_ack(seg, ack, acked, now)
+        self._update_send_window(seg, ack, seg.window << self.snd_wscale if self.ws_ok else seg.window, now)
+        if self.state is State.CLOSED:
+            return True
         if payload:
-            if ack != self.snd_una or len(payload) > self._rcv_wnd():
-                return False
-            self._update_ts_recent(seg, now)
-            self._update_send_window(seg, ack, window, now)
             self.rcvq += payload
             self.rcv_nxt = seq.add(self.rcv_nxt, len(payload))
             self.stats.bytes_received += len(payload)
             self._notify(self)
             self._ack_data(len(payload), now, immediate=False)
-        else:
-            acked = seq.sub(ack, self.snd_una)
-            if acked <= 0 or seq.gt(ack, self.snd_max):
-                return False
-            self._update_ts_recent(seg, now)
-            self._on_new_ack(seg, ack, acked, now)
-            self._update_send_window(seg, ack, window, now)
-            if self.state is State.CLOSED:
-                return True
         self._output(now)
         return True
 

@@ -74,3 +74,37 @@ def test_off_it_takes_nothing() -> None:
     sender, receiver = _bulk(TcpConfig().with_(header_prediction=False), 200_000)
     assert receiver.bytes_received == 200_000
     assert sender.predicted == receiver.predicted == 0
+
+
+def _ping_pong(config: TcpConfig, rounds: int) -> tuple[ConnStats, ConnStats, list[object], list[object]]:
+    """Request and reply, `rounds` times on one connection (every data segment after the first
+    acknowledges the other side's last one); both ends' counters and traces."""
+    pair = two_hosts(4, LinkProfile(delay=0.002), config=config)
+    stats: list[ConnStats] = []
+
+    async def main() -> None:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            stats.append(writer.get_extra_info("tcp_connection").stats)
+            while request := await reader.read(100):
+                writer.write(request.upper() * 3)
+            writer.close()
+
+        server = await pair.stack_b.start_server(serve, port=9)
+        reader, writer = await pair.stack_a.open_connection(B_ADDR, 9)
+        stats.insert(0, writer.get_extra_info("tcp_connection").stats)
+        for i in range(rounds):
+            writer.write(b"request %03d" % i)
+            assert await reader.readexactly(33) == (b"REQUEST %03d" % i) * 3
+        writer.close()
+        await asyncio.sleep(1.0)
+        server.close()
+
+    pair.net.run(main(), timeout=600)
+    return stats[0], stats[1], list(pair.sink_a.events), list(pair.sink_b.events)
+
+
+def test_it_takes_data_that_acknowledges_the_last_reply_with_the_same_trace() -> None:
+    client, server, *on = _ping_pong(TcpConfig(), 50)
+    assert server.predicted >= 45 and client.predicted >= 45  # requests and replies alike
+    *_, trace_a, trace_b = _ping_pong(TcpConfig().with_(header_prediction=False), 50)
+    assert on == [trace_a, trace_b]

@@ -302,6 +302,7 @@ class Host(ClosedPort, PassiveOpen, Icmp4):
                 self.connections[key] = record
                 self.bounds.replace(conn, record)
                 self._sched(record)
+                self.soft_errors.pop(conn, None)  # it ends closed, not timed out: let the object go
             return
         if conn.state is State.CLOSED or conn.state is State.LISTEN:
             if self.connections.get(key) is conn:

@@ -9,9 +9,12 @@ only if the sequence number it quotes lies in SND.UNA..SND.NXT-1 (RFC 5927 4.1).
 from __future__ import annotations
 
 import errno
+import gc
+import weakref
 
 import pytest
 
+from stack import seq
 from stack.config import freebsd_profile
 from stack.inet import pack
 from stack.tcp.state import State
@@ -149,3 +152,25 @@ def test_a_soft_error_is_what_the_application_hears_when_syn_sent_times_out(kind
         peer.fire()
     error = peer.c().error
     assert type(error) is OSError and error.errno == errno.EHOSTUNREACH, error
+
+
+def test_a_soft_error_does_not_outlive_a_connection_that_ends_in_a_time_wait_record() -> None:
+    """The host remembers a soft error per connection until it closes; an orphan that enters
+    TIME_WAIT is swapped for a light record, and its connection object must then be let go."""
+    peer = established_active(config=PLAIN)
+    peer.app_send(b"x" * 100)
+    [data] = peer.segments()
+    peer.host.receive(icmp_error("host unreachable", data.seq), peer.now)  # soft: remembered
+    peer.send(".", ack=seq.add(data.seq, 100))
+    peer.app_close()
+    peer.expect("F.")
+    peer.send(".")
+    peer.send("F.")
+    peer.expect_win = RCVBUF - 1
+    peer.expect(".")
+    assert peer.state is State.TIME_WAIT
+    old = weakref.ref(peer.c())
+    peer.host.take_app_events()  # the host's pending notifications held it too
+    peer.conn = None
+    gc.collect()
+    assert old() is None

@@ -56,6 +56,23 @@ def _letters(seg: TcpSegment) -> str:
     return "".join(c for bit, c in ((0x02, "S"), (0x01, "F"), (0x04, "R"), (0x10, ".")) if seg.flags & bit)
 
 
+def _listener(net: TwoHosts, fam: int, options: tuple[tuple[int, int, int], ...] = ()) -> Socket:
+    """A listening socket on host b at PORT, with `options` (level, option, value) set before bind."""
+    srv = net.stack_b.socket(fam)
+    for level, option, value in options:
+        srv.setsockopt(level, option, value)
+    srv.bind(("", PORT))
+    srv.listen(4)
+    return srv
+
+
+async def _connect(cli: Socket, srv: Socket, server: str) -> Socket:
+    """Connect cli to the listener; the accepted socket."""
+    await cli.aconnect((server, PORT))
+    child, _ = await srv.aaccept()
+    return child
+
+
 @pytest.fixture(params=CONFIGS)
 def net(request: pytest.FixtureRequest) -> Iterator[TwoHosts]:
     hosts = two_hosts(1, LinkProfile(delay=0.005), config=request.param)
@@ -68,13 +85,10 @@ def test_defaults_are_ttl_64_and_class_0(net: TwoHosts, family: str) -> None:
     fam, server, _, level, hops, tclass = FAMILIES[family]
 
     async def main() -> None:
-        srv = net.stack_b.socket(fam)
-        srv.bind(("", PORT))
-        srv.listen(4)
+        srv = _listener(net, fam)
         cli = net.stack_a.socket(fam)
         assert (cli.getsockopt(level, hops), cli.getsockopt(level, tclass)) == (64, 0)
-        await cli.aconnect((server, PORT))
-        child, _ = await srv.aaccept()
+        child = await _connect(cli, srv, server)
         await cli.asendall(b"x" * 3000)
         cli.close()
         child.close()
@@ -89,14 +103,11 @@ def test_client_fields_hold_from_the_syn_and_change_with_setsockopt(net: TwoHost
     fam, server, _, level, hops, tclass = FAMILIES[family]
 
     async def main() -> None:
-        srv = net.stack_b.socket(fam)
-        srv.bind(("", PORT))
-        srv.listen(4)
+        srv = _listener(net, fam)
         cli = net.stack_a.socket(fam)
         cli.setsockopt(level, hops, 4)
         cli.setsockopt(level, tclass, 0x20)
-        await cli.aconnect((server, PORT))
-        child, _ = await srv.aaccept()
+        child = await _connect(cli, srv, server)
         await cli.asendall(b"x" * 100)
         assert await child.arecv(100)
         cli.setsockopt(level, hops, 6)
@@ -121,14 +132,9 @@ def test_accepted_connections_take_the_listeners_fields(net: TwoHosts, family: s
     fam, server, _, level, hops, tclass = FAMILIES[family]
 
     async def main() -> None:
-        srv = net.stack_b.socket(fam)
-        srv.setsockopt(level, hops, 9)
-        srv.setsockopt(level, tclass, 0xB8)
-        srv.bind(("", PORT))
-        srv.listen(4)
+        srv = _listener(net, fam, ((level, hops, 9), (level, tclass, 0xB8)))
         cli = net.stack_a.socket(fam)
-        await cli.aconnect((server, PORT))
-        child, _ = await srv.aaccept()
+        child = await _connect(cli, srv, server)
         assert child.getsockopt(level, hops) == 9
         await child.asendall(b"z" * 2000)
         child.close()  # the server closes first: its TIME_WAIT answers with the same fields
@@ -185,13 +191,9 @@ def test_setsockopt_on_a_listener_holds_for_what_it_accepts_next(net: TwoHosts, 
     fam, server, _, level, hops, _ = FAMILIES[family]
 
     async def main() -> None:
-        srv = net.stack_b.socket(fam)
-        srv.bind(("", PORT))
-        srv.listen(4)
+        srv = _listener(net, fam)
         srv.setsockopt(level, hops, 7)
-        cli = net.stack_a.socket(fam)
-        await cli.aconnect((server, PORT))
-        child, _ = await srv.aaccept()
+        child = await _connect(net.stack_a.socket(fam), srv, server)
         assert child.getsockopt(level, hops) == 7
 
     net.run(main())

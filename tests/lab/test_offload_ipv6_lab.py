@@ -6,7 +6,6 @@ over IPv6's pseudo-header)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ import pytest
 from lab.kernel import capture, tshark
 from lab.lab import Lab
 from lab.node.control import ControlClient, flush_traces
+from lab.scenarios.pytest_plugin import node_trace
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(180)]
 BODY = 3_000_000
@@ -61,9 +61,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, dict[st
 
 
 def _segments(lab: Lab, node: str, direction: str) -> list[dict[str, Any]]:
-    text = (lab.run_dir / f"{node}.trace.jsonl").read_text()
-    events = (json.loads(line) for line in text.splitlines() if line.strip())
-    return [e for e in events if e["kind"] == "SegmentEvent" and e["direction"] == direction]
+    return [e for e in node_trace(lab, node) if e["kind"] == "SegmentEvent" and e["direction"] == direction]
 
 
 def test_ipv6_bulk_moves_as_super_segments_and_arrives_intact(lab: tuple[Lab, dict[str, Any]]) -> None:

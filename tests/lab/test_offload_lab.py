@@ -5,7 +5,6 @@ checksums (each super-segment's checksum completed by the pcap sink)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -20,6 +19,7 @@ from lab.kernel import capture, tshark
 from lab.lab import Lab
 from lab.node.apps import payload
 from lab.node.control import ControlClient
+from lab.scenarios.pytest_plugin import node_trace
 
 pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
@@ -46,21 +46,17 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, dict[st
         Lab.down(name)
 
 
-def _events(lab: Lab, node: str) -> list[dict[str, object]]:
-    text = (lab.run_dir / f"{node}.trace.jsonl").read_text()
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
 def test_body_moves_as_super_segments_and_arrives_intact(lab: tuple[Lab, dict[str, object]]) -> None:
     running, response = lab
     assert ControlClient(running.run_dir / "client.sock").call("status")["offload"] is True
     assert response["status"] == 200 and response["body_length"] == BODY
     assert response["sha256"] == payload.sha256(BODY)
-    sent = [e for e in _events(running, "server") if e["kind"] == "SegmentEvent" and e["direction"] == "out"]
-    got = [e for e in _events(running, "client") if e["kind"] == "SegmentEvent" and e["direction"] == "in"]
+    sent = [e for e in node_trace(running, "server")
+            if e["kind"] == "SegmentEvent" and e["direction"] == "out"]
+    got = [e for e in node_trace(running, "client") if e["kind"] == "SegmentEvent" and e["direction"] == "in"]
     supers = [e for e in sent if e.get("gso")]
     assert supers, "the server sent no super-segment"
-    assert all(int(e["len"]) > int(e["gso"]) for e in supers)  # type: ignore[call-overload]
+    assert all(int(e["len"]) > int(e["gso"]) for e in supers)
     # The kernel forwarded them whole (both TUNs take TSO4): the client read super-segments too.
     assert any(e.get("gso") for e in got)
     assert len(got) < BODY // 1448 // 4

@@ -1,4 +1,4 @@
-"""A host: IPv4 in and out, ICMP echo, TCP demultiplexing, listeners and the port table.
+"""A host: IPv4 in and out, TCP demultiplexing, listeners and the port table (ICMP: stack.icmp4).
 
 With an IPv6 address too (`address6`), version-6 packets go to its IPv6 layer (`stack.host6`),
 which hands TCP segments back here: one connection table and one listener per port serve both
@@ -94,7 +94,6 @@ class Host(ClosedPort, PassiveOpen, Icmp4):
         self._callbacks = (self._transmit, self._notify, self._sched)
         self.ip6 = None if self.address6 is None else Ipv6Layer(self, self.address6, isn_key + b"flow")
         # RFC 1122 4.2.3.9: the last ICMP soft error of a connection, reported if it times out.
-        self.soft_errors: dict[TcpConnection, OSError] = {}
 
     # ------------------------------------------------------------------ driver interface
 
@@ -302,15 +301,10 @@ class Host(ClosedPort, PassiveOpen, Icmp4):
                 self.connections[key] = record
                 self.bounds.replace(conn, record)
                 self._sched(record)
-                self.soft_errors.pop(conn, None)  # it ends closed, not timed out: let the object go
             return
         if conn.state is State.CLOSED or conn.state is State.LISTEN:
             if self.connections.get(key) is conn:
                 del self.connections[key]
-            if isinstance(conn, TcpConnection):  # a TIME_WAIT record has no soft error to report
-                soft = self.soft_errors.pop(conn, None)
-                if soft is not None and isinstance(conn.error, TimeoutError):
-                    conn.error = soft
 
     def drop(self, reason: str, now: float, detail: str = "") -> None:
         self.counters[reason] += 1

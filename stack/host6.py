@@ -189,7 +189,7 @@ class Ipv6Layer:
             host.drop("icmp_no_connection", now)
             return
         quoted_seq = int.from_bytes(q[44:48], "big")
-        # RFC 5927 4.1: SND.UNA <= SEG.SEQ < SND.NXT, the IPv4 rule (Host._icmp_connection).
+        # RFC 5927 4.1: SND.UNA <= SEG.SEQ < SND.NXT, the IPv4 rule (stack.icmp4, _icmp_connection).
         if not (seq.le(conn.snd_una, quoted_seq) and seq.lt(quoted_seq, conn.snd_max)):
             host.drop("icmp6_out_of_window", now, f"seq {quoted_seq}")
             return

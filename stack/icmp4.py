@@ -46,7 +46,6 @@ class Icmp4:
     bounds: Bounds
     counters: Counter[str]
     connections: dict[tuple[str, int, int], Any]
-    soft_errors: dict[TcpConnection, OSError]
     trace: Trace
 
     def after_event(self, conn: TcpConnection) -> None:
@@ -59,10 +58,10 @@ class Icmp4:
         raise NotImplementedError
 
     def note_soft_error(self, conn: TcpConnection, code: int, what: str, counter: str, now: float) -> None:
-        """Remember an ICMP or ICMPv6 soft error for `conn`: if it times out, the application
+        """Remember an ICMP or ICMPv6 soft error on `conn`: if it times out, the application
         hears this error (errno `code`) rather than a bare timeout (RFC 1122 4.2.3.9)."""
         self.counters[counter] += 1
-        self.soft_errors[conn] = OSError(code, f"{errno.errorcode[code]} ({what} from the path)")
+        conn.soft_error = OSError(code, f"{errno.errorcode[code]} ({what} from the path)")
         if self.trace.enabled:
             self.trace.emit(AppEvent(now, conn.id, "soft_error", errno.errorcode[code]))
 

@@ -189,6 +189,7 @@ class Tcb:
         self.sndbuf = config.sndbuf
         self.rcvbuf = config.rcvbuf
         self.error: BaseException | None = None
+        self.soft_error: OSError | None = None  # the last ICMP soft error, what a timeout reports
         self.write_shut = False
         self.read_shut = False  # shutdown(SHUT_RD): reads return 0 once the queue is empty
         self.app_closed = False  # close() was called: orphaned once closed
@@ -278,7 +279,7 @@ class Tcb:
         self._update_deadline()
 
     def _give_up(self, now: float, cause: str) -> None:
-        self._fail(TimeoutError("connection timed out"), Event.USER_TIMEOUT, cause, now)
+        self._fail(self.soft_error or TimeoutError("connection timed out"), Event.USER_TIMEOUT, cause, now)
         if self.listener is not None:
             self.listener.forget(self)
 

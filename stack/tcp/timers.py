@@ -144,8 +144,8 @@ class Timers(Tcb):
             self.keepalive_at = self.last_recv_time + self.config.keepalive_idle
             return
         if self.keepalive_probes >= self.config.keepalive_count:
-            self._fail(TimeoutError("keepalive: peer did not answer"), Event.KEEPALIVE_TIMEOUT,
-                       "timer:keepalive", now)
+            self._fail(self.soft_error or TimeoutError("keepalive: peer did not answer"),
+                       Event.KEEPALIVE_TIMEOUT, "timer:keepalive", now)
             return
         self.keepalive_probes += 1
         self.stats.keepalive_probes += 1

@@ -48,15 +48,17 @@ class OutOfOrderQueue:
     def _end(self, start: int) -> int:
         return seq.add(start, len(self._data[start]))
 
-    def _index(self, x: int, right: bool = False) -> int:
-        """Where sequence number x goes among the starts (bisect_left, or bisect_right)."""
+    def _index(self, x: int, origin: int | None = None, right: bool = False) -> int:
+        """Where sequence number x goes among the starts (bisect_left, or bisect_right), ordered
+        by distance from `origin` (RCV.NXT; by default the first start: every range lies within
+        a window of either, so the distances order them)."""
         starts = self._starts
         if not starts:
             return 0
-        origin = starts[0]  # every range lies within a window of it: distances order them
+        base = starts[0] if origin is None else origin
 
         def key(s: int) -> int:
-            return seq.sub(s, origin)
+            return seq.sub(s, base)
 
         find = bisect.bisect_right if right else bisect.bisect_left
         return find(starts, key(x), key=key)
@@ -68,7 +70,7 @@ class OutOfOrderQueue:
         starts = self._starts
         # The ranges the new data overlaps or touches: at most one that starts before it, then
         # those starting inside it or right at its end.
-        lo = hi = bisect.bisect_left(starts, seq.sub(start, rcv_nxt), key=lambda s: seq.sub(s, rcv_nxt))
+        lo = hi = self._index(start, rcv_nxt)
         if lo > 0 and not seq.lt(self._end(starts[lo - 1]), start):
             lo -= 1
         while hi < len(starts) and not seq.gt(starts[hi], end):

@@ -26,7 +26,7 @@ HEADER = struct.Struct("!BBHI")
 HEADER_LEN = 8
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class IcmpMessage:
     type: int
     code: int

@@ -39,7 +39,7 @@ HEADER_LEN = 8
 MAX_QUOTE = IPV6_MIN_MTU - IPV6_HEADER_LEN - HEADER_LEN  # 1232 octets of the invoking packet
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Icmpv6Message:
     type: int
     code: int

@@ -21,7 +21,7 @@ _FLAG_MF = 0x2000
 _OFFSET_MASK = 0x1FFF
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class IPv4Packet:
     src: str
     dst: str

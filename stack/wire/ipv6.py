@@ -55,7 +55,7 @@ class ParameterProblem(ParseError):
         self.pointer = pointer
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class IPv6Packet:
     src: str
     dst: str

@@ -1,7 +1,12 @@
 """TCP header and options (RFC 9293 section 3.1; options: RFC 9293 3.2, RFC 7323, RFC 2018).
 
-A parsed segment is a frozen `TcpSegment`; its options are kept as an ordered tuple of option
+A parsed segment is a `TcpSegment`; its options are kept as an ordered tuple of option
 values so that parse/build are symmetric and packetdrill-style matching can check their order.
+
+Segments, options and the IP packets of `stack.wire` are values: nothing changes one once built
+(`dataclasses.replace` makes a changed copy). They are not `frozen=True` dataclasses because a
+frozen dataclass sets each field through `object.__setattr__`: 0.7 µs against 0.1 µs to build
+a segment, paid several times per segment on the way in and out.
 """
 
 from __future__ import annotations
@@ -57,43 +62,43 @@ OPT_SACK = 5
 OPT_TIMESTAMP = 8
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Eol:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Nop:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Mss:
     value: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WindowScale:
     shift: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SackPermitted:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Sack:
     blocks: tuple[tuple[int, int], ...]  # (left edge, right edge) pairs, right edge exclusive
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Timestamps:
     tsval: int
     tsecr: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UnknownOption:
     kind: int
     data: bytes
@@ -102,7 +107,7 @@ class UnknownOption:
 TcpOption = Eol | Nop | Mss | WindowScale | SackPermitted | Sack | Timestamps | UnknownOption
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TcpSegment:
     src_port: int
     dst_port: int

@@ -47,7 +47,7 @@ TCP_CSUM_OFFSET = 16  # the checksum field within the TCP header
 PLAIN = HEADER.pack(0, GSO_NONE, 0, 0, 0, 0)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class VnetHeader:
     flags: int = 0
     gso_type: int = GSO_NONE

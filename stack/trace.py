@@ -185,32 +185,56 @@ class AppEvent(Event):
 
 
 class Sink(Protocol):
+    """Where events go. A sink may also have `accepts(kind) -> bool`: False for an event type it
+    never writes, so that the trace does not call it for those (`PcapSink` takes only packets)."""
+
     def write(self, event: Event) -> None: ...
 
     def close(self) -> None: ...
 
 
-class Trace:
-    """Fans events out to sinks. `enabled` is False while there is no sink."""
+Writer = Callable[[Event], None]
 
-    __slots__ = ("enabled", "sinks")
+
+class Trace:
+    """Fans events out to sinks. `enabled` is False while there is no sink.
+
+    Each event type is routed once to the sinks that accept it: a segment is not offered to the
+    pcap sink nor a packet to a trace file that skips packets (one call fewer per event)."""
+
+    __slots__ = ("_routes", "enabled", "sinks")
 
     def __init__(self, sinks: Iterable[Sink] = ()) -> None:
         self.sinks: list[Sink] = list(sinks)
         self.enabled = bool(self.sinks)
+        self._routes: dict[type[Event], tuple[Writer, ...]] = {}
 
     def add(self, sink: Sink) -> Sink:
         self.sinks.append(sink)
         self.enabled = True
+        self._routes.clear()
         return sink
 
     def remove(self, sink: Sink) -> None:
         self.sinks.remove(sink)
         self.enabled = bool(self.sinks)
+        self._routes.clear()
 
     def emit(self, event: Event) -> None:
+        writers = self._routes.get(type(event))
+        if writers is None:
+            writers = self._route(type(event))
+        for write in writers:
+            write(event)
+
+    def _route(self, kind: type[Event]) -> tuple[Writer, ...]:
+        writers = []
         for sink in self.sinks:
-            sink.write(event)
+            accepts = getattr(sink, "accepts", None)
+            if accepts is None or accepts(kind):
+                writers.append(sink.write)
+        self._routes[kind] = route = tuple(writers)
+        return route
 
     def flush(self) -> None:
         """Let batching sinks write what they hold (JsonLinesSink, PcapSink with batch > 1)."""
@@ -286,6 +310,9 @@ class JsonLinesSink:
         self.batch = batch
         self._held: list[Event] = []
 
+    def accepts(self, kind: type[Event]) -> bool:
+        return kind not in self.skip
+
     def write(self, event: Event) -> None:
         if type(event) in self.skip or (self.keep is not None and not self.keep(event)):
             return
@@ -329,6 +356,9 @@ class PcapSink:
         self.batch = batch
         self._held: list[PacketEvent] = []
         out.write(PCAP_GLOBAL.pack(0xA1B2C3D4, 2, 4, 0, 0, snaplen, LINKTYPE_RAW))
+
+    def accepts(self, kind: type[Event]) -> bool:
+        return issubclass(kind, PacketEvent)
 
     def write(self, event: Event) -> None:
         if isinstance(event, PacketEvent):

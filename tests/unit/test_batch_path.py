@@ -136,3 +136,43 @@ def test_segment_lines_are_the_encoders_bytes_even_for_odd_strings() -> None:
         sink.write(event)
     expected = "".join(json.dumps(e.to_dict(), separators=(",", ":")) + "\n" for e in cases)
     assert out.getvalue() == expected
+
+
+class _Recorder:
+    """A sink that notes every event it is handed (it has no `accepts`: it takes every type)."""
+
+    def __init__(self) -> None:
+        self.got: list[str] = []
+
+    def write(self, event: object) -> None:
+        self.got.append(type(event).__name__)
+
+    def close(self) -> None:
+        pass
+
+
+class _PacketRecorder(_Recorder):
+    def accepts(self, kind: type) -> bool:
+        return issubclass(kind, PacketEvent)
+
+
+def test_each_event_reaches_exactly_the_sinks_that_accept_its_type() -> None:
+    packets_only, everything = _PacketRecorder(), _Recorder()
+    trace = Trace([packets_only, everything])
+    segment = SegmentEvent(0.0, "out", "c", ".", 1, 1, 10, 0, "")
+    for event in (segment, PacketEvent(0.0, "out", bytes(40)), segment):
+        trace.emit(event)
+    assert packets_only.got == ["PacketEvent"]
+    assert everything.got == ["SegmentEvent", "PacketEvent", "SegmentEvent"]
+    # A sink added once routes exist gets what follows; a removed one gets nothing more.
+    late = _Recorder()
+    trace.add(late)
+    trace.remove(everything)
+    trace.emit(segment)
+    assert late.got == ["SegmentEvent"] and everything.got[-1] == "SegmentEvent" and len(everything.got) == 3
+
+
+def test_the_daemons_sinks_accept_what_they_write() -> None:
+    assert not PcapSink(io.BytesIO()).accepts(SegmentEvent) and PcapSink(io.BytesIO()).accepts(PacketEvent)
+    jsonl = JsonLinesSink(io.StringIO(), skip=(PacketEvent,))
+    assert jsonl.accepts(SegmentEvent) and not jsonl.accepts(PacketEvent)

@@ -23,6 +23,14 @@ class TcpConfig:
     sndbuf: int = 256 * 1024
     rcvbuf: int = 256 * 1024  # also bounds the out-of-order queue (stack.tcp.reassembly)
     rcvbuf_locked: bool = False  # SO_RCVBUF was set: the buffer will not grow (Linux SOCK_RCVBUF_LOCK)
+    sndbuf_locked: bool = False  # SO_SNDBUF was set (Linux SOCK_SNDBUF_LOCK)
+    # Buffer autotuning, as Linux (net.ipv4.tcp_moderate_rcvbuf, tcp_rmem[2], tcp_wmem[2]): the
+    # receive buffer grows to about twice what the application read in a round trip (Dynamic
+    # Right-Sizing), the send buffer to twice the congestion window, up to these maxima; never a
+    # buffer SO_RCVBUF/SO_SNDBUF fixed. None: the buffer stays as set (the default: a window that
+    # only changes as the application reads is the one a lesson on flow control shows).
+    rcvbuf_max: int | None = None
+    sndbuf_max: int | None = None
     # The window scale we offer covers this many octets unless SO_RCVBUF fixed the buffer: Linux
     # (tcp_select_initial_window) scales for the largest buffer autotuning may reach,
     # net.ipv4.tcp_rmem[2] (6 MB: wscale 7). None: scale for rcvbuf alone (RFC 7323 2.3).

@@ -181,10 +181,10 @@ class Socket:
         elif level == SOL_SOCKET and option in (SO_SNDBUF, SO_RCVBUF):
             size = value if isinstance(value, int) else int.from_bytes(value, 'little')
             name = "sndbuf" if option == SO_SNDBUF else "rcvbuf"
-            locked = {"rcvbuf_locked": True} if option == SO_RCVBUF else {}
-            self._config = self._config.with_(**{name: size}, **locked)
+            self._config = self._config.with_(**{name: size, f"{name}_locked": True})
             if conn is not None:
                 setattr(conn, name, size)
+                setattr(conn, f"{name}_max", None)  # fixed from now on: autotuning stops
         elif level == IPPROTO_TCP and option == TCP_NODELAY:
             self._nodelay = bool(value)
             if conn is not None:

@@ -29,7 +29,7 @@ from lab.model.container import ContainerPlan
 from lab.model.names import netns_name
 from lab.model.plan import IfacePlan, LabPlan, LinkPlan, NodePlan, TunPlan
 from lab.model.routes import first_hops, routes_for
-from lab.model.topology import Node, Topology, TopologyError, check_topology
+from lab.model.topology import Node, StackSettings, Topology, TopologyError, check_topology
 
 
 def _container_plan(node: Node) -> ContainerPlan | None:
@@ -114,7 +114,7 @@ def build_plan(topo: Topology, seed: int = 0) -> LabPlan:
         offload = False
         if name in tuns:
             settings = node.stack.merged_over(topo.defaults.stack) if node.stack else topo.defaults.stack
-            tcp_config = settings.tcp_config_changes(tuns[name].mtu) if settings else {"mtu": tuns[name].mtu}
+            tcp_config = (settings or StackSettings()).tcp_config_changes(tuns[name].mtu)
             offload = bool(settings and settings.offload)
         nodes[name] = NodePlan(
             name=name,

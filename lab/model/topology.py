@@ -43,6 +43,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+AUTOTUNE_RCVBUF_MAX = 6 * 1024 * 1024  # Linux's net.ipv4.tcp_rmem[2]
+AUTOTUNE_SNDBUF_MAX = 4 * 1024 * 1024  # net.ipv4.tcp_wmem[2]
+
+
 class StackSettings(_Strict):
     """Per-node tunables of the Python stack; unset fields keep the stack's defaults."""
 
@@ -59,6 +63,10 @@ class StackSettings(_Strict):
     mss: Annotated[int, Field(ge=536, le=65495)] | None = None  # alternative to mtu: mtu = mss + 40
     sndbuf: Size | None = None
     rcvbuf: Size | None = None
+    # Buffer autotuning (stack.tcp.autotune) up to Linux's maxima: the receive buffer to 6 MB
+    # (tcp_rmem[2]), the send buffer to 4 MB (tcp_wmem[2]). Unset: on, but for a buffer these
+    # settings give a size, which stays that size (a lesson on flow control sets one).
+    autotune: bool | None = None
     # TUN checksum/TSO offloads (virtio-net header): data leaves and arrives in super-segments of
     # up to 64 KB. Off by default: the trace, pcap and ladder then show every wire segment.
     offload: bool | None = None
@@ -103,6 +111,11 @@ class StackSettings(_Strict):
             value = getattr(self, ours)
             if value is not None:
                 changes[theirs] = value
+        if self.autotune is not False:
+            if self.autotune or self.rcvbuf is None:
+                changes["rcvbuf_max"] = AUTOTUNE_RCVBUF_MAX
+            if self.autotune or self.sndbuf is None:
+                changes["sndbuf_max"] = AUTOTUNE_SNDBUF_MAX
         return changes
 
 

@@ -19,6 +19,7 @@ import errno
 from stack import seq
 from stack.inet import endpoint
 from stack.tcp import congestion
+from stack.tcp.autotune import Autotune
 from stack.tcp.counters import ConnStats
 from stack.tcp.handshake import Handshake
 from stack.tcp.ratelimit import ChallengeAckLimiter
@@ -36,7 +37,7 @@ from stack.wire.tcp import ACK, FIN, PSH, RST, SYN, URG, TcpSegment, flags_str
 __all__ = ["ChallengeAckLimiter", "ConnStats", "ListenerLink", "TcpConnection"]
 
 
-class TcpConnection(Handshake, Receiver, Sender, Recovery, Timers):
+class TcpConnection(Handshake, Receiver, Sender, Recovery, Autotune, Timers):
     # ------------------------------------------------------------------ way in 1: a segment
 
     def on_segment(self, seg: TcpSegment, now: float) -> None:
@@ -267,6 +268,7 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Timers):
         del self.rcvq[:limit]
         if self.urgent_mark is not None:
             self.urgent_mark = max(self.urgent_mark - len(data), 0) or None
+        self._rcv_space_adjust(now)
         self._window_update_after_read(now)
         self._update_deadline()
         return data

@@ -179,6 +179,7 @@ class Sender(Tcb):
         self.retries = 0
         self.backoff = 0
         self._recovery_on_ack(seg, ack, acked, flight_before, now)
+        self._sndbuf_expand()
         # RFC 6298 5.2/5.3: stop the timer when all is acknowledged, else restart it.
         if self.flight_size == 0:
             self.rto_at = None

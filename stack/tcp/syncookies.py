@@ -88,8 +88,11 @@ def decode_ts(tsecr: int) -> tuple[int | None, bool] | None:
 
 def wscale_for(config: TcpConfig) -> int:
     """The shift a connection with this configuration announces (Handshake._choose_wscale's rule:
-    the receive buffer, or with `wscale_space` the most Linux's autotuning may reach)."""
+    the receive buffer, or the most autotuning may grow it to: `rcvbuf_max`, or with `wscale_space`
+    the most Linux's autotuning may reach)."""
     space = config.rcvbuf
+    if config.rcvbuf_max is not None and not config.rcvbuf_locked:
+        space = max(space, config.rcvbuf_max)  # the window must be able to say the grown buffer
     if config.wscale_space is not None and (config.wscale_space_always or not config.rcvbuf_locked):
         space = max(space, config.wscale_space)
     shift = 0

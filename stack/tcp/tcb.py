@@ -188,6 +188,12 @@ class Tcb:
         self.linger_zero = False
         self.sndbuf = config.sndbuf
         self.rcvbuf = config.rcvbuf
+        # Autotuning (stack.tcp.autotune): the most each buffer may grow to (None: as set); the
+        # octets read in the last measured round trip, read in all when this one began, and when.
+        self.sndbuf_max = None if config.sndbuf_locked else config.sndbuf_max
+        self.rcvbuf_max = None if config.rcvbuf_locked else config.rcvbuf_max
+        self.rcvq_space, self.rcvq_space_mark = 0, 0
+        self.rcvq_space_time: float | None = None
         self.error: BaseException | None = None
         self.soft_error: OSError | None = None  # the last ICMP soft error, what a timeout reports
         self.write_shut = False
@@ -422,6 +428,9 @@ class Tcb:
         raise NotImplementedError
 
     def _sacked_end(self, sn: int) -> int:  # recovery
+        raise NotImplementedError
+
+    def _sndbuf_expand(self) -> None:  # autotune
         raise NotImplementedError
 
     def _arm_rto(self, now: float, restart: bool = False) -> None:  # timers

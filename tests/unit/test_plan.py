@@ -306,3 +306,10 @@ def test_hosts_file_names_every_node_in_both_families_first() -> None:
     assert argv[:4] == ["unshare", "--mount", "--propagation", "private"] and argv[-3:] == [
         "/run/x/hosts", "curl", "http://linux/"
     ]
+
+
+def test_a_stack_node_without_settings_autotunes_its_buffers() -> None:
+    topo = topology_from_data({"name": "bare", "nodes": {"a": {"kind": "stack"}, "b": {"kind": "stack"}},
+                               "links": [{"endpoints": ["a", "b"]}]})
+    config = build_plan(topo).daemon_config("a", "/run/x")["tcp_config"]
+    assert (config["rcvbuf_max"], config["sndbuf_max"]) == (6 << 20, 4 << 20)

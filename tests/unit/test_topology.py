@@ -158,3 +158,24 @@ def test_stack_settings_become_tcp_config() -> None:
     changes = topo.defaults.stack.tcp_config_changes(1500)
     config = TcpConfig().with_(**changes)
     assert config.msl == pytest.approx(0.5) and config.mtu == 1500
+
+
+@pytest.mark.parametrize(
+    ("settings", "rcvbuf_max", "sndbuf_max"),
+    [
+        ({}, 6 << 20, 4 << 20),  # on by default, to Linux's tcp_rmem[2] / tcp_wmem[2]
+        ({"rcvbuf": "64kb"}, None, 4 << 20),  # a buffer given a size keeps it
+        ({"rcvbuf": "64kb", "sndbuf": "64kb"}, None, None),
+        ({"rcvbuf": "64kb", "autotune": True}, 6 << 20, 4 << 20),  # ... unless asked to grow
+        ({"autotune": False}, None, None),
+    ],
+)
+def test_buffer_autotuning_is_on_unless_a_size_or_the_setting_says_otherwise(
+        settings: dict[str, object], rcvbuf_max: int | None, sndbuf_max: int | None) -> None:
+    from lab.model.topology import StackSettings
+    from stack.config import TcpConfig
+
+    config = TcpConfig().with_(**StackSettings.model_validate(settings).tcp_config_changes(1500))
+    assert (config.rcvbuf_max, config.sndbuf_max) == (rcvbuf_max, sndbuf_max)
+    if "rcvbuf" in settings:
+        assert config.rcvbuf == 64 * 1024

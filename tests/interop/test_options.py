@@ -22,9 +22,11 @@ PY_PORT = 8001
 
 
 def _stack_wscale(env: InteropEnv) -> int:
-    rcvbuf = int(env.call("status")["tcp_config"]["rcvbuf"])
+    config = env.call("status")["tcp_config"]
+    # The window must be able to say the most the buffer may grow to (autotuning, as Linux).
+    space = max(int(config["rcvbuf"]), int(config.get("rcvbuf_max") or 0))
     shift = 0
-    while (rcvbuf >> shift) > 0xFFFF:
+    while (space >> shift) > 0xFFFF:
         shift += 1
     return shift
 

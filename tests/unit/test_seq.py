@@ -73,3 +73,11 @@ def test_empty_window_holds_nothing(a: int) -> None:
     assert not seq.in_window(a, a, 0)
     assert not seq.between(a, a, a)
     assert seq.in_window(a, a, 1) and seq.between(a, a, seq.add(a, 1))
+
+
+@SETTINGS
+@given(seqnum, st.one_of(seqnum, st.sampled_from([2**31, 2**31 - 1, 2**31 + 1])))
+def test_comparisons_are_sub_against_zero_for_any_two_numbers(a: int, b: int) -> None:
+    """lt/le/gt/ge are written without sub(): they agree with it everywhere, 2**31 apart too."""
+    d = seq.sub(a, b)
+    assert (seq.lt(a, b), seq.le(a, b), seq.gt(a, b), seq.ge(a, b)) == (d < 0, d <= 0, d > 0, d >= 0)

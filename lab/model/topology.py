@@ -64,8 +64,10 @@ class StackSettings(_Strict):
     sndbuf: Size | None = None
     rcvbuf: Size | None = None
     # Buffer autotuning (stack.tcp.autotune) up to Linux's maxima: the receive buffer to 6 MB
-    # (tcp_rmem[2]), the send buffer to 4 MB (tcp_wmem[2]). Unset: on, but for a buffer these
-    # settings give a size, which stays that size (a lesson on flow control sets one).
+    # (tcp_rmem[2]), the send buffer to 4 MB (tcp_wmem[2]). Unset: on with offloads, where the
+    # window is what limits a transfer, but for a buffer given a size here, which keeps it. Per
+    # segment the receiving stack's CPU limits it first, and a window grown past what tun0's
+    # queue holds (500 packets) only fills the queue until it drops segments on a clean link.
     autotune: bool | None = None
     # TUN checksum/TSO offloads (virtio-net header): data leaves and arrives in super-segments of
     # up to 64 KB. Off by default: the trace, pcap and ladder then show every wire segment.
@@ -111,7 +113,7 @@ class StackSettings(_Strict):
             value = getattr(self, ours)
             if value is not None:
                 changes[theirs] = value
-        if self.autotune is not False:
+        if self.autotune or (self.autotune is None and self.offload):
             if self.autotune or self.rcvbuf is None:
                 changes["rcvbuf_max"] = AUTOTUNE_RCVBUF_MAX
             if self.autotune or self.sndbuf is None:

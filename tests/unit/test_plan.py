@@ -308,8 +308,10 @@ def test_hosts_file_names_every_node_in_both_families_first() -> None:
     ]
 
 
-def test_a_stack_node_without_settings_autotunes_its_buffers() -> None:
-    topo = topology_from_data({"name": "bare", "nodes": {"a": {"kind": "stack"}, "b": {"kind": "stack"}},
+def test_offloads_from_the_defaults_autotune_a_node_without_settings_of_its_own() -> None:
+    nodes = {"a": {"kind": "stack"}, "b": {"kind": "stack", "stack": {"sack": True}}}
+    topo = topology_from_data({"name": "bare", "defaults": {"stack": {"offload": True}}, "nodes": nodes,
                                "links": [{"endpoints": ["a", "b"]}]})
-    config = build_plan(topo).daemon_config("a", "/run/x")["tcp_config"]
-    assert (config["rcvbuf_max"], config["sndbuf_max"]) == (6 << 20, 4 << 20)
+    for node in ("a", "b"):
+        config = build_plan(topo).daemon_config(node, "/run/x")["tcp_config"]
+        assert (config["rcvbuf_max"], config["sndbuf_max"]) == (6 << 20, 4 << 20)

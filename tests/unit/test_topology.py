@@ -163,14 +163,16 @@ def test_stack_settings_become_tcp_config() -> None:
 @pytest.mark.parametrize(
     ("settings", "rcvbuf_max", "sndbuf_max"),
     [
-        ({}, 6 << 20, 4 << 20),  # on by default, to Linux's tcp_rmem[2] / tcp_wmem[2]
-        ({"rcvbuf": "64kb"}, None, 4 << 20),  # a buffer given a size keeps it
-        ({"rcvbuf": "64kb", "sndbuf": "64kb"}, None, None),
-        ({"rcvbuf": "64kb", "autotune": True}, 6 << 20, 4 << 20),  # ... unless asked to grow
-        ({"autotune": False}, None, None),
+        ({}, None, None),  # per segment: off by default
+        ({"offload": True}, 6 << 20, 4 << 20),  # with offloads: on, to tcp_rmem[2] / tcp_wmem[2]
+        ({"offload": True, "rcvbuf": "64kb"}, None, 4 << 20),  # a buffer given a size keeps it
+        ({"offload": True, "rcvbuf": "64kb", "sndbuf": "64kb"}, None, None),
+        ({"offload": True, "rcvbuf": "64kb", "autotune": True}, 6 << 20, 4 << 20),  # ... unless asked
+        ({"offload": True, "autotune": False}, None, None),
+        ({"autotune": True}, 6 << 20, 4 << 20),
     ],
 )
-def test_buffer_autotuning_is_on_unless_a_size_or_the_setting_says_otherwise(
+def test_buffer_autotuning_is_on_with_offloads_unless_a_size_or_the_setting_says_otherwise(
         settings: dict[str, object], rcvbuf_max: int | None, sndbuf_max: int | None) -> None:
     from lab.model.topology import StackSettings
     from stack.config import TcpConfig

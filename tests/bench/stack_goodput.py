@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lab.kernel.state import write_state
+from lab.model.topology import StackSettings
 from lab.node.control import ControlClient
 from tests.bench import REPO_ROOT, child_env
 
@@ -57,6 +58,9 @@ def daemons(lab: Lab, trace_files: dict[str, bool], profile_dir: Path | None = N
             config = lab.plan.daemon_config(node, str(lab.run_dir))
             config["trace_files"] = dict(trace_files)
             config["offload"] = offload
+            if offload:  # what `stack: {offload: true}` gives a node: its buffers autotune too
+                auto = StackSettings(offload=True).tcp_config_changes(int(config["tcp_config"]["mtu"]))
+                config["tcp_config"] = {**config["tcp_config"], **auto}
             if buffers is not None:
                 config["tcp_config"] = {**config["tcp_config"], "sndbuf": buffers, "rcvbuf": buffers}
             config["apps"] = [{"name": "bulk-server", "options": {"port": PORT}}] if node == "server" else []

@@ -154,6 +154,8 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Autotune, Timers):
             self.rcvq += payload
             self.rcv_nxt = seq.add(self.rcv_nxt, len(payload))
             self.stats.bytes_received += len(payload)
+            if self.rcvbuf_max is not None:
+                self._rcv_rtt_measure(seg, now)
             self._notify(self)
             self._ack_data(len(payload), now, immediate=False)
         self._output(now)

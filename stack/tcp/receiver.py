@@ -203,6 +203,8 @@ class Receiver(Tcb):
                 self.rcvq += payload
                 self.rcv_nxt = end
                 self.stats.bytes_received += len(payload)
+                if self.rcvbuf_max is not None:
+                    self._rcv_rtt_measure(seg, now)
                 if len(self.ooo):
                     more = self.ooo.pop_ready(self.rcv_nxt)
                     if more:

@@ -194,6 +194,7 @@ class Tcb:
         self.rcvbuf_max = None if config.rcvbuf_locked else config.rcvbuf_max
         self.rcvq_space, self.rcvq_space_mark = 0, 0
         self.rcvq_space_time: float | None = None
+        self.rcv_rtt: float | None = None  # the round trip the receiver measures (autotune)
         self.error: BaseException | None = None
         self.soft_error: OSError | None = None  # the last ICMP soft error, what a timeout reports
         self.write_shut = False
@@ -431,6 +432,9 @@ class Tcb:
         raise NotImplementedError
 
     def _sndbuf_expand(self) -> None:  # autotune
+        raise NotImplementedError
+
+    def _rcv_rtt_measure(self, seg: TcpSegment, now: float) -> None:  # autotune
         raise NotImplementedError
 
     def _arm_rto(self, now: float, restart: bool = False) -> None:  # timers

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,7 +39,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, dict[st
         client = ControlClient(running.run_dir / "client.sock", timeout=60)
         result = client.call("run_app", {"name": "http-client", "timeout": 30,
                                          "options": {"host": "server", "path": f"/bytes/{BODY}"}})
-        time.sleep(1.5)  # the daemons write their trace files each second
         yield running, result["responses"][0]
     finally:
         Lab.down(name)
@@ -66,6 +64,15 @@ def test_ladder_draws_a_super_segment_as_one_arrow(lab: tuple[Lab, dict[str, obj
     result = CliRunner().invoke(app, ["trace", "client", "--lab", lab[0].name, "--format", "ladder"])
     assert result.exit_code == 0, result.output
     assert "gso=" in result.stdout and "x1448" in result.stdout
+
+
+def test_the_receive_window_grows_past_the_initial_buffer(lab: tuple[Lab, dict[str, object]]) -> None:
+    """An offload node autotunes its buffers (stack.tcp.autotune): the client, reading the body as
+    fast as it comes, offers more than its initial 256 KB, with the window scale for 6 MB."""
+    out = [e for e in node_trace(lab[0], "client") if e["kind"] == "SegmentEvent" and e["direction"] == "out"]
+    (syn,) = [e for e in out if e["flags"] == "S"]
+    assert "wscale 7" in syn["options"]
+    assert max(int(e["win"]) << 7 for e in out if "S" not in e["flags"]) > 256 * 1024
 
 
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")

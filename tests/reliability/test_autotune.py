@@ -134,3 +134,14 @@ def test_so_rcvbuf_on_a_connected_socket_stops_the_growth_and_getsockopt_shows_i
     edge = max(e.ack + (e.win << shift) for e in out[: seen["fixed_from"]] if "S" not in e.flags)
     later = [e for e in out[seen["fixed_from"]:] if e.ack >= edge]
     assert later and max(e.win << shift for e in later) < fixed_at + (1 << shift)  # rounded up to the scale
+
+
+def test_the_receiver_times_the_round_trip_its_data_takes_not_the_handshakes() -> None:
+    """On a short path (0.2 ms idle round trip) that the transfer's own queue lengthens, the
+    receiver measures the round trip from the timestamps its data echoes (Linux's
+    tcp_rcv_rtt_measure_ts), as loaded; timed by the handshake's idle sample, 256 KB a round
+    trip would look like plenty and the buffer would never grow."""
+    pair = two_hosts(3, LinkProfile(delay=0.0001, rate=1e9), config=AUTO, ipv6=False)
+    res = run_transfer(pair, 3_000_000, 0, seed=3)
+    assert res.got_ab == res.sent_ab
+    assert _largest_window(pair.sink_b) > 4 * BUF

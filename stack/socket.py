@@ -369,7 +369,7 @@ class Socket:
         async def wait() -> bytes:
             while True:
                 if conn.readable and flags & MSG_PEEK:
-                    return bytes(conn.rcvq[:bufsize])  # left queued: no window update either
+                    return conn.rcvq.read(0, bufsize)  # left queued: no window update either
                 if conn.readable:
                     data = conn.recv(bufsize, self.runtime.now())
                     self._after()

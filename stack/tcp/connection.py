@@ -151,7 +151,7 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Autotune, Timers):
         if self.state is State.CLOSED:
             return True
         if payload:
-            self.rcvq += payload
+            self.rcvq.append(payload)
             self.rcv_nxt = seq.add(self.rcv_nxt, len(payload))
             self.stats.bytes_received += len(payload)
             if self.rcvbuf_max is not None:
@@ -252,7 +252,7 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Autotune, Timers):
             raise BrokenPipeError("connection is closed for sending")
         n = min(len(data), self.send_space)
         if n:
-            self.sndq += data[:n]
+            self.sndq.append(data[:n])
             self.push_seq = self.fin_seq
             if urgent:
                 self.snd_up = self.fin_seq  # RFC 6093: points just past the last urgent octet
@@ -266,8 +266,7 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Autotune, Timers):
             if self.error is not None and not self.fin_received:
                 raise self._reraise()
             return b""
-        data = bytes(self.rcvq[:limit])
-        del self.rcvq[:limit]
+        data = self.rcvq.take(limit)
         if self.urgent_mark is not None:
             self.urgent_mark = max(self.urgent_mark - len(data), 0) or None
         self._rcv_space_adjust(now)

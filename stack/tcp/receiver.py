@@ -200,7 +200,7 @@ class Receiver(Tcb):
         if start == self.rcv_nxt:
             filled_hole = False
             if payload:
-                self.rcvq += payload
+                self.rcvq.append(payload)
                 self.rcv_nxt = end
                 self.stats.bytes_received += len(payload)
                 if self.rcvbuf_max is not None:
@@ -208,7 +208,7 @@ class Receiver(Tcb):
                 if len(self.ooo):
                     more = self.ooo.pop_ready(self.rcv_nxt)
                     if more:
-                        self.rcvq += more
+                        self.rcvq.append(more)
                         self.rcv_nxt = seq.add(self.rcv_nxt, len(more))
                         self.stats.bytes_received += len(more)
                     filled_hole = True

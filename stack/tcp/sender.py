@@ -20,7 +20,7 @@ class Sender(Tcb):
         """Send sndq octets [start, start+n) plus FIN if it follows and fits. Advances snd_nxt.
         With gso: as one TSO super-segment of n // gso full segments (n a multiple of gso)."""
         off = seq.sub(start, self.sndq_seq)
-        payload = bytes(self.sndq[off : off + n])
+        payload = self.sndq.read(off, n)
         end = seq.add(start, n)
         flags = ACK
         if (self.push_seq is not None and seq.ge(end, self.push_seq)) or force_push:
@@ -61,7 +61,7 @@ class Sender(Tcb):
         flags = ACK | (FIN if fin else 0)
         if n and self.push_seq is not None and seq.ge(seq.add(start, n), self.push_seq):
             flags |= PSH
-        self._emit(flags, start, now, bytes(self.sndq[off : off + n]))
+        self._emit(flags, start, now, self.sndq.read(off, n))
         self._note_retransmit(start, n, now, why)
         end = seq.add(start, n + (1 if fin else 0))
         if seq.gt(end, self.high_rxt):
@@ -170,7 +170,7 @@ class Sender(Tcb):
         # Release acknowledged data (a FIN occupies one sequence number after the data).
         data_acked = min(acked, len(self.sndq)) if seq.ge(self.snd_una, self.sndq_seq) else 0
         if data_acked:
-            del self.sndq[:data_acked]
+            self.sndq.drop(data_acked)
             self.sndq_seq = seq.add(self.sndq_seq, data_acked)
         self.stats.bytes_acked += acked
         self.snd_una = ack
@@ -243,7 +243,7 @@ class Sender(Tcb):
         probe_seq = self.snd_una if seq.lt(self.snd_una, self.snd_max) else self.snd_nxt
         if seq.lt(probe_seq, self.fin_seq):
             off = seq.sub(probe_seq, self.sndq_seq)
-            self._emit(ACK, probe_seq, now, bytes(self.sndq[off : off + 1]))
+            self._emit(ACK, probe_seq, now, self.sndq.read(off, 1))
             end = seq.add(probe_seq, 1)
         elif self.fin_queued:
             self._emit(FIN | ACK, probe_seq, now)

@@ -18,6 +18,7 @@ from stack import seq
 from stack.config import TcpConfig
 from stack.inet import IPV6_MIN_MTU, is_ipv6, tcp_overhead
 from stack.tcp import congestion
+from stack.tcp.bytequeue import ByteQueue
 from stack.tcp.counters import ConnStats
 from stack.tcp.ratelimit import ChallengeAckLimiter, OutOfWindowLimiter
 from stack.tcp.reassembly import OutOfOrderQueue
@@ -104,7 +105,7 @@ class Tcb:
         self.max_snd_wnd = 0
         self.snd_up: int | None = None  # urgent pointer: the octet after the urgent data
         # Send buffer: every octet from sndq_seq that is not yet acknowledged.
-        self.sndq = bytearray()
+        self.sndq = ByteQueue()
         self.sndq_seq = seq.add(iss, 1)
         self.fin_queued = False
         self.push_seq: int | None = None  # PSH goes on the segment ending a write (RFC 9293 3.9.1.2)
@@ -118,7 +119,7 @@ class Tcb:
         # The window Linux would offer (its rcv_ssthresh): the initial window, grown by two
         # segments per segment received (tcp_grow_window). Only window_update_doubling reads it.
         self.rcv_ssthresh = min(config.rcvbuf, 0xFFFF)
-        self.rcvq = bytearray()  # in-order data not yet read by the application
+        self.rcvq = ByteQueue()  # in-order data not yet read by the application
         self.ooo = OutOfOrderQueue(config.rcvbuf)  # held within the receive buffer
         self.fin_received = False
         self.urgent_mark: int | None = None  # bytes still to read before the urgent octet

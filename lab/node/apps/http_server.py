@@ -10,9 +10,6 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
-import mimetypes
-import os
-import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -22,6 +19,7 @@ import h11
 from pydantic import BaseModel, ConfigDict, Field
 
 from lab.node.apps import payload
+from lab.node.apps.file_cache import FileCache
 from lab.node.apps.net import AppServer, Net
 
 log = logging.getLogger(__name__)
@@ -64,8 +62,7 @@ class HttpServer(AppServer):
     def __init__(self, options: HttpServerOptions) -> None:
         super().__init__()
         self.options = options
-        self.root = options.root.resolve() if options.root is not None else None
-        self._root_prefix = os.path.join(str(self.root), "")  # "/srv/www/": what files start with
+        self.files = FileCache(options.root) if options.root is not None else None
         self.requests = 0
 
     async def start(self, net: Net) -> HttpServer:
@@ -185,39 +182,16 @@ class HttpServer(AppServer):
             chunks = payload.chunks(n, seed, chunk_size=self.options.chunk_size)
             return await _respond(conn, writer, 200, hdrs, chunks, n, head)
 
-        opened = self._open(path)
-        if opened is None:
+        found = self.files.lookup(path) if self.files is not None else None
+        if found is None:
             return await _simple(conn, writer, 404, head)
-        name, f, size = opened
-        with f:
-            mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
-            hdrs = [(b"Content-Type", mime.encode())]
+        hdrs = [(b"Content-Type", found.content_type)]
+        if found.file is None:
+            assert found.body is not None
+            return await _respond(conn, writer, 200, hdrs, [found.body], found.size, head)
+        with found.file as f:
             chunks = _file_chunks(f, self.options.chunk_size)
-            return await _respond(conn, writer, 200, hdrs, chunks, size, head)
-
-    def _open(self, path: str) -> tuple[str, BinaryIO, int] | None:
-        """The regular file under root that path names (index.html for a directory), open, with
-        its name and size; or None. One realpath, one open and one fstat a request: this is the
-        per-request path of every static-file benchmark."""
-        if self.root is None or "\x00" in path:
-            return None
-        target = os.path.join(self.root, path.lstrip("/"))
-        for _ in range(2):  # the path, then its index.html if it is a directory
-            real = os.path.realpath(target)
-            if real != str(self.root) and not real.startswith(self._root_prefix):
-                return None  # ".." or a symlink escaping the served directory
-            try:  # O_NONBLOCK: opening a FIFO must not wait for a writer
-                fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            except OSError:
-                return None
-            st = os.fstat(fd)
-            if stat.S_ISREG(st.st_mode):
-                return real, os.fdopen(fd, "rb"), st.st_size
-            os.close(fd)
-            if not stat.S_ISDIR(st.st_mode):
-                return None
-            target = os.path.join(real, "index.html")
-        return None
+            return await _respond(conn, writer, 200, hdrs, chunks, found.size, head)
 
     async def _fail(
         self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, status: int

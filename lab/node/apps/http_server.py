@@ -8,6 +8,7 @@ an exception that escapes the connection handler.
 from __future__ import annotations
 
 import asyncio
+import functools
 import http
 import logging
 from collections.abc import Iterable, Iterator
@@ -162,7 +163,7 @@ class HttpServer(AppServer):
             if method != "POST":
                 return await _simple(conn, writer, 405, head, [(b"Allow", b"POST")])
             ctype = _header(request.headers, b"content-type") or b"application/octet-stream"
-            return await _respond(conn, writer, 200, [(b"Content-Type", ctype)], [body], len(body), False)
+            return await _respond(conn, writer, 200, [(b"Content-Type", ctype)], body, len(body), False)
 
         if path.startswith("/status/"):
             code = _int(path[len("/status/") :])
@@ -188,7 +189,7 @@ class HttpServer(AppServer):
         hdrs = [(b"Content-Type", found.content_type)]
         if found.file is None:
             assert found.body is not None
-            return await _respond(conn, writer, 200, hdrs, [found.body], found.size, head)
+            return await _respond(conn, writer, 200, hdrs, found.body, found.size, head)
         with found.file as f:
             chunks = _file_chunks(f, self.options.chunk_size)
             return await _respond(conn, writer, 200, hdrs, chunks, found.size, head)
@@ -237,11 +238,12 @@ def _int(text: str) -> int | None:
     return int(text) if text.isascii() and text.isdigit() else None
 
 
+_END = h11.EndOfMessage()  # immutable, like every h11 event: one serves all responses
+_REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
+
+
 def _reason(status: int) -> bytes:
-    try:
-        return http.HTTPStatus(status).phrase.encode()
-    except ValueError:
-        return b""
+    return _REASONS.get(status, b"")
 
 
 async def _send(conn: h11.Connection, writer: asyncio.StreamWriter, *events: h11.Event) -> None:
@@ -261,7 +263,7 @@ async def _simple(
         await _send(conn, writer, response, h11.EndOfMessage())
         return
     text = b"%d %s\n" % (status, _reason(status))
-    await _respond(conn, writer, status, [(b"Content-Type", b"text/plain"), *extra], [text], len(text), head)
+    await _respond(conn, writer, status, [(b"Content-Type", b"text/plain"), *extra], text, len(text), head)
 
 
 async def _respond(
@@ -269,20 +271,49 @@ async def _respond(
     writer: asyncio.StreamWriter,
     status: int,
     headers: Headers,
-    body: Iterable[bytes],
+    body: bytes | Iterable[bytes],
     length: int,
     head: bool,
 ) -> None:
-    """Send a response with Content-Length, streaming the body chunk by chunk (none for HEAD)."""
-    all_headers = [(b"Server", SERVER_NAME), *headers, (b"Content-Length", b"%d" % length)]
-    # Written as h11 frames them, drained once a chunk: the writes of one loop step leave together.
-    _write(conn, writer, h11.Response(status_code=status, headers=all_headers, reason=_reason(status)))
+    """Send a response with Content-Length (no body for HEAD). A body given as bytes goes in one
+    write with the head, drained only if the write buffer is over its high-water mark (or the
+    transport closing): a small response costs one write and no wait. An iterable is streamed
+    chunk by chunk, drained after each chunk so a large body never outruns the peer."""
+    response = _frame(conn, _response(status, (*headers, (b"Content-Length", b"%d" % length))))
+    if isinstance(body, bytes):
+        data = _frame(conn, h11.Data(data=body)) if not head else b""
+        writer.write(b"".join((response, data, _frame(conn, _END))))
+        if _drain_would_wait(writer):
+            await writer.drain()
+        return
+    writer.write(response)  # leaves with the first chunk: writes of one loop step go together
     if not head:
         for chunk in body:
             _write(conn, writer, h11.Data(data=chunk))
             await writer.drain()
-    _write(conn, writer, h11.EndOfMessage())
+    _write(conn, writer, _END)
     await writer.drain()
+
+
+@functools.lru_cache(maxsize=256)
+def _response(status: int, headers: tuple[tuple[bytes, bytes], ...]) -> h11.Response:
+    """The h11 Response for status and headers (and Server). h11 validates the headers of every
+    event it is given to make; a server's responses recur (the same file, the same error) and h11
+    events are immutable, so each is made once."""
+    all_headers = [(b"Server", SERVER_NAME), *headers]
+    return h11.Response(status_code=status, headers=all_headers, reason=_reason(status))
+
+
+def _drain_would_wait(writer: asyncio.StreamWriter) -> bool:
+    """Whether drain() has work to do: a buffer over the high-water mark (flow control paused
+    us), or a closing transport (drain raises the error a lost connection left)."""
+    t = writer.transport
+    return t.is_closing() or t.get_write_buffer_size() > t.get_write_buffer_limits()[1]
+
+
+def _frame(conn: h11.Connection, event: h11.Event) -> bytes:
+    """The bytes h11 frames event into, joined."""
+    return conn.send(event) or b""
 
 
 def _write(conn: h11.Connection, writer: asyncio.StreamWriter, event: h11.Event) -> None:

@@ -73,7 +73,12 @@ class HttpServer(AppServer):
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.options.max_header_bytes)
         try:
-            await self._requests(conn, reader, writer)
+            async with asyncio.timeout(None) as scope:
+                idle = _IdleTimer(scope, self.options.idle_timeout)
+                try:
+                    await self._requests(conn, reader, writer, idle)
+                finally:
+                    idle.cancel()
         except h11.RemoteProtocolError as exc:
             await self._fail(conn, reader, writer, exc.error_status_hint or 400)
         except _Reject as exc:
@@ -85,10 +90,14 @@ class HttpServer(AppServer):
             await self._fail(conn, reader, writer, 500)
 
     async def _requests(
-        self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        idle: _IdleTimer,
     ) -> None:
         while True:
-            event = await self._next_event(conn, reader)
+            event = await _next_event(conn, reader, idle)
             if isinstance(event, h11.ConnectionClosed):
                 return
             if not isinstance(event, h11.Request):
@@ -97,26 +106,17 @@ class HttpServer(AppServer):
             if _head_size(event) > self.options.max_header_bytes:
                 # h11 bounds only an *incomplete* head; a whole one can arrive in a single read.
                 raise _Reject(431)
-            await self._dispatch(conn, reader, writer, event)
+            await self._dispatch(conn, reader, writer, idle, event)
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return  # MUST_CLOSE (Connection: close, HTTP/1.0) or a body left unread
             conn.start_next_cycle()
-
-    async def _next_event(self, conn: h11.Connection, reader: asyncio.StreamReader) -> h11.Event:
-        while True:
-            event = conn.next_event()
-            if event is not h11.NEED_DATA:
-                assert event is not h11.PAUSED, "next cycle not started"
-                return event  # type: ignore[return-value]
-            async with asyncio.timeout(self.options.idle_timeout):
-                data = await reader.read(READ_SIZE)
-            conn.receive_data(data)
 
     async def _read_body(
         self,
         conn: h11.Connection,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        idle: _IdleTimer,
         request: h11.Request,
         keep: bool,
     ) -> bytes:
@@ -132,7 +132,7 @@ class HttpServer(AppServer):
         body = bytearray()
         size = 0
         while True:
-            event = await self._next_event(conn, reader)
+            event = await _next_event(conn, reader, idle)
             if isinstance(event, h11.EndOfMessage):
                 return bytes(body)
             if isinstance(event, h11.Data):
@@ -149,6 +149,7 @@ class HttpServer(AppServer):
         conn: h11.Connection,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        idle: _IdleTimer,
         request: h11.Request,
     ) -> None:
         method = request.method.decode("ascii", "replace")
@@ -156,7 +157,7 @@ class HttpServer(AppServer):
         path = unquote(target.path)
         is_echo = path == "/echo"
         # The body is read (or skipped) before routing so the next request starts in sync.
-        body = await self._read_body(conn, reader, writer, request, keep=is_echo and method == "POST")
+        body = await self._read_body(conn, reader, writer, idle, request, keep=is_echo and method == "POST")
         head = method == "HEAD"
 
         if is_echo:
@@ -206,6 +207,51 @@ class HttpServer(AppServer):
             await _linger(reader)
         except (*_PEER_GONE, TimeoutError, h11.LocalProtocolError):
             pass
+
+
+class _IdleTimer:
+    """The idle timeout of one connection: one loop timer, re-armed only when it fires, instead
+    of a timer armed and cancelled around every read. `read` marks when its wait began; once one
+    wait has lasted `seconds` the timer expires `scope`, the asyncio.timeout around the
+    connection's requests, which cancels the handler and raises TimeoutError. None: no timeout."""
+
+    def __init__(self, scope: asyncio.Timeout, seconds: float | None) -> None:
+        self._scope = scope
+        self._seconds = seconds
+        self._loop = asyncio.get_running_loop()
+        self._since: float | None = None  # when the read now waiting began
+        self._armed_for: float | None = None  # the _since the timer was armed for
+        self._handle = self._loop.call_later(seconds, self._fire) if seconds is not None else None
+
+    async def read(self, reader: asyncio.StreamReader) -> bytes:
+        self._since = self._loop.time()
+        try:
+            return await reader.read(READ_SIZE)
+        finally:
+            self._since = None
+
+    def _fire(self) -> None:
+        assert self._seconds is not None
+        since = self._since
+        if since is not None and since == self._armed_for:  # this one wait lasted `seconds`
+            self._scope.reschedule(self._loop.time())
+            return
+        self._armed_for = since
+        self._handle = self._loop.call_at((self._loop.time() if since is None else since) + self._seconds,
+                                          self._fire)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+
+async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader, idle: _IdleTimer) -> h11.Event:
+    while True:
+        event = conn.next_event()
+        if event is not h11.NEED_DATA:
+            assert event is not h11.PAUSED, "next cycle not started"
+            return event  # type: ignore[return-value]
+        conn.receive_data(await idle.read(reader))
 
 
 async def _linger(reader: asyncio.StreamReader) -> None:

@@ -148,8 +148,8 @@ def test_served_files_follow_the_disk(tmp_path: Path, kept: bool) -> None:
 
 
 def test_file_cache_keeps_the_bytes_of_small_files_not_changed_lately(tmp_path: Path) -> None:
-    """A file's bytes are kept only once it is older than a timestamp tick can hide a rewrite in
-    (RACY_SECONDS); until then, and for large files, the lookup gives the file to read."""
+    """A small file is given as bytes, kept only once it is older than a timestamp tick can hide
+    a rewrite in (RACY_SECONDS); a large file is given open, to stream, and never kept."""
     small, large = tmp_path / "small.txt", tmp_path / "large.bin"
     small.write_bytes(b"abc")
     large.write_bytes(b"x" * 100)
@@ -158,25 +158,26 @@ def test_file_cache_keeps_the_bytes_of_small_files_not_changed_lately(tmp_path: 
     now = [changed + int(RACY_SECONDS * 1e9) // 2]
     cache = FileCache(tmp_path, max_body_bytes=10, clock=lambda: now[0])
 
-    def read(path: str) -> tuple[bytes | None, bytes]:
+    def read(path: str) -> bytes:
         found = cache.lookup(path)
         assert found is not None
         if found.file is None:
-            assert found.body is not None and len(found.body) == found.size
-            return found.body, found.body
+            assert found.body is not None and len(found.body) == found.size <= 10
+            return found.body
         with found.file as f:
-            return None, f.read()
+            assert found.size > 10
+            return f.read()
 
-    assert read("/small.txt") == (None, b"abc")  # changed too lately to keep
+    assert read("/small.txt") == b"abc" and cache.kept_bytes == 0  # changed too lately to keep
     now[0] = changed + int(RACY_SECONDS * 1e9) * 2
-    assert read("/small.txt") == (b"abc", b"abc")  # kept from now on
-    assert read("/small.txt") == (b"abc", b"abc")
-    assert read("/large.bin") == (None, b"x" * 100)  # over max_body_bytes: always read
+    assert read("/small.txt") == b"abc" and cache.kept_bytes == 3  # kept from now on
+    assert read("/small.txt") == b"abc"
+    assert read("/large.bin") == b"x" * 100 and cache.kept_bytes == 3  # over max_body_bytes
     small.write_bytes(b"xyz")  # the same size: its timestamps tell the change
     os.utime(small, ns=(st.st_atime_ns, st.st_mtime_ns - 10**9))
-    assert read("/small.txt")[1] == b"xyz"
+    assert read("/small.txt") == b"xyz"
     small.unlink()
-    assert cache.lookup("/small.txt") is None
+    assert cache.lookup("/small.txt") is None and cache.kept_bytes == 0
 
 
 def test_bytes_route_streams_the_payload() -> None:

@@ -8,9 +8,10 @@ directory, then its index.html). A later request stats those paths again, follow
 an open would: any difference (a file rewritten, replaced, removed, a symlink pointed elsewhere)
 drops the entry and resolves from scratch, so the answer is always what the disk holds now.
 
-A small file keeps its bytes too, unless it changed within RACY_SECONDS of being read: a write in
-the same timestamp tick as our read would leave its identity unchanged (git's "racily clean"
-index entries), so such a file is read again on each request until it is old enough to keep.
+A small file (up to max_body_bytes) is read whole and answered in one write; the cache keeps its
+bytes unless it changed within RACY_SECONDS of being read: a write in the same timestamp tick as
+our read would leave its identity unchanged (git's "racily clean" index entries), so such a file
+is read again on each request until it is old enough to keep.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ def _identity(st: os.stat_result) -> Identity:
 
 @dataclass(frozen=True, slots=True)
 class StaticFile:
-    """A file to serve: its bytes (`body`) when the cache holds them, else the file, open (the
-    caller reads and closes it)."""
+    """A file to serve: a small file's bytes (`body`), or a large file open (`file`: the caller
+    reads and closes it)."""
 
     content_type: bytes
     size: int
@@ -134,17 +135,21 @@ class FileCache:
         return None
 
     def _serve(self, entry: _Entry, f: BinaryIO, st: os.stat_result) -> StaticFile:
-        """The entry's open file f, or its bytes (f closed) once they may be cached: small, and
-        not changed too recently to tell a later change apart."""
+        """A large file: f, open, to stream. A small one: its bytes (f closed), kept in the entry
+        unless it changed too recently to tell a later change apart."""
+        if st.st_size > self.max_body_bytes:
+            return StaticFile(entry.content_type, entry.size, file=f)
+        with f:
+            body = f.read(st.st_size)
         changed = max(st.st_mtime_ns, st.st_ctime_ns)
-        if st.st_size <= self.max_body_bytes and changed <= self._clock() - int(RACY_SECONDS * 1e9):
-            body = f.read(st.st_size + 1)
-            if len(body) == st.st_size:  # not growing or shrinking under us
-                f.close()
-                entry.body = body
-                return StaticFile(entry.content_type, entry.size, body=body)
-            f.seek(0)
-        return StaticFile(entry.content_type, entry.size, file=f)
+        if len(body) == st.st_size and changed <= self._clock() - int(RACY_SECONDS * 1e9):
+            entry.body = body
+        return StaticFile(entry.content_type, len(body), body=body)  # shrunk under us: what was read
+
+    @property
+    def kept_bytes(self) -> int:
+        """File bytes the cache holds in memory."""
+        return sum(len(e.body) for e in self._entries.values() if e.body is not None)
 
     def _remember(self, path: str, entry: _Entry) -> None:
         if len(self._entries) >= self.max_entries:

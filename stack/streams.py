@@ -33,21 +33,23 @@ class _StepFlush:
     which many connections answer costs one pump and one timer re-arm, not one per connection."""
 
     def __init__(self, runtime: StackRuntime) -> None:
-        self.runtime = runtime
+        self._loop = runtime.loop
         self._pending: list[TcpTransport] = []
 
     def add(self, transport: TcpTransport) -> None:
         if not self._pending:
-            self.runtime.loop.call_soon(self._run)
+            self._loop.call_soon(self._run)
         self._pending.append(transport)
 
     def _run(self) -> None:
         pending, self._pending = self._pending, []
         for transport in pending:
             transport._deferred_flush()
-        self.runtime.pump()
+        pending[0].runtime.pump()
 
 
+# One per runtime, which it must not keep alive (hence no reference back to it but through the
+# transports it holds for one step).
 _step_flushes: weakref.WeakKeyDictionary[StackRuntime, _StepFlush] = weakref.WeakKeyDictionary()
 
 

@@ -53,7 +53,7 @@ class _Entry:
     checks: tuple[tuple[str, Identity], ...]  # (path as requested, identity when resolved)
     content_type: bytes
     size: int
-    body: bytes | None
+    kept: StaticFile | None  # the file's bytes, once they may be kept
 
 
 class FileCache:
@@ -82,8 +82,8 @@ class FileCache:
         entry = self._entries.get(path)
         if entry is not None:
             if self._still_valid(entry):
-                if entry.body is not None:
-                    return StaticFile(entry.content_type, entry.size, body=entry.body)
+                if entry.kept is not None:
+                    return entry.kept
                 found = self._reopen(entry)
                 if found is not None:
                     return found
@@ -93,9 +93,12 @@ class FileCache:
     @staticmethod
     def _still_valid(entry: _Entry) -> bool:
         try:
-            return all(_identity(os.stat(p)) == ident for p, ident in entry.checks)
+            for path, identity in entry.checks:
+                if _identity(os.stat(path)) != identity:
+                    return False
         except OSError:
             return False
+        return True
 
     def _reopen(self, entry: _Entry) -> StaticFile | None:
         """The entry's file, open, if it is still the file the entry resolved (else None); its
@@ -142,14 +145,15 @@ class FileCache:
         with f:
             body = f.read(st.st_size)
         changed = max(st.st_mtime_ns, st.st_ctime_ns)
+        found = StaticFile(entry.content_type, len(body), body=body)  # shrunk under us: what was read
         if len(body) == st.st_size and changed <= self._clock() - int(RACY_SECONDS * 1e9):
-            entry.body = body
-        return StaticFile(entry.content_type, len(body), body=body)  # shrunk under us: what was read
+            entry.kept = found
+        return found
 
     @property
     def kept_bytes(self) -> int:
         """File bytes the cache holds in memory."""
-        return sum(len(e.body) for e in self._entries.values() if e.body is not None)
+        return sum(e.kept.size for e in self._entries.values() if e.kept is not None)
 
     def _remember(self, path: str, entry: _Entry) -> None:
         if len(self._entries) >= self.max_entries:

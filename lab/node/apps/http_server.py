@@ -277,7 +277,7 @@ def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None
 def _head_size(request: h11.Request) -> int:
     """Approximate size of the request head as sent (request line and header lines)."""
     size = len(request.method) + len(request.target) + 12
-    return size + sum(len(k) + len(v) + 4 for k, v in request.headers)
+    return size + sum(len(k) + len(v) + 4 for k, v in request.headers.raw_items())
 
 
 def _int(text: str) -> int | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket as _pysocket
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,6 +25,39 @@ LOW_WATER = 16 * 1024
 READ_CHUNK = 256 * 1024
 
 ClientConnected = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None]
+
+
+class _StepFlush:
+    """The writes of one loop step, sent together at its end (see TcpTransport.write): each
+    transport's buffer goes to its connection, then one pump transmits them all, so a step in
+    which many connections answer costs one pump and one timer re-arm, not one per connection."""
+
+    def __init__(self, runtime: StackRuntime) -> None:
+        self._loop = runtime.loop
+        self._pending: list[TcpTransport] = []
+
+    def add(self, transport: TcpTransport) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._run)
+        self._pending.append(transport)
+
+    def _run(self) -> None:
+        pending, self._pending = self._pending, []
+        for transport in pending:
+            transport._deferred_flush()
+        pending[0].runtime.pump()
+
+
+# One per runtime, which it must not keep alive (hence no reference back to it but through the
+# transports it holds for one step).
+_step_flushes: weakref.WeakKeyDictionary[StackRuntime, _StepFlush] = weakref.WeakKeyDictionary()
+
+
+def _step_flush(runtime: StackRuntime) -> _StepFlush:
+    flush = _step_flushes.get(runtime)
+    if flush is None:
+        flush = _step_flushes[runtime] = _StepFlush(runtime)
+    return flush
 
 
 class TcpTransport(asyncio.Transport):
@@ -42,6 +76,7 @@ class TcpTransport(asyncio.Transport):
         self._eof_delivered = False
         self._lost = False
         self._flush_soon = False
+        self._step_flush = _step_flush(runtime)
         runtime.watch(conn, self._on_change)
         protocol.connection_made(self)
         runtime.loop.call_soon(self._on_change)
@@ -86,7 +121,7 @@ class TcpTransport(asyncio.Transport):
         # behind Nagle for the header's ACK (the effect of TCP_CORK, without the API).
         if not self._flush_soon:
             self._flush_soon = True
-            self.runtime.loop.call_soon(self._deferred_flush)
+            self._step_flush.add(self)
         if not self._writing_paused and len(self._wbuf) > HIGH_WATER:
             self._writing_paused = True
             self._protocol.pause_writing()
@@ -139,18 +174,20 @@ class TcpTransport(asyncio.Transport):
     # -- the connection side
 
     def _deferred_flush(self) -> None:
+        """Send what this step wrote; the caller (_StepFlush) pumps once for every transport."""
         self._flush_soon = False
         if not self._lost:
-            self._flush()
+            self._flush(pump=False)
 
-    def _flush(self) -> None:
+    def _flush(self, pump: bool = True) -> None:
         conn = self.conn
         if self._wbuf and conn.is_open_for_send:
             n = conn.send(self._wbuf, self.runtime.now())
             if n:
                 del self._wbuf[:n]
                 self.runtime.host.app_call(conn)
-                self.runtime.pump()
+                if pump:
+                    self.runtime.pump()
         if self._writing_paused and len(self._wbuf) <= LOW_WATER:
             self._writing_paused = False
             self._protocol.resume_writing()

@@ -207,3 +207,29 @@ def test_idle_connection_closed_by_the_server_is_replaced(profile: str) -> None:
     assert first_server[:4] == ["LISTEN", "SYN_RECEIVED", "ESTABLISHED", "FIN_WAIT_1"]  # server closed
     assert second_server[-1] == "CLOSED" and "ESTABLISHED" in second_server
     assert lab.sink_a.transitions(connections(lab.sink_a)[0])[3] == "CLOSE_WAIT"
+
+
+def test_idle_timeout_counts_from_the_last_request_not_the_first() -> None:
+    """A connection used every 3 s outlives a 5 s idle timeout: only one wait for a request
+    that lasts the whole timeout closes it."""
+    lab = make_lab(seed=17, profile=PROFILES["clean"])
+
+    async def scenario() -> tuple[int, HttpServer]:
+        server = await HttpServer(HttpServerOptions(port=PORT, idle_timeout=5.0)).start(lab.stack_b)
+        async with HttpClient(lab.stack_a, "server", PORT) as client:
+            for i in range(4):
+                if i:
+                    await asyncio.sleep(3.0)
+                r = await client.request("GET", f"/bytes/{i}")
+                assert (r.status, r.body, r.reused) == (200, payload.payload(i), i > 0)
+            opened = client.connections
+        await lab.settle()
+        server.close()
+        await server.wait_closed()
+        return opened, server
+
+    with lab.net:
+        opened, server = lab.run(scenario(), timeout=900)
+    assert opened == 1 and server.connections == 1 and server.requests == 4
+    # The client closed first: the server never timed the connection out.
+    assert lab.sink_b.transitions(connections(lab.sink_b)[0])[3] == "CLOSE_WAIT"

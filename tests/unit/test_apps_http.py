@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from lab.node.apps import payload
+from lab.node.apps.file_cache import RACY_SECONDS, FileCache
 from lab.node.apps.http_client import HttpClient, HttpClientOptions, run_client
 from lab.node.apps.http_server import HttpServer, HttpServerOptions
 from lab.node.apps.net import KernelNet
@@ -92,6 +94,90 @@ def test_only_regular_files_inside_the_root_are_served(tmp_path: Path) -> None:
                 assert (await client.request("GET", path)).status == 404, path
 
     _run(scenario, root=root)
+
+
+@pytest.mark.parametrize("kept", [False, True], ids=["read", "kept"])
+def test_served_files_follow_the_disk(tmp_path: Path, kept: bool) -> None:
+    """The server remembers what a path resolved to, yet serves what the disk holds now: with
+    files read on every request, and with their bytes kept (a clock that makes them all old)."""
+    root, outside = tmp_path / "www", tmp_path / "secret.txt"
+    (root / "docs").mkdir(parents=True)
+    outside.write_text("secret")
+    page, index = root / "a.txt", root / "docs" / "index.html"
+    stamps = iter(range(1, 100))
+
+    def write(path: Path, text: str) -> None:
+        # A distinct mtime each time: two writes inside one timestamp tick would look alike,
+        # which the "kept" clock (every file old) would not see.
+        path.write_text(text)
+        os.utime(path, ns=(0, next(stamps) * 10**9))
+
+    write(page, "one")
+    write(index, "v1")
+
+    async def scenario(net: KernelNet, server: HttpServer) -> None:
+        if kept:
+            server.files = FileCache(root, clock=lambda: time.time_ns() + 10**12)
+        async with HttpClient(net, HOST, server.port) as client:
+
+            async def get(path: str) -> tuple[int, bytes | None]:
+                r = await client.request("GET", path)
+                return r.status, r.body
+
+            assert await get("/a.txt") == (200, b"one")
+            write(page, "two")  # rewritten in place, the same size
+            assert await get("/a.txt") == (200, b"two")
+            write(page, "three")
+            assert await get("/a.txt") == (200, b"three")
+            page.unlink()
+            assert await get("/a.txt") == (404, b"404 Not Found\n")
+            page.symlink_to(outside)  # now an escape from the root
+            assert (await get("/a.txt"))[0] == 404
+            page.unlink()
+            write(page, "back")
+            assert await get("/a.txt") == (200, b"back")
+            assert await get("/docs/") == (200, b"v1")
+            write(index, "v2")
+            assert await get("/docs/") == (200, b"v2")
+            index.unlink()
+            assert (await get("/docs/"))[0] == 404
+            os.mkfifo(index)
+            assert (await get("/docs/"))[0] == 404
+
+    _run(scenario, root=root)
+
+
+def test_file_cache_keeps_the_bytes_of_small_files_not_changed_lately(tmp_path: Path) -> None:
+    """A small file is given as bytes, kept only once it is older than a timestamp tick can hide
+    a rewrite in (RACY_SECONDS); a large file is given open, to stream, and never kept."""
+    small, large = tmp_path / "small.txt", tmp_path / "large.bin"
+    small.write_bytes(b"abc")
+    large.write_bytes(b"x" * 100)
+    st = small.stat()
+    changed = max(st.st_mtime_ns, st.st_ctime_ns)
+    now = [changed + int(RACY_SECONDS * 1e9) // 2]
+    cache = FileCache(tmp_path, max_body_bytes=10, clock=lambda: now[0])
+
+    def read(path: str) -> bytes:
+        found = cache.lookup(path)
+        assert found is not None
+        if found.file is None:
+            assert found.body is not None and len(found.body) == found.size <= 10
+            return found.body
+        with found.file as f:
+            assert found.size > 10
+            return f.read()
+
+    assert read("/small.txt") == b"abc" and cache.kept_bytes == 0  # changed too lately to keep
+    now[0] = changed + int(RACY_SECONDS * 1e9) * 2
+    assert read("/small.txt") == b"abc" and cache.kept_bytes == 3  # kept from now on
+    assert read("/small.txt") == b"abc"
+    assert read("/large.bin") == b"x" * 100 and cache.kept_bytes == 3  # over max_body_bytes
+    small.write_bytes(b"xyz")  # the same size: its timestamps tell the change
+    os.utime(small, ns=(st.st_atime_ns, st.st_mtime_ns - 10**9))
+    assert read("/small.txt") == b"xyz"
+    small.unlink()
+    assert cache.lookup("/small.txt") is None and cache.kept_bytes == 0
 
 
 def test_bytes_route_streams_the_payload() -> None:

@@ -8,11 +8,9 @@ an exception that escapes the connection handler.
 from __future__ import annotations
 
 import asyncio
+import functools
 import http
 import logging
-import mimetypes
-import os
-import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -22,6 +20,7 @@ import h11
 from pydantic import BaseModel, ConfigDict, Field
 
 from lab.node.apps import payload
+from lab.node.apps.file_cache import FileCache
 from lab.node.apps.net import AppServer, Net
 
 log = logging.getLogger(__name__)
@@ -64,8 +63,7 @@ class HttpServer(AppServer):
     def __init__(self, options: HttpServerOptions) -> None:
         super().__init__()
         self.options = options
-        self.root = options.root.resolve() if options.root is not None else None
-        self._root_prefix = os.path.join(str(self.root), "")  # "/srv/www/": what files start with
+        self.files = FileCache(options.root) if options.root is not None else None
         self.requests = 0
 
     async def start(self, net: Net) -> HttpServer:
@@ -75,7 +73,12 @@ class HttpServer(AppServer):
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.options.max_header_bytes)
         try:
-            await self._requests(conn, reader, writer)
+            async with asyncio.timeout(None) as scope:
+                idle = _IdleTimer(scope, self.options.idle_timeout)
+                try:
+                    await self._requests(conn, reader, writer, idle)
+                finally:
+                    idle.cancel()
         except h11.RemoteProtocolError as exc:
             await self._fail(conn, reader, writer, exc.error_status_hint or 400)
         except _Reject as exc:
@@ -87,10 +90,14 @@ class HttpServer(AppServer):
             await self._fail(conn, reader, writer, 500)
 
     async def _requests(
-        self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        idle: _IdleTimer,
     ) -> None:
         while True:
-            event = await self._next_event(conn, reader)
+            event = await _next_event(conn, reader, idle)
             if isinstance(event, h11.ConnectionClosed):
                 return
             if not isinstance(event, h11.Request):
@@ -99,26 +106,17 @@ class HttpServer(AppServer):
             if _head_size(event) > self.options.max_header_bytes:
                 # h11 bounds only an *incomplete* head; a whole one can arrive in a single read.
                 raise _Reject(431)
-            await self._dispatch(conn, reader, writer, event)
+            await self._dispatch(conn, reader, writer, idle, event)
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return  # MUST_CLOSE (Connection: close, HTTP/1.0) or a body left unread
             conn.start_next_cycle()
-
-    async def _next_event(self, conn: h11.Connection, reader: asyncio.StreamReader) -> h11.Event:
-        while True:
-            event = conn.next_event()
-            if event is not h11.NEED_DATA:
-                assert event is not h11.PAUSED, "next cycle not started"
-                return event  # type: ignore[return-value]
-            async with asyncio.timeout(self.options.idle_timeout):
-                data = await reader.read(READ_SIZE)
-            conn.receive_data(data)
 
     async def _read_body(
         self,
         conn: h11.Connection,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        idle: _IdleTimer,
         request: h11.Request,
         keep: bool,
     ) -> bytes:
@@ -134,7 +132,7 @@ class HttpServer(AppServer):
         body = bytearray()
         size = 0
         while True:
-            event = await self._next_event(conn, reader)
+            event = await _next_event(conn, reader, idle)
             if isinstance(event, h11.EndOfMessage):
                 return bytes(body)
             if isinstance(event, h11.Data):
@@ -151,6 +149,7 @@ class HttpServer(AppServer):
         conn: h11.Connection,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        idle: _IdleTimer,
         request: h11.Request,
     ) -> None:
         method = request.method.decode("ascii", "replace")
@@ -158,14 +157,14 @@ class HttpServer(AppServer):
         path = unquote(target.path)
         is_echo = path == "/echo"
         # The body is read (or skipped) before routing so the next request starts in sync.
-        body = await self._read_body(conn, reader, writer, request, keep=is_echo and method == "POST")
+        body = await self._read_body(conn, reader, writer, idle, request, keep=is_echo and method == "POST")
         head = method == "HEAD"
 
         if is_echo:
             if method != "POST":
                 return await _simple(conn, writer, 405, head, [(b"Allow", b"POST")])
             ctype = _header(request.headers, b"content-type") or b"application/octet-stream"
-            return await _respond(conn, writer, 200, [(b"Content-Type", ctype)], [body], len(body), False)
+            return await _respond(conn, writer, 200, [(b"Content-Type", ctype)], body, len(body), False)
 
         if path.startswith("/status/"):
             code = _int(path[len("/status/") :])
@@ -185,39 +184,16 @@ class HttpServer(AppServer):
             chunks = payload.chunks(n, seed, chunk_size=self.options.chunk_size)
             return await _respond(conn, writer, 200, hdrs, chunks, n, head)
 
-        opened = self._open(path)
-        if opened is None:
+        found = self.files.lookup(path) if self.files is not None else None
+        if found is None:
             return await _simple(conn, writer, 404, head)
-        name, f, size = opened
-        with f:
-            mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
-            hdrs = [(b"Content-Type", mime.encode())]
+        hdrs = [(b"Content-Type", found.content_type)]
+        if found.file is None:
+            assert found.body is not None
+            return await _respond(conn, writer, 200, hdrs, found.body, found.size, head)
+        with found.file as f:
             chunks = _file_chunks(f, self.options.chunk_size)
-            return await _respond(conn, writer, 200, hdrs, chunks, size, head)
-
-    def _open(self, path: str) -> tuple[str, BinaryIO, int] | None:
-        """The regular file under root that path names (index.html for a directory), open, with
-        its name and size; or None. One realpath, one open and one fstat a request: this is the
-        per-request path of every static-file benchmark."""
-        if self.root is None or "\x00" in path:
-            return None
-        target = os.path.join(self.root, path.lstrip("/"))
-        for _ in range(2):  # the path, then its index.html if it is a directory
-            real = os.path.realpath(target)
-            if real != str(self.root) and not real.startswith(self._root_prefix):
-                return None  # ".." or a symlink escaping the served directory
-            try:  # O_NONBLOCK: opening a FIFO must not wait for a writer
-                fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            except OSError:
-                return None
-            st = os.fstat(fd)
-            if stat.S_ISREG(st.st_mode):
-                return real, os.fdopen(fd, "rb"), st.st_size
-            os.close(fd)
-            if not stat.S_ISDIR(st.st_mode):
-                return None
-            target = os.path.join(real, "index.html")
-        return None
+            return await _respond(conn, writer, 200, hdrs, chunks, found.size, head)
 
     async def _fail(
         self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, status: int
@@ -231,6 +207,51 @@ class HttpServer(AppServer):
             await _linger(reader)
         except (*_PEER_GONE, TimeoutError, h11.LocalProtocolError):
             pass
+
+
+class _IdleTimer:
+    """The idle timeout of one connection: one loop timer, re-armed only when it fires, instead
+    of a timer armed and cancelled around every read. `read` marks when its wait began; once one
+    wait has lasted `seconds` the timer expires `scope`, the asyncio.timeout around the
+    connection's requests, which cancels the handler and raises TimeoutError. None: no timeout."""
+
+    def __init__(self, scope: asyncio.Timeout, seconds: float | None) -> None:
+        self._scope = scope
+        self._seconds = seconds
+        self._loop = asyncio.get_running_loop()
+        self._since: float | None = None  # when the read now waiting began
+        self._armed_for: float | None = None  # the _since the timer was armed for
+        self._handle = self._loop.call_later(seconds, self._fire) if seconds is not None else None
+
+    async def read(self, reader: asyncio.StreamReader) -> bytes:
+        self._since = self._loop.time()
+        try:
+            return await reader.read(READ_SIZE)
+        finally:
+            self._since = None
+
+    def _fire(self) -> None:
+        assert self._seconds is not None
+        since = self._since
+        if since is not None and since == self._armed_for:  # this one wait lasted `seconds`
+            self._scope.reschedule(self._loop.time())
+            return
+        self._armed_for = since
+        self._handle = self._loop.call_at((self._loop.time() if since is None else since) + self._seconds,
+                                          self._fire)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+
+async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader, idle: _IdleTimer) -> h11.Event:
+    while True:
+        event = conn.next_event()
+        if event is not h11.NEED_DATA:
+            assert event is not h11.PAUSED, "next cycle not started"
+            return event  # type: ignore[return-value]
+        conn.receive_data(await idle.read(reader))
 
 
 async def _linger(reader: asyncio.StreamReader) -> None:
@@ -256,18 +277,19 @@ def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None
 def _head_size(request: h11.Request) -> int:
     """Approximate size of the request head as sent (request line and header lines)."""
     size = len(request.method) + len(request.target) + 12
-    return size + sum(len(k) + len(v) + 4 for k, v in request.headers)
+    return size + sum(len(k) + len(v) + 4 for k, v in request.headers.raw_items())
 
 
 def _int(text: str) -> int | None:
     return int(text) if text.isascii() and text.isdigit() else None
 
 
+_END = h11.EndOfMessage()  # immutable, like every h11 event: one serves all responses
+_REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
+
+
 def _reason(status: int) -> bytes:
-    try:
-        return http.HTTPStatus(status).phrase.encode()
-    except ValueError:
-        return b""
+    return _REASONS.get(status, b"")
 
 
 async def _send(conn: h11.Connection, writer: asyncio.StreamWriter, *events: h11.Event) -> None:
@@ -287,7 +309,7 @@ async def _simple(
         await _send(conn, writer, response, h11.EndOfMessage())
         return
     text = b"%d %s\n" % (status, _reason(status))
-    await _respond(conn, writer, status, [(b"Content-Type", b"text/plain"), *extra], [text], len(text), head)
+    await _respond(conn, writer, status, [(b"Content-Type", b"text/plain"), *extra], text, len(text), head)
 
 
 async def _respond(
@@ -295,20 +317,49 @@ async def _respond(
     writer: asyncio.StreamWriter,
     status: int,
     headers: Headers,
-    body: Iterable[bytes],
+    body: bytes | Iterable[bytes],
     length: int,
     head: bool,
 ) -> None:
-    """Send a response with Content-Length, streaming the body chunk by chunk (none for HEAD)."""
-    all_headers = [(b"Server", SERVER_NAME), *headers, (b"Content-Length", b"%d" % length)]
-    # Written as h11 frames them, drained once a chunk: the writes of one loop step leave together.
-    _write(conn, writer, h11.Response(status_code=status, headers=all_headers, reason=_reason(status)))
+    """Send a response with Content-Length (no body for HEAD). A body given as bytes goes in one
+    write with the head, drained only if the write buffer is over its high-water mark (or the
+    transport closing): a small response costs one write and no wait. An iterable is streamed
+    chunk by chunk, drained after each chunk so a large body never outruns the peer."""
+    response = _frame(conn, _response(status, (*headers, (b"Content-Length", b"%d" % length))))
+    if isinstance(body, bytes):
+        data = _frame(conn, h11.Data(data=body)) if not head else b""
+        writer.write(b"".join((response, data, _frame(conn, _END))))
+        if _drain_would_wait(writer):
+            await writer.drain()
+        return
+    writer.write(response)  # leaves with the first chunk: writes of one loop step go together
     if not head:
         for chunk in body:
             _write(conn, writer, h11.Data(data=chunk))
             await writer.drain()
-    _write(conn, writer, h11.EndOfMessage())
+    _write(conn, writer, _END)
     await writer.drain()
+
+
+@functools.lru_cache(maxsize=256)
+def _response(status: int, headers: tuple[tuple[bytes, bytes], ...]) -> h11.Response:
+    """The h11 Response for status and headers (and Server). h11 validates the headers of every
+    event it is given to make; a server's responses recur (the same file, the same error) and h11
+    events are immutable, so each is made once."""
+    all_headers = [(b"Server", SERVER_NAME), *headers]
+    return h11.Response(status_code=status, headers=all_headers, reason=_reason(status))
+
+
+def _drain_would_wait(writer: asyncio.StreamWriter) -> bool:
+    """Whether drain() has work to do: a buffer over the high-water mark (flow control paused
+    us), or a closing transport (drain raises the error a lost connection left)."""
+    t = writer.transport
+    return t.is_closing() or t.get_write_buffer_size() > t.get_write_buffer_limits()[1]
+
+
+def _frame(conn: h11.Connection, event: h11.Event) -> bytes:
+    """The bytes h11 frames event into, joined."""
+    return conn.send(event) or b""
 
 
 def _write(conn: h11.Connection, writer: asyncio.StreamWriter, event: h11.Event) -> None:

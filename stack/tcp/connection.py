@@ -252,7 +252,7 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Autotune, Timers):
             raise BrokenPipeError("connection is closed for sending")
         n = min(len(data), self.send_space)
         if n:
-            self.sndq.append(data[:n])
+            self.sndq.append(data if n == len(data) else data[:n])  # (copied there unless bytes)
             self.push_seq = self.fin_seq
             if urgent:
                 self.snd_up = self.fin_seq  # RFC 6093: points just past the last urgent octet

@@ -48,20 +48,13 @@ class Timers(Tcb):
         return self._deadline
 
     def earliest(self) -> float | None:
-        """The earliest armed deadline, or None."""
-        times = [
-            t
-            for t in (
-                self.rto_at,
-                self.persist_at,
-                self.delack_at,
-                self.keepalive_at,
-                self.time_wait_at,
-                self.fin_wait_2_at,
-            )
-            if t is not None
-        ]
-        return min(times) if times else None
+        """The earliest armed deadline, or None (a loop, not a list: this runs after every event)."""
+        best = None
+        for t in (self.rto_at, self.persist_at, self.delack_at, self.keepalive_at, self.time_wait_at,
+                  self.fin_wait_2_at):
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
 
     def _update_deadline(self) -> None:
         d = self.earliest()

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from lab.kernel import capture, tshark
+from lab.node.control import flush_traces
 from tests.interop.conftest import ECHO_PORT, STACK, InteropEnv, assert_wire_evidence
 
 pytestmark = [pytest.mark.root, pytest.mark.interop]
@@ -32,7 +33,7 @@ def _stack_wscale(env: InteropEnv) -> int:
 
 
 def _syns(env: InteropEnv, conn_port: int) -> list[tshark.SynOptions]:
-    time.sleep(1.2)  # the sink reaches the disk within a second
+    flush_traces(env.lab.run_dir)  # the daemon writes its pcap out only each second otherwise
     pcap = env.path("syn.pcap")
     capture.copy_sink(env.lab.run_dir, STACK, pcap)
     return [

@@ -111,7 +111,9 @@ class LinkCapture:
         argv = [
             "timeout", "-s", "INT", f"{max_seconds:g}",
             # -Z root: tcpdump would otherwise drop to its own user and fail to write under a 0700 dir.
-            "tcpdump", "-i", ifname, "-n", "-U", "-s", "0", "-B", str(TCPDUMP_BUFFER_KIB),
+            # --immediate-mode: each packet is handed over as it comes, not in blocks libpcap holds
+            # up to a second (TPACKET_V3), so a capture stopped just after the traffic has all of it.
+            "tcpdump", "-i", ifname, "-n", "-U", "--immediate-mode", "-s", "0", "-B", str(TCPDUMP_BUFFER_KIB),
             "-Z", "root", "-w", str(path), *bpf,
         ]  # fmt: skip
         with open(log, "wb") as errfile:

@@ -28,7 +28,7 @@ import pytest
 from lab.kernel import capture, tshark
 from lab.kernel.netns import privilege_problem
 from lab.lab import Lab
-from lab.node.control import ControlClient
+from lab.node.control import ControlClient, flush_traces
 
 HTTP_PORT = 80
 ECHO_PORT = 7
@@ -166,7 +166,7 @@ class InteropEnv:
         """Stop the link capture, snapshot the stack's pcap sink and trace, and read them with
         tshark (see tests/interop/test_*: the last test of each module asserts on this)."""
         assert self.link_capture is not None, "the link capture was not started"
-        time.sleep(1.5)  # the daemon flushes its trace files every second
+        flush_traces(self.lab.run_dir)  # the daemon writes its trace files out only each second otherwise
         link_stats = self.link_capture.stop()
         sink = self.workdir / "stack-sink.pcap"
         trace = self.workdir / "stack.trace.jsonl"

@@ -79,7 +79,13 @@ def test_curl_is_served_during_a_hping3_syn_flood(tmp_path: Path) -> None:
              "-i", f"u{FLOOD_GAP_US}", "-c", str(FLOOD_COUNT), web],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        time.sleep(1.5)  # the SYN queue (128) is full well before this
+        # Wait until the flood is in full swing: the SYN queue (128) full, and over a thousand
+        # SYNs answered with cookies since.
+        deadline = time.monotonic() + 20.0
+        while (control.call("status", {})["counters"]["host"].get("syncookies_sent", 0)
+               <= before.get("syncookies_sent", 0) + 1000):
+            assert time.monotonic() < deadline and flood.poll() is None, "the flood filled no SYN queue"
+            time.sleep(0.05)
         answers = []
         for i in range(REQUESTS):
             done = lab.exec("client", ["curl", "-sS", "--max-time", "20", "-o", "/dev/null", "-w",

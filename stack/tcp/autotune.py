@@ -22,8 +22,9 @@ DRS_SLACK_SEGMENTS = 16  # Linux's rcvwin = 2 * copied + 16 * advmss
 
 class Autotune(Tcb):
     def _rcv_space_adjust(self, now: float) -> None:
-        """After the application read: once a round trip (SRTT) has passed since the measure
-        began, compare what it read in that round trip with the last one and grow RCV.BUFF."""
+        """After the application read: once a round trip (the receiver's, else SRTT) has passed
+        since the measure began, compare what it read in that round trip with the last one and
+        grow RCV.BUFF."""
         limit = self.rcvbuf_max
         if limit is None:
             return

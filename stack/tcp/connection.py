@@ -151,11 +151,7 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Autotune, Timers):
         if self.state is State.CLOSED:
             return True
         if payload:
-            self.rcvq.append(payload)
-            self.rcv_nxt = seq.add(self.rcv_nxt, len(payload))
-            self.stats.bytes_received += len(payload)
-            if self.rcvbuf_max is not None:
-                self._rcv_rtt_measure(seg, now)
+            self._queue_in_order(seg, payload, now)
             self._notify(self)
             self._ack_data(len(payload), now, immediate=False)
         self._output(now)

@@ -200,11 +200,7 @@ class Receiver(Tcb):
         if start == self.rcv_nxt:
             filled_hole = False
             if payload:
-                self.rcvq.append(payload)
-                self.rcv_nxt = end
-                self.stats.bytes_received += len(payload)
-                if self.rcvbuf_max is not None:
-                    self._rcv_rtt_measure(seg, now)
+                self._queue_in_order(seg, payload, now)
                 if len(self.ooo):
                     more = self.ooo.pop_ready(self.rcv_nxt)
                     if more:
@@ -233,6 +229,15 @@ class Receiver(Tcb):
         if fin:
             self.ooo.fin_seq = end
         self._send_ack(now)
+
+    def _queue_in_order(self, seg: TcpSegment, payload: bytes, now: float) -> None:
+        """Text at RCV.NXT into the receive buffer (both the full path and header prediction);
+        with autotuning, the segment also times the round trip as the receiver sees it."""
+        self.rcvq.append(payload)
+        self.rcv_nxt = seq.add(self.rcv_nxt, len(payload))
+        self.stats.bytes_received += len(payload)
+        if self.rcvbuf_max is not None:
+            self._rcv_rtt_measure(seg, now)
 
     def _quickack_on_data(self, n: int, now: float) -> bool:
         """Quick-ACK mode, as Linux (tcp_event_data_recv, tcp_incr_quickack): the first data

@@ -6,7 +6,27 @@ machines have no `ping` binary. Either family: an address with a colon is pinged
 
 sends COUNT echo requests (default 1) INTERVAL seconds apart (default 0.01), collects replies
 until WAIT seconds (default 2) after the last request, prints {"sent", "received", "rtts"} as JSON
-(rtts in seconds, in sequence order) and exits 0 when at least one reply came back."""
+(rtts in seconds, in sequence order) and exits 0 when at least one reply came back.
+
+Also `clean_sink_report`: tshark's verdict on a snapshot of a stack node's pcap sink."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lab.kernel import capture, tshark
+
+
+def clean_sink_report(run_dir: Path, node: str, workdir: Path) -> tshark.WireReport:
+    """Copy `node`'s pcap sink into `workdir`, read it with tshark and check that it holds the
+    frames copied, none malformed and no bad IP or TCP checksum; the report, for more checks."""
+    copy = workdir / f"{node}.pcap"
+    frames = capture.copy_sink(run_dir, node, copy)
+    report = tshark.analyse(copy)
+    assert frames > 0 and report.frames == frames
+    assert report.malformed == [] and report.bad_ip_checksum == [] and report.bad_tcp_checksum == []
+    return report
+
 
 PING = r"""
 import ipaddress, json, os, select, socket, struct, sys, time

@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from lab.kernel import capture, tshark
 from lab.lab import Lab
 from lab.node.control import ControlClient, flush_traces
 from lab.scenarios.pytest_plugin import node_trace
+
+from .support import clean_sink_report
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(180)]
 BODY = 3_000_000
@@ -86,8 +87,4 @@ def test_ipv6_bulk_moves_as_super_segments_and_arrives_intact(lab: tuple[Lab, di
 def test_ipv6_pcaps_hold_well_formed_packets_with_good_checksums(
     lab: tuple[Lab, dict[str, Any]], node: str, tmp_path: Path
 ) -> None:
-    copy = tmp_path / f"{node}.pcap"
-    frames = capture.copy_sink(lab[0].run_dir, node, copy)
-    report = tshark.analyse(copy)
-    assert frames > 0 and report.frames == frames and report.tcp_segments > 0
-    assert report.malformed == [] and report.bad_ip_checksum == [] and report.bad_tcp_checksum == []
+    assert clean_sink_report(lab[0].run_dir, node, tmp_path).tcp_segments > 0

@@ -186,7 +186,8 @@ class AppEvent(Event):
 
 class Sink(Protocol):
     """Where events go. A sink may also have `accepts(kind) -> bool`: False for an event type it
-    never writes, so that the trace does not call it for those (`PcapSink` takes only packets)."""
+    never writes, so that the trace does not call it for those (`PcapSink` takes only packets);
+    and `write_batch(events)`, which a Trace made with `hold` calls instead of `write` (see Trace)."""
 
     def write(self, event: Event) -> None: ...
 
@@ -200,22 +201,33 @@ class Trace:
     """Fans events out to sinks. `enabled` is False while there is no sink.
 
     Each event type is routed once to the sinks that accept it: a segment is not offered to the
-    pcap sink nor a packet to a trace file that skips packets (one call fewer per event)."""
+    pcap sink nor a packet to a trace file that skips packets (one call fewer per event).
 
-    __slots__ = ("_routes", "enabled", "sinks")
+    With `hold` > 0, sinks that have `write_batch` get events in lists instead of one call each:
+    the trace holds up to `hold` events and hands them over on `drain()`, which `flush()`,
+    `close()` and a full hold call, and which `wake` (set by the driver, e.g. to schedule a drain at
+    the end of the loop's step) is told to arrange when the first event is held. Per event that is
+    one list append instead of a call per sink (the daemon's ring, JSON lines and pcap)."""
 
-    def __init__(self, sinks: Iterable[Sink] = ()) -> None:
+    __slots__ = ("_held", "_routes", "enabled", "hold", "sinks", "wake")
+
+    def __init__(self, sinks: Iterable[Sink] = (), *, hold: int = 0) -> None:
         self.sinks: list[Sink] = list(sinks)
         self.enabled = bool(self.sinks)
+        self.hold = hold
+        self.wake: Callable[[], object] | None = None
+        self._held: list[Event] = []
         self._routes: dict[type[Event], tuple[Writer, ...]] = {}
 
     def add(self, sink: Sink) -> Sink:
+        self.drain()
         self.sinks.append(sink)
         self.enabled = True
         self._routes.clear()
         return sink
 
     def remove(self, sink: Sink) -> None:
+        self.drain()
         self.sinks.remove(sink)
         self.enabled = bool(self.sinks)
         self._routes.clear()
@@ -228,22 +240,50 @@ class Trace:
             write(event)
 
     def _route(self, kind: type[Event]) -> tuple[Writer, ...]:
-        writers = []
+        writers: list[Writer] = []
+        held = False
         for sink in self.sinks:
             accepts = getattr(sink, "accepts", None)
             if accepts is None or accepts(kind):
-                writers.append(sink.write)
+                if self._batched(sink):
+                    held = True
+                else:
+                    writers.append(sink.write)
+        if held:
+            writers.append(self._hold)
         self._routes[kind] = route = tuple(writers)
         return route
 
+    def _batched(self, sink: Sink) -> bool:
+        return self.hold > 0 and callable(getattr(sink, "write_batch", None))
+
+    def _hold(self, event: Event) -> None:
+        held = self._held
+        held.append(event)
+        if len(held) >= self.hold:
+            self.drain()
+        elif len(held) == 1 and self.wake is not None:
+            self.wake()
+
+    def drain(self) -> None:
+        """Hand the held events to the batched sinks (each sink picks the types it takes)."""
+        if not self._held:
+            return
+        events, self._held = self._held, []
+        for sink in self.sinks:
+            if self._batched(sink):
+                sink.write_batch(events)  # type: ignore[attr-defined]
+
     def flush(self) -> None:
         """Let batching sinks write what they hold (JsonLinesSink, PcapSink with batch > 1)."""
+        self.drain()
         for sink in self.sinks:
             flush = getattr(sink, "flush", None)
             if flush is not None:
                 flush()
 
     def close(self) -> None:
+        self.drain()
         for sink in self.sinks:
             sink.close()
 
@@ -324,9 +364,18 @@ class JsonLinesSink:
         if len(held) >= self.batch:
             self._write_held()
 
+    def write_batch(self, events: list[Event]) -> None:
+        """Events as a Trace with `hold` hands them over (filtered when they are encoded)."""
+        held = self._held
+        held += events
+        if len(held) >= self.batch:
+            self._write_held()
+
     def _write_held(self) -> None:
         held, self._held = self._held, []
-        self.out.write("".join([_segment_line(e) if type(e) is SegmentEvent else _line(e) for e in held]))
+        skip, keep = self.skip, self.keep
+        self.out.write("".join([_segment_line(e) if type(e) is SegmentEvent else _line(e) for e in held
+                                if type(e) not in skip and (keep is None or keep(e))]))
 
     def flush(self) -> None:
         if self._held:
@@ -354,7 +403,7 @@ class PcapSink:
         self.out = out
         self.time_offset = time_offset
         self.batch = batch
-        self._held: list[PacketEvent] = []
+        self._held: list[Event] = []
         out.write(PCAP_GLOBAL.pack(0xA1B2C3D4, 2, 4, 0, 0, snaplen, LINKTYPE_RAW))
 
     def accepts(self, kind: type[Event]) -> bool:
@@ -382,10 +431,18 @@ class PcapSink:
         data = complete_checksum(event.data) if event.csum_partial else event.data
         return PCAP_RECORD.pack(sec, usec, len(data), event.orig_len or len(data)), data
 
+    def write_batch(self, events: list[Event]) -> None:
+        """Events as a Trace with `hold` hands them over (the packets are picked when written)."""
+        held = self._held
+        held += events
+        if len(held) >= self.batch:
+            self._write_held()
+
     def _write_held(self) -> None:
         held, self._held = self._held, []
         parts = self._parts
-        self.out.write(b"".join([part for event in held for part in parts(event)]))
+        self.out.write(b"".join([part for event in held if isinstance(event, PacketEvent)
+                                 for part in parts(event)]))
 
     def flush(self) -> None:
         if self._held:

@@ -50,6 +50,7 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -125,6 +126,7 @@ class NodeDaemon:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.loop = loop
+        self._loop_thread = threading.get_ident()
         self.ring = RingSink(loop)
         sinks: list[Sink] = [self.ring] if self.trace_files.get("ring", True) else []
         if self.trace_files.get("jsonl", True):
@@ -137,7 +139,10 @@ class NodeDaemon:
             self._files.append(pcap)
             # pcap timestamps are wall-clock; the host's clock is the loop's (monotonic).
             sinks.append(PcapSink(pcap, time_offset=time.time() - loop.time(), batch=TRACE_BATCH))
-        self.trace = Trace(sinks)
+        # The sinks take events in batches: one append per event, handed over at the end of the
+        # loop's step (or every TRACE_BATCH events), so `trace --follow` still sees them at once.
+        self.trace = Trace(sinks, hold=TRACE_BATCH)
+        self.trace.wake = self._drain_soon
         self.host = Host(self.address, config=self.tcp_config, trace=self.trace, rng=random.Random(),
                          isn_key=os.urandom(16), address6=self.config.get("stack_address6") or None,
                          offload=self.offload)
@@ -162,6 +167,12 @@ class NodeDaemon:
         log.info("%s up: stack %s on %s (%s peer %s, mtu %d, offloads %s), apps %s, control %s", self.node,
                  self.address, self.tun.ifname, self.tun.address, self.tun.peer, self.tun.mtu,
                  "on" if self.offload else "off", ", ".join(self.supervisor.apps) or "none", self.socket_path)
+
+    def _drain_soon(self) -> None:
+        if threading.get_ident() == self._loop_thread:
+            self.loop.call_soon(self.trace.drain)
+        else:  # an event from a script's thread
+            self.loop.call_soon_threadsafe(self.trace.drain)
 
     async def _flush_periodically(self) -> None:
         """Trace files reach the disk within a second (someone may be reading them live)."""
@@ -244,6 +255,7 @@ class NodeDaemon:
             self.flush()
             return {"flushed": True}
         if op == "trace":
+            self.trace.drain()  # what the ring holds is all that happened until now
             return await trace_op(self.ring, args, emit, self.stopping)
         if op == "run_script":
             return await self.run_script(args, emit)

@@ -1,8 +1,9 @@
 """The daemon's in-memory trace ring and the `trace` op that reads it.
 
 `RingSink` is a `stack.trace` sink holding the last events with sequence numbers (super-segments cut
-to their headers), and fans new events out to followers; `trace_op` answers the control protocol's
-`trace` request from it (a page, the tail, or a live follow with heartbeats). The trace files
+to their headers), taken in batches from a Trace with `hold`, and fans new events out to followers;
+`trace_op` answers the control protocol's `trace` request from it (a page, the tail, or a live
+follow with heartbeats). The trace files
 (JSON lines, pcap) are `stack.trace` sinks the daemon opens itself.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -25,40 +27,48 @@ FOLLOW_HEARTBEAT = 1.0
 
 
 class RingSink:
-    """The last `size` trace events with sequence numbers, for the `trace` op; followers get every
-    new event on their queue."""
+    """The last `size` trace events, for the `trace` op; followers get every new event on their
+    queue. An event's sequence number is its position since the daemon started: the ring holds
+    events only (no pair per event), and the first one it holds is `next_seq - len(events)`."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, size: int = RING_SIZE) -> None:
         self.loop = loop
-        self.events: deque[tuple[int, Event]] = deque(maxlen=size)
+        self.events: deque[Event] = deque(maxlen=size)
         self.next_seq = 0
         self.followers: set[asyncio.Queue[tuple[int, Event] | None]] = set()
         self.follow_drops = 0
         self._loop_thread = threading.get_ident()
 
     def write(self, event: Event) -> None:
-        if type(event) is PacketEvent and len(event.data) > RING_WHOLE:
-            event = event.truncated(RING_SNAPLEN)  # 100,000 super-segments would be 6 GB
-        item = (self.next_seq, event)
-        self.next_seq += 1
-        self.events.append(item)
-        if self.followers:
-            if threading.get_ident() == self._loop_thread:
-                self._fan_out(item)
-            else:
-                self.loop.call_soon_threadsafe(self._fan_out, item)
+        self.write_batch([event])
 
-    def _fan_out(self, item: tuple[int, Event]) -> None:
+    def write_batch(self, events: list[Event]) -> None:
+        kept = [e.truncated(RING_SNAPLEN) if type(e) is PacketEvent and len(e.data) > RING_WHOLE else e
+                for e in events]  # 100,000 super-segments would be 6 GB
+        first = self.next_seq
+        self.next_seq += len(kept)
+        self.events.extend(kept)
+        if self.followers:
+            items = list(enumerate(kept, first))
+            if threading.get_ident() == self._loop_thread:
+                self._fan_out(items)
+            else:
+                self.loop.call_soon_threadsafe(self._fan_out, items)
+
+    def _fan_out(self, items: list[tuple[int, Event]]) -> None:
         for queue in self.followers:
-            try:
-                queue.put_nowait(item)
-            except asyncio.QueueFull:
-                self.follow_drops += 1
+            for item in items:
+                try:
+                    queue.put_nowait(item)
+                except asyncio.QueueFull:
+                    self.follow_drops += 1
 
     def since(self, seq: int, kinds: set[str] | None) -> Iterator[tuple[int, Event]]:
-        for item in self.events:
-            if item[0] >= seq and (kinds is None or item[1].kind in kinds):
-                yield item
+        first = self.next_seq - len(self.events)
+        skip = max(seq - first, 0)
+        for number, event in enumerate(itertools.islice(self.events, skip, None), first + skip):
+            if kinds is None or event.kind in kinds:
+                yield number, event
 
     def close(self) -> None:
         for queue in self.followers:

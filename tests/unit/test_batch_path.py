@@ -176,3 +176,82 @@ def test_the_daemons_sinks_accept_what_they_write() -> None:
     assert not PcapSink(io.BytesIO()).accepts(SegmentEvent) and PcapSink(io.BytesIO()).accepts(PacketEvent)
     jsonl = JsonLinesSink(io.StringIO(), skip=(PacketEvent,))
     assert jsonl.accepts(SegmentEvent) and not jsonl.accepts(PacketEvent)
+
+
+Held = tuple[Trace, MemorySink, RingSink, io.StringIO, io.BytesIO, asyncio.AbstractEventLoop]
+
+
+def _held_trace(wake: list[int]) -> Held:
+    """A trace holding up to 10 events for a ring, JSON lines and pcap, with a MemorySink beside."""
+    loop = asyncio.new_event_loop()
+    memory, ring, text, binary = MemorySink(), RingSink(loop, size=3), io.StringIO(), io.BytesIO()
+    sinks = [memory, ring, JsonLinesSink(text, skip=(PacketEvent,)), PcapSink(binary)]
+    trace = Trace(sinks, hold=10)  # type: ignore[list-item]
+    trace.wake = lambda: wake.append(len(memory.events))
+    return trace, memory, ring, text, binary, loop
+
+
+def test_a_holding_trace_hands_events_over_in_batches_and_in_order() -> None:
+    wakes: list[int] = []
+    trace, memory, ring, text, binary, loop = _held_trace(wakes)
+    try:
+        events = _events()
+        for event in events:
+            trace.emit(event)  # type: ignore[arg-type]
+        assert memory.events == events  # a sink without write_batch gets each event at once
+        assert ring.next_seq == 0 and text.getvalue() == "" and len(binary.getvalue()) == 24
+        assert wakes == [1]  # asked once, when the first event was held
+        trace.drain()
+        assert ring.next_seq == 4
+        assert [json.loads(line)["kind"] for line in text.getvalue().splitlines()] == [
+            "StateChange", "SegmentEvent", "SegmentEvent"]
+        assert len(binary.getvalue()) == 24 + 16 + 60  # the one packet
+        trace.emit(events[0])  # type: ignore[arg-type]
+        assert wakes == [1, 5]  # held again: asked again
+    finally:
+        loop.close()
+
+
+def test_a_holding_trace_drains_when_full_and_on_flush() -> None:
+    wakes: list[int] = []
+    trace, _, ring, text, _, loop = _held_trace(wakes)
+    try:
+        event = _events()[0]
+        for _ in range(10):
+            trace.emit(event)  # type: ignore[arg-type]
+        assert ring.next_seq == 10 and len(text.getvalue().splitlines()) == 10  # the tenth drained all
+        trace.emit(event)  # type: ignore[arg-type]
+        trace.flush()
+        assert ring.next_seq == 11 and len(text.getvalue().splitlines()) == 11
+    finally:
+        loop.close()
+
+
+def test_the_ring_numbers_events_past_what_it_still_holds() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        ring = RingSink(loop, size=3)
+        events = [StateChange(float(i), "c", "A", "B", "x") for i in range(5)]
+        ring.write_batch(events[:2])
+        ring.write_batch(events[2:])
+        assert ring.next_seq == 5
+        assert list(ring.since(0, None)) == [(2, events[2]), (3, events[3]), (4, events[4])]
+        assert list(ring.since(4, None)) == [(4, events[4])]
+        assert list(ring.since(9, None)) == []
+        assert list(ring.since(0, {"SegmentEvent"})) == []
+    finally:
+        loop.close()
+
+
+def test_ring_followers_get_each_event_with_its_number() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        ring = RingSink(loop, size=2)
+        queue: asyncio.Queue[tuple[int, object] | None] = asyncio.Queue()
+        ring.followers.add(queue)  # type: ignore[arg-type]
+        events = [StateChange(float(i), "c", "A", "B", "x") for i in range(3)]
+        ring.write(events[0])
+        ring.write_batch(events[1:])
+        assert [queue.get_nowait() for _ in range(3)] == list(enumerate(events))
+    finally:
+        loop.close()

@@ -357,7 +357,7 @@ class JsonLinesSink:
         if type(event) in self.skip or (self.keep is not None and not self.keep(event)):
             return
         if self.batch <= 1:
-            self.out.write(_line(event))
+            self.out.write(event_line(event))
             return
         held = self._held
         held.append(event)
@@ -374,8 +374,8 @@ class JsonLinesSink:
     def _write_held(self) -> None:
         held, self._held = self._held, []
         skip, keep = self.skip, self.keep
-        self.out.write("".join([_segment_line(e) if type(e) is SegmentEvent else _line(e) for e in held
-                                if type(e) not in skip and (keep is None or keep(e))]))
+        kept = [e for e in held if type(e) not in skip and (keep is None or keep(e))]
+        self.out.write("".join([event_line(e) for e in kept]))
 
     def flush(self) -> None:
         if self._held:
@@ -468,9 +468,13 @@ def _plain(text: str) -> bool:
     return _PLAIN.fullmatch(text) is not None
 
 
-def _line(event: Event) -> str:
+def event_line(event: Event) -> str:
+    """The event's JSON line (its `to_dict()`, encoded): what JsonLinesSink writes and the daemon's
+    ring keeps. The two most frequent events are formatted directly, to the same bytes."""
     if type(event) is SegmentEvent:
         return _segment_line(event)
+    if type(event) is PacketEvent:
+        return _packet_line(event)
     return _ENCODE(event.to_dict()) + "\n"
 
 
@@ -485,6 +489,15 @@ def _segment_line(e: SegmentEvent) -> str:
     return (f'{{"time":{e.time!r},"direction":"{e.direction}","conn":"{e.conn}","flags":"{e.flags}",'
             f'"seq":{e.seq},"ack":{e.ack},"win":{e.win},"len":{e.len},"options":"{e.options}"{gso},'
             f'"kind":"SegmentEvent"}}\n')
+
+
+def _packet_line(e: PacketEvent) -> str:
+    """A packet's JSON line (see _segment_line): its length, never its octets."""
+    if not (_plain(e.direction) and type(e.time) is float):
+        return _ENCODE(e.to_dict()) + "\n"
+    gso = f',"gso":{e.gso}' if e.gso else ""
+    return (f'{{"kind":"PacketEvent","time":{e.time!r},"direction":"{e.direction}",'
+            f'"len":{e.orig_len or len(e.data)}{gso}}}\n')
 
 
 def read_jsonl(lines: Iterable[str]) -> Iterator[dict[str, Any]]:

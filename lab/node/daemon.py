@@ -127,12 +127,16 @@ class NodeDaemon:
         loop = asyncio.get_running_loop()
         self.loop = loop
         self._loop_thread = threading.get_ident()
-        self.ring = RingSink(loop)
-        sinks: list[Sink] = [self.ring] if self.trace_files.get("ring", True) else []
+        jsonl = None
         if self.trace_files.get("jsonl", True):
             jsonl = open(self.run_dir / f"{self.node}.trace.jsonl", "w", buffering=1 << 16)  # noqa: SIM115
             self._files.append(jsonl)
-            # Whole packets go to the pcap; the JSON lines keep every other event (segments too).
+        # Whole packets go to the pcap; the JSON lines keep every other event (segments too). The
+        # ring encodes each event once, for itself and for the file.
+        ring = self.trace_files.get("ring", True)
+        self.ring = RingSink(loop, mirror=jsonl if ring else None)
+        sinks: list[Sink] = [self.ring] if ring else []
+        if jsonl is not None and not ring:
             sinks.append(JsonLinesSink(jsonl, batch=TRACE_BATCH, skip=(PacketEvent,)))
         if self.trace_files.get("pcap", True):
             pcap = open(self.run_dir / f"{self.node}.pcap", "wb")  # noqa: SIM115

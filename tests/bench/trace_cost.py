@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lab.node.daemon import TRACE_BATCH
 from lab.node.ring import RingSink
-from stack.trace import JsonLinesSink, PacketEvent, PcapSink, Sink, Trace, _segment_line, segment_event
+from stack.trace import PacketEvent, PcapSink, Sink, Trace, _segment_line, segment_event
 from stack.wire.tcp import ACK, Nop, TcpSegment, Timestamps
 
 CONN = "10.0.0.1:40000>10.0.0.2:5201"
@@ -64,8 +64,7 @@ def main() -> int:
     def files(tmp: Path) -> list[Sink]:
         jsonl = open(tmp / "t.jsonl", "w", buffering=1 << 16)  # noqa: SIM115 (closed with the directory)
         pcap = open(tmp / "t.pcap", "wb")  # noqa: SIM115
-        return [RingSink(loop), JsonLinesSink(jsonl, batch=TRACE_BATCH, skip=(PacketEvent,)),
-                PcapSink(pcap, batch=TRACE_BATCH)]
+        return [RingSink(loop, mirror=jsonl), PcapSink(pcap, batch=TRACE_BATCH)]  # as the daemon has them
 
     seg = _segment(7)
     event = segment_event(1234.5678, "out", CONN, seg)

@@ -7,9 +7,18 @@ import asyncio
 import io
 import json
 
-from lab.node.ring import RING_SNAPLEN, RingSink
+from lab.node.ring import RingSink, event_dict
 from stack.host import Host
-from stack.trace import JsonLinesSink, MemorySink, PacketEvent, PcapSink, SegmentEvent, StateChange, Trace
+from stack.trace import (
+    JsonLinesSink,
+    MemorySink,
+    PacketEvent,
+    PcapSink,
+    SegmentEvent,
+    StateChange,
+    Trace,
+    event_line,
+)
 
 A, B = "10.0.0.1", "10.0.0.2"
 
@@ -110,14 +119,32 @@ def test_batched_pcap_is_the_same_bytes_and_keeps_orig_len() -> None:
     assert int.from_bytes(record[8:12], "little") == 30 and int.from_bytes(record[12:16], "little") == 100
 
 
-def test_the_daemon_ring_keeps_packet_headers_only() -> None:
+def test_the_daemon_ring_keeps_what_the_op_shows_of_a_packet_never_its_octets() -> None:
     loop = asyncio.new_event_loop()
     try:
         ring = RingSink(loop, size=10)
         ring.write(PacketEvent(0.0, "in", bytes(65000), gso=1448))
-        ((_, kept),) = list(ring.since(0, None))
-        assert isinstance(kept, PacketEvent) and len(kept.data) == RING_SNAPLEN
-        assert kept.to_dict()["len"] == 65000 and kept.to_dict()["gso"] == 1448
+        ((seq, kind, line),) = list(ring.since(0, None))
+        assert (seq, kind) == (0, "PacketEvent") and len(line) < 100
+        assert event_dict(seq, line) == {"kind": "PacketEvent", "time": 0.0, "direction": "in", "len": 65000,
+                                         "gso": 1448, "seq": 0}
+    finally:
+        loop.close()
+
+
+def test_the_ring_writes_the_trace_file_as_a_json_lines_sink_would() -> None:
+    """The daemon's ring encodes each event once, for itself and for the node's trace file."""
+    loop = asyncio.new_event_loop()
+    try:
+        mirrored, alone = io.StringIO(), io.StringIO()
+        ring = RingSink(loop, mirror=mirrored)
+        jsonl = JsonLinesSink(alone, skip=(PacketEvent,))
+        for event in _events():
+            ring.write(event)  # type: ignore[arg-type]
+            jsonl.write(event)  # type: ignore[arg-type]
+        assert mirrored.getvalue() == alone.getvalue() and alone.getvalue().count("\n") == 3
+        assert [event_dict(seq, line) for seq, _, line in ring.since(0, None)] == [
+            {**e.to_dict(), "seq": i} for i, e in enumerate(_events())]  # type: ignore[attr-defined]
     finally:
         loop.close()
 
@@ -136,6 +163,18 @@ def test_segment_lines_are_the_encoders_bytes_even_for_odd_strings() -> None:
         sink.write(event)
     expected = "".join(json.dumps(e.to_dict(), separators=(",", ":")) + "\n" for e in cases)
     assert out.getvalue() == expected
+
+
+def test_packet_lines_are_the_encoders_bytes_too() -> None:
+    cases = [
+        PacketEvent(1234.5678, "out", bytes(60)),
+        PacketEvent(0.0, "in", bytes(64000), gso=1448),
+        PacketEvent(1e-7, "in", bytes(100)).truncated(30),
+        PacketEvent(2.5, 'o"dd', bytes(1)),
+        PacketEvent(1e20, "\u00e9", b""),
+    ]
+    for event in cases:
+        assert event_line(event) == json.dumps(event.to_dict(), separators=(",", ":")) + "\n"
 
 
 class _Recorder:
@@ -235,8 +274,10 @@ def test_the_ring_numbers_events_past_what_it_still_holds() -> None:
         ring.write_batch(events[:2])
         ring.write_batch(events[2:])
         assert ring.next_seq == 5
-        assert list(ring.since(0, None)) == [(2, events[2]), (3, events[3]), (4, events[4])]
-        assert list(ring.since(4, None)) == [(4, events[4])]
+        lines = [event_line(e) for e in events]
+        kind = "StateChange"
+        assert list(ring.since(0, None)) == [(2, kind, lines[2]), (3, kind, lines[3]), (4, kind, lines[4])]
+        assert list(ring.since(4, None)) == [(4, kind, lines[4])]
         assert list(ring.since(9, None)) == []
         assert list(ring.since(0, {"SegmentEvent"})) == []
     finally:
@@ -252,6 +293,7 @@ def test_ring_followers_get_each_event_with_its_number() -> None:
         events = [StateChange(float(i), "c", "A", "B", "x") for i in range(3)]
         ring.write(events[0])
         ring.write_batch(events[1:])
-        assert [queue.get_nowait() for _ in range(3)] == list(enumerate(events))
+        expected = [(i, "StateChange", event_line(e)) for i, e in enumerate(events)]
+        assert [queue.get_nowait() for _ in range(3)] == expected
     finally:
         loop.close()

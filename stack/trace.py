@@ -197,6 +197,13 @@ class Sink(Protocol):
 Writer = Callable[[Event], None]
 
 
+def _held_only(event: Event) -> None:
+    raise AssertionError("a marker, never called")
+
+
+_HELD: tuple[Writer, ...] = (_held_only,)  # the route of a type only batched sinks take (Trace.emit)
+
+
 class Trace:
     """Fans events out to sinks. `enabled` is False while there is no sink.
 
@@ -236,6 +243,14 @@ class Trace:
         writers = self._routes.get(type(event))
         if writers is None:
             writers = self._route(type(event))
+        if writers is _HELD:  # the daemon's case: every sink takes batches
+            held = self._held
+            held.append(event)
+            if len(held) >= self.hold:
+                self.drain()
+            elif len(held) == 1 and self.wake is not None:
+                self.wake()
+            return
         for write in writers:
             write(event)
 
@@ -251,7 +266,8 @@ class Trace:
                     writers.append(sink.write)
         if held:
             writers.append(self._hold)
-        self._routes[kind] = route = tuple(writers)
+        route = _HELD if writers == [self._hold] else tuple(writers)
+        self._routes[kind] = route
         return route
 
     def _batched(self, sink: Sink) -> bool:
@@ -404,6 +420,7 @@ class PcapSink:
         self.time_offset = time_offset
         self.batch = batch
         self._held: list[Event] = []
+        self._last_time: tuple[float | None, int, int] = (None, 0, 0)  # time, its seconds and micros
         out.write(PCAP_GLOBAL.pack(0xA1B2C3D4, 2, 4, 0, 0, snaplen, LINKTYPE_RAW))
 
     def accepts(self, kind: type[Event]) -> bool:
@@ -423,13 +440,16 @@ class PcapSink:
 
     def _parts(self, event: PacketEvent) -> tuple[bytes, bytes | memoryview]:
         """The record header and the packet (joined once a batch: no copy of a packet per record)."""
-        t = event.time + self.time_offset
-        sec = int(t)
-        usec = round((t - sec) * 1_000_000)
-        if usec >= 1_000_000:
-            sec, usec = sec + 1, usec - 1_000_000
+        last = self._last_time
+        if event.time is not last[0]:  # the packets of one step of the loop share one time
+            t = event.time + self.time_offset
+            sec = int(t)
+            usec = round((t - sec) * 1_000_000)
+            if usec >= 1_000_000:
+                sec, usec = sec + 1, usec - 1_000_000
+            self._last_time = last = (event.time, sec, usec)
         data = complete_checksum(event.data) if event.csum_partial else event.data
-        return PCAP_RECORD.pack(sec, usec, len(data), event.orig_len or len(data)), data
+        return PCAP_RECORD.pack(last[1], last[2], len(data), event.orig_len or len(data)), data
 
     def write_batch(self, events: list[Event]) -> None:
         """Events as a Trace with `hold` hands them over (the packets are picked when written)."""
@@ -478,17 +498,40 @@ def event_line(event: Event) -> str:
     return _ENCODE(event.to_dict()) + "\n"
 
 
+# The last time encoded and its text (one pair, replaced whole): the events of one step of the
+# loop share one time object.
+_last_time: list[tuple[float | None, str]] = [(None, "")]
+
+
+def _time_text(t: float) -> str:
+    """repr(t), the encoder's spelling of a float (a quarter of a segment line's cost), once per time."""
+    last = _last_time[0]
+    if t is last[0]:
+        return last[1]
+    text = repr(t)
+    _last_time[0] = (t, text)
+    return text
+
+
+@functools.lru_cache(maxsize=4096)
+def _segment_middle(direction: str, conn: str, flags: str) -> str | None:
+    """The part of a segment line from the direction to the flags (None if one of them is not a
+    plain string): they repeat, so they are checked and joined once each."""
+    if not (_plain(direction) and _plain(conn) and _plain(flags)):
+        return None
+    return f'"direction":"{direction}","conn":"{conn}","flags":"{flags}"'
+
+
 def _segment_line(e: SegmentEvent) -> str:
     """The JSON line of the most frequent event, formatted directly: the same bytes as the
     encoder gives (keys in field order, repr of numbers, ASCII strings as they are), in a
     fraction of the time. Anything unusual goes through the encoder."""
-    if not (_plain(e.conn) and _PLAIN.fullmatch(e.options) and _plain(e.flags)
-            and _plain(e.direction) and type(e.time) is float):
+    middle = _segment_middle(e.direction, e.conn, e.flags)
+    if middle is None or type(e.time) is not float or not _PLAIN.fullmatch(e.options):
         return _ENCODE(e.to_dict()) + "\n"
     gso = f',"gso":{e.gso}' if e.gso else ""
-    return (f'{{"time":{e.time!r},"direction":"{e.direction}","conn":"{e.conn}","flags":"{e.flags}",'
-            f'"seq":{e.seq},"ack":{e.ack},"win":{e.win},"len":{e.len},"options":"{e.options}"{gso},'
-            f'"kind":"SegmentEvent"}}\n')
+    return (f'{{"time":{_time_text(e.time)},{middle},"seq":{e.seq},"ack":{e.ack},"win":{e.win},'
+            f'"len":{e.len},"options":"{e.options}"{gso},"kind":"SegmentEvent"}}\n')
 
 
 def _packet_line(e: PacketEvent) -> str:
@@ -496,7 +539,7 @@ def _packet_line(e: PacketEvent) -> str:
     if not (_plain(e.direction) and type(e.time) is float):
         return _ENCODE(e.to_dict()) + "\n"
     gso = f',"gso":{e.gso}' if e.gso else ""
-    return (f'{{"kind":"PacketEvent","time":{e.time!r},"direction":"{e.direction}",'
+    return (f'{{"kind":"PacketEvent","time":{_time_text(e.time)},"direction":"{e.direction}",'
             f'"len":{e.orig_len or len(e.data)}{gso}}}\n')
 
 

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from lab.node.control import Emit, TraceArgs
-from stack.trace import Event, event_line
+from stack.trace import Event, PacketEvent, event_line
 
 RING_SIZE = 100_000
 FOLLOW_HEARTBEAT = 1.0
@@ -42,7 +42,7 @@ class RingSink:
                  mirror: IO[str] | None = None) -> None:
         self.loop = loop
         self.lines: deque[str] = deque(maxlen=size)
-        self.kinds: deque[str] = deque(maxlen=size)
+        self.kinds: deque[type[Event]] = deque(maxlen=size)
         self.mirror = mirror
         self.next_seq = 0
         self.followers: set[asyncio.Queue[Item | None]] = set()
@@ -54,16 +54,17 @@ class RingSink:
 
     def write_batch(self, events: list[Event]) -> None:
         lines = [event_line(e) for e in events]
-        kinds = [type(e).__name__ for e in events]  # Event.kind
+        kinds = list(map(type, events))
         first = self.next_seq
         self.next_seq += len(lines)
         self.lines.extend(lines)
         self.kinds.extend(kinds)
         if self.mirror is not None:
             kept = zip(kinds, lines, strict=True)
-            self.mirror.write("".join([line for kind, line in kept if kind != "PacketEvent"]))
+            self.mirror.write("".join([line for kind, line in kept if kind is not PacketEvent]))
         if self.followers:
-            items = list(zip(itertools.count(first), kinds, lines))
+            numbered = zip(itertools.count(first), kinds, lines)
+            items = [(seq, kind.__name__, line) for seq, kind, line in numbered]
             if threading.get_ident() == self._loop_thread:
                 self._fan_out(items)
             else:
@@ -82,9 +83,9 @@ class RingSink:
         skip = max(seq - first, 0)
         held = zip(itertools.count(first + skip), itertools.islice(self.kinds, skip, None),
                    itertools.islice(self.lines, skip, None))
-        for item in held:
-            if kinds is None or item[1] in kinds:
-                yield item
+        for seq, kind, line in held:
+            if kinds is None or kind.__name__ in kinds:  # Event.kind
+                yield seq, kind.__name__, line
 
     def close(self) -> None:
         for queue in self.followers:

@@ -297,3 +297,33 @@ def test_ring_followers_get_each_event_with_its_number() -> None:
         assert [queue.get_nowait() for _ in range(3)] == expected
     finally:
         loop.close()
+
+
+def test_a_type_no_sink_takes_is_not_held() -> None:
+    wakes: list[int] = []
+    trace = Trace([PcapSink(io.BytesIO())], hold=10)
+    trace.wake = lambda: wakes.append(1)
+    trace.emit(SegmentEvent(0.0, "out", "c", ".", 1, 1, 10, 0, ""))
+    assert wakes == []
+    trace.emit(PacketEvent(0.0, "out", bytes(40)))
+    assert wakes == [1]
+
+
+def test_events_sharing_a_time_and_then_not_encode_as_the_encoder_does() -> None:
+    """The encoder and the pcap sink spell each time once per step; a new time is spelled anew."""
+    t1, t2 = 1000.000001, 1000.25
+    events = [SegmentEvent(t1, "out", "c", ".", 1, 1, 10, 1448, ""), PacketEvent(t1, "out", bytes(60)),
+              SegmentEvent(t2, "out", "c", ".", 2, 1, 10, 1448, ""), PacketEvent(t2, "out", bytes(60)),
+              PacketEvent(t1, "in", bytes(60))]
+    for event in events:
+        assert event_line(event) == json.dumps(event.to_dict(), separators=(",", ":")) + "\n"
+    out = io.BytesIO()
+    sink = PcapSink(out, time_offset=0.5)
+    for event in events:
+        sink.write(event)
+    data, records, offset = out.getvalue(), [], 24
+    while offset < len(data):
+        sec, usec, caplen = (int.from_bytes(data[offset + i : offset + i + 4], "little") for i in (0, 4, 8))
+        records.append((sec, usec))
+        offset += 16 + caplen
+    assert records == [(1000, 500001), (1000, 750000), (1000, 500001)]

@@ -6,6 +6,7 @@ The interface the rest of the connection uses, whichever of the two runs:
   `_on_dupack`        a duplicate ACK arrived (RFC 5681 section 2)
   `_recovery_on_ack`  new data was acknowledged: leave recovery, a partial ACK, or grow cwnd
   `_usable_window`    how much may be sent now (cwnd against FlightSize, or against the pipe)
+  `_cwnd_validate`    after output: note whether cwnd was the limit (stack.tcp.cwv)
   `_sack_recovery`    RFC 6675 NextSeg transmissions while in SACK recovery
   `_on_rto`           the retransmission timer fired
 This module and stack.tcp.congestion are the only places that set cwnd or ssthresh.
@@ -31,6 +32,17 @@ class Recovery(Tcb):
             cwnd_room = self.cc.cwnd - seq.sub(self.snd_nxt, self.snd_una)
         return min(peer, cwnd_room)
 
+    def _cwnd_validate(self, sent: bool) -> None:
+        """After output: cwnd was the limit if less than a full segment of it is left (Linux
+        tcp_write_xmit: packets in flight >= cwnd); note it with FlightSize (stack.tcp.cwv)."""
+        if self.in_recovery and self.sack_ok:
+            in_flight = self.scoreboard.pipe(self.snd_una, self.snd_max, self.high_rxt)
+        else:
+            in_flight = seq.sub(self.snd_nxt, self.snd_una)
+        limited = self.cc.cwnd - in_flight < self.send_mss
+        if sent or limited:
+            self.cwnd_use.on_output(limited, self.flight_size, self.snd_una, self.snd_max)
+
     def _recovery_on_ack(self, seg: TcpSegment, ack: int, acked: int, flight_before: int, now: float) -> None:
         self.dupacks = 0
         if self.sack_ok:
@@ -51,7 +63,14 @@ class Recovery(Tcb):
                 self._arm_rto(now, restart=not self._partial_ack_seen)
                 self._partial_ack_seen = True
         else:
-            self.cc.on_ack(acked, now, self.rtt.srtt, flight_before)
+            # cwnd grows only while it is what limits sending (stack.tcp.cwv: RFC 7661, RFC 9438
+            # 5.8). An ACK that finds it unused, or leaves nothing in flight (idle until the
+            # application writes), stops the clock of time-based growth (RFC 9438 4.2).
+            limited = self.cwnd_use.cwnd_limited(self.cc.cwnd, self.cc.in_slow_start)
+            if limited:
+                self.cc.on_ack(acked, now, self.rtt.srtt, flight_before)
+            if not limited or self.flight_size == 0:
+                self.cc.on_app_limited(now)
             if self.trace.enabled:
                 self._cwnd_event("ack", now)
 

@@ -152,6 +152,7 @@ class Sender(Tcb):
             self.persist_at = None
         if sent_any:
             self.delack_at = None
+        self._cwnd_validate(sent_any)
 
     # ------------------------------------------------------------------ acknowledgments
 

@@ -20,6 +20,7 @@ from stack.inet import IPV6_MIN_MTU, is_ipv6, tcp_overhead
 from stack.tcp import congestion
 from stack.tcp.bytequeue import ByteQueue
 from stack.tcp.counters import ConnStats
+from stack.tcp.cwv import CwndUse
 from stack.tcp.ratelimit import ChallengeAckLimiter, OutOfWindowLimiter
 from stack.tcp.reassembly import OutOfOrderQueue
 from stack.tcp.rtt import RttEstimator
@@ -156,6 +157,7 @@ class Tcb:
             # segments is the normal case, not an ACK-division risk. RFC 3465 2.2's L = 2 would
             # hold slow start to a few percent a round trip; count every segment acked, as Linux.
             self.cc.abc_limit = max(gso_max // self.cc.mss, 2)
+        self.cwnd_use = CwndUse(iss)  # whether cwnd is what limits sending (stack.tcp.cwv)
         self.scoreboard = Scoreboard(self.mss, config.dupack_threshold)
         self.dupacks = 0
         self.in_recovery = False
@@ -427,6 +429,9 @@ class Tcb:
         raise NotImplementedError
 
     def _sack_recovery(self, now: float) -> bool:  # recovery
+        raise NotImplementedError
+
+    def _cwnd_validate(self, sent: bool) -> None:  # recovery
         raise NotImplementedError
 
     def _sacked_end(self, sn: int) -> int:  # recovery

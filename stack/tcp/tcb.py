@@ -11,11 +11,13 @@ calls in another role are declared at the bottom of this class and implemented t
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from stack import seq
 from stack.config import TcpConfig
+from stack.errors import socket_error
 from stack.inet import IPV6_MIN_MTU, is_ipv6, tcp_overhead
 from stack.tcp import congestion
 from stack.tcp.bytequeue import ByteQueue
@@ -289,7 +291,7 @@ class Tcb:
         self._update_deadline()
 
     def _give_up(self, now: float, cause: str) -> None:
-        self._fail(self.soft_error or TimeoutError("connection timed out"), Event.USER_TIMEOUT, cause, now)
+        self._fail(self.soft_error or socket_error(errno.ETIMEDOUT), Event.USER_TIMEOUT, cause, now)
         if self.listener is not None:
             self.listener.forget(self)
 

@@ -6,7 +6,6 @@ The interface the rest of the connection uses, whichever of the two runs:
   `_on_dupack`        a duplicate ACK arrived (RFC 5681 section 2)
   `_recovery_on_ack`  new data was acknowledged: leave recovery, a partial ACK, or grow cwnd
   `_usable_window`    how much may be sent now (cwnd against FlightSize, or against the pipe)
-  `_cwnd_validate`    after output: note whether cwnd was the limit (stack.tcp.cwv)
   `_sack_recovery`    RFC 6675 NextSeg transmissions while in SACK recovery
   `_on_rto`           the retransmission timer fired
 This module and stack.tcp.congestion are the only places that set cwnd or ssthresh.
@@ -31,17 +30,6 @@ class Recovery(Tcb):
         else:
             cwnd_room = self.cc.cwnd - seq.sub(self.snd_nxt, self.snd_una)
         return min(peer, cwnd_room)
-
-    def _cwnd_validate(self, sent: bool) -> None:
-        """After output: cwnd was the limit if less than a full segment of it is left (Linux
-        tcp_write_xmit: packets in flight >= cwnd); note it with FlightSize (stack.tcp.cwv)."""
-        if self.in_recovery and self.sack_ok:
-            in_flight = self.scoreboard.pipe(self.snd_una, self.snd_max, self.high_rxt)
-        else:
-            in_flight = seq.sub(self.snd_nxt, self.snd_una)
-        limited = self.cc.cwnd - in_flight < self.send_mss
-        if sent or limited:
-            self.cwnd_use.on_output(limited, self.flight_size, self.snd_una, self.snd_max)
 
     def _recovery_on_ack(self, seg: TcpSegment, ack: int, acked: int, flight_before: int, now: float) -> None:
         self.dupacks = 0

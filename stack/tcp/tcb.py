@@ -433,9 +433,6 @@ class Tcb:
     def _sack_recovery(self, now: float) -> bool:  # recovery
         raise NotImplementedError
 
-    def _cwnd_validate(self, sent: bool) -> None:  # recovery
-        raise NotImplementedError
-
     def _sacked_end(self, sn: int) -> int:  # recovery
         raise NotImplementedError
 

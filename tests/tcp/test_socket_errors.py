@@ -13,8 +13,8 @@ import pytest
 
 from stack.config import TcpConfig
 from stack.sim import LinkProfile
-from stack.socket import SHUT_WR, SO_ERROR, SO_LINGER, SOL_SOCKET
-from tests.two_hosts import B_ADDR, two_hosts
+from stack.socket import SHUT_WR, SO_ERROR, SO_LINGER, SOL_SOCKET, Socket
+from tests.two_hosts import B_ADDR, TwoHosts, two_hosts
 
 PORT = 80
 
@@ -25,6 +25,16 @@ def assert_kernel_error(exc: BaseException, cls: type[OSError], code: int) -> No
     assert isinstance(exc, OSError) and exc.errno == code
     assert exc.strerror is not None and exc.strerror.startswith(os.strerror(code)), exc.strerror
     assert str(exc).startswith(f"[Errno {code}] {os.strerror(code)}")
+
+
+async def listener_and_client(net: TwoHosts) -> tuple[Socket, Socket]:
+    """b listens on PORT; a's socket connects to it."""
+    srv = net.stack_b.socket()
+    srv.bind(("", PORT))
+    srv.listen(1)
+    cli = net.stack_a.socket()
+    await cli.aconnect((B_ADDR, PORT))
+    return srv, cli
 
 
 def test_connect_to_a_closed_port_is_econnrefused() -> None:
@@ -49,11 +59,7 @@ def test_a_peer_reset_is_econnreset() -> None:
     net = two_hosts(2)
 
     async def main() -> BaseException:
-        srv = net.stack_b.socket()
-        srv.bind(("", PORT))
-        srv.listen(1)
-        cli = net.stack_a.socket()
-        await cli.aconnect((B_ADDR, PORT))
+        srv, cli = await listener_and_client(net)
         conn, _ = await srv.aaccept()
         conn.setsockopt(SOL_SOCKET, SO_LINGER, struct.pack("ii", 1, 0))
         conn.close()  # linger 0: an RST
@@ -69,11 +75,7 @@ def test_sending_after_shutdown_is_epipe() -> None:
     net = two_hosts(3)
 
     async def main() -> BaseException:
-        srv = net.stack_b.socket()
-        srv.bind(("", PORT))
-        srv.listen(1)
-        cli = net.stack_a.socket()
-        await cli.aconnect((B_ADDR, PORT))
+        srv, cli = await listener_and_client(net)
         cli.shutdown(SHUT_WR)
         with pytest.raises(BrokenPipeError) as err:
             await cli.asend(b"late")

@@ -13,7 +13,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from stack import seq
-from stack.errors import ParseError
+from stack.errors import ParseError, socket_error
 from stack.tcp.connection import TcpConnection
 from stack.tcp.state import State
 from stack.trace import AppEvent, Trace
@@ -61,7 +61,7 @@ class Icmp4:
         """Remember an ICMP or ICMPv6 soft error on `conn`: if it times out, the application
         hears this error (errno `code`) rather than a bare timeout (RFC 1122 4.2.3.9)."""
         self.counters[counter] += 1
-        conn.soft_error = OSError(code, f"{errno.errorcode[code]} ({what} from the path)")
+        conn.soft_error = socket_error(code, f"{what} from the path")
         if self.trace.enabled:
             self.trace.emit(AppEvent(now, conn.id, "soft_error", errno.errorcode[code]))
 

@@ -9,12 +9,14 @@ connection's send buffer is full, writes wait in the transport and `drain()` wai
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket as _pysocket
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from stack.driver import StackRuntime
+from stack.errors import socket_error
 from stack.inet import is_ipv6
 from stack.tcp.connection import TcpConnection
 from stack.tcp.listener import Listener
@@ -260,7 +262,7 @@ async def wait_connected(runtime: StackRuntime, conn: TcpConnection) -> None:
     if conn.error is not None:
         raise type(conn.error)(*conn.error.args)
     if not conn.connected:
-        raise ConnectionError("connection closed during the handshake")
+        raise socket_error(errno.ECONNABORTED, "closed during the handshake")
 
 
 class StackServer:

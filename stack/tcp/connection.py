@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 
 from stack import seq
+from stack.errors import socket_error
 from stack.inet import endpoint
 from stack.tcp import congestion
 from stack.tcp.autotune import Autotune
@@ -87,7 +88,7 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Autotune, Timers):
                 return
             if not self.config.rfc5961_syn:  # in the window: an error, reset (RFC 793)
                 self._emit(RST | ACK, self._ack_seq(), now)
-                self._fail(ConnectionResetError("connection reset (SYN in window)"), Event.ABORT,
+                self._fail(socket_error(errno.ECONNRESET, "SYN in window"), Event.ABORT,
                            "segment:" + flags_str(flags), now)
                 self._cancel_all_timers()
                 return
@@ -166,13 +167,13 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Autotune, Timers):
         self.sndq.clear()
         self.rcvq.clear()
         if st is State.SYN_RECEIVED:
-            refused = ConnectionRefusedError("connection refused")
+            refused = socket_error(errno.ECONNREFUSED)
             self._fail(refused, Event.RCV_RST_ACTIVE_OPEN, "segment:R", now)
         elif st is State.TIME_WAIT or (
                 st in (State.CLOSING, State.LAST_ACK) and not self.config.rst_error_when_closing):
             self._transition(Event.RCV_RST, "segment:R", now)
         else:
-            self._fail(ConnectionResetError("connection reset by peer"), Event.RCV_RST, "segment:R", now)
+            self._fail(socket_error(errno.ECONNRESET), Event.RCV_RST, "segment:R", now)
 
     def _process_ack(self, seg: TcpSegment, now: float) -> bool:
         """Fifth check for the synchronized states. Returns False if the segment is done with."""
@@ -245,7 +246,7 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Autotune, Timers):
         if self.error is not None:
             raise self._reraise()
         if self.write_shut or self.state not in CAN_SEND:
-            raise BrokenPipeError("connection is closed for sending")
+            raise socket_error(errno.EPIPE, "closed for sending")
         n = min(len(data), self.send_space)
         if n:
             self.sndq.append(data if n == len(data) else data[:n])  # (copied there unless bytes)
@@ -321,7 +322,7 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Autotune, Timers):
             if self.state is not State.TIME_WAIT:
                 self._emit(RST | ACK, self._ack_seq(), now)  # RFC 5961 3: exact SEQ
         self.rcvq.clear()
-        self._fail(ConnectionAbortedError("connection aborted"), Event.ABORT, cause, now)
+        self._fail(socket_error(errno.ECONNABORTED), Event.ABORT, cause, now)
         if self.listener is not None:
             self.listener.forget(self)
 
@@ -392,13 +393,13 @@ class TcpConnection(Handshake, Receiver, Sender, Recovery, Autotune, Timers):
             return
         error: OSError
         if icmp_type == DEST_UNREACH and code in (PROTO_UNREACH, PORT_UNREACH):
-            error = ConnectionRefusedError("connection refused (ICMP unreachable)")
+            error = socket_error(errno.ECONNREFUSED, "ICMP unreachable")
         elif not self.config.icmp_prohibited_ttl_hard:
             return
         elif icmp_type == DEST_UNREACH and code in ADMIN_PROHIBITED:
-            error = ConnectionRefusedError("connection refused (ICMP administratively prohibited)")
+            error = socket_error(errno.ECONNREFUSED, "ICMP administratively prohibited")
         elif icmp_type == TIME_EXCEEDED and code == 0:
-            error = OSError(errno.EHOSTUNREACH, "no route to host (ICMP TTL exceeded)")
+            error = socket_error(errno.EHOSTUNREACH, "ICMP TTL exceeded")
         else:
             return
         self._fail(error, Event.ABORT, cause or f"icmp:{icmp_type}/{code}", now)

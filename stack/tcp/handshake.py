@@ -5,8 +5,10 @@ processing (RFC 9293 3.10.7.3) and the ACK that completes a SYN_RECEIVED (3.10.7
 from __future__ import annotations
 
 import dataclasses
+import errno
 
 from stack import seq
+from stack.errors import socket_error
 from stack.tcp.scoreboard import Scoreboard
 from stack.tcp.state import State
 from stack.tcp.syncookies import wscale_for
@@ -174,7 +176,7 @@ class Handshake(Tcb):
                 return
         if flags & RST:
             if flags & ACK:  # acceptable ACK: the peer refused us
-                self._fail(ConnectionRefusedError("connection refused"), Event.RCV_RST, "segment:R.", now)
+                self._fail(socket_error(errno.ECONNREFUSED), Event.RCV_RST, "segment:R.", now)
             else:
                 self._drop("syn_sent_rst_without_ack", now)
             return
@@ -279,7 +281,7 @@ class Handshake(Tcb):
         and the listener (which never left LISTEN) carries on."""
         self._transition(event, cause, now)
         self._cancel_all_timers()
-        self.error = ConnectionResetError("half-open connection reset")
+        self.error = socket_error(errno.ECONNRESET, "half-open connection reset")
         if self.listener is not None:
             self.listener.forget(self)
         self._update_deadline()

@@ -51,7 +51,14 @@ class Recovery(Tcb):
                 self._arm_rto(now, restart=not self._partial_ack_seen)
                 self._partial_ack_seen = True
         else:
-            self.cc.on_ack(acked, now, self.rtt.srtt, flight_before)
+            # cwnd grows only while it is what limits sending (stack.tcp.cwv: RFC 7661, RFC 9438
+            # 5.8). An ACK that finds it unused, or leaves nothing in flight (idle until the
+            # application writes), stops the clock of time-based growth (RFC 9438 4.2).
+            limited = self.cwnd_use.cwnd_limited(self.cc.cwnd, self.cc.in_slow_start)
+            if limited:
+                self.cc.on_ack(acked, now, self.rtt.srtt, flight_before)
+            if not limited or self.flight_size == 0:
+                self.cc.on_app_limited(now)
             if self.trace.enabled:
                 self._cwnd_event("ack", now)
 

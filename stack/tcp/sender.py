@@ -1,6 +1,6 @@
 """The sending half: the send buffer, what goes out now (`_output`: the windows, Nagle, sender
-SWS avoidance), (re)transmission of one segment, the ACK of new data, the send window update rule
-and the persist timer's zero-window probes.
+SWS avoidance; `_cwnd_validate`: whether cwnd was the limit), (re)transmission of one segment,
+the ACK of new data, the send window update rule and the persist timer's zero-window probes.
 """
 
 from __future__ import annotations
@@ -152,6 +152,19 @@ class Sender(Tcb):
             self.persist_at = None
         if sent_any:
             self.delack_at = None
+        self._cwnd_validate(sent_any)
+
+    def _cwnd_validate(self, sent: bool) -> None:
+        """After output (Linux tcp_cwnd_validate): cwnd was the limit if less than a full
+        segment of it is left (tcp_write_xmit: packets in flight >= cwnd); note it with
+        FlightSize, for the ACKs to come (stack.tcp.cwv)."""
+        if self.in_recovery and self.sack_ok:
+            in_flight = self.scoreboard.pipe(self.snd_una, self.snd_max, self.high_rxt)
+        else:
+            in_flight = seq.sub(self.snd_nxt, self.snd_una)
+        limited = self.cc.cwnd - in_flight < self.send_mss
+        if sent or limited:
+            self.cwnd_use.on_output(limited, self.flight_size, self.snd_una, self.snd_max)
 
     # ------------------------------------------------------------------ acknowledgments
 

@@ -11,15 +11,18 @@ calls in another role are declared at the bottom of this class and implemented t
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from stack import seq
 from stack.config import TcpConfig
+from stack.errors import socket_error
 from stack.inet import IPV6_MIN_MTU, is_ipv6, tcp_overhead
 from stack.tcp import congestion
 from stack.tcp.bytequeue import ByteQueue
 from stack.tcp.counters import ConnStats
+from stack.tcp.cwv import CwndUse
 from stack.tcp.ratelimit import ChallengeAckLimiter, OutOfWindowLimiter
 from stack.tcp.reassembly import OutOfOrderQueue
 from stack.tcp.rtt import RttEstimator
@@ -156,6 +159,7 @@ class Tcb:
             # segments is the normal case, not an ACK-division risk. RFC 3465 2.2's L = 2 would
             # hold slow start to a few percent a round trip; count every segment acked, as Linux.
             self.cc.abc_limit = max(gso_max // self.cc.mss, 2)
+        self.cwnd_use = CwndUse(iss)  # whether cwnd is what limits sending (stack.tcp.cwv)
         self.scoreboard = Scoreboard(self.mss, config.dupack_threshold)
         self.dupacks = 0
         self.in_recovery = False
@@ -287,7 +291,7 @@ class Tcb:
         self._update_deadline()
 
     def _give_up(self, now: float, cause: str) -> None:
-        self._fail(self.soft_error or TimeoutError("connection timed out"), Event.USER_TIMEOUT, cause, now)
+        self._fail(self.soft_error or socket_error(errno.ETIMEDOUT), Event.USER_TIMEOUT, cause, now)
         if self.listener is not None:
             self.listener.forget(self)
 

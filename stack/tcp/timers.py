@@ -9,8 +9,10 @@ others), each through its handler `_on_<name>`.
 from __future__ import annotations
 
 import enum
+import errno
 
 from stack import seq
+from stack.errors import socket_error
 from stack.tcp.state import State
 from stack.tcp.tcb import TIMER_SLACK, Tcb
 from stack.tcp.transitions import Event
@@ -137,7 +139,7 @@ class Timers(Tcb):
             self.keepalive_at = self.last_recv_time + self.config.keepalive_idle
             return
         if self.keepalive_probes >= self.config.keepalive_count:
-            self._fail(self.soft_error or TimeoutError("keepalive: peer did not answer"),
+            self._fail(self.soft_error or socket_error(errno.ETIMEDOUT, "keepalive: peer did not answer"),
                        Event.KEEPALIVE_TIMEOUT, "timer:keepalive", now)
             return
         self.keepalive_probes += 1

@@ -97,10 +97,8 @@ def test_an_error_in_syn_sent_aborts_if_hard(kind: str, profile: str, err: int |
         return
     assert peer.state is State.CLOSED
     error = peer.c().error  # what connect() raises and SO_ERROR reports (stack.socket)
-    if err == errno.ECONNREFUSED:
-        assert type(error) is ConnectionRefusedError
-    else:
-        assert type(error) is OSError and error.errno == err
+    assert isinstance(error, OSError) and error.errno == err
+    assert type(error) is (ConnectionRefusedError if err == errno.ECONNREFUSED else OSError)
     peer.expect_none()  # no RST, nothing: the peer never answered
     assert peer.deadline() is None  # no SYN retransmission left to come
     assert peer.host.find(LOCAL_PORT, harness.FAMILY.remote_ip, REMOTE_PORT) is None

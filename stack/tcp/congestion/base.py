@@ -28,6 +28,10 @@ class CongestionControl(abc.ABC):
         self.cwnd = initial_window
         self.ssthresh = INFINITE_SSTHRESH
         self.abc_limit = ABC_LIMIT  # a TSO sender raises it (see Tcb)
+        # Set by on_rto, cleared by the next ACK of new data: a second timeout before any ACK is
+        # the same segment timing out again, and RFC 5681 section 3.1 (note after eq. 4) holds
+        # ssthresh constant then instead of shrinking it from the collapsed window.
+        self._rto_pending = False
 
     @property
     def in_slow_start(self) -> bool:
@@ -35,10 +39,18 @@ class CongestionControl(abc.ABC):
 
     @abc.abstractmethod
     def on_ack(self, acked: int, now: float, rtt: float | None, flight: int) -> None:
-        """`acked` new octets were cumulatively acknowledged outside loss recovery.
+        """`acked` new octets were cumulatively acknowledged outside loss recovery, while the
+        sender was using the window (else on_app_limited is called instead).
 
         `rtt` is the latest RTT estimate (SRTT) or None; `flight` is FlightSize before the ACK.
         """
+
+    def on_app_limited(self, now: float) -> None:
+        """New data was acknowledged while the sender was not using the window (application,
+        receive window or send buffer limited, or nothing left in flight): cwnd holds (RFC 7661,
+        RFC 9438 5.8; the connection decides, stack.tcp.cwv). A controller whose growth counts
+        time stops that clock until on_ack is called again."""
+        self._rto_pending = False
 
     @abc.abstractmethod
     def on_congestion(self, now: float, flight: int) -> None:

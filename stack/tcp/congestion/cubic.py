@@ -45,7 +45,9 @@ class Cubic(CongestionControl):
         self.epoch_start: float | None = None
         self.w_est = 0.0  # segments, RFC 9438 4.3 Reno-friendly estimate
         self._after_rto = False
-        self._rto_pending = False  # see NewReno: hold ssthresh on back-to-back timeouts
+        # RFC 9438 4.2/5.8: t must not count time the window went unused, or W_cubic(t) would
+        # be far above cwnd when growth resumes. When that began (None: the window is in use).
+        self._unused_since: float | None = None
         # cwnd in octets as a float: per-ACK increases are fractions of an octet.
         self._cwnd_exact = float(initial_window)
 
@@ -73,10 +75,21 @@ class Cubic(CongestionControl):
             self.cwnd_prior = cwnd_epoch
         self._after_rto = False
 
+    def on_app_limited(self, now: float) -> None:
+        super().on_app_limited(now)
+        if self._unused_since is None:
+            self._unused_since = now
+
     def on_ack(self, acked: int, now: float, rtt: float | None, flight: int) -> None:
         if acked <= 0:
             return
         self._rto_pending = False
+        if self._unused_since is not None:
+            # The window is used again: shift the epoch by the time it was not, so the curve
+            # goes on from where it stopped (Linux bictcp_cwnd_event does so after idle).
+            if self.epoch_start is not None:
+                self.epoch_start += now - self._unused_since
+            self._unused_since = None
         self._sync()
         if self.in_slow_start:
             acked = slow_start(self, acked)

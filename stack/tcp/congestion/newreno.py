@@ -47,10 +47,6 @@ class NewReno(CongestionControl):
     def __init__(self, mss: int, initial_window: int, now: float) -> None:
         super().__init__(mss, initial_window, now)
         self.bytes_acked = 0
-        # Set by on_rto, cleared by the next ACK of new data: a second timeout before any ACK is
-        # the same segment timing out again, and RFC 5681 section 3.1 (note after eq. 4) holds
-        # ssthresh constant then instead of shrinking it from the collapsed window.
-        self._rto_pending = False
 
     def on_ack(self, acked: int, now: float, rtt: float | None, flight: int) -> None:
         if acked <= 0:

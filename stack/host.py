@@ -60,13 +60,16 @@ class Host(ClosedPort, PassiveOpen, Icmp4):
         isn_key: bytes = b"",
         address6: str | None = None,
         offload: bool = False,
+        tso: bool = True,
     ) -> None:
         self.address = address
         # Offload mode (a TUN device with IFF_VNET_HDR, see stack.tunpath): every packet in and
         # out starts with a virtio-net header; TCP checksums are left to the kernel and data
-        # leaves in TSO super-segments (TSO4, TSO6) of up to gso_max payload octets.
+        # leaves in TSO super-segments (TSO4, TSO6) of up to gso_max payload octets; with
+        # tso=False segment by segment (the checksum offload alone).
         self.offload = offload
-        self.gso_max = GSO_MAX_PAYLOAD if offload else 0
+        self.tso = offload and tso
+        self.gso_max = GSO_MAX_PAYLOAD if self.tso else 0
         self.address_raw = pack_addr(address)
         self.address6 = canonical(address6) if address6 is not None else None
         if self.address6 is not None and not is_ipv6(self.address6):

@@ -95,7 +95,7 @@ class TunDriver:
         if self.offload:
             from stack.tundev import open_tun_offload
 
-            self._fd, self._dev = open_tun_offload(self.name)
+            self._fd, self._dev = open_tun_offload(self.name, tso=self.host.tso)
         else:
             self._fd, self._dev = open_tun(self.name)
         self.loop.add_reader(self._fd, self._on_readable)

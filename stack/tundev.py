@@ -31,6 +31,7 @@ TUN_F_TSO4 = 0x02  # ... and IPv4 TCP super-segments (GSO_TCPV4)
 TUN_F_TSO6 = 0x04  # ... and IPv6 TCP super-segments (GSO_TCPV6)
 
 OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6
+CHECKSUM_ONLY = TUN_F_CSUM  # segments stay wire-sized both ways; the kernel completes checksums
 _IFREQ = struct.Struct("16sH22x")  # ifr_name, ifr_flags, the rest of the union
 
 
@@ -49,14 +50,16 @@ class _Device:
             os.close(fd)
 
 
-def open_tun_offload(name: str) -> tuple[int, _Device]:
+def open_tun_offload(name: str, tso: bool = True) -> tuple[int, _Device]:
     """Open (attach to or create) TUN device `name` with IFF_VNET_HDR, a 10-octet header and
-    checksum + TSO4 + TSO6 offloads; returns (non-blocking fd, device object). Raises OSError."""
+    checksum + TSO4 + TSO6 offloads (tso=False: the checksum offload alone, so the kernel cuts
+    super-segments before it hands them to us); returns (non-blocking fd, device object). Raises
+    OSError."""
     fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
     try:
         fcntl.ioctl(fd, TUNSETIFF, _IFREQ.pack(name.encode(), IFF_TUN | IFF_NO_PI | IFF_VNET_HDR))
         fcntl.ioctl(fd, TUNSETVNETHDRSZ, struct.pack("i", HEADER_LEN))
-        fcntl.ioctl(fd, TUNSETOFFLOAD, OFFLOADS)
+        fcntl.ioctl(fd, TUNSETOFFLOAD, OFFLOADS if tso else CHECKSUM_ONLY)
         os.set_blocking(fd, False)
     except OSError:
         os.close(fd)

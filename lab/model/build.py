@@ -111,11 +111,12 @@ def build_plan(topo: Topology, seed: int = 0) -> LabPlan:
     for name, node in topo.nodes.items():
         first = first_hops(topo, name)
         tcp_config: dict[str, object] = {}
-        offload = False
+        offload, tso = False, True
         if name in tuns:
             settings = node.stack.merged_over(topo.defaults.stack) if node.stack else topo.defaults.stack
             tcp_config = (settings or StackSettings()).tcp_config_changes(tuns[name].mtu)
             offload = bool(settings and settings.offload)
+            tso = not (settings and settings.offload == "checksum")
         nodes[name] = NodePlan(
             name=name,
             kind=node.kind,
@@ -128,5 +129,6 @@ def build_plan(topo: Topology, seed: int = 0) -> LabPlan:
             apps=node.apps,
             container=_container_plan(node),
             offload=offload,
+            tso=tso,
         )
     return LabPlan(name=topo.name, nodes=MappingProxyType(nodes), links=tuple(links), seed=seed)

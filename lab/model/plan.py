@@ -68,6 +68,7 @@ class NodePlan:
     apps: tuple[App, ...] = ()
     container: ContainerPlan | None = None  # kind: container (lab.kernel.container)
     offload: bool = False  # the daemon opens tun0 with checksum/TSO offloads
+    tso: bool = True  # ... TSO included (False: the checksum offload alone, segment by segment)
 
     @property
     def stack_address(self) -> ipaddress.IPv4Address | None:
@@ -181,6 +182,7 @@ class LabPlan:
             "mtu": plan.tun.mtu,
             "tcp_config": dict(plan.tcp_config),
             "offload": plan.offload,
+            "tso": plan.tso,
             "apps": [app.model_dump() for app in plan.apps],
             "hosts": self.hosts(),
             "hosts6": self.hosts6(),

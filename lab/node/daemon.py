@@ -17,6 +17,7 @@ The config file (written by the lab from `LabPlan.daemon_config`) holds:
                             peer6 (= stack_address6), mtu}
     tcp_config              `stack.config.TcpConfig` fields (mtu, msl, congestion_control, ...)
     offload (optional)      true: tun0 with checksum/TSO offloads (`stack.tundev`), false by default
+    tso (optional)          with offload, false: the checksum offload alone (segment by segment)
     apps                    [{name, options}] server apps started at boot
     hosts                   {node name: address}, so apps and scripts can name nodes
     hosts6                  {node name: IPv6 address}, the same for IPv6
@@ -112,6 +113,7 @@ class NodeDaemon:
         self.names6: dict[str, str] = {str(k): str(v) for k, v in (config.get("hosts6") or {}).items()}
         self.boot_apps: list[dict[str, Any]] = list(config.get("apps") or [])
         self.offload = bool(config.get("offload", False))
+        self.tso = self.offload and bool(config.get("tso", True))
         files = config.get("trace_files") or {}
         self.trace_files: dict[str, bool] = {str(k): bool(v) for k, v in files.items()}
         self.socket_path = run_dir / f"{node}.sock"
@@ -120,6 +122,11 @@ class NodeDaemon:
         self._files: list[IO[Any]] = []
         self._server: asyncio.AbstractServer | None = None
         self._scripts = 0
+
+    @property
+    def offload_mode(self) -> str:
+        """What tun0 offloads: "off", "checksum" (segment by segment) or "on" (checksum and TSO)."""
+        return ("on" if self.tso else "checksum") if self.offload else "off"
 
     # -- start / stop
 
@@ -149,7 +156,7 @@ class NodeDaemon:
         self.trace.wake = self._drain_soon
         self.host = Host(self.address, config=self.tcp_config, trace=self.trace, rng=random.Random(),
                          isn_key=os.urandom(16), address6=self.config.get("stack_address6") or None,
-                         offload=self.offload)
+                         offload=self.offload, tso=self.tso)
         self.driver = TunDriver(self.tun.ifname, self.host, loop)
         try:
             self.driver.start()
@@ -170,7 +177,7 @@ class NodeDaemon:
         self._server = await control.serve_control(self.socket_path, self.dispatch)
         log.info("%s up: stack %s on %s (%s peer %s, mtu %d, offloads %s), apps %s, control %s", self.node,
                  self.address, self.tun.ifname, self.tun.address, self.tun.peer, self.tun.mtu,
-                 "on" if self.offload else "off", ", ".join(self.supervisor.apps) or "none", self.socket_path)
+                 self.offload_mode, ", ".join(self.supervisor.apps) or "none", self.socket_path)
 
     def _drain_soon(self) -> None:
         if threading.get_ident() == self._loop_thread:
@@ -285,6 +292,7 @@ class NodeDaemon:
             "trace": {"events": self.ring.next_seq, "follow_drops": self.ring.follow_drops},
             "tcp_config": {f.name: getattr(self.tcp_config, f.name) for f in fields(TcpConfig)},
             "offload": self.offload,
+            "offload_mode": self.offload_mode,
         }
 
     def ss(self) -> dict[str, Any]:

@@ -47,16 +47,19 @@ STACK_ROWS = (
     ("stack_files_on", "files-on", "stack over TUN, trace files on"),
     ("stack_no_trace", "none", "stack over TUN, no trace sink"),
 )
-# The same with tun0's checksum/TSO offloads on (stack.tundev): super-segments of up to 64 KB.
-OFFLOAD_ROWS = (
-    ("stack_offload_no_trace", "none", "stack over TUN, offloads on, no trace sink"),
-    ("stack_offload_files_on", "files-on", "stack over TUN, offloads on, trace files on"),
+# The same with tun0's checksum/TSO offloads on (stack.tundev): super-segments of up to 64 KB;
+# and with the checksum offload alone (`offload: checksum`), segment by segment.
+OFFLOAD_ROWS: tuple[tuple[str, str, str, bool | str], ...] = (
+    ("stack_offload_no_trace", "none", "stack over TUN, offloads on, no trace sink", True),
+    ("stack_offload_files_on", "files-on", "stack over TUN, offloads on, trace files on", True),
+    ("stack_csum_no_trace", "none", "stack over TUN, checksum offload only, no trace", "checksum"),
 )
 # Same-run ratios beyond /TUN and /kernel: what trace files cost, what offloads gain.
 PAIR_RATIOS = (
     ("stack_files_on", "stack_no_trace"),
     ("stack_offload_files_on", "stack_offload_no_trace"),
     ("stack_offload_no_trace", "stack_no_trace"),
+    ("stack_csum_no_trace", "stack_no_trace"),
 )
 
 
@@ -80,8 +83,8 @@ def measure_stack_rows(results: dict[str, Any], lab: Any, seconds: float, repeat
         ("tun_ceiling", functools.partial(tun_ceiling.measure, lab, seconds))]
     rows += [(key, functools.partial(stack_goodput.measure, lab, seconds, trace=mode))
              for key, mode, _ in STACK_ROWS]
-    rows += [(key, functools.partial(stack_goodput.measure, lab, seconds, trace=mode, offload=True))
-             for key, mode, _ in OFFLOAD_ROWS]
+    rows += [(key, functools.partial(stack_goodput.measure, lab, seconds, trace=mode, offload=offload))
+             for key, mode, _, offload in OFFLOAD_ROWS]
     runs: dict[str, list[dict[str, Any]]] = {key: [] for key, _ in rows}
     for _ in range(repeat):
         for key, run in rows:
@@ -128,7 +131,7 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
 
     ceiling, kernel = rate("tun_ceiling"), rate("kernel_tcp")
     out: dict[str, float | None] = {}
-    for key, _, _ in STACK_ROWS + OFFLOAD_ROWS:  # the simulated network has no TUN or kernel
+    for key in [row[0] for row in STACK_ROWS + OFFLOAD_ROWS]:  # the sim has no TUN or kernel
         stack = rate(key)
         out[f"{key}/tun_ceiling"] = stack / ceiling if stack and ceiling else None
         out[f"{key}/kernel_tcp"] = stack / kernel if stack and kernel else None
@@ -172,7 +175,7 @@ def table(results: dict[str, Any], r: dict[str, float | None]) -> str:
         f"writer {_num(tun.get('writer_pps'), ',.0f')} pkts/s")
     kern = results.get("kernel_tcp", {})
     add("kernel_tcp", f"kernel TCP on the veth ({kern.get('tool', '?')})", None, kern.get("note", ""))
-    for key, _mode, label in STACK_ROWS + OFFLOAD_ROWS:
+    for key, _mode, label, *_ in STACK_ROWS + OFFLOAD_ROWS:
         row = results.get(key, {})
         segs = row.get("segments_out")
         pps = segs / row["seconds"] if segs and row.get("seconds") else None

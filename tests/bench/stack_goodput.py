@@ -48,8 +48,9 @@ def _log_tail(lab: Lab, node: str) -> str:
 
 @contextmanager
 def daemons(lab: Lab, trace_files: dict[str, bool], profile_dir: Path | None = None,
-            offload: bool = False, buffers: int | None = None) -> Iterator[None]:
-    """Run both nodes' daemons (bulk-server on the server) for the duration of the block."""
+            offload: bool | str = False, buffers: int | None = None) -> Iterator[None]:
+    """Run both nodes' daemons (bulk-server on the server) for the duration of the block; offload
+    as the topology's `stack: {offload}` says it (true, false or "checksum")."""
     extra = {"TCPLAB_DAEMON_PROFILE": str(profile_dir)} if profile_dir is not None else {}
     env = child_env(extra)
     procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -57,8 +58,8 @@ def daemons(lab: Lab, trace_files: dict[str, bool], profile_dir: Path | None = N
         for node in NODES:
             config = lab.plan.daemon_config(node, str(lab.run_dir))
             config["trace_files"] = dict(trace_files)
-            config["offload"] = offload
-            if offload:  # what `stack: {offload: true}` gives a node: its buffers autotune too
+            config["offload"], config["tso"] = bool(offload), offload is True
+            if offload is True:  # what `stack: {offload: true}` gives a node: its buffers autotune too
                 auto = StackSettings(offload=True).tcp_config_changes(int(config["tcp_config"]["mtu"]))
                 config["tcp_config"] = {**config["tcp_config"], **auto}
             if buffers is not None:
@@ -161,7 +162,7 @@ TRACE_MODES: dict[str, dict[str, bool]] = {
 }
 
 
-def measure(lab: Lab, seconds: float = 3.0, *, trace: str = "files-off", offload: bool = False,
+def measure(lab: Lab, seconds: float = 3.0, *, trace: str = "files-off", offload: bool | str = False,
             buffers: int | None = None, host: str = "server") -> dict[str, Any]:
     """Goodput with the daemons' trace in mode `trace` (a key of TRACE_MODES), tun0 with TUN
     offloads (TSO super-segments, see stack.tundev) or without, and SO_SNDBUF/SO_RCVBUF of

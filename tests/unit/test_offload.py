@@ -99,26 +99,26 @@ def test_plain_frame_checksum_still_verified_and_short_frame_dropped() -> None:
     assert host.take_packets() == []
 
 
-def test_two_offload_hosts_pass_super_segments_whole() -> None:
-    """Frames handed over unchanged (GSO in, GRO out): the receiver takes a super-segment as one
-    segment, its ACKs count the segments it stands for, and the bytes arrive in order."""
-    sink_a, sink_b = MemorySink(), MemorySink()
-    ha, hb = Host(A, offload=True, trace=Trace([sink_a])), Host(B, offload=True, trace=Trace([sink_b]))
+def _transfer(ha: Host, hb: Host, data: bytes) -> tuple[bytes, list[bytes]]:
+    """Send data from ha to hb's port 80, frames handed over unchanged (GSO in, GRO out, as
+    between two TUN devices with the same offloads); the bytes hb received and ha's frames."""
     hb.listen(80)
     now = 0.0
     conn = ha.connect(B, 80, now)
+    sent_frames: list[bytes] = []
 
     def shuttle() -> int:
         moved = 0
         for src, dst in ((ha, hb), (hb, ha)):
             for frame in src.take_packets():
+                if src is ha:
+                    sent_frames.append(frame)
                 dst.receive(frame, now)
                 moved += 1
         return moved
 
     while shuttle():
         pass
-    data = random.Random(2).randbytes(200_000)  # within the receive buffer: nobody reads
     sent = 0
     listener = hb.listeners[80]
     for _ in range(2000):  # 2 s of a 1 ms clock, far more than needed
@@ -132,7 +132,17 @@ def test_two_offload_hosts_pass_super_segments_whole() -> None:
         while shuttle():
             pass
     (server,) = listener.accept_queue
-    assert bytes(server.rcvq) == data
+    return bytes(server.rcvq), sent_frames
+
+
+def test_two_offload_hosts_pass_super_segments_whole() -> None:
+    """The receiver takes a super-segment as one segment, its ACKs count the segments it stands
+    for, and the bytes arrive in order."""
+    sink_a, sink_b = MemorySink(), MemorySink()
+    ha, hb = Host(A, offload=True, trace=Trace([sink_a])), Host(B, offload=True, trace=Trace([sink_b]))
+    data = random.Random(2).randbytes(200_000)  # within the receive buffer: nobody reads
+    received, _ = _transfer(ha, hb, data)
+    assert received == data
     supers = [e for e in sink_b.segments("in") if e.gso]
     assert supers and max(e.len for e in supers) > 20 * 1448
     # Far fewer packets than segments: the point of offloads.
@@ -142,6 +152,22 @@ def test_two_offload_hosts_pass_super_segments_whole() -> None:
     cwnds = [e.cwnd for e in sink_a.of(CongestionEvent)]
     grown = [b - a for a, b in itertools.pairwise(cwnds)]
     assert max(grown) > 2 * 1448
+
+
+def test_checksum_offload_alone_keeps_every_segment_wire_sized() -> None:
+    """tso=False: segment by segment, each leaving with a partial checksum for the kernel to
+    complete, and taken in with the checksum unverified when the header says NEEDS_CSUM."""
+    sink_b = MemorySink()
+    ha, hb = Host(A, offload=True, tso=False), Host(B, offload=True, tso=False, trace=Trace([sink_b]))
+    data = random.Random(3).randbytes(200_000)
+    received, frames = _transfer(ha, hb, data)
+    assert received == data
+    headers = [vnet.parse_vnet(frame) for frame in frames]
+    assert {h.gso_type for h in headers} == {vnet.GSO_NONE}
+    assert all(h.flags & vnet.F_NEEDS_CSUM for h in headers)  # every TCP segment, SYN included
+    lengths = [e.len for e in sink_b.segments("in")]
+    assert max(lengths) == 1448 and sum(lengths) >= len(data)
+    assert not any(e.gso for e in sink_b.segments("in"))
 
 
 def test_pcap_shows_super_segment_with_complete_checksum() -> None:

@@ -164,12 +164,14 @@ def test_offload_is_a_per_node_stack_setting_off_by_default() -> None:
     topo = {
         "name": "off",
         "defaults": {"stack": {"offload": True}},
-        "nodes": {"a": {"kind": "stack"}, "b": {"kind": "stack", "stack": {"offload": False}}},
-        "links": [{"endpoints": ["a", "b"]}],
+        "nodes": {"a": {"kind": "stack"}, "b": {"kind": "stack", "stack": {"offload": False}},
+                  "c": {"kind": "stack", "stack": {"offload": "checksum"}}},
+        "links": [{"endpoints": ["a", "b"]}, {"endpoints": ["a", "c"]}],
     }
     plan = build_plan(topology_from_data(topo))
-    assert plan.daemon_config("a", "/run/x")["offload"] is True
-    assert plan.daemon_config("b", "/run/x")["offload"] is False
+    modes = {n: (plan.daemon_config(n, "/run/x")["offload"], plan.daemon_config(n, "/run/x")["tso"])
+             for n in "abc"}
+    assert modes == {"a": (True, True), "b": (False, True), "c": (True, False)}
     assert plan_of("two-node").daemon_config("server", "/run/x")["offload"] is False
     with pytest.raises(TopologyError, match="offload"):
         topology_from_data({**topo, "nodes": {"a": {"kind": "stack", "stack": {"offload": "fast"}}}})

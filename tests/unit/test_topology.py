@@ -169,6 +169,7 @@ def test_stack_settings_become_tcp_config() -> None:
         ({"offload": True, "rcvbuf": "64kb", "sndbuf": "64kb"}, None, None),
         ({"offload": True, "rcvbuf": "64kb", "autotune": True}, 6 << 20, 4 << 20),  # ... unless asked
         ({"offload": True, "autotune": False}, None, None),
+        ({"offload": "checksum"}, None, None),  # segment by segment: off, as without offloads
         ({"autotune": True}, 6 << 20, 4 << 20),
     ],
 )

@@ -27,6 +27,7 @@ from stack.tcp.ratelimit import ChallengeAckLimiter, OutOfWindowLimiter
 from stack.tcp.reassembly import OutOfOrderQueue
 from stack.tcp.rtt import RttEstimator
 from stack.tcp.scoreboard import Scoreboard
+from stack.tcp.segsize import SegmentSize
 from stack.tcp.state import CAN_SEND, SYNCHRONIZED, State
 from stack.tcp.transitions import Event, take
 from stack.trace import CongestionEvent, Drop, RttEvent, StateChange, TimerEvent, Trace, conn_id
@@ -50,7 +51,7 @@ class ListenerLink(Protocol):
     def overflow(self) -> None: ...
 
 
-class Tcb:
+class Tcb(SegmentSize):
     def __init__(
         self,
         *,
@@ -131,14 +132,15 @@ class Tcb:
         # RFC 9293 3.7.1 (MUST-15): without an MSS option assume 536 over IPv4 (the configured
         # default, FreeBSD's mssdflt), 1220 over IPv6 (the IPv6 minimum MTU less 60), as Linux does.
         self.default_peer_mss = IPV6_MIN_MTU - 60 if is_ipv6(remote_ip) else config.default_peer_mss
-        self.peer_mss = self.default_peer_mss
-        self.pmtu = config.mtu
+        self._peer_mss = self.default_peer_mss  # these three: stack.tcp.segsize
+        self._pmtu = config.mtu
+        self._ts_ok = False
         self.ip_overhead = tcp_overhead(remote_ip)  # IP + TCP headers: 40 over IPv4, 60 over IPv6
+        self._update_mss()
         self.snd_wscale = 0
         self.rcv_wscale = 0  # chosen when the connection opens (Handshake._choose_wscale)
         self.ws_ok = False
         self.sack_ok = False
-        self.ts_ok = False
         self.ts_offset = ts_offset
         self.ts_recent = 0
         self.ts_recent_age = 0.0
@@ -208,14 +210,6 @@ class Tcb:
         self.accepted = False
 
     # ------------------------------------------------------------------ derived values
-
-    @property
-    def mss(self) -> int:
-        """Effective send MSS (RFC 9293 3.7.1, RFC 6691): payload octets per segment."""
-        m = min(self.peer_mss, self.pmtu - self.ip_overhead)
-        if self.ts_ok:
-            m -= 12  # NOP, NOP, timestamps ride on every segment
-        return max(m, 64)
 
     def _sack_option_len(self) -> int:
         """Octets the SACK option of our next segment takes (2 NOPs, kind, length, 8 a block)."""

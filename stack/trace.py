@@ -195,13 +195,7 @@ class Sink(Protocol):
 
 
 Writer = Callable[[Event], None]
-
-
-def _held_only(event: Event) -> None:
-    raise AssertionError("a marker, never called")
-
-
-_HELD: tuple[Writer, ...] = (_held_only,)  # the route of a type only batched sinks take (Trace.emit)
+Route = tuple[tuple[Writer, ...], bool]  # the writers an event type goes to, and whether it is held
 
 
 class Trace:
@@ -224,7 +218,7 @@ class Trace:
         self.hold = hold
         self.wake: Callable[[], object] | None = None
         self._held: list[Event] = []
-        self._routes: dict[type[Event], tuple[Writer, ...]] = {}
+        self._routes: dict[type[Event], Route] = {}
 
     def add(self, sink: Sink) -> Sink:
         self.drain()
@@ -240,46 +234,36 @@ class Trace:
         self._routes.clear()
 
     def emit(self, event: Event) -> None:
-        writers = self._routes.get(type(event))
-        if writers is None:
-            writers = self._route(type(event))
-        if writers is _HELD:  # the daemon's case: every sink takes batches
+        route = self._routes.get(type(event))
+        if route is None:
+            route = self._route(type(event))
+        writers, held_too = route
+        for write in writers:
+            write(event)
+        if held_too:  # for the batched sinks (all of the daemon's)
             held = self._held
             held.append(event)
             if len(held) >= self.hold:
                 self.drain()
             elif len(held) == 1 and self.wake is not None:
                 self.wake()
-            return
-        for write in writers:
-            write(event)
 
-    def _route(self, kind: type[Event]) -> tuple[Writer, ...]:
+    def _route(self, kind: type[Event]) -> Route:
+        """The sinks that take `kind` one event at a time, and whether batched sinks take it."""
         writers: list[Writer] = []
-        held = False
+        held_too = False
         for sink in self.sinks:
             accepts = getattr(sink, "accepts", None)
             if accepts is None or accepts(kind):
                 if self._batched(sink):
-                    held = True
+                    held_too = True
                 else:
                     writers.append(sink.write)
-        if held:
-            writers.append(self._hold)
-        route = _HELD if writers == [self._hold] else tuple(writers)
-        self._routes[kind] = route
+        self._routes[kind] = route = (tuple(writers), held_too)
         return route
 
     def _batched(self, sink: Sink) -> bool:
         return self.hold > 0 and callable(getattr(sink, "write_batch", None))
-
-    def _hold(self, event: Event) -> None:
-        held = self._held
-        held.append(event)
-        if len(held) >= self.hold:
-            self.drain()
-        elif len(held) == 1 and self.wake is not None:
-            self.wake()
 
     def drain(self) -> None:
         """Hand the held events to the batched sinks (each sink picks the types it takes)."""

@@ -8,13 +8,43 @@ sends COUNT echo requests (default 1) INTERVAL seconds apart (default 0.01), col
 until WAIT seconds (default 2) after the last request, prints {"sent", "received", "rtts"} as JSON
 (rtts in seconds, in sequence order) and exits 0 when at least one reply came back.
 
-Also `clean_sink_report`: tshark's verdict on a snapshot of a stack node's pcap sink."""
+Also `clean_sink_report`: tshark's verdict on a snapshot of a stack node's pcap sink; and
+`two_node_fetch`: a two-node lab with extra stack settings, after the client fetched a body."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from lab.kernel import capture, tshark
+from lab.lab import Lab
+from lab.node.control import ControlClient
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def two_node_fetch(workdir: Path, name: str, stack_line: str,
+                   body: int) -> Iterator[tuple[Lab, dict[str, object]]]:
+    """`topologies/two-node.yaml` with `stack_line` (e.g. "offload: true") added to its default
+    stack settings, up as lab `name` + the pid; the client fetches a `body`-octet body from the
+    server over HTTP. Yields (lab, the response); the lab goes down after."""
+    topo = (REPO / "topologies" / "two-node.yaml").read_text()
+    topo = topo.replace("name: two-node", f"name: '{name}'").replace(
+        "    time_wait: 1s", f"    time_wait: 1s\n    {stack_line}")
+    path = workdir / f"{name}.yaml"
+    path.write_text(topo)
+    lab_name = f"{name}{os.getpid() % 100000}"
+    running = Lab.up(path, lab_name)
+    try:
+        client = ControlClient(running.run_dir / "client.sock", timeout=60)
+        result = client.call("run_app", {"name": "http-client", "timeout": 30,
+                                         "options": {"host": "server", "path": f"/bytes/{body}"}})
+        yield running, result["responses"][0]
+    finally:
+        Lab.down(lab_name)
 
 
 def clean_sink_report(run_dir: Path, node: str, workdir: Path) -> tshark.WireReport:

@@ -5,7 +5,6 @@ every packet of both pcaps well formed with good checksums (completed by the pca
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,30 +16,17 @@ from lab.node.apps import payload
 from lab.node.control import ControlClient
 from lab.scenarios.pytest_plugin import node_trace
 
-from .support import clean_sink_report
+from .support import clean_sink_report, two_node_fetch
 
 pytestmark = pytest.mark.root
-REPO = Path(__file__).resolve().parents[2]
 BODY = 1_000_000
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, dict[str, object]]]:
     """The lab, after the client fetched a BODY-octet body from the server: (lab, response)."""
-    topo = (REPO / "topologies" / "two-node.yaml").read_text()
-    topo = topo.replace("name: two-node", "name: csum").replace(
-        "    time_wait: 1s", "    time_wait: 1s\n    offload: checksum")
-    path = tmp_path_factory.mktemp("csum") / "csum.yaml"
-    path.write_text(topo)
-    name = f"csum{os.getpid() % 100000}"
-    running = Lab.up(path, name)
-    try:
-        client = ControlClient(running.run_dir / "client.sock", timeout=60)
-        result = client.call("run_app", {"name": "http-client", "timeout": 30,
-                                         "options": {"host": "server", "path": f"/bytes/{BODY}"}})
-        yield running, result["responses"][0]
-    finally:
-        Lab.down(name)
+    with two_node_fetch(tmp_path_factory.mktemp("csum"), "csum", "offload: checksum", BODY) as fetched:
+        yield fetched
 
 
 def test_body_moves_segment_by_segment_and_arrives_intact(lab: tuple[Lab, dict[str, object]]) -> None:

@@ -5,19 +5,24 @@ the peer): RTO backoff for SYN and data (RFC 6298), fast retransmit and limited 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import pytest
 
 from stack.config import TcpConfig
+from stack.sim import LinkProfile
 from stack.tcp.connection import TcpConnection
 from stack.tcp.state import State
 from stack.trace import Retransmit, StateChange, TimerEvent
 from stack.wire.tcp import Flags
+from tests.two_hosts import two_hosts
 
-from .helpers import Out, Rig, data_segments, peer_addr, pure_acks
+from .helpers import PORT, Out, Rig, data_segments, peer_addr, pure_acks
 
-NO_OPTS = TcpConfig(timestamps=False, sack=False, window_scaling=False)
+# With Linux's 200 ms RTO floor, which the timelines below were written for: the default's is
+# RFC 6298's 1 s (test_the_default_rto_floor_outlasts_a_delayed_ack).
+NO_OPTS = TcpConfig(timestamps=False, sack=False, window_scaling=False, rto_min=0.2)
 
 pytestmark = pytest.mark.usefixtures("family")  # each test over IPv4 and IPv6
 
@@ -424,3 +429,37 @@ def test_time_wait_expiry_exactly_two_msl() -> None:
     closed = [(round(e.time, 6), e.old) for e in rig.sink.of(StateChange) if e.new == "CLOSED"]
     assert closed == [(2.25, "TIME_WAIT")]
     assert not rig.host.connections
+
+
+# ---------------------------------------------------------------- the RTO floor and delayed ACKs
+
+
+@pytest.mark.parametrize("reply", [100, 3 * 1448 + 100])
+def test_the_default_rto_floor_outlasts_a_delayed_ack(reply: int) -> None:
+    """A reply's lone last segment is ACKed only when the client's delayed-ACK timer fires (the
+    client sends nothing back). The RTO must outlast that wait, or every such reply on a clean
+    link is retransmitted: RFC 6298 2.4's 1 s floor, above our 200 ms delayed ACK. (The linux
+    profile has Linux's 200 ms floor above its 40 ms delayed ACK and quick-ACK mode.)"""
+    config = TcpConfig()
+    pair = two_hosts(7, LinkProfile(delay=0.0005), config=config)
+
+    async def exchange() -> None:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(100)
+            writer.write(bytes(reply))
+            await writer.drain()
+
+        server = await pair.stack_b.start_server(serve, port=PORT)
+        reader, writer = await pair.stack_a.open_connection(peer_addr(), PORT)
+        writer.write(b"GET")
+        got = 0
+        while got < reply:
+            got += len(await reader.read(65536))
+        await asyncio.sleep(2.0)  # silent: the reply's last segment is ACKed by the timer alone
+        writer.close()
+        server.close()
+
+    pair.run(exchange())
+    assert pair.sink_b.of(Retransmit) == []
+    delack = [e for e in pair.sink_a.of(TimerEvent) if e.timer == "delack"]
+    assert delack, "the client's delayed ACK did not fire: nothing was tested"

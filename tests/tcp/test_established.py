@@ -273,9 +273,9 @@ def test_retransmission_timeout_resends_the_first_segment() -> None:
     peer = established()
     peer.app_send(b"lost")
     peer.expect("P.", payload=b"lost")
-    assert peer.fire() == pytest.approx(0.2)  # handshake RTT 0 s: the RTO is rto_min
+    assert peer.fire() == pytest.approx(1.0)  # handshake RTT 0 s: the RTO is rto_min (RFC 6298 2.4)
     peer.expect("P.", seq=peer.iss + 1, payload=b"lost")
-    assert peer.deadline() == pytest.approx(0.6)  # backed off: 0.2 + 2 * 0.2
+    assert peer.deadline() == pytest.approx(3.0)  # backed off: 1 + 2 * 1
 
 
 def test_zero_window_probe_after_persist_timer() -> None:

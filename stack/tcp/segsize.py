@@ -1,4 +1,5 @@
-"""The effective send MSS of a connection (RFC 9293 3.7.1, RFC 6691) and what it derives from.
+"""The effective send MSS of a connection (RFC 9293 3.7.1, RFC 6691), what it derives from, and
+the payload of a full segment now (`send_mss`: the MSS less the SACK blocks our next segment carries).
 
 `mss` is read several times a segment (the send and receive paths, the windows), so it is a plain
 attribute brought up to date whenever the peer's MSS, the path MTU or the timestamps option
@@ -7,6 +8,8 @@ per segment.
 """
 
 from __future__ import annotations
+
+from stack.tcp.reassembly import OutOfOrderQueue
 
 
 class SegmentSize:
@@ -17,6 +20,9 @@ class SegmentSize:
     _peer_mss: int
     _pmtu: int
     _ts_ok: bool
+    sack_ok: bool
+    dsack: tuple[int, int] | None  # a duplicate to report (RFC 2883)
+    ooo: OutOfOrderQueue  # out-of-order data: one SACK block a range
 
     @property
     def peer_mss(self) -> int:
@@ -52,3 +58,15 @@ class SegmentSize:
             m -= 12  # NOP, NOP, timestamps ride on every segment
         self.mss = max(m, 64)
 
+    def _sack_option_len(self) -> int:
+        """Octets the SACK option of our next segment takes (2 NOPs, kind, length, 8 a block)."""
+        if not (self.sack_ok and (self.dsack is not None or len(self.ooo))):
+            return 0
+        blocks = min(len(self.ooo) + (self.dsack is not None), 3 if self.ts_ok else 4)
+        return 4 + 8 * blocks
+
+    @property
+    def send_mss(self) -> int:
+        """Payload octets of a full segment now: SACK blocks come out of the payload, as Linux
+        does, since the MSS counts no options (RFC 6691) and a segment must fit the path MTU."""
+        return max(self.mss - self._sack_option_len(), 1)

@@ -211,19 +211,6 @@ class Tcb(SegmentSize):
 
     # ------------------------------------------------------------------ derived values
 
-    def _sack_option_len(self) -> int:
-        """Octets the SACK option of our next segment takes (2 NOPs, kind, length, 8 a block)."""
-        if not (self.sack_ok and (self.dsack is not None or len(self.ooo))):
-            return 0
-        blocks = min(len(self.ooo) + (self.dsack is not None), 3 if self.ts_ok else 4)
-        return 4 + 8 * blocks
-
-    @property
-    def send_mss(self) -> int:
-        """Payload octets of a full segment now: SACK blocks come out of the payload, as Linux
-        does, since the MSS counts no options (RFC 6691) and a segment must fit the path MTU."""
-        return max(self.mss - self._sack_option_len(), 1)
-
     @property
     def flight_size(self) -> int:
         """FlightSize of RFC 5681: data sent but not yet cumulatively acknowledged."""

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, cast
 
+from lab.inventory import alive, lab_status
 from lab.kernel import container, ownership, requirements
 from lab.kernel import netns as kernel
 from lab.kernel.state import LabState, labs_with_state, read_state, run_dir, write_state
@@ -72,16 +73,6 @@ def resolve_topology_path(path: str | Path) -> Path:
     return given  # load_topology reports it missing, naming the path the user gave
 
 
-def _alive(pid: int) -> bool:
-    """True while `pid` runs. A zombie counts as gone: it holds no namespace, and reaping it is its
-    parent's job (reaping here would steal the exit status from a caller's Popen)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
-
-
 def _wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
     deadline = time.monotonic() + timeout
     while True:
@@ -101,14 +92,14 @@ def terminate(pids: Sequence[int], grace: float = STOP_GRACE) -> list[int]:
             signalled.append(pid)
         except ProcessLookupError:
             continue
-    if not _wait_until(lambda: not any(_alive(p) for p in signalled), grace):
+    if not _wait_until(lambda: not any(alive(p) for p in signalled), grace):
         for pid in signalled:
-            if _alive(pid):
+            if alive(pid):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-        _wait_until(lambda: not any(_alive(p) for p in signalled), 2.0)
+        _wait_until(lambda: not any(alive(p) for p in signalled), 2.0)
     return signalled
 
 
@@ -405,62 +396,3 @@ def exec_in(
     return subprocess.run(
         nsenter_argv(lab, node, argv), capture_output=True, text=True, check=check, timeout=timeout
     )
-
-
-def lab_status(name: str, state: LabState | None, plan: LabPlan | None = None) -> dict[str, Any]:
-    """What is up: from the state file where there is one, checked against the kernel."""
-    summary: dict[str, Any] = state.plan if state else (plan.summary() if plan else {})
-    namespaces = set(ownership.lab_namespaces(name).get(name, []))
-    nodes: dict[str, Any] = {}
-    for node_name, info in summary.get("nodes", {}).items():
-        pid = state.daemons.get(node_name) if state else None
-        nodes[node_name] = {
-            "kind": info.get("kind"),
-            "netns": info.get("netns"),
-            "netns_present": info.get("netns") in namespaces,
-            "address": info.get("address"),
-            "address6": info.get("address6"),
-            "interfaces": info.get("interfaces", {}),
-            "interfaces6": info.get("interfaces6", {}),
-            "daemon_pid": pid,
-            "daemon_alive": bool(pid and _alive(pid)),
-        }
-        if info.get("kind") == "container":
-            nodes[node_name].update(container.describe(name, node_name))
-    return {
-        "lab": name,
-        "run_dir": str(run_dir(name)),
-        "topology": state.topology if state else None,
-        "state_file": state is not None,
-        "nodes": nodes,
-        "links": summary.get("links", []),
-        "impairments": dict(state.impairments) if state else {},
-        "orphan_namespaces": sorted(namespaces - {n.get("netns") for n in summary.get("nodes", {}).values()}),
-    }
-
-
-def leftovers(name: str, runs: Path | None = None) -> dict[str, object]:
-    """Anything of lab `name` still in the kernel, the process table or the run directory:
-    empty after a clean `down`. `runs` is the parent of run directories when not the default."""
-    from pyroute2 import IPRoute
-
-    prefix = f"tcplab-{name}-".encode()
-    procs: list[str] = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                argv = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if prefix in argv and _alive(int(entry.name)):
-                procs.append(f"{entry.name}: {argv.replace(bytes(1), b' ').decode(errors='replace')}")
-    with IPRoute() as ipr:
-        marked = [m.get("ifname") for m in ipr.get_links() if m.get("ifalias") == ownership.mark(name)]
-    found = {
-        "namespaces": ownership.lab_namespaces(name).get(name, []),
-        "processes": procs,
-        "root_links": marked,
-        "run_dir": ((runs / name) if runs is not None else run_dir(name)).exists(),
-        "containers": [c.name for c in container.lab_containers(name)],
-    }
-    return {k: v for k, v in found.items() if v}

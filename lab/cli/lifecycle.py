@@ -17,10 +17,11 @@ import typer
 from rich.table import Table
 
 from lab.cli import root as cli
+from lab.inventory import lab_status
 from lab.kernel import container
 from lab.kernel.requirements import tool_problem
 from lab.kernel.state import read_state
-from lab.lab import Lab, LabError, lab_status, nsenter_argv
+from lab.lab import Lab, LabError, nsenter_argv
 from lab.model.topology import TopologyError
 
 

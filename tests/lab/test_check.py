@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 import lab.scenarios.check
 import lab.scenarios.roles
 from lab.cli import app
+from lab.inventory import leftovers
 from lab.kernel import ownership
-from lab.lab import Lab, leftovers
+from lab.lab import Lab
 from lab.model.build import build_plan
 from lab.model.topology import load_topology
 

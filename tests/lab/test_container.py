@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
+from lab.inventory import leftovers
 from lab.kernel import container
-from lab.lab import Lab, leftovers
+from lab.lab import Lab
 from lab.model.topology import Topology, topology_from_data
 from lab.node.apps.payload import sha256
 

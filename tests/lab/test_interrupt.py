@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from lab.inventory import leftovers
 from lab.kernel import ownership
-from lab.lab import REPO_ROOT, Lab, leftovers
+from lab.lab import REPO_ROOT, Lab
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(60)]
 

@@ -28,9 +28,10 @@ import pytest
 from typer.testing import CliRunner
 
 import lab.cli
+from lab.inventory import leftovers
 from lab.kernel import capture, tshark
 from lab.kernel.impair import backend
-from lab.lab import Lab, leftovers
+from lab.lab import Lab
 from lab.model.impairment import Impairment
 from lab.model.topology import topology_from_data
 from lab.node.tun_setup import stack_speaks_ipv6

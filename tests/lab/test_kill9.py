@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import pytest
 
+from lab.inventory import leftovers as _leftovers
 from lab.kernel import ownership
 from lab.lab import Lab
-from lab.lab import leftovers as _leftovers
 
 pytestmark = pytest.mark.root
 CLI = "from lab.cli import app; app()"

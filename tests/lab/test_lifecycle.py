@@ -19,9 +19,10 @@ from typer.testing import CliRunner
 import lab.cli
 import lab.cli.root
 import lab.kernel.netns
+from lab.inventory import alive, leftovers
 from lab.kernel import ownership
 from lab.kernel.state import STATE_FILE, run_dir
-from lab.lab import Lab, LabError, _alive, _wait_until, leftovers
+from lab.lab import Lab, LabError, _wait_until
 
 from .support import PING
 
@@ -75,7 +76,7 @@ def test_two_node_up_status_reach_down(lab_names: Callable[[str], str]) -> None:
     server_link = str(lab_.plan.node("server").interfaces[0].address.ip)
     assert reachable(lab_, "client", server_link)
     for pid in lab_.state.daemons.values():  # only once lab.node.daemon exists
-        assert _alive(pid)
+        assert alive(pid)
     attached = Lab.attach(name)
     assert attached.address_of("server") == lab_.address_of("server")
     assert attached.exec("server", ["true"]).returncode == 0
@@ -175,9 +176,9 @@ def test_kill_9_then_down_leaves_nothing(lab_names: Callable[[str], str]) -> Non
     orphan = int(parent.stdout.readline())
     parent.send_signal(signal.SIGKILL)
     parent.wait(timeout=5)
-    assert _alive(orphan)
+    assert alive(orphan)
     Lab.down(name)
-    assert _wait_until(lambda: not _alive(orphan), 5.0)
+    assert _wait_until(lambda: not alive(orphan), 5.0)
     assert leftovers(name) == {}
 
 
@@ -267,7 +268,7 @@ def test_daemons_start_then_kill_9_and_down(lab_names: Callable[[str], str]) -> 
     assert set(ownership.pids_in(ownership.lab_namespaces(name)[name])) >= set(pids.values())
     for pid in pids.values():
         os.kill(pid, signal.SIGKILL)
-    assert _wait_until(lambda: not any(_alive(p) for p in pids.values()), 5.0)
+    assert _wait_until(lambda: not any(alive(p) for p in pids.values()), 5.0)
     Lab.down(name)
     assert leftovers(name) == {}
 

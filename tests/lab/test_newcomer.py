@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.lab import Lab, leftovers
+from lab.inventory import leftovers
+from lab.lab import Lab
 from lab.viz.load import connections, mirror, read_trace_file
 from lab.viz.nodes import node_trace_file
 from tests.missing import CLI, cli_without

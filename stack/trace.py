@@ -353,14 +353,16 @@ class JsonLinesSink:
     def accepts(self, kind: type[Event]) -> bool:
         return kind not in self.skip
 
+    def _keeps(self, event: Event) -> bool:
+        return type(event) not in self.skip and (self.keep is None or self.keep(event))
+
     def write(self, event: Event) -> None:
-        if type(event) in self.skip or (self.keep is not None and not self.keep(event)):
-            return
         if self.batch <= 1:
-            self.out.write(event_line(event))
+            if self._keeps(event):
+                self.out.write(event_line(event))
             return
         held = self._held
-        held.append(event)
+        held.append(event)  # filtered when encoded, as write_batch's
         if len(held) >= self.batch:
             self._write_held()
 
@@ -373,9 +375,8 @@ class JsonLinesSink:
 
     def _write_held(self) -> None:
         held, self._held = self._held, []
-        skip, keep = self.skip, self.keep
-        kept = [e for e in held if type(e) not in skip and (keep is None or keep(e))]
-        self.out.write("".join([event_line(e) for e in kept]))
+        keeps = self._keeps
+        self.out.write("".join([event_line(e) for e in held if keeps(e)]))
 
     def flush(self) -> None:
         if self._held:

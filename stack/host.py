@@ -100,7 +100,7 @@ class Host(ClosedPort, PassiveOpen, Icmp4):
 
     # ------------------------------------------------------------------ driver interface
 
-    def receive(self, packet: bytes, now: float, *, loopback: bool = False) -> None:
+    def receive(self, packet: bytes | memoryview, now: float, *, loopback: bool = False) -> None:
         """Process one IP packet (in offload mode: a virtio-net header and its packet); never raises
         for bad input: drops and counts it. `loopback`: the packet never left this host, so our own
         address as its source is genuine; from any interface it is martian (stack.martian)."""
@@ -108,7 +108,7 @@ class Host(ClosedPort, PassiveOpen, Icmp4):
         trusted, gso, partial = False, 0, False
         try:
             if self.offload:
-                packet, trusted, gso, partial = tunpath.unframe(packet)  # type: ignore[assignment]
+                packet, trusted, gso, partial = tunpath.unframe(packet)
             if packet[:1] and packet[0] >> 4 == 6:
                 if self.ip6 is None:
                     self.drop("ip6_no_address", now)

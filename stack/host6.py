@@ -81,7 +81,7 @@ def flow_label(key: bytes, src: str, dst: str, sport: int, dport: int) -> int:
 _MAPPED_PREFIX = bytes(10) + b"\xff\xff"
 
 
-def _martian_source(packet: bytes) -> bool:
+def _martian_source(packet: bytes | memoryview) -> bool:
     """A source no packet may carry: multicast, unspecified (RFC 4291 2.5.2, 2.7) or IPv4-mapped
     (RFC 4291 2.5.5.2: mapped addresses name IPv4 peers to applications, never on the wire)."""
     return packet[8] == 0xFF or not any(packet[8:24]) or packet[8:20] == _MAPPED_PREFIX
@@ -98,7 +98,7 @@ class Ipv6Layer:
 
     # ------------------------------------------------------------------ input
 
-    def receive(self, packet: bytes, now: float, trusted: bool = False, gso: int = 0,
+    def receive(self, packet: bytes | memoryview, now: float, trusted: bool = False, gso: int = 0,
                 partial: bool = False) -> None:
         """Process one version-6 packet. Never raises for bad input: drops and counts it.
         From a TUN with offloads (stack.tunpath): trusted, the TCP checksum need not be verified;
@@ -140,11 +140,11 @@ class Ipv6Layer:
             host.drop("ip_protocol", now, str(ip.next_header))
             self._refuse(packet, UNRECOGNIZED_NEXT_HEADER, ip.next_header_offset, now)
 
-    def _trace_in(self, packet: bytes, now: float, gso: int = 0, partial: bool = False) -> None:
+    def _trace_in(self, packet: bytes | memoryview, now: float, gso: int = 0, partial: bool = False) -> None:
         if self.host.trace.enabled:
             self.host.trace.emit(PacketEvent(now, "in", bytes(packet), gso, partial))
 
-    def _refuse(self, packet: bytes, code: int, pointer: int, now: float) -> None:
+    def _refuse(self, packet: bytes | memoryview, code: int, pointer: int, now: float) -> None:
         """Answer a packet we cannot process with a Parameter Problem (RFC 8200 section 4), if
         it was for us, from a unicast source, and not itself an ICMPv6 error (RFC 4443 2.4 (e))."""
         if bytes(packet[24:40]) != self.address_raw or _martian_source(packet):

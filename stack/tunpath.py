@@ -34,7 +34,7 @@ class Unframed(NamedTuple):
     partial: bool  # NEEDS_CSUM: the checksum field holds the pseudo-header sum only
 
 
-def unframe(frame: bytes) -> Unframed:
+def unframe(frame: bytes | memoryview) -> Unframed:
     """Split a received frame into its virtio-net header's verdicts and the packet. Raises
     ParseError for a frame shorter than the header."""
     vh = vnet.parse_vnet(frame)

@@ -13,14 +13,16 @@ passes its maximum, nor grows once the application fixed it with SO_RCVBUF/SO_SN
 
 from __future__ import annotations
 
-from stack.tcp.tcb import Tcb
+from stack.compiled import mypyc_attr
+from stack.tcp.timers import Timers
 from stack.wire.tcp import TcpSegment
 
 INIT_RCVQ_SPACE_SEGMENTS = 10  # the first round trip's yardstick: an initial window (RFC 6928)
 DRS_SLACK_SEGMENTS = 16  # Linux's rcvwin = 2 * copied + 16 * advmss
 
 
-class Autotune(Tcb):
+@mypyc_attr(allow_interpreted_subclasses=True)
+class Autotune(Timers):
     def _rcv_space_adjust(self, now: float) -> None:
         """After the application read: once a round trip (the receiver's, else SRTT) has passed
         since the measure began, compare what it read in that round trip with the last one and

@@ -20,16 +20,11 @@ from stack import seq
 from stack.errors import socket_error
 from stack.inet import endpoint
 from stack.tcp import congestion
-from stack.tcp.autotune import Autotune
 from stack.tcp.counters import ConnStats
 from stack.tcp.handshake import Handshake
 from stack.tcp.ratelimit import ChallengeAckLimiter
-from stack.tcp.receiver import Receiver
-from stack.tcp.recovery import Recovery
-from stack.tcp.sender import Sender
 from stack.tcp.state import CAN_RECEIVE_TEXT, CAN_SEND, SYNCHRONIZED, State
 from stack.tcp.tcb import ListenerLink
-from stack.tcp.timers import Timers
 from stack.tcp.transitions import Event
 from stack.trace import TimerEvent
 from stack.wire.icmp import ADMIN_PROHIBITED, DEST_UNREACH, PORT_UNREACH, PROTO_UNREACH, TIME_EXCEEDED
@@ -38,7 +33,7 @@ from stack.wire.tcp import ACK, FIN, PSH, RST, SYN, URG, TcpSegment, flags_str
 __all__ = ["ChallengeAckLimiter", "ConnStats", "ListenerLink", "TcpConnection"]
 
 
-class TcpConnection(Handshake, Receiver, Sender, Recovery, Autotune, Timers):
+class TcpConnection(Handshake):
     # ------------------------------------------------------------------ way in 1: a segment
 
     def on_segment(self, seg: TcpSegment, now: float) -> None:

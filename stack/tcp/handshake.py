@@ -8,11 +8,13 @@ import dataclasses
 import errno
 
 from stack import seq
+from stack.compiled import mypyc_attr
 from stack.errors import socket_error
+from stack.tcp.receiver import Receiver
 from stack.tcp.scoreboard import Scoreboard
 from stack.tcp.state import State
 from stack.tcp.syncookies import wscale_for
-from stack.tcp.tcb import MAX_WSCALE, Tcb
+from stack.tcp.tcb import MAX_WSCALE
 from stack.tcp.transitions import Event
 from stack.trace import Retransmit
 from stack.wire.tcp import (
@@ -36,7 +38,8 @@ def _discard(conn: object, seg: TcpSegment, now: float) -> None:
     """The transmit of a connection whose SYN-ACK was sent without it (a SYN cookie's)."""
 
 
-class Handshake(Tcb):
+@mypyc_attr(allow_interpreted_subclasses=True)
+class Handshake(Receiver):
     syn_text: bytes = b""  # text of a SYN received in SYN_SENT, held until ESTABLISHED
 
     def open_active(self, now: float) -> None:

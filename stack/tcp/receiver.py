@@ -6,13 +6,15 @@ the advertised window with receiver-side SWS avoidance, delayed ACKs and the in-
 from __future__ import annotations
 
 from stack import seq
+from stack.compiled import mypyc_attr
+from stack.tcp.sender import Sender
 from stack.tcp.state import CAN_RECEIVE_TEXT, SYNCHRONIZED, State
-from stack.tcp.tcb import Tcb
 from stack.tcp.transitions import Event
 from stack.wire.tcp import ACK, FIN, RST, SYN, TcpSegment, flags_str
 
 
-class Receiver(Tcb):
+@mypyc_attr(allow_interpreted_subclasses=True)
+class Receiver(Sender):
     def _acceptable(self, seg: TcpSegment) -> bool:
         """The four-case acceptability test of RFC 9293 3.10.7.4."""
         seg_len = seg.seg_len

@@ -14,13 +14,16 @@ This module and stack.tcp.congestion are the only places that set cwnd or ssthre
 from __future__ import annotations
 
 from stack import seq
+from stack.compiled import mypyc_attr
+from stack.tcp.autotune import Autotune
 from stack.tcp.state import State
-from stack.tcp.tcb import TIMER_SLACK, Tcb
+from stack.tcp.tcb import TIMER_SLACK
 from stack.tcp.timers import keepinit_deadline
 from stack.wire.tcp import TcpSegment
 
 
-class Recovery(Tcb):
+@mypyc_attr(allow_interpreted_subclasses=True)
+class Recovery(Autotune):
     def _usable_window(self) -> int:
         """Octets we may still send: the peer's window and the congestion window (RFC 5681)."""
         peer = seq.sub(seq.add(self.snd_una, self.snd_wnd), self.snd_nxt)

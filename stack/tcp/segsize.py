@@ -9,9 +9,11 @@ per segment.
 
 from __future__ import annotations
 
+from stack.compiled import mypyc_attr
 from stack.tcp.reassembly import OutOfOrderQueue
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class SegmentSize:
     """Tcb's MSS: set `_peer_mss`, `_pmtu`, `_ts_ok` and `ip_overhead`, then call `_update_mss`."""
 

@@ -6,8 +6,9 @@ the ACK of new data, the send window update rule and the persist timer's zero-wi
 from __future__ import annotations
 
 from stack import seq
+from stack.compiled import mypyc_attr
+from stack.tcp.recovery import Recovery
 from stack.tcp.state import State
-from stack.tcp.tcb import Tcb
 from stack.trace import Retransmit
 from stack.wire.tcp import ACK, FIN, PSH, URG, TcpSegment
 
@@ -15,7 +16,8 @@ from stack.wire.tcp import ACK, FIN, PSH, URG, TcpSegment
 _OUTPUT_STATES = (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK)
 
 
-class Sender(Tcb):
+@mypyc_attr(allow_interpreted_subclasses=True)
+class Sender(Recovery):
     def _send_data(self, start: int, n: int, now: float, force_push: bool = False, gso: int = 0) -> None:
         """Send sndq octets [start, start+n) plus FIN if it follows and fits. Advances snd_nxt.
         With gso: as one TSO super-segment of n // gso full segments (n a multiple of gso)."""

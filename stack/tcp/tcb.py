@@ -3,10 +3,13 @@ way out, shared by the role modules that make up a TcpConnection.
 
 `Tcb` holds every variable and what is derived from them (MSS, FlightSize, buffers), the one
 method that changes state (`_transition`, through the table of stack.tcp.transitions) and the one
-that emits a segment (`_emit`). The roles (handshake, sender, receiver, recovery, timers) are
-mixins over this one object: they read and write the same attributes directly, as the RFC's
-pseudo-code does, and cost no extra indirection on the per-segment path. The methods a role
-calls in another role are declared at the bottom of this class and implemented there.
+that emits a segment (`_emit`). The roles (timers, autotune, recovery, sender, receiver,
+handshake) are layers over this one object, each class the base of the next in that order, with
+TcpConnection on top: they read and write the same attributes directly, as the RFC's pseudo-code
+does, and cost no extra indirection on the per-segment path. The methods a role calls in a role
+above it are declared at the bottom of this class and implemented there. (One chain, not
+mixins: the method resolution order is the one the mixins had, and mypyc, which compiles the
+optional accelerated build, supports single inheritance only.)
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from stack import seq
+from stack.compiled import mypyc_attr
 from stack.config import TcpConfig
 from stack.errors import socket_error
 from stack.inet import IPV6_MIN_MTU, is_ipv6, tcp_overhead
@@ -51,6 +55,7 @@ class ListenerLink(Protocol):
     def overflow(self) -> None: ...
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Tcb(SegmentSize):
     def __init__(
         self,

@@ -12,6 +12,7 @@ import enum
 import errno
 
 from stack import seq
+from stack.compiled import mypyc_attr
 from stack.errors import socket_error
 from stack.tcp.state import State
 from stack.tcp.tcb import TIMER_SLACK, Tcb
@@ -45,6 +46,7 @@ def keepinit_deadline(tcb: Tcb) -> float | None:
     return tcb.created + keepinit
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Timers(Tcb):
     def deadline(self) -> float | None:
         return self._deadline

@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 
+from stack.compiled import mypyc_attr
 from stack.tcp.state import State
 
 S = State
@@ -104,6 +105,7 @@ UNTAKEN: dict[tuple[State, Event], str] = {
 }
 
 
+@mypyc_attr(native_class=False)  # mypyc compiles no native subclass of AssertionError
 class TransitionError(AssertionError):
     """A (state, event) pair that is not in TRANSITIONS: a bug in the stack, never a peer's fault."""
 

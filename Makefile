@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := iproute2 iptables nftables tcpdump tshark socat netcat-openbsd wrk nginx-light curl docker.io debootstrap hping3
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-sim test lint bench deps sysdeps clean
+.PHONY: demo demo-sim test lint bench accel deps sysdeps clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -49,6 +49,10 @@ bench: deps
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 >/dev/null || \
 	  echo "iperf3 not installed: the kernel's TCP is measured with Python sockets"
 	$(PY) -m tests.bench.run $(BENCH_ARGS)
+
+# The optional compiled stack (mypyc) in build/accel (tests/bench/accel.py); `make bench BENCH_ARGS=--accel` builds it too.
+accel: $(STAMP)
+	$(PY) -m tests.bench.accel
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

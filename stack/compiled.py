@@ -8,6 +8,7 @@ interpreted so that a TIME_WAIT record can hold a weak reference to it, inherit 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,3 +23,9 @@ else:
 
         def mypyc_attr(*_names: str, **_flags: Any) -> Callable[[T], T]:
             return lambda cls: cls
+
+
+def compiled_modules() -> list[str]:
+    """The stack's modules this process loaded from compiled extensions (empty when interpreted)."""
+    return sorted(name for name, module in list(sys.modules.items())
+                  if name.startswith("stack.") and str(getattr(module, "__file__", "") or "").endswith(".so"))

@@ -62,6 +62,7 @@ from lab.node.control import AppArgs, Emit, RequestError, ScriptArgs
 from lab.node.ring import RingSink, trace_op
 from lab.node.supervisor import AppSupervisor
 from lab.node.tun_setup import DaemonError, TunSettings, configure_tun, enter_netns
+from stack.compiled import compiled_modules
 from stack.config import TcpConfig
 from stack.host import Host
 from stack.socket import Stack
@@ -293,6 +294,7 @@ class NodeDaemon:
             "tcp_config": {f.name: getattr(self.tcp_config, f.name) for f in fields(TcpConfig)},
             "offload": self.offload,
             "offload_mode": self.offload_mode,
+            "compiled_modules": len(compiled_modules()),  # the optional mypyc build (tests.bench.accel)
         }
 
     def ss(self) -> dict[str, Any]:

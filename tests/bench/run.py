@@ -54,12 +54,19 @@ OFFLOAD_ROWS: tuple[tuple[str, str, str, bool | str], ...] = (
     ("stack_offload_files_on", "files-on", "stack over TUN, offloads on, trace files on", True),
     ("stack_csum_no_trace", "none", "stack over TUN, checksum offload only, no trace", "checksum"),
 )
-# Same-run ratios beyond /TUN and /kernel: what trace files cost, what offloads gain.
+# With --accel: the same stack compiled by mypyc (tests.bench.accel), an accelerator only.
+ACCEL_ROWS: tuple[tuple[str, str, str, bool | str], ...] = (
+    ("stack_no_trace_compiled", "none", "stack over TUN, no trace sink, compiled (mypyc)", False),
+    ("stack_offload_no_trace_compiled", "none", "stack over TUN, offloads on, compiled (mypyc)", True),
+)
+# Same-run ratios beyond /TUN and /kernel: what trace files cost, what offloads and compiling gain.
 PAIR_RATIOS = (
     ("stack_files_on", "stack_no_trace"),
     ("stack_offload_files_on", "stack_offload_no_trace"),
     ("stack_offload_no_trace", "stack_no_trace"),
     ("stack_csum_no_trace", "stack_no_trace"),
+    ("stack_no_trace_compiled", "stack_no_trace"),
+    ("stack_offload_no_trace_compiled", "stack_offload_no_trace"),
 )
 
 
@@ -73,10 +80,11 @@ def _attempt(results: dict[str, Any], key: str, fn: Callable[[], dict[str, Any]]
         traceback.print_exc(file=sys.stderr)
 
 
-def measure_stack_rows(results: dict[str, Any], lab: Any, seconds: float, repeat: int) -> None:
+def measure_stack_rows(results: dict[str, Any], lab: Any, seconds: float, repeat: int,
+                       accel: Path | None = None) -> None:
     """The TUN ceiling and every stack row `repeat` times, in rounds (drift on a busy machine hits
     the rows of a round alike); each row's figures are those of its median run, with every run's
-    goodput in `runs`."""
+    goodput in `runs`. With accel (the compiled stack's directory), ACCEL_ROWS too."""
     from tests.bench import stack_goodput, tun_ceiling
 
     rows: list[tuple[str, Callable[[], dict[str, Any]]]] = [
@@ -85,6 +93,9 @@ def measure_stack_rows(results: dict[str, Any], lab: Any, seconds: float, repeat
              for key, mode, _ in STACK_ROWS]
     rows += [(key, functools.partial(stack_goodput.measure, lab, seconds, trace=mode, offload=offload))
              for key, mode, _, offload in OFFLOAD_ROWS]
+    if accel is not None:
+        rows += [(key, functools.partial(stack_goodput.measure, lab, seconds, trace=mode, offload=offload,
+                                         accel=accel)) for key, mode, _, offload in ACCEL_ROWS]
     runs: dict[str, list[dict[str, Any]]] = {key: [] for key, _ in rows}
     for _ in range(repeat):
         for key, run in rows:
@@ -101,8 +112,8 @@ def measure_stack_rows(results: dict[str, Any], lab: Any, seconds: float, repeat
         results[key]["failed_runs"] = len(got) - len(good)
 
 
-def run_lab(seconds: float, kernel_tool: str, profile: bool, profile_dir: Path, repeat: int = 1
-            ) -> dict[str, Any]:
+def run_lab(seconds: float, kernel_tool: str, profile: bool, profile_dir: Path, repeat: int = 1,
+            accel: Path | None = None) -> dict[str, Any]:
     from lab.lab import Lab
     from tests.bench import kernel_tcp, stack_goodput
 
@@ -111,7 +122,7 @@ def run_lab(seconds: float, kernel_tool: str, profile: bool, profile_dir: Path, 
     lab = Lab.up(TOPOLOGY, name, start_daemons=False)
     try:
         _attempt(results, "kernel_tcp", lambda: kernel_tcp.measure(lab, seconds, kernel_tool))
-        measure_stack_rows(results, lab, seconds, repeat)
+        measure_stack_rows(results, lab, seconds, repeat, accel)
         if profile:
             _attempt(results, "stack_profiled", lambda: stack_goodput.profile(lab, seconds, profile_dir))
     finally:
@@ -131,7 +142,7 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
 
     ceiling, kernel = rate("tun_ceiling"), rate("kernel_tcp")
     out: dict[str, float | None] = {}
-    for key in [row[0] for row in STACK_ROWS + OFFLOAD_ROWS]:  # the sim has no TUN or kernel
+    for key in [row[0] for row in STACK_ROWS + OFFLOAD_ROWS + ACCEL_ROWS]:  # the sim has no TUN or kernel
         stack = rate(key)
         out[f"{key}/tun_ceiling"] = stack / ceiling if stack and ceiling else None
         out[f"{key}/kernel_tcp"] = stack / kernel if stack and kernel else None
@@ -175,7 +186,7 @@ def table(results: dict[str, Any], r: dict[str, float | None]) -> str:
         f"writer {_num(tun.get('writer_pps'), ',.0f')} pkts/s")
     kern = results.get("kernel_tcp", {})
     add("kernel_tcp", f"kernel TCP on the veth ({kern.get('tool', '?')})", None, kern.get("note", ""))
-    for key, _mode, label, *_ in STACK_ROWS + OFFLOAD_ROWS:
+    for key, _mode, label, *_ in STACK_ROWS + OFFLOAD_ROWS + ACCEL_ROWS:
         row = results.get(key, {})
         segs = row.get("segments_out")
         pps = segs / row["seconds"] if segs and row.get("seconds") else None
@@ -184,6 +195,8 @@ def table(results: dict[str, Any], r: dict[str, float | None]) -> str:
         if cpu:  # sender/receiver daemons: share of the run on a CPU / waiting for one
             note += ", cpu " + " ".join(f"{c.get('on_cpu', 0):.0%}+{c.get('run_queue', 0):.0%}q"
                                         for c in cpu.values())
+        if key.endswith("_compiled") and not row.get("compiled"):
+            note += ", NOT COMPILED"
         if row.get("verified") is False:
             note += ", NOT VERIFIED"
         if row.get("trace_file_bytes"):
@@ -275,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=10_000,
                         help="idle connections for the memory figure (0: skip it)")
     parser.add_argument("--profile-dir", type=Path, default=Path("/tmp/tcplab-bench-profile"))
+    parser.add_argument("--accel", action="store_true",
+                        help="also the stack compiled by mypyc (built first into build/accel)")
     parser.add_argument("--sim-only", action="store_true", help="only the simulated-network benchmark")
     parser.add_argument("--emulator-only", action="store_true", help="only the link emulator benchmark")
     parser.add_argument("--no-emulator", action="store_true", help="skip the link emulator benchmark")
@@ -292,8 +307,14 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     print("tcplab benchmark", file=sys.stderr)
     if problem is None and not args.emulator_only:
+        accel_dir = None
+        if args.accel:
+            from tests.bench import accel
+
+            print("  compiling the stack with mypyc ...", file=sys.stderr, flush=True)
+            accel_dir = accel.build()
         results.update(run_lab(args.seconds, args.kernel_tool, not args.no_profile, args.profile_dir,
-                               max(args.repeat, 1)))
+                               max(args.repeat, 1), accel_dir))
         if args.wrk_seconds:
             from tests.bench import http_wrk
 

@@ -48,11 +48,15 @@ def _log_tail(lab: Lab, node: str) -> str:
 
 @contextmanager
 def daemons(lab: Lab, trace_files: dict[str, bool], profile_dir: Path | None = None,
-            offload: bool | str = False, buffers: int | None = None) -> Iterator[None]:
+            offload: bool | str = False, buffers: int | None = None, accel: Path | None = None
+            ) -> Iterator[None]:
     """Run both nodes' daemons (bulk-server on the server) for the duration of the block; offload
-    as the topology's `stack: {offload}` says it (true, false or "checksum")."""
+    as the topology's `stack: {offload}` says it (true, false or "checksum"); accel: the
+    directory of the compiled stack (tests.bench.accel), else the pure-Python one runs."""
     extra = {"TCPLAB_DAEMON_PROFILE": str(profile_dir)} if profile_dir is not None else {}
     env = child_env(extra)
+    if accel is not None:  # before the repository, whose `stack` it shadows
+        env["PYTHONPATH"] = os.pathsep.join([str(accel), env["PYTHONPATH"]])
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
         for node in NODES:
@@ -72,7 +76,7 @@ def daemons(lab: Lab, trace_files: dict[str, bool], profile_dir: Path | None = N
                     [sys.executable, "-m", "lab.node.daemon", "--netns", lab.netns_of(node),
                      "--run-dir", str(lab.run_dir), "--node", node, "--config", str(path)],
                     stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT,
-                    start_new_session=True, env=env, cwd=str(REPO_ROOT),
+                    start_new_session=True, env=env, cwd=str(accel or REPO_ROOT),  # `-m`: cwd comes first
                 )
             lab.state.daemons[node] = procs[node].pid
         write_state(lab.state)
@@ -97,6 +101,12 @@ def daemons(lab: Lab, trace_files: dict[str, bool], profile_dir: Path | None = N
                 proc.wait(5)
         lab.state.daemons.clear()
         write_state(lab.state)
+
+
+def _compiled_modules(lab: Lab) -> int:
+    """How many of the server daemon's stack modules are compiled extensions: proof that an
+    accelerated row ran the compiled stack (the status op reports them)."""
+    return int(_client(lab, "server").call("status").get("compiled_modules", 0))
 
 
 def _client(lab: Lab, node: str) -> ControlClient:
@@ -163,12 +173,14 @@ TRACE_MODES: dict[str, dict[str, bool]] = {
 
 
 def measure(lab: Lab, seconds: float = 3.0, *, trace: str = "files-off", offload: bool | str = False,
-            buffers: int | None = None, host: str = "server") -> dict[str, Any]:
+            buffers: int | None = None, host: str = "server", accel: Path | None = None) -> dict[str, Any]:
     """Goodput with the daemons' trace in mode `trace` (a key of TRACE_MODES), tun0 with TUN
     offloads (TSO super-segments, see stack.tundev) or without, and SO_SNDBUF/SO_RCVBUF of
-    `buffers` octets on both nodes (None: the stack's default); the client connects to `host`."""
-    with daemons(lab, TRACE_MODES[trace], offload=offload, buffers=buffers):
+    `buffers` octets on both nodes (None: the stack's default); the client connects to `host`;
+    accel: run the compiled stack from that directory (tests.bench.accel)."""
+    with daemons(lab, TRACE_MODES[trace], offload=offload, buffers=buffers, accel=accel):
         figures = run_bulk(lab, seconds, host)
+        figures["compiled"] = _compiled_modules(lab) if accel is not None else 0
     figures["offload"] = offload
     figures["buffers"] = buffers
     if TRACE_MODES[trace]["jsonl"] or TRACE_MODES[trace]["pcap"]:

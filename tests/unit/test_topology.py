@@ -180,5 +180,7 @@ def test_buffer_autotuning_is_on_with_offloads_unless_a_size_or_the_setting_says
 
     config = TcpConfig().with_(**StackSettings.model_validate(settings).tcp_config_changes(1500))
     assert (config.rcvbuf_max, config.sndbuf_max) == (rcvbuf_max, sndbuf_max)
+    # An autotuned receive window is updated after reads as Linux does (only when it doubles).
+    assert config.window_update_doubling == (rcvbuf_max is not None)
     if "rcvbuf" in settings:
         assert config.rcvbuf == 64 * 1024

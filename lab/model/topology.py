@@ -122,7 +122,8 @@ class StackSettings(_Strict):
                 # With a window of megabytes, a window update after every read (each one that
                 # moves the edge by an MSS) is an ACK the sender has no use for: Linux's rule
                 # instead (tcp_cleanup_rbuf: only when the window at least doubles from at most
-                # half). Measured: 25,000 of 50,000 ACKs in a 4 s offload transfer, +8% goodput.
+                # half). Measured on a 4 s offload transfer: 30,000 ACKs instead of 52,000, and
+                # 1,075 MB/s instead of 910 (`make bench`'s offload row, three runs each).
                 changes["window_update_doubling"] = True
             if self.autotune or self.sndbuf is None:
                 changes["sndbuf_max"] = AUTOTUNE_SNDBUF_MAX

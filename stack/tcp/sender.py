@@ -84,6 +84,12 @@ class Sender(Recovery):
         SACK-driven retransmissions first during recovery (RFC 6675 NextSeg)."""
         if self.state not in _OUTPUT_STATES:
             return
+        if (self.snd_una == self.snd_max and self.snd_nxt == self.snd_una and not self.fin_queued
+                and self.persist_at is None and not self.in_recovery
+                and seq.sub(self.fin_seq, self.snd_nxt) <= 0 and self.cc.cwnd >= self.send_mss):
+            # Nothing queued, nothing in flight, no timer to stop (a pure receiver's every
+            # segment): each step below would do nothing, cwnd validation included.
+            return
         sent_any = False
         if self.in_recovery and self.sack_ok:
             sent_any = self._sack_recovery(now)

@@ -36,7 +36,7 @@ from stack.timer_heap import TimerHeap
 from stack.trace import Drop, PacketEvent, Trace, conn_id, segment_event
 from stack.wire import ipv4, vnet
 from stack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, IPv4Packet, build_ipv4, pack_addr, parse_ipv4
-from stack.wire.tcp import ACK, FIN, SYN, TcpSegment, build_tcp, parse_tcp
+from stack.wire.tcp import ACK, FIN, SYN, TcpSegment, build_tcp_header, parse_tcp
 
 EPHEMERAL_PORTS = (32768, 60999)  # Linux's default ip_local_port_range
 ConnKey = tuple[str, int, int]  # (remote ip, remote port, local port)
@@ -351,12 +351,12 @@ class Host(ClosedPort, PassiveOpen, Icmp4):
             tunpath.send_tcp_offload(self, remote_ip, seg, now, gso, cfg)
             return
         dst = pack_addr(remote_ip)
-        tcp = build_tcp(seg, self.address_raw, dst)
+        tcp = build_tcp_header(seg, self.address_raw, dst)
         ident = self.next_ip_ident()
         # The header build_ipv4 would make (DF), without an IPv4Packet per segment.
-        total = ipv4.MIN_HEADER_LEN + len(tcp)
+        total = ipv4.MIN_HEADER_LEN + len(tcp) + len(seg.payload)
         header = ipv4.ipv4_header(self.address_raw, dst, PROTO_TCP, total, ident, cfg.ip_ttl, cfg.ip_tos)
-        packet = header + tcp
+        packet = b"".join((header, tcp, seg.payload))  # the payload's one copy
         self._out.append(packet)
         if self.trace.enabled:
             self.trace.emit(PacketEvent(now, "out", packet))

@@ -52,6 +52,41 @@ class Sender(Recovery):
         if self.rto_at is None:
             self._arm_rto(now)
 
+    def _send_full_segments(self, now: float) -> None:
+        """Right after _send_data sent a full-sized segment of new data: the full-sized segments
+        that the next turns of _output's loop would send one by one (as many as the windows and
+        the queue allow), with less work each. Nothing their ACK, window or options depend on
+        changes between them: the first took the D-SACK report, the quick-ACK count, the RTT
+        timing and armed the RTO; the window it offered only repeats (`_window_field`). So
+        each is the first's header with its own sequence number, PSH and FIN as _send_data
+        would set them (tests.trace_compare: the same traces, byte for byte)."""
+        mss = self.send_mss
+        count = min(seq.sub(self.fin_seq, self.snd_nxt), self._usable_window()) // mss
+        if count <= 0:
+            return
+        ack = self.rcv_nxt
+        window = self._window_field(False)
+        options = self._options(ACK, now, mss)
+        push_seq = self.push_seq
+        fin_seq = self.fin_seq if self.fin_queued else None
+        stats = self.stats
+        for _ in range(count):
+            start = self.snd_nxt
+            end = seq.add(start, mss)
+            flags = ACK
+            if push_seq is not None and seq.ge(end, push_seq):
+                flags |= PSH
+            if end == fin_seq:
+                flags |= FIN
+            payload = self.sndq.read(seq.sub(start, self.sndq_seq), mss)
+            stats.segs_out += 1
+            self._transmit(self, TcpSegment(self.local_port, self.remote_port, start, ack, flags, window,
+                                            payload, options), now)
+            stats.bytes_sent += mss
+            self.snd_nxt = seq.add(end, 1) if flags & FIN else end
+            if seq.gt(self.snd_nxt, self.snd_max):
+                self.snd_max = self.snd_nxt
+
     def _retransmit(self, start: int, now: float, why: str) -> None:
         """Resend one segment from `start` without moving snd_nxt (fast retransmit)."""
         avail = seq.sub(self.fin_seq, start)
@@ -147,6 +182,8 @@ class Sender(Recovery):
                     break  # Nagle: wait for the ACK of the outstanding small segment
             self._send_data(self.snd_nxt, n, now)
             sent_any = True
+            if n == seg_size and not self.gso_max and not resending and self.snd_up is None:
+                self._send_full_segments(now)
         # Zero window with something to send: the persist timer (RFC 9293 3.8.6.1).
         pending = seq.sub(self.fin_seq, self.snd_nxt) > 0 or (
             self.fin_queued and seq.le(self.snd_nxt, self.fin_seq)

@@ -306,23 +306,25 @@ def build_tcp(seg: TcpSegment, src: bytes, dst: bytes) -> bytes:
     """Build a TCP segment with a correct checksum. Options are encoded in order and padded
     with EOL (zero) bytes to a multiple of four octets; see `normalize_options` for what
     parsing the result gives back."""
+    return build_tcp_header(seg, src, dst) + seg.payload
+
+
+def build_tcp_header(seg: TcpSegment, src: bytes, dst: bytes) -> bytes:
+    """The header `build_tcp` puts before the payload, its checksum covering the payload too,
+    which is summed where it lies and not copied (the caller joins the packet once)."""
     opts = encode_options(seg.options) if seg.options else b""
     if len(opts) & 3:
         opts += bytes(4 - (len(opts) & 3))
     if len(opts) > MAX_OPTIONS_LEN:
         raise ValueError(f"TCP options take {len(opts)} octets, more than {MAX_OPTIONS_LEN}")
     hlen = MIN_HEADER_LEN + len(opts)
-    buf = bytearray(
-        HEADER.pack(
-            seg.src_port, seg.dst_port, seg.seq, seg.ack, (hlen // 4) << 4, int(seg.flags) & 0xFF,
-            seg.window, 0, seg.urgent,
-        )
-    )
-    buf += opts
-    buf += seg.payload
-    csum = internet_checksum(buf, pseudo_header_sum(src, dst, _PROTO_TCP, len(buf)))
-    _CHECKSUM.pack_into(buf, 16, csum)
-    return bytes(buf)
+    fields = (seg.src_port, seg.dst_port, seg.seq, seg.ack, (hlen // 4) << 4, int(seg.flags) & 0xFF,
+              seg.window)
+    header = HEADER.pack(*fields, 0, seg.urgent) + opts
+    # The sum of header and payload is the sum of the two sums (RFC 1071 2(B): the header's
+    # length is even, so the payload's words keep their alignment).
+    partial = pseudo_header_sum(src, dst, _PROTO_TCP, hlen + len(seg.payload)) + int.from_bytes(header, "big")
+    return HEADER.pack(*fields, internet_checksum(seg.payload, partial), seg.urgent) + opts
 
 
 def build_tcp_header_partial(seg: TcpSegment, src: bytes, dst: bytes) -> bytes:

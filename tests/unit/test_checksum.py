@@ -59,6 +59,20 @@ def test_agrees_with_reference(data: bytes, initial: int) -> None:
 
 
 @FAST
+@given(st.binary(min_size=1000, max_size=1600), st.integers(0, 0x3FFFF))
+def test_wire_sized_buffers_agree_with_reference(data: bytes, initial: int) -> None:
+    # The sizes whose sum is folded before the division (stack.checksum._FOLD_MIN.._FOLD_MAX).
+    assert internet_checksum(data, initial) == reference_checksum(data, initial)
+
+
+def test_wire_sized_edge_values() -> None:
+    for n in (1025, 1448, 1460, 1499, 1500, 1536):
+        for data in (bytes(n), b"\xff" * n, bytes(n - 1) + b"\x01", b"\xff" * (n - 1) + b"\xfe"):
+            assert internet_checksum(data) == reference_checksum(data), (n, data[-2:])
+            assert internet_checksum(data, 0xFFFF) == reference_checksum(data, 0xFFFF)
+
+
+@FAST
 @given(st.binary(max_size=64).map(lambda b: b + b"\x00" * (len(b) % 2)))
 def test_verifying_including_checksum_yields_zero(data: bytes) -> None:
     packet = data + internet_checksum(data).to_bytes(2, "big")

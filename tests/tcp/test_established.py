@@ -10,7 +10,7 @@ from stack.inet import is_ipv6
 from stack.tcp.state import State
 from stack.wire.tcp import Mss
 
-from .harness import PLAIN, RCVBUF, established, established_passive, isns, remote_ip, send_mss
+from .harness import PEER_WIN, PLAIN, RCVBUF, established, established_passive, isns, remote_ip, send_mss
 
 pytestmark = pytest.mark.usefixtures("family")  # each test over IPv4 and IPv6
 
@@ -195,6 +195,34 @@ def test_write_is_segmented_to_mss_with_psh_on_the_last(isn: tuple[int, int]) ->
     assert [s.flags for s in segs] == [0x10, 0x10, 0x18]
     assert b"".join(s.payload for s in segs) == data
     assert [s.seq for s in segs] == [seq.add(peer.iss, n) for n in (1, 1 + m, 1 + 2 * m)]
+
+
+def test_a_train_of_full_segments_shares_one_window_and_ends_with_psh() -> None:
+    # The rest of a train leaves through Sender._send_full_segments: what one segment at a time gave.
+    peer = nodelay()
+    m = send_mss()
+    data = bytes(range(251)) * (5 * m // 251 + 1)
+    peer.app_send(data[: 5 * m])
+    segs = peer.expect_many(5)
+    assert [s.seq for s in segs] == [seq.add(peer.iss, 1 + i * m) for i in range(5)]
+    assert [s.flags for s in segs] == [0x10] * 4 + [0x18]
+    assert len({(s.ack, s.window, s.options) for s in segs}) == 1
+    assert b"".join(s.payload for s in segs) == data[: 5 * m]
+    peer.expect_none()
+
+
+def test_fin_rides_on_the_last_full_segment_of_a_train() -> None:
+    peer = nodelay()
+    peer.send(".", win=0)  # the window is closed: the data and the FIN wait
+    m = send_mss()
+    peer.app_send(b"f" * (3 * m))
+    peer.app_shutdown()
+    peer.expect_none()
+    peer.send(".", win=PEER_WIN)
+    segs = peer.expect_many(3)
+    assert [s.flags for s in segs] == [0x10, 0x10, 0x19]  # FIN, PSH and ACK on the last
+    assert [len(s.payload) for s in segs] == [m, m, m]
+    assert peer.state is State.FIN_WAIT_1
 
 
 def test_segmentation_to_a_smaller_peer_mss() -> None:

@@ -151,11 +151,19 @@ class TcpSegment:
 
     @property
     def sack_blocks(self) -> tuple[tuple[int, int], ...]:
+        opts = self.options
+        if len(opts) == 3 and opts[0] is _NOP and opts[1] is _NOP and type(opts[2]) is Timestamps:
+            return ()  # the usual block of a received segment (see timestamps)
         o = self._find(Sack)
         return o.blocks if isinstance(o, Sack) else ()
 
     @property
     def timestamps(self) -> Timestamps | None:
+        opts = self.options
+        if len(opts) == 3 and opts[0] is _NOP and opts[1] is _NOP and type(opts[2]) is Timestamps:
+            # NOP, NOP, timestamps: what parse_tcp gives for nearly every segment of a connection
+            # with timestamps (RFC 7323 appendix A), read twice or more per segment received.
+            return opts[2]
         o = self._find(Timestamps)
         return o if isinstance(o, Timestamps) else None
 

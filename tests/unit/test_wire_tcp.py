@@ -175,6 +175,21 @@ def test_segment_accessors_after_parse() -> None:
     assert back.seg_len == 5
 
 
+@pytest.mark.parametrize("options", [
+    (Nop(), Nop(), Timestamps(7, 8)),  # the usual block, read without a search
+    (Sack(((10, 20),)), Nop(), Timestamps(7, 8)),
+    (Nop(), Sack(((10, 20),)), Timestamps(7, 8)),
+    (Nop(), Nop(), Sack(((10, 20),)), Timestamps(7, 8)),
+    (Nop(), Nop(), Timestamps(7, 8), Nop(), Nop(), Sack(((10, 20),))),
+])
+def test_timestamps_and_sack_blocks_in_every_layout(options: tuple[TcpOption, ...]) -> None:
+    seg = TcpSegment(1, 2, 3, 4, Flags.ACK, 0, b"", options)
+    has_sack = any(isinstance(o, Sack) for o in options)
+    for s in (seg, parse_tcp(build_tcp(seg, SRC, DST), SRC, DST)):
+        assert s.timestamps == Timestamps(7, 8)
+        assert s.sack_blocks == (((10, 20),) if has_sack else ())
+
+
 # --- errors -------------------------------------------------------------------------------------
 
 

@@ -121,9 +121,10 @@ class Sender(Recovery):
             return
         if (self.snd_una == self.snd_max and self.snd_nxt == self.snd_una and not self.fin_queued
                 and self.persist_at is None and not self.in_recovery
-                and seq.sub(self.fin_seq, self.snd_nxt) <= 0 and self.cc.cwnd >= self.send_mss):
+                and seq.sub(self.fin_seq, self.snd_nxt) <= 0 and self.cc.cwnd >= self.mss):
             # Nothing queued, nothing in flight, no timer to stop (a pure receiver's every
-            # segment): each step below would do nothing, cwnd validation included.
+            # segment): each step below would do nothing, cwnd validation included (cwnd is
+            # not below send_mss, which is at most mss).
             return
         sent_any = False
         if self.in_recovery and self.sack_ok:

@@ -171,7 +171,6 @@ class TcpSegment:
 HEADER = struct.Struct("!HHIIBBHHH")  # ports, seq, ack, offset<<4, flags, window, checksum, urgent
 MIN_HEADER_LEN = 20
 MAX_OPTIONS_LEN = 40  # data offset is 4 bits of 32-bit words: at most 60 octets of header
-_CHECKSUM = struct.Struct("!H")
 _PROTO_TCP = 6
 
 _EOL = Eol()

@@ -296,6 +296,10 @@ class Host(ClosedPort, PassiveOpen, Icmp4):
         """Enforce the host-wide bounds (stack.guard); swap an orphan entering TIME_WAIT for a
         light record (stack.tcp.time_wait); forget a connection once it is CLOSED (its object
         stays with the application)."""
+        if conn.state is State.ESTABLISHED and not conn.app_closed:
+            # Nothing below applies (the bounds track only what the application closed, and
+            # close() is final): the common case, after every segment of a transfer.
+            return
         self.bounds.enforce(conn, self._clock, self.counters)
         key = (conn.remote_ip, conn.remote_port, conn.local_port)
         if conn.state is State.TIME_WAIT and isinstance(conn, TcpConnection) and can_stand_in(conn):

@@ -153,7 +153,7 @@ def _mismatch_detail(verifier: payload.PayloadVerifier, expected_bytes: int | No
     if expected_bytes is not None and verifier.offset != expected_bytes:
         return f"received {verifier.offset} bytes, expected {expected_bytes}"
     digest = verifier.hexdigest()
-    if expected_bytes is None or digest == "-":  # (no digest to check: the byte check stands)
+    if expected_bytes is None or digest == payload.NO_DIGEST:  # (no digest to check: the byte check stands)
         return ""
     if digest != payload.sha256(expected_bytes, verifier.seed):
         return "digest mismatch"
@@ -205,7 +205,7 @@ class BulkServer(AppServer):
             nbytes = await _send_payload(writer, plan, self.options.chunk_size)
             await reader.read()  # the client closes once it has everything
             duration, detail, role = loop.time() - t_start, "", "sender"
-            digest = payload.sha256(nbytes, plan.seed) if self.options.digest else "-"
+            digest = payload.sha256(nbytes, plan.seed) if self.options.digest else payload.NO_DIGEST
         stats = self.conn_stats(writer) if self.conn_stats is not None else None
         self.results.append(
             BulkStreamResult(
@@ -267,11 +267,12 @@ async def _client_stream(
             if len(reply) != 4 or reply[0] != "OK":
                 raise BulkError(f"server answered {' '.join(reply)!r}")
             # A digest is compared only when both ends take one; the server's byte check stands alone.
-            digest = payload.sha256(nbytes, plan.seed) if options.digest and reply[2] != "-" else "-"
+            took = options.digest and reply[2] != payload.NO_DIGEST
+            digest = payload.sha256(nbytes, plan.seed) if took else payload.NO_DIGEST
             detail = ""
             if reply[3] != "-":
                 detail = f"server saw a wrong byte at offset {reply[3]}"
-            elif int(reply[1]) != nbytes or (digest != "-" and reply[2] != digest):
+            elif int(reply[1]) != nbytes or (took and reply[2] != digest):
                 detail = f"server received {reply[1]} bytes digest {reply[2]}, sent {nbytes} {digest}"
             role: Literal["sender", "receiver"] = "sender"
         else:

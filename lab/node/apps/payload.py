@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 
 PERIOD = 65521
+NO_DIGEST = "-"  # what stands for a digest nobody took (the bulk protocol's "none")
 
 
 @lru_cache(maxsize=16)
@@ -91,5 +92,5 @@ class PayloadVerifier:
         return self.first_mismatch is None
 
     def hexdigest(self) -> str:
-        """The SHA-256 of what was fed; "-" when made with digest=False."""
-        return "-" if self._hash is None else self._hash.hexdigest()
+        """The SHA-256 of what was fed; NO_DIGEST when made with digest=False."""
+        return NO_DIGEST if self._hash is None else self._hash.hexdigest()

@@ -33,7 +33,7 @@ from stack.tcp.ratelimit import ChallengeAckLimiter
 from stack.tcp.state import State
 from stack.tcp.time_wait import TimeWaitRecord, can_stand_in
 from stack.timer_heap import TimerHeap
-from stack.trace import Drop, PacketEvent, Trace, conn_id, segment_event
+from stack.trace import Drop, PacketEvent, Trace, conn_id
 from stack.wire import ipv4, vnet
 from stack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, IPv4Packet, build_ipv4, pack_addr, parse_ipv4
 from stack.wire.tcp import ACK, FIN, SYN, TcpSegment, build_tcp_header, parse_tcp
@@ -347,7 +347,7 @@ class Host(ClosedPort, PassiveOpen, Icmp4):
         that sends seg; the host's by default."""
         cfg = config or self.config
         if self.trace.enabled:
-            self.trace.emit(segment_event(now, "out", cid, seg, gso))
+            self.trace.segment(now, "out", cid, seg, gso)
         if self.ip6 is not None and is_ipv6(remote_ip):
             self.ip6.send_tcp(remote_ip, seg, now, gso, cfg)
             return
@@ -373,7 +373,7 @@ class Host(ClosedPort, PassiveOpen, Icmp4):
         if self.trace.enabled:
             cid = conn.id if conn is not None else conn_id(self.local_address(src), seg.dst_port, src,
                                                             seg.src_port)
-            self.trace.emit(segment_event(now, "in", cid, seg, gso))
+            self.trace.segment(now, "in", cid, seg, gso)
         if seg.flags & SYN_FIN == SYN_FIN and self.config.drop_synfin:
             self.drop(DROP_SYN_FIN, now)  # in any state, never answered (FreeBSD's drop_synfin)
             return

@@ -13,12 +13,12 @@ import functools
 import json
 import re
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import IO, Any, Protocol
 
 from stack.inet import endpoint, split_endpoint
-from stack.wire.tcp import TcpSegment, flags_str, format_options
+from stack.wire.tcp import FLAG_SPELLINGS, Nop, TcpSegment, Timestamps, flags_str, format_options
 from stack.wire.vnet import complete_checksum
 
 ConnId = str  # "10.0.0.1:40000>10.0.0.2:80" or "[fd00::1]:40000>[fd00::2]:80" (local>remote)
@@ -187,13 +187,19 @@ class AppEvent(Event):
 class Sink(Protocol):
     """Where events go. A sink may also have `accepts(kind) -> bool`: False for an event type it
     never writes, so that the trace does not call it for those (`PcapSink` takes only packets);
-    and `write_batch(events)`, which a Trace made with `hold` calls instead of `write` (see Trace)."""
+    `write_batch(events)`, which a Trace made with `hold` calls instead of `write` (see Trace);
+    and `takes_records`, True if `write_batch` also takes a segment's SegmentRecord in place of
+    its event (see `Trace.segment`)."""
 
     def write(self, event: Event) -> None: ...
 
     def close(self) -> None: ...
 
 
+# A segment event not built yet: segment_event's arguments (now, direction, cid, seg, gso). Segments
+# are values the stack never changes once sent or parsed, so it reads the same when encoded later.
+SegmentRecord = tuple[float, str, ConnId, TcpSegment, int]
+Held = Event | SegmentRecord  # what a holding Trace hands over
 Writer = Callable[[Event], None]
 Route = tuple[tuple[Writer, ...], bool]  # the writers an event type goes to, and whether it is held
 
@@ -208,30 +214,53 @@ class Trace:
     the trace holds up to `hold` events and hands them over on `drain()`, which `flush()`,
     `close()` and a full hold call, and which `wake` (set by the driver, e.g. to schedule a drain at
     the end of the loop's step) is told to arrange when the first event is held. Per event that is
-    one list append instead of a call per sink (the daemon's ring, JSON lines and pcap)."""
+    one list append instead of a call per sink (the daemon's ring, JSON lines and pcap).
 
-    __slots__ = ("_held", "_routes", "enabled", "hold", "sinks", "wake")
+    `segment_records` is True when every sink that takes segments is a held one and all held sinks
+    take records (the daemon's): `segment()` then holds a SegmentRecord, and the sinks encode its
+    line straight from the segment when they drain; its event is never built."""
+
+    __slots__ = ("_held", "_routes", "enabled", "hold", "segment_records", "sinks", "wake")
 
     def __init__(self, sinks: Iterable[Sink] = (), *, hold: int = 0) -> None:
         self.sinks: list[Sink] = list(sinks)
-        self.enabled = bool(self.sinks)
         self.hold = hold
         self.wake: Callable[[], object] | None = None
-        self._held: list[Event] = []
+        self._held: list[Held] = []
         self._routes: dict[type[Event], Route] = {}
+        self._reroute()
 
     def add(self, sink: Sink) -> Sink:
         self.drain()
         self.sinks.append(sink)
-        self.enabled = True
-        self._routes.clear()
+        self._reroute()
         return sink
 
     def remove(self, sink: Sink) -> None:
         self.drain()
         self.sinks.remove(sink)
+        self._reroute()
+
+    def _reroute(self) -> None:
         self.enabled = bool(self.sinks)
         self._routes.clear()
+        writers, held_too = self._route(SegmentEvent)
+        batched = [sink for sink in self.sinks if self._batched(sink)]
+        self.segment_records = (held_too and not writers
+                                and all(getattr(sink, "takes_records", False) for sink in batched))
+
+    def segment(self, now: float, direction: str, cid: ConnId, seg: TcpSegment, gso: int = 0) -> None:
+        """Emit `segment_event(now, direction, cid, seg, gso)`, or with `segment_records` hold its
+        record: a tuple now, the line later in a tight loop, half the cost of event then line."""
+        if not self.segment_records:
+            self.emit(segment_event(now, direction, cid, seg, gso))
+            return
+        held = self._held  # as emit holds an event (inline: this runs for every segment)
+        held.append((now, direction, cid, seg, gso))
+        if len(held) >= self.hold:
+            self.drain()
+        elif len(held) == 1 and self.wake is not None:
+            self.wake()
 
     def emit(self, event: Event) -> None:
         route = self._routes.get(type(event))
@@ -348,12 +377,15 @@ class JsonLinesSink:
         self.keep = kinds
         self.skip = frozenset(skip)
         self.batch = batch
-        self._held: list[Event] = []
+        self._held: list[Held] = []
+        self.takes_records = kinds is None  # a segment's record is kept or skipped by its type alone
 
     def accepts(self, kind: type[Event]) -> bool:
         return kind not in self.skip
 
-    def _keeps(self, event: Event) -> bool:
+    def _keeps(self, event: Held) -> bool:
+        if isinstance(event, tuple):
+            return SegmentEvent not in self.skip
         return type(event) not in self.skip and (self.keep is None or self.keep(event))
 
     def write(self, event: Event) -> None:
@@ -366,7 +398,7 @@ class JsonLinesSink:
         if len(held) >= self.batch:
             self._write_held()
 
-    def write_batch(self, events: list[Event]) -> None:
+    def write_batch(self, events: Sequence[Held]) -> None:
         """Events as a Trace with `hold` hands them over (filtered when they are encoded)."""
         held = self._held
         held += events
@@ -404,7 +436,8 @@ class PcapSink:
         self.out = out
         self.time_offset = time_offset
         self.batch = batch
-        self._held: list[Event] = []
+        self._held: list[Held] = []
+        self.takes_records = True  # it skips them, as every event but packets
         self._last_time: tuple[float | None, int, int] = (None, 0, 0)  # time, its seconds and micros
         out.write(PCAP_GLOBAL.pack(0xA1B2C3D4, 2, 4, 0, 0, snaplen, LINKTYPE_RAW))
 
@@ -436,7 +469,7 @@ class PcapSink:
         data = complete_checksum(event.data) if event.csum_partial else event.data
         return PCAP_RECORD.pack(last[1], last[2], len(data), event.orig_len or len(data)), data
 
-    def write_batch(self, events: list[Event]) -> None:
+    def write_batch(self, events: Sequence[Held]) -> None:
         """Events as a Trace with `hold` hands them over (the packets are picked when written)."""
         held = self._held
         held += events
@@ -473,9 +506,12 @@ def _plain(text: str) -> bool:
     return _PLAIN.fullmatch(text) is not None
 
 
-def event_line(event: Event) -> str:
+def event_line(event: Held) -> str:
     """The event's JSON line (its `to_dict()`, encoded): what JsonLinesSink writes and the daemon's
-    ring keeps. The two most frequent events are formatted directly, to the same bytes."""
+    ring keeps. The two most frequent events are formatted directly, to the same bytes, a segment
+    also from its record (Trace.segment)."""
+    if isinstance(event, tuple):
+        return segment_line(*event)
     if type(event) is SegmentEvent:
         return _segment_line(event)
     if type(event) is PacketEvent:
@@ -517,6 +553,32 @@ def _segment_line(e: SegmentEvent) -> str:
     gso = f',"gso":{e.gso}' if e.gso else ""
     return (f'{{"time":{_time_text(e.time)},{middle},"seq":{e.seq},"ack":{e.ack},"win":{e.win},'
             f'"len":{e.len},"options":"{e.options}"{gso},"kind":"SegmentEvent"}}\n')
+
+
+@functools.lru_cache(maxsize=4096)
+def _direction_conn(direction: str, conn: str) -> str | None:
+    """The direction and conn members of a segment line (None unless both are plain strings)."""
+    if not (_plain(direction) and _plain(conn)):
+        return None
+    return f'"direction":"{direction}","conn":"{conn}"'
+
+
+def segment_line(now: float, direction: str, cid: ConnId, seg: TcpSegment, gso: int = 0) -> str:
+    """`event_line(segment_event(now, direction, cid, seg, gso))`, formatted straight from the
+    segment (a SegmentRecord's line): no event object and no options string in between. The usual
+    options (NOP, NOP, timestamps, as format_options spells them) and spellings from the flags
+    table need no escaping; anything else takes the two steps."""
+    opts = seg.options
+    head = _direction_conn(direction, cid)
+    if len(opts) != 3 or head is None or type(now) is not float:
+        return event_line(segment_event(now, direction, cid, seg, gso))
+    nop1, nop2, ts = opts
+    if type(ts) is not Timestamps or type(nop1) is not Nop or type(nop2) is not Nop:
+        return event_line(segment_event(now, direction, cid, seg, gso))
+    gso_member = f',"gso":{gso}' if gso else ""
+    return (f'{{"time":{_time_text(now)},{head},"flags":"{FLAG_SPELLINGS[seg.flags & 0xFF]}",'
+            f'"seq":{seg.seq},"ack":{seg.ack},"win":{seg.window},"len":{len(seg.payload)},'
+            f'"options":"nop,nop,TS val {ts.tsval} ecr {ts.tsecr}"{gso_member},"kind":"SegmentEvent"}}\n')
 
 
 def _packet_line(e: PacketEvent) -> str:

@@ -20,11 +20,11 @@ import itertools
 import json
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
 from lab.node.control import Emit, TraceArgs
-from stack.trace import Event, PacketEvent, event_line
+from stack.trace import Event, Held, PacketEvent, SegmentEvent, event_line
 
 RING_SIZE = 100_000
 FOLLOW_HEARTBEAT = 1.0
@@ -47,14 +47,15 @@ class RingSink:
         self.next_seq = 0
         self.followers: set[asyncio.Queue[Item | None]] = set()
         self.follow_drops = 0
+        self.takes_records = True  # a tuple handed over is a segment's record (Trace.segment)
         self._loop_thread = threading.get_ident()
 
     def write(self, event: Event) -> None:
         self.write_batch([event])
 
-    def write_batch(self, events: list[Event]) -> None:
+    def write_batch(self, events: Sequence[Held]) -> None:
         lines = [event_line(e) for e in events]
-        kinds = list(map(type, events))
+        kinds = [SegmentEvent if kind is tuple else kind for kind in map(type, events)]
         first = self.next_seq
         self.next_seq += len(lines)
         self.lines.extend(lines)

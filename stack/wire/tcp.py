@@ -44,12 +44,12 @@ def _spell(flags: int) -> str:
     return "".join(letter for bit, letter in FLAG_LETTERS if flags & bit) or "none"
 
 
-_FLAG_SPELLINGS = tuple(_spell(i) for i in range(256))  # traced per segment: look it up
+FLAG_SPELLINGS = tuple(_spell(i) for i in range(256))  # flags_str of each octet: traced per segment
 
 
 def flags_str(flags: int) -> str:
     """tcpdump/packetdrill spelling: S, S., P., F., R, R. ..."""
-    return _FLAG_SPELLINGS[flags & 0xFF]
+    return FLAG_SPELLINGS[flags & 0xFF]
 
 
 # Option kinds (IANA "TCP Option Kind Numbers").

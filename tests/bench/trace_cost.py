@@ -1,5 +1,6 @@
 """What the trace costs a sending daemon per data segment, in one process and without the stack:
-one SegmentEvent built from a segment and one PacketEvent, emitted into the daemon's sinks (the
+one segment (held as its record, as the daemon's trace holds it) and one PacketEvent, emitted into
+the daemon's sinks (the
 in-memory ring alone; the ring, JSON lines and pcap, both batched as the daemon batches them,
 written to temporary files), and each step apart. Best of several rounds. Needs no root.
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from lab.node.daemon import TRACE_BATCH
 from lab.node.ring import RingSink
-from stack.trace import PacketEvent, PcapSink, Sink, Trace, _segment_line, segment_event
+from stack.trace import PacketEvent, PcapSink, Sink, Trace, segment_event, segment_line
 from stack.wire.tcp import ACK, Nop, TcpSegment, Timestamps
 
 CONN = "10.0.0.1:40000>10.0.0.2:5201"
@@ -44,7 +45,7 @@ def per_segment_us(make_sinks: Callable[[Path], list[Sink]], segments: int, roun
             t0 = time.process_time()
             for i in range(segments):
                 now = 1000.0 + i * 1e-5
-                trace.emit(segment_event(now, "out", CONN, _segment(i)))
+                trace.segment(now, "out", CONN, _segment(i))
                 trace.emit(PacketEvent(now, "out", PACKET))
             trace.close()
             best = min(best, time.process_time() - t0 - base)
@@ -67,17 +68,16 @@ def main() -> int:
         return [RingSink(loop, mirror=jsonl), PcapSink(pcap, batch=TRACE_BATCH)]  # as the daemon has them
 
     seg = _segment(7)
-    event = segment_event(1234.5678, "out", CONN, seg)
     packet = PacketEvent(1234.5678, "out", PACKET)
     pcap = PcapSink(io.BytesIO())
     n = 200_000
     steps = {
-        "build the SegmentEvent": lambda: segment_event(1.0, "out", CONN, seg),
+        "build a SegmentEvent": lambda: segment_event(1.0, "out", CONN, seg),
+        "the segment's line (record)": lambda: segment_line(1234.5678, "out", CONN, seg),
         "build the PacketEvent": lambda: PacketEvent(1.0, "out", PACKET),
-        "encode its JSON line": lambda: _segment_line(event),
         "encode its pcap record": lambda: pcap._parts(packet),
     }
-    print("trace work per data segment (one SegmentEvent and one PacketEvent):")
+    print("trace work per data segment (one segment, held as its record, and one PacketEvent):")
     print(f"  ring only (trace files off)      {per_segment_us(ring, args.segments, args.rounds):6.2f} us")
     print(f"  ring, JSON lines and pcap (on)   {per_segment_us(files, args.segments, args.rounds):6.2f} us")
     for name, step in steps.items():

@@ -7,6 +7,9 @@ import asyncio
 import io
 import json
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from lab.node.ring import RingSink, event_dict
 from stack.host import Host
 from stack.trace import (
@@ -18,7 +21,10 @@ from stack.trace import (
     StateChange,
     Trace,
     event_line,
+    segment_event,
+    segment_line,
 )
+from stack.wire.tcp import ACK, Mss, Nop, Sack, TcpSegment, Timestamps
 
 A, B = "10.0.0.1", "10.0.0.2"
 
@@ -225,7 +231,7 @@ def _held_trace(wake: list[int]) -> Held:
     loop = asyncio.new_event_loop()
     memory, ring, text, binary = MemorySink(), RingSink(loop, size=3), io.StringIO(), io.BytesIO()
     sinks = [memory, ring, JsonLinesSink(text, skip=(PacketEvent,)), PcapSink(binary)]
-    trace = Trace(sinks, hold=10)  # type: ignore[list-item]
+    trace = Trace(sinks, hold=10)  # type: ignore[arg-type]
     trace.wake = lambda: wake.append(len(memory.events))
     return trace, memory, ring, text, binary, loop
 
@@ -327,3 +333,92 @@ def test_events_sharing_a_time_and_then_not_encode_as_the_encoder_does() -> None
         records.append((sec, usec))
         offset += 16 + caplen
     assert records == [(1000, 500001), (1000, 750000), (1000, 500001)]
+
+
+# -- segments held as records (Trace.segment) -----------------------------------------------------
+
+u32 = st.integers(0, 0xFFFFFFFF)
+_timestamps = st.builds(Timestamps, u32, u32)
+_options = st.one_of(
+    _timestamps.map(lambda ts: (Nop(), Nop(), ts)),  # the usual layout, formatted directly
+    st.tuples(_timestamps, st.just(Nop()), st.just(Nop())),  # three options, but not that layout
+    st.just(()),
+    st.tuples(st.builds(Mss, st.integers(0, 0xFFFF)), st.just(Nop()), _timestamps),
+    st.builds(lambda ts, blocks: (Nop(), Nop(), ts, Nop(), Nop(), Sack(blocks)), _timestamps,
+              st.lists(st.tuples(u32, u32), min_size=1, max_size=3).map(tuple)),
+)
+_segments = st.builds(TcpSegment, st.integers(0, 0xFFFF), st.integers(0, 0xFFFF), u32, u32,
+                      st.integers(0, 0x1FF), st.integers(0, 0xFFFF), st.binary(max_size=64), _options)
+_times = st.one_of(st.floats(0, 1e22, allow_nan=False), st.sampled_from([0.0, 1e-7, 1234.5678, 1e20]),
+                   st.integers(0, 10**6))
+_odd_text = st.sampled_from(["in", "out", "10.0.0.1:4>10.0.0.2:80", "[fd00::1]:4>[fd00::2]:80",
+                             'q"uote', "back\\slash", "\u00e9", "\x01", ""])
+
+
+@given(_times, _odd_text, _odd_text, _segments, st.sampled_from([0, 1448, 65000]))
+def test_a_segments_line_from_its_record_is_its_events_line(now: float, direction: str, cid: str,
+                                                             seg: TcpSegment, gso: int) -> None:
+    event = segment_event(now, direction, cid, seg, gso)
+    assert segment_line(now, direction, cid, seg, gso) == event_line(event)
+    assert event_line((now, direction, cid, seg, gso)) == event_line(event)
+    assert event_line(event) == json.dumps(event.to_dict(), separators=(",", ":")) + "\n"
+
+
+def _data_segment(i: int) -> TcpSegment:
+    return TcpSegment(40000, 80, 1000 + 1448 * i, 7, ACK, 512, bytes(1448), (Nop(), Nop(), Timestamps(i, 5)))
+
+
+def _daemon_sinks(loop: asyncio.AbstractEventLoop) -> tuple[RingSink, io.StringIO, io.BytesIO, list[object]]:
+    """The daemon's sinks: the ring mirroring to a JSON-lines file, and a pcap."""
+    text, binary = io.StringIO(), io.BytesIO()
+    ring = RingSink(loop, mirror=text)
+    return ring, text, binary, [ring, PcapSink(binary, batch=4)]
+
+
+def test_held_segment_records_write_what_their_events_would() -> None:
+    """The daemon's trace holds segments as records; the ring, its file and the pcap come out
+    the same as from events, interleaved with other events in their order."""
+    loop = asyncio.new_event_loop()
+    try:
+        outputs = []
+        for as_records in (True, False):
+            ring, text, binary, sinks = _daemon_sinks(loop)
+            trace = Trace(sinks, hold=5)  # type: ignore[arg-type]
+            assert trace.segment_records
+            for i in range(12):
+                seg = _data_segment(i)
+                if as_records:
+                    trace.segment(float(i), "out", "c", seg)
+                else:
+                    trace.emit(segment_event(float(i), "out", "c", seg))
+                trace.emit(PacketEvent(float(i), "out", bytes(60)))
+                if i == 6:
+                    trace.emit(StateChange(float(i), "c", "ESTABLISHED", "FIN_WAIT_1", "call:close"))
+            trace.close()
+            outputs.append((list(ring.since(0, None)), text.getvalue(), binary.getvalue()))
+        assert outputs[0] == outputs[1]
+        items, lines, _ = outputs[0]
+        assert [kind for _, kind, _ in items][:3] == ["SegmentEvent", "PacketEvent", "SegmentEvent"]
+        assert lines.count("SegmentEvent") == 12 and "StateChange" in lines.splitlines()[7]
+    finally:
+        loop.close()
+
+
+def test_a_sink_that_wants_events_gets_segments_as_events() -> None:
+    """Beside a MemorySink (a sink without records) segments are built as events, for every sink."""
+    loop = asyncio.new_event_loop()
+    try:
+        memory = MemorySink()
+        _, text, _, sinks = _daemon_sinks(loop)
+        trace = Trace([*sinks, memory], hold=5)  # type: ignore[list-item]
+        assert not trace.segment_records
+        trace.segment(1.0, "in", "c", _data_segment(0), 0)
+        trace.close()
+        assert memory.segments() == [segment_event(1.0, "in", "c", _data_segment(0))]
+        assert text.getvalue() == event_line(memory.events[0])
+        filtered = Trace([JsonLinesSink(io.StringIO(), kinds=lambda e: True, batch=5)], hold=5)
+        assert not filtered.segment_records  # its filter reads events
+        trace.remove(memory)
+        assert trace.segment_records
+    finally:
+        loop.close()

@@ -125,6 +125,31 @@ def test_batched_pcap_is_the_same_bytes_and_keeps_orig_len() -> None:
     assert int.from_bytes(record[8:12], "little") == 30 and int.from_bytes(record[12:16], "little") == 100
 
 
+class _Writes(io.BytesIO):
+    """A binary stream that notes the size of each write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def write(self, data: object) -> int:
+        self.sizes.append(len(data))  # type: ignore[arg-type]
+        return super().write(data)  # type: ignore[arg-type]
+
+
+def test_a_batched_pcap_writes_tens_of_kilobytes_at_a_time_not_the_whole_batch() -> None:
+    """One join of a whole batch (hundreds of KB) was freed and faulted in again every batch."""
+    one, many = io.BytesIO(), _Writes()
+    direct, batched = PcapSink(one), PcapSink(many, batch=256)
+    events = [PacketEvent(float(i), "out", bytes(1500)) for i in range(256)]
+    for event in events:
+        direct.write(event)
+    batched.write_batch(events)
+    assert many.getvalue() == one.getvalue()
+    assert len(many.sizes) == 1 + 256 * 2 // PcapSink.WRITE_PARTS  # the file header, then the records
+    assert max(many.sizes) <= PcapSink.WRITE_PARTS // 2 * (16 + 1500) <= 64 * 1024
+
+
 def test_the_daemon_ring_keeps_what_the_op_shows_of_a_packet_never_its_octets() -> None:
     loop = asyncio.new_event_loop()
     try:

@@ -587,13 +587,25 @@ def segment_line(now: float, direction: str, cid: ConnId, seg: TcpSegment, gso: 
             f'"options":"nop,nop,TS val {ts.tsval} ecr {ts.tsecr}"{gso_member},"kind":"SegmentEvent"}}\n')
 
 
+# The last packet line and what it says (replaced whole): the packets one step of the loop sends
+# or reads share their time object, direction and, full-sized, their length, so most packet lines
+# are the one before again.
+_last_packet: list[tuple[float | None, str, int, int, str]] = [(None, "", 0, 0, "")]
+
+
 def _packet_line(e: PacketEvent) -> str:
     """A packet's JSON line (see _segment_line): its length, never its octets."""
+    length = e.orig_len or len(e.data)
+    last = _last_packet[0]
+    if e.time is last[0] and length == last[2] and e.direction == last[1] and e.gso == last[3]:
+        return last[4]
     if not (_plain(e.direction) and type(e.time) is float):
         return _ENCODE(e.to_dict()) + "\n"
     gso = f',"gso":{e.gso}' if e.gso else ""
-    return (f'{{"kind":"PacketEvent","time":{_time_text(e.time)},"direction":"{e.direction}",'
-            f'"len":{e.orig_len or len(e.data)}{gso}}}\n')
+    line = (f'{{"kind":"PacketEvent","time":{_time_text(e.time)},"direction":"{e.direction}",'
+            f'"len":{length}{gso}}}\n')
+    _last_packet[0] = (e.time, e.direction, length, e.gso, line)
+    return line
 
 
 def read_jsonl(lines: Iterable[str]) -> Iterator[dict[str, Any]]:

@@ -208,6 +208,20 @@ def test_packet_lines_are_the_encoders_bytes_too() -> None:
         assert event_line(event) == json.dumps(event.to_dict(), separators=(",", ":")) + "\n"
 
 
+def test_a_packet_line_is_made_anew_when_any_member_changes() -> None:
+    """Lines of packets that share a time, direction and length are one line again; a change in
+    any of them (or in gso, or a new time of the same value) gives that packet's own line."""
+    t1, t2 = 1.5, 2.5
+    same_value = float("1.5")
+    data = bytes(1500)
+    events = [PacketEvent(t1, "in", data), PacketEvent(t1, "in", data), PacketEvent(t1, "in", bytes(52)),
+              PacketEvent(t1, "out", bytes(52)), PacketEvent(t1, "out", bytes(52), gso=1448),
+              PacketEvent(t2, "out", bytes(52), gso=1448), PacketEvent(same_value, "out", bytes(52)),
+              PacketEvent(t1, "in", bytes(60000)).truncated(1500), PacketEvent(t1, "in", data)]
+    for event in events:
+        assert event_line(event) == json.dumps(event.to_dict(), separators=(",", ":")) + "\n"
+
+
 class _Recorder:
     """A sink that notes every event it is handed (it has no `accepts`: it takes every type)."""
 

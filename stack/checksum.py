@@ -51,11 +51,12 @@ def pseudo_header_sum(src: bytes, dst: bytes, protocol: int, length: int) -> int
     16-bit words modulo 0xffff (see the module docstring), and so is a 32-bit length. The
     protocol is never zero, so the result is non-zero whenever a word is.
     """
-    return _addresses_sum(src, dst) + protocol + length
+    return address_pair_sum(src, dst) + protocol + length
 
 
 @functools.lru_cache(maxsize=1024)
-def _addresses_sum(src: bytes, dst: bytes) -> int:
-    """The addresses' part of the pseudo-header sum: a connection's packets repeat one pair, so
-    each pair is summed once (two big-integer conversions and remainders less per segment)."""
+def address_pair_sum(src: bytes, dst: bytes) -> int:
+    """A partial sum of two addresses' words (pseudo-header, IPv4 header): a connection's packets
+    repeat one pair, so each pair is summed once (two big-integer conversions and remainders
+    less per segment)."""
     return int.from_bytes(src, "big") % 0xFFFF + int.from_bytes(dst, "big") % 0xFFFF

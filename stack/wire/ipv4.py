@@ -7,7 +7,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from stack.checksum import internet_checksum
+from stack.checksum import address_pair_sum, internet_checksum
 from stack.errors import ParseError
 
 PROTO_ICMP = 1
@@ -70,18 +70,32 @@ def parse_ipv4(data: bytes | memoryview) -> IPv4Packet:
         raise ParseError("ip_ihl", str(hlen))
     if total < hlen or total > n:
         raise ParseError("ip_length", f"total {total}, header {hlen}, have {n}")
-    if internet_checksum(data[:hlen]) != 0:
+    if hlen == MIN_HEADER_LEN:
+        # The sum of the header's words from the fields just unpacked, checksum included: a
+        # correct header sums to a multiple of 0xffff (RFC 1071; never 0, the version is 4).
+        valid = (_words_sum(ver_ihl, tos, total, ident, frag, ttl, proto, src, dst) + _csum) % 0xFFFF == 0
+    else:
+        valid = internet_checksum(data[:hlen]) == 0
+    if not valid:
         raise ParseError("ip_checksum")
     # The fields in their order: with keywords, building it costs three times as much (every packet).
     return IPv4Packet(unpack_addr(src), unpack_addr(dst), proto, bytes(data[hlen:total]), ttl, ident, tos,
                       bool(frag & _FLAG_DF), bool(frag & _FLAG_MF), frag & _OFFSET_MASK)
 
 
+def _words_sum(ver_ihl: int, tos: int, total: int, ident: int, frag: int, ttl: int, protocol: int,
+               src: bytes, dst: bytes) -> int:
+    """The sum of a 20-octet header's 16-bit words but the checksum's, from its fields (RFC 1071:
+    congruent modulo 0xffff to the one's-complement sum). Positive: ver_ihl is never 0 here."""
+    return (ver_ihl << 8 | tos) + total + ident + frag + (ttl << 8 | protocol) + address_pair_sum(src, dst)
+
+
 def ipv4_header(src: bytes, dst: bytes, protocol: int, total: int, ident: int, ttl: int = 64,
                 tos: int = 0) -> bytes:
-    """A 20-octet header (DF set, no options) with its checksum, for packed addresses."""
-    header = HEADER.pack(0x45, tos, total, ident, _FLAG_DF, ttl, protocol, 0, src, dst)
-    return header[:10] + internet_checksum(header).to_bytes(2, "big") + header[12:]
+    """A 20-octet header (DF set, no options) with its checksum, for packed addresses: packed once,
+    the checksum summed from the fields (every segment sent)."""
+    csum = -_words_sum(0x45, tos, total, ident, _FLAG_DF, ttl, protocol, src, dst) % 0xFFFF  # ~sum; 0, not -0
+    return HEADER.pack(0x45, tos, total, ident, _FLAG_DF, ttl, protocol, csum, src, dst)
 
 
 def build_ipv4(pkt: IPv4Packet) -> bytes:

@@ -12,11 +12,13 @@ from hypothesis import strategies as st
 from stack.checksum import internet_checksum
 from stack.errors import ParseError
 from stack.wire.ipv4 import (
+    HEADER,
     PROTO_ICMP,
     PROTO_TCP,
     PROTO_UDP,
     IPv4Packet,
     build_ipv4,
+    ipv4_header,
     pack_addr,
     parse_ipv4,
     peek_dst,
@@ -152,3 +154,46 @@ def test_fuzz(data: bytes, fix_checksum: bool) -> None:
         pass
     else:
         assert len(pkt.payload) <= len(data) - 20
+
+
+raw_addresses = st.binary(min_size=4, max_size=4)
+
+
+def _reference_header(src: bytes, dst: bytes, protocol: int, total: int, ident: int, ttl: int,
+                      tos: int) -> bytes:
+    header = HEADER.pack(0x45, tos, total, ident, 0x4000, ttl, protocol, 0, src, dst)
+    return header[:10] + internet_checksum(header).to_bytes(2, "big") + header[12:]
+
+
+@SETTINGS
+@given(raw_addresses, raw_addresses, st.integers(0, 255), st.integers(20, 0xFFFF), st.integers(0, 0xFFFF),
+       st.integers(0, 255), st.integers(0, 255))
+def test_a_built_header_has_the_checksum_of_its_octets(src: bytes, dst: bytes, protocol: int, total: int,
+                                                       ident: int, ttl: int, tos: int) -> None:
+    """ipv4_header sums the fields, not the packed octets: the same checksum, also where the
+    words sum to a multiple of 0xffff (0x0000 then, as internet_checksum gives, never 0xffff)."""
+    args = (src, dst, protocol, total, ident, ttl, tos)
+    assert ipv4_header(*args) == _reference_header(*args)
+    # The ident that makes the other words sum to a multiple of 0xffff: the checksum with ident 0.
+    zero_sum = (*args[:4], int.from_bytes(_reference_header(src, dst, protocol, total, 0, ttl, tos)[10:12]),
+                ttl, tos)
+    header = ipv4_header(*zero_sum)  # type: ignore[arg-type]
+    assert header == _reference_header(*zero_sum) and header[10:12] == bytes(2)  # type: ignore[arg-type]
+
+
+@SETTINGS
+@given(raw_addresses, raw_addresses, st.integers(20, 0xFFFF), st.integers(0, 0xFFFF),
+       st.integers(0, 0xFFFF))
+def test_a_header_is_accepted_exactly_when_its_octets_sum_to_zero(src: bytes, dst: bytes, total: int,
+                                                                    ident: int, csum: int) -> None:
+    """parse_ipv4 checks a 20-octet header from its unpacked fields; it agrees with the RFC 1071
+    sum of the octets for any checksum field, the right one and the other zero (0xffff) too."""
+    good = _reference_header(src, dst, PROTO_TCP, total, ident, 64, 0)
+    for field in (csum, int.from_bytes(good[10:12], "big"), 0xFFFF - int.from_bytes(good[10:12], "big")):
+        header = good[:10] + field.to_bytes(2, "big") + good[12:]
+        packet = header + bytes(total - 20)
+        expected_ok = internet_checksum(header) == 0
+        if expected_ok:
+            assert parse_ipv4(packet).ident == ident
+        else:
+            assert reason(packet) == "ip_checksum"

@@ -62,7 +62,7 @@ def parse_ipv4(data: bytes | memoryview) -> IPv4Packet:
     n = len(data)
     if n < MIN_HEADER_LEN:
         raise ParseError("ip_short", f"{n} bytes")
-    ver_ihl, tos, total, ident, frag, ttl, proto, _csum, src, dst = HEADER.unpack_from(data)
+    ver_ihl, tos, total, ident, frag, ttl, proto, checksum, src, dst = HEADER.unpack_from(data)
     if ver_ihl >> 4 != 4:
         raise ParseError("ip_version", str(ver_ihl >> 4))
     hlen = (ver_ihl & 0x0F) * 4
@@ -73,7 +73,7 @@ def parse_ipv4(data: bytes | memoryview) -> IPv4Packet:
     if hlen == MIN_HEADER_LEN:
         # The sum of the header's words from the fields just unpacked, checksum included: a
         # correct header sums to a multiple of 0xffff (RFC 1071; never 0, the version is 4).
-        valid = (_words_sum(ver_ihl, tos, total, ident, frag, ttl, proto, src, dst) + _csum) % 0xFFFF == 0
+        valid = (_words_sum(ver_ihl, tos, total, ident, frag, ttl, proto, src, dst) + checksum) % 0xFFFF == 0
     else:
         valid = internet_checksum(data[:hlen]) == 0
     if not valid:

@@ -441,6 +441,7 @@ class PcapSink:
         self._held: list[Held] = []
         self.takes_records = True  # it skips them, as every event but packets
         self._last_time: tuple[float | None, int, int] = (None, 0, 0)  # time, its seconds and micros
+        self._last_record: tuple[float | None, int, int, bytes] = (None, 0, 0, b"")  # time, lengths, header
         out.write(PCAP_GLOBAL.pack(0xA1B2C3D4, 2, 4, 0, 0, snaplen, LINKTYPE_RAW))
 
     def accepts(self, kind: type[Event]) -> bool:
@@ -459,17 +460,26 @@ class PcapSink:
         return b"".join(self._parts(event))
 
     def _parts(self, event: PacketEvent) -> tuple[bytes, bytes | memoryview]:
-        """The record header and the packet (joined once a batch: no copy of a packet per record)."""
+        """The record header and the packet (joined once a batch: no copy of a packet per record).
+        The packets of one step of the loop share one time object, and full-sized ones a length:
+        such a packet's header is the one before it again."""
+        data = complete_checksum(event.data) if event.csum_partial else event.data
+        caplen = len(data)
+        length = event.orig_len or caplen
+        record = self._last_record
+        if event.time is record[0] and caplen == record[1] and length == record[2]:
+            return record[3], data
         last = self._last_time
-        if event.time is not last[0]:  # the packets of one step of the loop share one time
+        if event.time is not last[0]:
             t = event.time + self.time_offset
             sec = int(t)
             usec = round((t - sec) * 1_000_000)
             if usec >= 1_000_000:
                 sec, usec = sec + 1, usec - 1_000_000
             self._last_time = last = (event.time, sec, usec)
-        data = complete_checksum(event.data) if event.csum_partial else event.data
-        return PCAP_RECORD.pack(last[1], last[2], len(data), event.orig_len or len(data)), data
+        header = PCAP_RECORD.pack(last[1], last[2], caplen, length)
+        self._last_record = (event.time, caplen, length, header)
+        return header, data
 
     def write_batch(self, events: Sequence[Held]) -> None:
         """Events as a Trace with `hold` hands them over (the packets are picked when written)."""

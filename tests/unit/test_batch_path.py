@@ -374,6 +374,27 @@ def test_events_sharing_a_time_and_then_not_encode_as_the_encoder_does() -> None
     assert records == [(1000, 500001), (1000, 750000), (1000, 500001)]
 
 
+def test_pcap_records_of_one_time_carry_each_packets_own_lengths() -> None:
+    """Packets of one step share a record header only while their lengths do too."""
+    t = 7.25
+    events = [PacketEvent(t, "in", bytes(1500)), PacketEvent(t, "in", bytes(1500)),
+              PacketEvent(t, "in", bytes(52)), PacketEvent(t, "in", bytes(3000)).truncated(1500),
+              PacketEvent(t, "in", bytes(1500))]
+    one, many = io.BytesIO(), io.BytesIO()
+    direct, batched = PcapSink(one), PcapSink(many, batch=100)
+    for event in events:
+        direct.write(event)
+    batched.write_batch(events)
+    batched.flush()
+    assert many.getvalue() == one.getvalue()
+    data, lengths, offset = one.getvalue(), [], 24
+    while offset < len(data):
+        caplen, length = (int.from_bytes(data[offset + i : offset + i + 4], "little") for i in (8, 12))
+        lengths.append((caplen, length))
+        offset += 16 + caplen
+    assert lengths == [(1500, 1500), (1500, 1500), (52, 52), (1500, 3000), (1500, 1500)]
+
+
 # -- segments held as records (Trace.segment) -----------------------------------------------------
 
 u32 = st.integers(0, 0xFFFFFFFF)

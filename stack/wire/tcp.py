@@ -316,14 +316,31 @@ def build_tcp(seg: TcpSegment, src: bytes, dst: bytes) -> bytes:
     return build_tcp_header(seg, src, dst) + seg.payload
 
 
-def build_tcp_header(seg: TcpSegment, src: bytes, dst: bytes) -> bytes:
-    """The header `build_tcp` puts before the payload, its checksum covering the payload too,
-    which is summed where it lies and not copied (the caller joins the packet once)."""
-    opts = encode_options(seg.options) if seg.options else b""
+# The last options tuple built and its padded octets (replaced whole; holding the tuple keeps its
+# identity from being reused): the segments of a train share one options tuple
+# (Sender._send_full_segments), so all but the first reuse its octets.
+_last_options: list[tuple[tuple[TcpOption, ...] | None, bytes]] = [(None, b"")]
+
+
+def _options_octets(options: tuple[TcpOption, ...]) -> bytes:
+    """The options as a header carries them: encoded, padded with EOL to 32 bits."""
+    last = _last_options[0]
+    if options is last[0]:
+        return last[1]
+    opts = encode_options(options) if options else b""
     if len(opts) & 3:
         opts += bytes(4 - (len(opts) & 3))
     if len(opts) > MAX_OPTIONS_LEN:
         raise ValueError(f"TCP options take {len(opts)} octets, more than {MAX_OPTIONS_LEN}")
+    _last_options[0] = (options, opts)
+    return opts
+
+
+def build_tcp_header(seg: TcpSegment, src: bytes, dst: bytes) -> bytes:
+    """The header `build_tcp` puts before the payload, its checksum covering the payload too,
+    which is summed where it lies and not copied (the caller joins the packet once)."""
+    last = _last_options[0]  # (_options_octets' first step, inline: every segment sent)
+    opts = last[1] if seg.options is last[0] else _options_octets(seg.options)
     hlen = MIN_HEADER_LEN + len(opts)
     fields = (seg.src_port, seg.dst_port, seg.seq, seg.ack, (hlen // 4) << 4, int(seg.flags) & 0xFF,
               seg.window)
@@ -338,11 +355,7 @@ def build_tcp_header_partial(seg: TcpSegment, src: bytes, dst: bytes) -> bytes:
     """The TCP header of `seg` (options included, payload not) with a *partial* checksum: the
     folded pseudo-header sum for the whole segment, which the kernel completes over header and
     payload (checksum offload, `stack.wire.vnet` NEEDS_CSUM). No payload octet is summed here."""
-    opts = encode_options(seg.options) if seg.options else b""
-    if len(opts) & 3:
-        opts += bytes(4 - (len(opts) & 3))
-    if len(opts) > MAX_OPTIONS_LEN:
-        raise ValueError(f"TCP options take {len(opts)} octets, more than {MAX_OPTIONS_LEN}")
+    opts = _options_octets(seg.options)
     hlen = MIN_HEADER_LEN + len(opts)
     s = pseudo_header_sum(src, dst, _PROTO_TCP, hlen + len(seg.payload))
     s = (s & 0xFFFF) + (s >> 16)

@@ -25,6 +25,8 @@ from stack.wire.tcp import (
     UnknownOption,
     WindowScale,
     build_tcp,
+    build_tcp_header,
+    build_tcp_header_partial,
     encode_options,
     format_options,
     normalize_options,
@@ -327,3 +329,19 @@ def test_format_options() -> None:
     assert format_options(opts) == "mss 1460,sackOK,TS val 100 ecr 0,nop,wscale 7,sack 1:2 3:4,eol"
     assert format_options((UnknownOption(254, b"\x01\x02"),)) == "opt-254"
     assert format_options(()) == ""
+
+
+@SETTINGS
+@given(st.lists(options_st, min_size=1, max_size=4), st.lists(st.integers(0, 3), min_size=1, max_size=12))
+def test_headers_of_segments_sharing_an_options_tuple_are_built_as_from_fresh_ones(
+        choices: list[tuple[TcpOption, ...]], picks: list[int]) -> None:
+    """A train's segments share one options tuple and all but the first reuse its octets: any
+    sequence of shared and changing tuples builds the headers fresh copies of them give."""
+    segs = [TcpSegment(40000, 80, 1000 + 1448 * n, 7, 0x10, 512, bytes(n * 11), choices[pick % len(choices)])
+            for n, pick in enumerate(picks)]  # the same tuple object again, or another
+    fresh = [dataclasses.replace(seg, options=tuple(dataclasses.replace(o) for o in seg.options))
+             for seg in segs]
+    expected = [(build_tcp(f, SRC, DST)[: len(build_tcp(f, SRC, DST)) - len(f.payload)],
+                 build_tcp_header_partial(f, SRC, DST)) for f in fresh]
+    assert [build_tcp_header(seg, SRC, DST) for seg in segs] == [full for full, _ in expected]
+    assert [build_tcp_header_partial(seg, SRC, DST) for seg in segs] == [partial for _, partial in expected]

@@ -316,46 +316,51 @@ def build_tcp(seg: TcpSegment, src: bytes, dst: bytes) -> bytes:
     return build_tcp_header(seg, src, dst) + seg.payload
 
 
-# The last options tuple built and its padded octets (replaced whole; holding the tuple keeps its
-# identity from being reused): the segments of a train share one options tuple
+# The last options tuple built, its padded octets and their sum (replaced whole; holding the
+# tuple keeps its identity from being reused): the segments of a train share one options tuple
 # (Sender._send_full_segments), so all but the first reuse its octets.
-_last_options: list[tuple[tuple[TcpOption, ...] | None, bytes]] = [(None, b"")]
+_last_options: list[tuple[tuple[TcpOption, ...] | None, bytes, int]] = [(None, b"", 0)]
 
 
-def _options_octets(options: tuple[TcpOption, ...]) -> bytes:
-    """The options as a header carries them: encoded, padded with EOL to 32 bits."""
+def _options_octets(options: tuple[TcpOption, ...]) -> tuple[bytes, int]:
+    """The options as a header carries them (encoded, padded with EOL to 32 bits) and the
+    octets read as one integer (congruent to the sum of their words, see stack.checksum)."""
     last = _last_options[0]
     if options is last[0]:
-        return last[1]
+        return last[1], last[2]
     opts = encode_options(options) if options else b""
     if len(opts) & 3:
         opts += bytes(4 - (len(opts) & 3))
     if len(opts) > MAX_OPTIONS_LEN:
         raise ValueError(f"TCP options take {len(opts)} octets, more than {MAX_OPTIONS_LEN}")
-    _last_options[0] = (options, opts)
-    return opts
+    total = int.from_bytes(opts, "big")
+    _last_options[0] = (options, opts, total)
+    return opts, total
 
 
 def build_tcp_header(seg: TcpSegment, src: bytes, dst: bytes) -> bytes:
     """The header `build_tcp` puts before the payload, its checksum covering the payload too,
     which is summed where it lies and not copied (the caller joins the packet once)."""
     last = _last_options[0]  # (_options_octets' first step, inline: every segment sent)
-    opts = last[1] if seg.options is last[0] else _options_octets(seg.options)
+    opts, opts_sum = (last[1], last[2]) if seg.options is last[0] else _options_octets(seg.options)
     hlen = MIN_HEADER_LEN + len(opts)
-    fields = (seg.src_port, seg.dst_port, seg.seq, seg.ack, (hlen // 4) << 4, int(seg.flags) & 0xFF,
-              seg.window)
-    header = HEADER.pack(*fields, 0, seg.urgent) + opts
-    # The sum of header and payload is the sum of the two sums (RFC 1071 2(B): the header's
-    # length is even, so the payload's words keep their alignment).
-    partial = pseudo_header_sum(src, dst, _PROTO_TCP, hlen + len(seg.payload)) + int.from_bytes(header, "big")
-    return HEADER.pack(*fields, internet_checksum(seg.payload, partial), seg.urgent) + opts
+    offset, flags = (hlen // 4) << 4, int(seg.flags) & 0xFF
+    # The header's words summed from its fields, packed once, with the checksum: a 32-bit
+    # number is congruent to the sum of its two words modulo 0xffff, as the octets read as one
+    # integer are to theirs (RFC 1071 2(B); stack.checksum). The sum of header and payload is
+    # the sum of the two sums: the header's length is even, so the payload's words keep their
+    # alignment, and the payload is summed where it lies.
+    partial = (pseudo_header_sum(src, dst, _PROTO_TCP, hlen + len(seg.payload)) + seg.src_port + seg.dst_port
+               + seg.seq + seg.ack + (offset << 8 | flags) + seg.window + seg.urgent + opts_sum)
+    return HEADER.pack(seg.src_port, seg.dst_port, seg.seq, seg.ack, offset, flags, seg.window,
+                       internet_checksum(seg.payload, partial), seg.urgent) + opts
 
 
 def build_tcp_header_partial(seg: TcpSegment, src: bytes, dst: bytes) -> bytes:
     """The TCP header of `seg` (options included, payload not) with a *partial* checksum: the
     folded pseudo-header sum for the whole segment, which the kernel completes over header and
     payload (checksum offload, `stack.wire.vnet` NEEDS_CSUM). No payload octet is summed here."""
-    opts = _options_octets(seg.options)
+    opts, _ = _options_octets(seg.options)
     hlen = MIN_HEADER_LEN + len(opts)
     s = pseudo_header_sum(src, dst, _PROTO_TCP, hlen + len(seg.payload))
     s = (s & 0xFFFF) + (s >> 16)

@@ -345,3 +345,35 @@ def test_headers_of_segments_sharing_an_options_tuple_are_built_as_from_fresh_on
                  build_tcp_header_partial(f, SRC, DST)) for f in fresh]
     assert [build_tcp_header(seg, SRC, DST) for seg in segs] == [full for full, _ in expected]
     assert [build_tcp_header_partial(seg, SRC, DST) for seg in segs] == [partial for _, partial in expected]
+
+
+def _reference_header(seg: TcpSegment) -> bytes:
+    """RFC 9293 3.1 by the letter: header with a zero checksum, options padded, the sum taken over
+    pseudo-header, header and payload together."""
+    opts = encode_options(seg.options)
+    opts += bytes(-len(opts) % 4)
+    hlen = 20 + len(opts)
+    fields = (seg.src_port, seg.dst_port, seg.seq, seg.ack, (hlen // 4) << 4, int(seg.flags) & 0xFF,
+              seg.window)
+    zero = struct.pack("!HHIIBBHHH", *fields, 0, seg.urgent) + opts
+    pseudo = SRC + DST + bytes((0, 6)) + (hlen + len(seg.payload)).to_bytes(2, "big")
+    csum = internet_checksum(pseudo + zero + seg.payload)
+    return struct.pack("!HHIIBBHHH", *fields, csum, seg.urgent) + opts
+
+
+@SETTINGS
+@given(segments)
+def test_a_header_built_from_its_fields_sums_as_the_octets_do(seg: TcpSegment) -> None:
+    """build_tcp_header adds the header's words from the fields (each 32-bit number congruent to
+    its two words): the bytes of the straightforward sum over the octets."""
+    assert build_tcp_header(seg, SRC, DST) == _reference_header(seg)
+
+
+def test_a_header_whose_words_sum_to_zero_carries_0x0000() -> None:
+    """Where everything but the checksum sums to a multiple of 0xffff the field is 0x0000, as the
+    octet sum gives it, never the other zero."""
+    base = TcpSegment(1, 2, 3, 4, Flags(0x10), 5, b"", ())
+    window = int.from_bytes(_reference_header(base)[16:18], "big") + 5  # absorbs the whole sum
+    seg = dataclasses.replace(base, window=window % 0xFFFF)
+    assert _reference_header(seg)[16:18] == b"\x00\x00"
+    assert build_tcp_header(seg, SRC, DST) == _reference_header(seg)

@@ -186,10 +186,8 @@ _TS_BLOCK_LEN = 12
 
 
 def _parse_options(buf: bytes) -> tuple[TcpOption, ...]:
-    """Walk the option list (RFC 9293 section 3.2). EOL ends it: whatever follows is padding."""
-    if len(buf) == _TS_BLOCK_LEN and buf.startswith(_TS_BLOCK):
-        # The layout on nearly every segment of a connection with timestamps: one unpack.
-        return (_NOP, _NOP, Timestamps(*_U32X2.unpack_from(buf, 4)))
+    """Walk the option list (RFC 9293 section 3.2). EOL ends it: whatever follows is padding.
+    (parse_tcp reads the usual NOP, NOP, timestamps block itself.)"""
     opts: list[TcpOption] = []
     i = 0
     n = len(buf)
@@ -256,7 +254,15 @@ def parse_tcp(data: bytes | memoryview, src: bytes, dst: bytes, verify_checksum:
     hlen = (offset >> 4) * 4
     if hlen < MIN_HEADER_LEN or hlen > n:
         raise ParseError("tcp_offset", f"header {hlen} of {n} bytes")
-    options = _parse_options(bytes(data[MIN_HEADER_LEN:hlen])) if hlen > MIN_HEADER_LEN else ()
+    if hlen == MIN_HEADER_LEN + _TS_BLOCK_LEN and data[MIN_HEADER_LEN : MIN_HEADER_LEN + 4] == _TS_BLOCK:
+        # NOP, NOP, timestamps, the layout on nearly every segment of a connection with
+        # timestamps (RFC 7323 appendix A): one unpack where it lies.
+        ts = Timestamps(*_U32X2.unpack_from(data, MIN_HEADER_LEN + 4))
+        options: tuple[TcpOption, ...] = (_NOP, _NOP, ts)
+    elif hlen > MIN_HEADER_LEN:
+        options = _parse_options(bytes(data[MIN_HEADER_LEN:hlen]))
+    else:
+        options = ()
     return TcpSegment(sport, dport, seq, ack, flags, window, bytes(data[hlen:]), options, urgent)
 
 

@@ -377,3 +377,18 @@ def test_a_header_whose_words_sum_to_zero_carries_0x0000() -> None:
     seg = dataclasses.replace(base, window=window % 0xFFFF)
     assert _reference_header(seg)[16:18] == b"\x00\x00"
     assert build_tcp_header(seg, SRC, DST) == _reference_header(seg)
+
+
+def test_twelve_option_octets_read_in_place_only_when_they_are_nop_nop_timestamps() -> None:
+    """parse_tcp reads the usual NOP, NOP, timestamps block where it lies; any other 12 octets
+    of options take the walk, and the block on a view parses the same as on bytes."""
+    ts = struct.pack("!II", 7, 9)
+    usual = raw_tcp(b"\x01\x01\x08\x0a" + ts, b"data")
+    for data in (usual, memoryview(usual)):
+        seg = parse_tcp(data, SRC, DST)
+        assert seg.options == (Nop(), Nop(), Timestamps(7, 9)) and seg.payload == b"data"
+    ts_first = raw_tcp(b"\x08\x0a" + ts + b"\x01\x01")
+    assert parse_tcp(ts_first, SRC, DST).options == (Timestamps(7, 9), Nop(), Nop())
+    assert reason(raw_tcp(b"\x01\x01\x08\x09" + ts)) == "tcp_option"  # a timestamps option of length 9
+    sack = b"\x01\x01\x05\x0a" + ts  # NOP, NOP, one SACK block
+    assert parse_tcp(raw_tcp(sack), SRC, DST).options == (Nop(), Nop(), Sack(((7, 9),)))

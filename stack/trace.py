@@ -220,7 +220,7 @@ class Trace:
     take records (the daemon's): `segment()` then holds a SegmentRecord, and the sinks encode its
     line straight from the segment when they drain; its event is never built."""
 
-    __slots__ = ("_held", "_routes", "enabled", "hold", "segment_records", "sinks", "wake")
+    __slots__ = ("_held", "_routes", "_segments_taken", "enabled", "hold", "segment_records", "sinks", "wake")
 
     def __init__(self, sinks: Iterable[Sink] = (), *, hold: int = 0) -> None:
         self.sinks: list[Sink] = list(sinks)
@@ -245,6 +245,7 @@ class Trace:
         self.enabled = bool(self.sinks)
         self._routes.clear()
         writers, held_too = self._route(SegmentEvent)
+        self._segments_taken = bool(writers) or held_too
         batched = [sink for sink in self.sinks if self._batched(sink)]
         self.segment_records = (held_too and not writers
                                 and all(getattr(sink, "takes_records", False) for sink in batched))
@@ -253,7 +254,8 @@ class Trace:
         """Emit `segment_event(now, direction, cid, seg, gso)`, or with `segment_records` hold its
         record: a tuple now, the line later in a tight loop, half the cost of event then line."""
         if not self.segment_records:
-            self.emit(segment_event(now, direction, cid, seg, gso))
+            if self._segments_taken:  # (a pcap alone takes none: no event to build)
+                self.emit(segment_event(now, direction, cid, seg, gso))
             return
         held = self._held  # as emit holds an event (inline: this runs for every segment)
         held.append((now, direction, cid, seg, gso))

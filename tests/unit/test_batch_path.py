@@ -349,6 +349,7 @@ def test_a_type_no_sink_takes_is_not_held() -> None:
     trace = Trace([PcapSink(io.BytesIO())], hold=10)
     trace.wake = lambda: wakes.append(1)
     trace.emit(SegmentEvent(0.0, "out", "c", ".", 1, 1, 10, 0, ""))
+    trace.segment(0.0, "out", "c", TcpSegment(1, 2, 3, 4, ACK, 5))  # nor a segment handed over whole
     assert wakes == []
     trace.emit(PacketEvent(0.0, "out", bytes(40)))
     assert wakes == [1]

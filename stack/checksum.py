@@ -58,5 +58,6 @@ def pseudo_header_sum(src: bytes, dst: bytes, protocol: int, length: int) -> int
 def address_pair_sum(src: bytes, dst: bytes) -> int:
     """A partial sum of two addresses' words (pseudo-header, IPv4 header): a connection's packets
     repeat one pair, so each pair is summed once (two big-integer conversions and remainders
-    less per segment)."""
+    less per segment). Bounded like the address caches of stack.wire.ipv4: a flood of spoofed
+    sources churns it without growing it (tests/reliability/test_syn_flood.py)."""
     return int.from_bytes(src, "big") % 0xFFFF + int.from_bytes(dst, "big") % 0xFFFF

@@ -5,17 +5,18 @@ sum of the 16-bit words of a buffer is congruent, modulo 0xffff, to the buffer r
 integer (RFC 1071 section 2 (B), "byte order independence" taken to the limit). So one
 `int.from_bytes` and one `%` replace the word loop; about 25x faster than a loop on 1500 bytes,
 and faster than summing 64-bit chunks from `memoryview.cast` (measured with timeit). For a
-wire-sized segment three folds shrink the number before the `%` (see internet_checksum): 2.2 to
-1.6 µs for 1448 octets.
+wire-sized segment five folds shrink the number before the `%` (see internet_checksum), and the
+buffer is read little-endian, which `int.from_bytes` does faster: 2.2 to 1.45 µs for 1480 octets.
 """
 
 from __future__ import annotations
 
 import functools
 
-# Folding pays from about 1 KB; 1536 octets (12,288 bits) halve at each of the three folds.
+# Folding pays from about 1 KB; 1536 octets (12,288 bits) halve at each of the five folds.
 _FOLD_MIN, _FOLD_MAX = 1024, 1536
 _MASK_6144, _MASK_3072, _MASK_1536 = (1 << 6144) - 1, (1 << 3072) - 1, (1 << 1536) - 1
+_MASK_768, _MASK_384 = (1 << 768) - 1, (1 << 384) - 1
 
 
 def internet_checksum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
@@ -24,16 +25,19 @@ def internet_checksum(data: bytes | bytearray | memoryview, initial: int = 0) ->
     An odd-length buffer is padded with one zero octet (RFC 1071 section 4.1). Verifying a whole
     packet, checksum field included, returns 0.
     """
-    v = int.from_bytes(data, "big")
-    if len(data) & 1:
-        v <<= 8
+    # Little-endian: each 16-bit word read byte-swapped, and an odd last octet already the high
+    # octet of its padded word. The sum of swapped words is the swapped sum (RFC 1071 2(B)), and
+    # swapping a 16-bit value is multiplying it by 256 modulo 0xffff (256 * 256 == 1).
+    v = int.from_bytes(data, "little")
     if _FOLD_MIN < len(data) <= _FOLD_MAX:
-        # A wire-sized segment: `%` divides digit by digit, which costs twice what folding the
-        # number onto itself does: x * 2**k + y = x + y (mod 0xffff) whenever 16 divides k.
+        # A wire-sized segment: `%` divides digit by digit, which costs more than folding the
+        # number onto itself: x * 2**k + y = x + y (mod 0xffff) whenever 16 divides k.
         v = (v >> 6144) + (v & _MASK_6144)
         v = (v >> 3072) + (v & _MASK_3072)
         v = (v >> 1536) + (v & _MASK_1536)
-    s = (v % 0xFFFF + initial) % 0xFFFF
+        v = (v >> 768) + (v & _MASK_768)
+        v = (v >> 384) + (v & _MASK_384)
+    s = (v % 0xFFFF * 256 + initial) % 0xFFFF
     # One's-complement addition never yields +0 from a non-zero operand: a multiple of 0xffff
     # is the sum 0xffff ("-0") unless every word was zero.
     if s == 0 and (v or initial):

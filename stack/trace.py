@@ -588,11 +588,10 @@ def segment_line(now: float, direction: str, cid: ConnId, seg: TcpSegment, gso: 
     table need no escaping; anything else takes the two steps."""
     opts = seg.options
     head = _direction_conn(direction, cid)
-    if len(opts) != 3 or head is None or type(now) is not float:
+    if (head is None or type(now) is not float or len(opts) != 3 or type(opts[2]) is not Timestamps
+            or type(opts[0]) is not Nop or type(opts[1]) is not Nop):
         return event_line(segment_event(now, direction, cid, seg, gso))
-    nop1, nop2, ts = opts
-    if type(ts) is not Timestamps or type(nop1) is not Nop or type(nop2) is not Nop:
-        return event_line(segment_event(now, direction, cid, seg, gso))
+    ts = opts[2]
     gso_member = f',"gso":{gso}' if gso else ""
     return (f'{{"time":{_time_text(now)},{head},"flags":"{FLAG_SPELLINGS[seg.flags & 0xFF]}",'
             f'"seq":{seg.seq},"ack":{seg.ack},"win":{seg.window},"len":{len(seg.payload)},'

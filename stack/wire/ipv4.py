@@ -91,11 +91,12 @@ def _words_sum(ver_ihl: int, tos: int, total: int, ident: int, frag: int, ttl: i
 
 
 def ipv4_header(src: bytes, dst: bytes, protocol: int, total: int, ident: int, ttl: int = 64,
-                tos: int = 0) -> bytes:
-    """A 20-octet header (DF set, no options) with its checksum, for packed addresses: packed once,
-    the checksum summed from the fields (every segment sent)."""
-    csum = -_words_sum(0x45, tos, total, ident, _FLAG_DF, ttl, protocol, src, dst) % 0xFFFF  # ~sum; 0, not -0
-    return HEADER.pack(0x45, tos, total, ident, _FLAG_DF, ttl, protocol, csum, src, dst)
+                tos: int = 0, frag: int = _FLAG_DF) -> bytes:
+    """A 20-octet header (no options; DF set unless `frag`, the flags and offset field, says
+    otherwise) with its checksum, for packed addresses: packed once, the checksum summed from the
+    fields (every segment sent)."""
+    csum = -_words_sum(0x45, tos, total, ident, frag, ttl, protocol, src, dst) % 0xFFFF  # ~sum; 0, not -0
+    return HEADER.pack(0x45, tos, total, ident, frag, ttl, protocol, csum, src, dst)
 
 
 def build_ipv4(pkt: IPv4Packet) -> bytes:
@@ -105,8 +106,7 @@ def build_ipv4(pkt: IPv4Packet) -> bytes:
         frag |= _FLAG_DF
     if pkt.more_fragments:
         frag |= _FLAG_MF
-    src, dst = pack_addr(pkt.src), pack_addr(pkt.dst)
     total = MIN_HEADER_LEN + len(pkt.payload)
-    header = HEADER.pack(0x45, pkt.tos, total, pkt.ident, frag, pkt.ttl, pkt.protocol, 0, src, dst)
-    csum = internet_checksum(header)
-    return header[:10] + csum.to_bytes(2, "big") + header[12:] + pkt.payload
+    header = ipv4_header(pack_addr(pkt.src), pack_addr(pkt.dst), pkt.protocol, total, pkt.ident, pkt.ttl,
+                         pkt.tos, frag)
+    return header + pkt.payload
